@@ -1,0 +1,244 @@
+"""The ``interp`` command: parse arguments, call library functions, print one JSON object.
+
+Every verb prints one JSON object on stdout with ``--json`` (a short summary
+otherwise); progress and logs go to stderr. ``seconds`` is the wall time of the
+computation alone, without imports or model loading. Bad input exits with status 2
+and one line on stderr, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from interp.errors import InterpError
+
+VERBS: dict[str, Callable[[argparse.Namespace], dict]] = {}
+
+
+def verb(fn: Callable[[argparse.Namespace], dict]):
+    VERBS[fn.__name__.removeprefix("cmd_")] = fn
+    return fn
+
+
+def _model(args):
+    from interp.models import load_model
+
+    return load_model(args.model, device=args.device)
+
+
+@verb
+def cmd_models(args) -> dict:
+    from interp.cache import cache_dir
+    from interp.models import DEFAULT_MODEL, list_models
+
+    t0 = time.perf_counter()
+    rows = list_models()
+    return {"default": DEFAULT_MODEL, "cache_dir": str(cache_dir()), "models": rows,
+            "seconds": time.perf_counter() - t0}
+
+
+@verb
+def cmd_attention(args) -> dict:
+    from interp.attention import attention_patterns
+
+    model = _model(args)
+    res = attention_patterns(model, args.prompt, args.layer, args.head)
+    out = {"model": model.cfg.model_name, "prompt": args.prompt, "tokens": res.tokens,
+           "layers": res.layers, "heads": res.heads,
+           "axes": {"pattern": list(res.axes)}, "pattern": _round(res.pattern.tolist()),
+           "seconds": res.seconds}
+    if args.html:
+        from interp.figures import attention_figure
+
+        _write_html(attention_figure(res, args.layer, args.head), args.html)
+        out["html"] = args.html
+    return out
+
+
+@verb
+def cmd_heads(args) -> dict:
+    from interp.attention import detect_heads
+    from interp.tokens import str_tokens
+
+    model = _model(args)
+    res = detect_heads(model, n_seqs=args.n_seqs, seq_len=args.seq_len, seed=args.seed)
+    out = {"model": model.cfg.model_name, "detector": args.detect,
+           "axes": {"scores": list(res.axes)}, "scores": _round(res.scores[args.detect].tolist()),
+           "top": res.top(args.detect, args.top),
+           "loss_first_repeat": res.loss_first, "loss_second_repeat": res.loss_second,
+           "n_seqs": res.n_seqs, "seq_len": res.seq_len, "seed": args.seed,
+           "tokens": str_tokens(model, _first_repeated_row(model, args)),
+           "seconds": res.seconds}
+    if args.html:
+        from interp.figures import head_scores_figure
+
+        _write_html(head_scores_figure(res), args.html)
+        out["html"] = args.html
+    return out
+
+
+def _first_repeated_row(model, args):
+    from interp.attention import repeated_random_tokens
+
+    return repeated_random_tokens(model, 1, args.seq_len, args.seed)[0]
+
+
+@verb
+def cmd_lens(args) -> dict:
+    from interp.lens import direct_logit_attribution, logit_lens
+    from interp.tokens import single_token
+
+    model = _model(args)
+    if args.wrong is not None and args.answer is None:
+        raise InterpError("--wrong needs --answer: DLA splits logit[answer] - logit[wrong]")
+    for text, what in ((args.answer, "answer"), (args.wrong, "wrong answer")):
+        if text is not None:
+            single_token(model, text, what)  # fail before any work
+    lens = logit_lens(model, args.prompt, args.answer, top_k=args.top)
+    out: dict[str, Any] = {
+        "model": model.cfg.model_name, "prompt": args.prompt, "tokens": lens.tokens,
+        "layers": lens.layers,
+        "axes": {"top_tokens": ["layer", "rank"], "answer_prob": ["layer"],
+                 "answer_rank": ["layer"]},
+        "top_tokens": [[{"token": t, "prob": p} for t, p in row] for row in lens.top_tokens],
+        "answer": args.answer, "answer_prob": lens.answer_prob, "answer_rank": lens.answer_rank,
+    }
+    seconds = lens.seconds
+    if args.wrong is not None:
+        dla = direct_logit_attribution(model, args.prompt, args.answer, args.wrong)
+        seconds += dla.seconds
+        out["axes"] |= {"dla.heads": ["layer", "head"], "dla.mlps": ["layer"]}
+        out["dla"] = {"wrong": args.wrong, "logit_diff": dla.logit_diff, "sum_of_parts": dla.total,
+                      "embed": dla.embed, "biases": dla.biases, "heads": dla.heads.tolist(),
+                      "mlps": dla.mlps.tolist()}
+    out["seconds"] = seconds
+    if args.html:
+        from interp.figures import lens_figure
+
+        _write_html(lens_figure(lens), args.html)
+        out["html"] = args.html
+    return out
+
+
+@verb
+def cmd_app(args) -> dict:
+    script = Path(__file__).resolve().parent.parent / "apps" / "explorer.py"
+    if not script.is_file():
+        raise InterpError(f"the explorer is not next to this install ({script} missing); "
+                          "run from a source checkout (pip install -e .)")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+           "--server.port", str(args.port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]
+    env = dict(os.environ)
+    if args.model:
+        env["INTERP_MODEL"] = args.model
+    print(f"interp: explorer on http://127.0.0.1:{args.port}", file=sys.stderr)
+    return {"exit_code": subprocess.call(cmd, env=env)}
+
+
+def _round(x, nd: int = 5):
+    if isinstance(x, list):
+        return [_round(v, nd) for v in x]
+    return round(x, nd) if isinstance(x, float) else x
+
+
+def _write_html(fig, path: str) -> None:
+    from interp.cache import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.write_html(tmp, include_plotlyjs="cdn")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interp", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help_, description=help_)
+        s.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
+        s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+        s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        return s
+
+    add("models", "list embedded, built-in, known and cached models")
+    s = add("attention", "attention patterns of a prompt")
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--layer", type=int)
+    s.add_argument("--head", type=int)
+    s.add_argument("--html", help="write an interactive plotly heatmap here")
+    s = add("heads", "score heads as induction / previous-token / duplicate-token heads")
+    s.add_argument("--detect", choices=["induction", "previous", "duplicate"], default="induction")
+    s.add_argument("--top", type=int, default=10)
+    s.add_argument("--n-seqs", type=int, default=8)
+    s.add_argument("--seq-len", type=int, default=50)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--html", help="write the layer×head heatmaps here")
+    s = add("lens", "logit lens, and direct logit attribution with --answer/--wrong")
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--answer")
+    s.add_argument("--wrong")
+    s.add_argument("--top", type=int, default=5)
+    s.add_argument("--html", help="write the logit-lens curve here")
+    s = add("app", "launch the Streamlit explorer on 127.0.0.1")
+    s.add_argument("--port", type=int, default=8501)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        out = VERBS[args.verb](args)
+    except InterpError as err:
+        print(f"interp: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug, not bad input: still one line unless asked
+        if os.environ.get("INTERP_DEBUG"):
+            raise
+        print(f"interp: internal error: {type(err).__name__}: {err} "
+              "(set INTERP_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+    if args.verb == "app":
+        return out["exit_code"]
+    if args.json:
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        _print_summary(args.verb, out)
+    return 0
+
+
+def _print_summary(verb_name: str, out: dict) -> None:
+    if verb_name == "models":
+        for m in out["models"]:
+            print(f"{m['name']:<28} {m['kind']:<12} offline={m['offline']!s:<5} {m['description']}")
+    elif verb_name == "heads":
+        print(f"loss first repeat {out['loss_first_repeat']:.2f}, second {out['loss_second_repeat']:.2f} nats")
+        for h in out["top"]:
+            print(f"{h['name']:<8} {out['detector']} {h['score']:.3f}")
+    elif verb_name == "lens":
+        for i, layer in enumerate(out["layers"]):
+            top = out["top_tokens"][i][0]
+            extra = "" if out["answer_prob"] is None else \
+                f"  P(answer)={out['answer_prob'][i]:.3f} rank {out['answer_rank'][i]}"
+            print(f"{layer:<6} top {top['token']!r} {top['prob']:.3f}{extra}")
+        if "dla" in out:
+            d = out["dla"]
+            print(f"logit diff {d['logit_diff']:.4f} = sum of DLA parts {d['sum_of_parts']:.4f}")
+    elif verb_name == "attention":
+        print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
+              + (f"; figure {out['html']}" if "html" in out else ""))
+    print(f"({out['seconds']:.2f} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
