@@ -1,0 +1,43 @@
+"""Shared fixtures: the two tiny architectures (fast, random) and the embedded model (real).
+
+Models are session-scoped: analyses never modify weights, and loading once keeps the
+suite fast on 2 cores.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from interp.models import load_model
+
+TINY = ["tiny-gpt2", "tiny-llama"]
+EIFFEL = "The Eiffel Tower is located in the city of"
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    return {name: load_model(name, device="cpu") for name in TINY}
+
+
+@pytest.fixture(params=TINY)
+def tiny(request, tiny_models):
+    """Each test using this runs once per tiny architecture."""
+    return tiny_models[request.param]
+
+
+@pytest.fixture(scope="session")
+def smol():
+    """The embedded SmolLM2-135M (dequantized once into the cache dir)."""
+    return load_model("smollm2-135m", device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,0 +1,95 @@
+"""The Streamlit explorer: AppTest runs the script in-process; the browser test drives
+the real server in headless Chromium, as a user would meet it."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chromium_path
+
+APPS = Path(__file__).resolve().parent.parent / "apps"
+
+
+def test_explorer_renders_on_tiny_model(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INTERP_MODEL", "tiny-llama")
+    at = AppTest.from_file(str(APPS / "explorer.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Attention and heads"
+    assert "0:'The'" in at.markdown[0].value  # token strings shown
+    at.number_input(key="layer").set_value(2).run()
+    assert not at.exception
+    assert any("Attention pattern L2H" in s.value for s in at.subheader)
+
+
+def test_explorer_shows_bad_prompt_as_error(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INTERP_MODEL", "tiny-llama")
+    at = AppTest.from_file(str(APPS / "explorer.py"), default_timeout=120).run()
+    at.text_area[0].set_value("   ").run()
+    assert at.error and "empty prompt" in at.error[0].value
+
+
+def test_lens_page_renders(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INTERP_MODEL", "tiny-gpt2")
+    at = AppTest.from_file(str(APPS / "pages" / "1_Logit_lens.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any("sum to" in c.value for c in at.caption)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_explorer_in_chromium_on_embedded_model(tmp_path):
+    """`interp app` serves on 127.0.0.1 and the first page draws attention maps."""
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("chromium is not installed (the README's test command installs it)")
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "interp", "app", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        # Only the loopback interface is served: every listener on the port is 127.0.0.1.
+        listeners = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                     if line.split()[3] == "0A" and line.split()[1].endswith(f":{port:04X}")]
+        assert listeners == [f"0100007F:{port:04X}"], listeners
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1300, "height": 2000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("text=Top induction heads", timeout=180_000)
+            page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
+            body = page.inner_text("body")
+            assert "smollm2-135m: 30 layers, 9 query heads over 3 KV heads" in body
+            assert "Attention pattern L18H6" in body and "L18H6 (0.9" in body
+            assert page.locator(".js-plotly-plot").count() >= 2
+            page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

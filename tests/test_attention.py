@@ -1,0 +1,117 @@
+import math
+
+import pytest
+import torch
+
+from interp import InterpError, attention_patterns, detect_heads
+from interp.attention import repeated_random_tokens
+from interp.tokens import to_tokens
+from tests.conftest import EIFFEL
+
+
+def _manual_pattern(model, tokens, layer):
+    """softmax(q kᵀ / √d_head) with a causal mask, from the cached (rotated) q and k."""
+    rotary = model.cfg.positional_embedding_type == "rotary"
+    names = [f"blocks.{layer}.attn.hook_{'rot_q' if rotary else 'q'}",
+             f"blocks.{layer}.attn.hook_{'rot_k' if rotary else 'k'}"]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    q, k = cache[names[0]][0], cache[names[1]][0]  # pos head d_head
+    group = q.shape[1] // k.shape[1]  # GQA: each KV head serves `group` query heads
+    k = k.repeat_interleave(group, dim=1)
+    scores = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(q.shape[-1])
+    pos = scores.shape[-1]
+    mask = torch.triu(torch.ones(pos, pos, dtype=torch.bool), diagonal=1)
+    return scores.masked_fill(mask, float("-inf")).softmax(-1)
+
+
+def test_patterns_match_manual_softmax(tiny):
+    result = attention_patterns(tiny, EIFFEL)
+    tokens = to_tokens(tiny, EIFFEL)
+    assert result.pattern.shape == (tiny.cfg.n_layers, tiny.cfg.n_heads, tokens.shape[1], tokens.shape[1])
+    for layer in range(tiny.cfg.n_layers):
+        assert torch.allclose(result.pattern[layer], _manual_pattern(tiny, tokens, layer), atol=1e-5)
+    assert len(result.tokens) == tokens.shape[1]
+
+
+def test_single_layer_and_head(tiny):
+    full = attention_patterns(tiny, EIFFEL)
+    one = attention_patterns(tiny, EIFFEL, layer=1, head=2)
+    assert one.pattern.shape[:2] == (1, 1) and one.layers == [1] and one.heads == [2]
+    assert torch.allclose(one.pattern[0, 0], full.pattern[1, 2])
+
+
+@pytest.mark.parametrize("layer,head,what", [(3, 0, "layer 3"), (0, 4, "head 4"), (-9, 0, "layer -9")])
+def test_out_of_range(tiny, layer, head, what):
+    with pytest.raises(InterpError, match=f"{what} is out of range"):
+        attention_patterns(tiny, EIFFEL, layer=layer, head=head)
+
+
+def test_detectors_match_naive_loop(tiny):
+    n_seqs, seq_len = 3, 12
+    result = detect_heads(tiny, n_seqs=n_seqs, seq_len=seq_len, seed=1)
+    tokens = repeated_random_tokens(tiny, n_seqs, seq_len, seed=1)
+    off = tokens.shape[1] - 2 * seq_len
+    with torch.no_grad():
+        logits, cache = tiny.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    for layer in range(tiny.cfg.n_layers):
+        pat = cache[f"blocks.{layer}.attn.hook_pattern"]
+        for head in range(tiny.cfg.n_heads):
+            prev, dup, ind = [], [], []
+            for b in range(n_seqs):
+                for i in range(off + 1, tokens.shape[1]):
+                    prev.append(pat[b, head, i, i - 1].item())
+                for i in range(off + seq_len + 1, off + 2 * seq_len):
+                    # the earlier copy of token i, and the token after it
+                    j = next(j for j in range(off, i) if tokens[b, j] == tokens[b, i])
+                    dup.append(pat[b, head, i, j].item())
+                    ind.append(pat[b, head, i, j + 1].item())
+            for name, ref in (("previous", prev), ("duplicate", dup), ("induction", ind)):
+                assert result.scores[name][layer, head].item() == pytest.approx(sum(ref) / len(ref), abs=1e-6)
+    # losses: naive per-token cross-entropy
+    ce = torch.nn.functional.cross_entropy
+    first = [ce(logits[b, i], tokens[b, i + 1]).item()
+             for b in range(n_seqs) for i in range(off, off + seq_len - 1)]
+    second = [ce(logits[b, i], tokens[b, i + 1]).item()
+              for b in range(n_seqs) for i in range(off + seq_len, off + 2 * seq_len - 1)]
+    assert result.loss_first == pytest.approx(sum(first) / len(first), rel=1e-5)
+    assert result.loss_second == pytest.approx(sum(second) / len(second), rel=1e-5)
+
+
+def test_detectors_find_hand_set_heads():
+    """Detectors on patterns we set by hand through a hook: exact expected scores."""
+    from interp.models import load_model
+
+    model = load_model("tiny-llama", device="cpu")
+    seq_len = 6
+
+    def plant(pattern, *, hook):
+        p = torch.zeros_like(pattern)
+        pos = pattern.shape[-1]
+        for i in range(pos):
+            p[:, 0, i, max(i - 1, 0)] = 1.0  # head 0: previous token
+            p[:, 1, i, i - seq_len + 1 if i >= seq_len else 0] = 1.0  # head 1: induction
+            p[:, 2:, i, : i + 1] = 1.0 / (i + 1)  # others: uniform
+        return p
+
+    model.add_hook(lambda n: n == "blocks.1.attn.hook_pattern", plant)
+    try:
+        result = detect_heads(model, n_seqs=2, seq_len=seq_len)
+    finally:
+        model.reset_hooks()
+    assert result.scores["previous"][1, 0] == pytest.approx(1.0)
+    assert result.scores["induction"][1, 1] == pytest.approx(1.0)
+    assert result.scores["induction"][1, 0] == pytest.approx(0.0)
+    assert result.top("induction", 1)[0]["name"] == "L1H1"
+
+
+@pytest.mark.slow
+def test_embedded_induction_heads(smol):
+    """The issue's measured facts: loss ~13 -> ~2 nats; L18H6 and L17H3-5 are induction heads."""
+    result = detect_heads(smol)
+    assert 12.0 < result.loss_first < 15.0 and 1.5 < result.loss_second < 2.5
+    top = {h["name"]: h["score"] for h in result.top("induction", 6)}
+    assert list(top)[0] == "L18H6" and top["L18H6"] > 0.85
+    assert {"L17H3", "L17H4", "L17H5"} <= set(top)
+    assert all(0.6 < top[h] < 0.9 for h in ("L17H3", "L17H4", "L17H5"))
+    assert result.scores["induction"].shape == (30, 9)  # per query head under GQA
