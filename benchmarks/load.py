@@ -1,0 +1,62 @@
+"""Cached load time of the embedded model, and the bridge's hook overhead.
+
+Peer: the bare ``transformers`` model from the same cached weights, on the same
+tokens. ``hook_overhead`` = bare tokens/s ÷ bridge tokens/s (1.0 = free hooks).
+
+    python -m benchmarks.load [--batch 8 --seq 128 --repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from benchmarks._harness import emit, interleaved, machine
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+
+    from transformers import AutoModelForCausalLM
+
+    from interp.models import _embedded_dir, default_device, load_model
+
+    load_model()  # make sure the cache exists; the first-ever load dequantizes
+    loads = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        bridge = load_model()
+        loads.append(time.perf_counter() - t0)
+    device = default_device()
+    bare = AutoModelForCausalLM.from_pretrained(_embedded_dir(), dtype=torch.float32).to(device).eval()
+    tokens = torch.randint(100, 20000, (args.batch, args.seq), generator=torch.Generator().manual_seed(0)).to(device)
+
+    with torch.no_grad():
+        assert torch.allclose(bare(tokens).logits, bridge(tokens), atol=1e-4), "bridge != bare model"
+        runs = interleaved({
+            "bare_transformers": lambda: bare(tokens).logits,
+            "bridge_forward": lambda: bridge(tokens),
+            "bridge_run_with_cache_all_hooks": lambda: bridge.run_with_cache(tokens),
+        }, repeats=args.repeats)
+    n_tokens = args.batch * args.seq
+    tps = {k: n_tokens / v["median_s"] for k, v in runs.items()}
+    emit({
+        "benchmark": "load", "machine": machine(), "model": "smollm2-135m",
+        "cached_load_s": {"first": loads[0], "min": min(loads)},
+        "tokens": {"batch": args.batch, "seq": args.seq},
+        "tokens_per_s": tps, "timings": runs,
+        "ratios": {
+            "hook_overhead_forward": tps["bare_transformers"] / tps["bridge_forward"],
+            "hook_overhead_run_with_cache": tps["bare_transformers"] / tps["bridge_run_with_cache_all_hooks"],
+        },
+    })
+
+
+if __name__ == "__main__":
+    main()

