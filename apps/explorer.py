@@ -39,12 +39,12 @@ st.subheader("Tokens")
 st.markdown(" ".join(f"`{i}:{t!r}`" for i, t in enumerate(result.tokens)))
 
 st.subheader(f"Attention pattern L{int(layer)}H{int(head)}")
-st.plotly_chart(attention_figure(result, int(layer), int(head)), use_container_width=True)
+st.plotly_chart(attention_figure(result, int(layer), int(head)), width="stretch")
 
 st.subheader("Head detectors")
 st.caption("Mean attention on 8 sequences of 50 random tokens repeated twice: induction "
            "(to the token after the earlier copy) and previous-token.")
 scores = cached_head_scores(name)
-st.plotly_chart(head_scores_figure(scores, ["induction", "previous"]), use_container_width=True)
+st.plotly_chart(head_scores_figure(scores, ["induction", "previous"]), width="stretch")
 top = scores.top("induction", 5)
 st.write("Top induction heads: " + ", ".join(f"{h['name']} ({h['score']:.2f})" for h in top))

@@ -24,10 +24,10 @@ wrong = col_b.text_input("Wrong answer", " Rome")
 
 try:
     lens = logit_lens(model, prompt, answer or None)
-    st.plotly_chart(lens_figure(lens), use_container_width=True)
+    st.plotly_chart(lens_figure(lens), width="stretch")
     if answer and wrong:
         dla = direct_logit_attribution(model, prompt, answer, wrong)
-        st.plotly_chart(dla_figure(dla), use_container_width=True)
+        st.plotly_chart(dla_figure(dla), width="stretch")
         st.caption(f"The parts sum to {dla.total:.4f}; the model's logit difference is "
                    f"{dla.logit_diff:.4f}.")
 except InterpError as err:
