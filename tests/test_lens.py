@@ -73,3 +73,21 @@ def test_embedded_lens_and_dla(smol):
     dla = direct_logit_attribution(smol, EIFFEL, " Paris", " Rome")
     assert dla.total == pytest.approx(dla.logit_diff, abs=1e-3)
     assert dla.logit_diff == pytest.approx(_true_logit_diff(smol, EIFFEL, " Paris", " Rome"), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_dla_matches_transformerlens_compatibility_mode(name):
+    """Against TransformerLens's own folding: with enable_compatibility_mode() the final
+    norm's gain is folded into W_U (and W_O centred), so a head's part is simply
+    z_h W_O^h · (W_U[:, a] - W_U[:, b]) / scale. Our unfolded computation must agree."""
+    from interp.models import load_model
+
+    ours = direct_logit_attribution(load_model(name, device="cpu"), EIFFEL, " Paris", " Rome")
+    folded = load_model(name, device="cpu")
+    folded.enable_compatibility_mode()
+    with torch.no_grad():
+        _, cache = folded.run_with_cache(to_tokens(folded, EIFFEL))
+        z = torch.stack([cache[f"blocks.{l}.attn.hook_z"][0, -1] for l in range(folded.cfg.n_layers)])
+        direction = folded.W_U[:, single_token(folded, " Paris")] - folded.W_U[:, single_token(folded, " Rome")]
+        heads = torch.einsum("lhd,lhdm->lhm", z, folded.W_O) @ direction / cache["ln_final.hook_scale"][0, -1]
+    assert torch.allclose(heads, ours.heads, atol=1e-5)
