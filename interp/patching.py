@@ -33,6 +33,7 @@ from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
 Direction = Literal["denoise", "noise"]
+_CPU_TOKENS_PER_PASS = 4096
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,13 @@ def _cells_per_chunk(model, task: Task, budget: float | None) -> int:
     # attention scores and pattern, MLP hidden; plus the last position's logits.
     per_token = 8 * cfg.d_model + 3 * (cfg.d_mlp or 4 * cfg.d_model) + 3 * cfg.n_heads * n_pos
     per_row = 4 * (n_pos * per_token + cfg.d_vocab)
-    return max(1, int(budget // (per_row * n_pairs)) - 1)
+    cells = int(budget // (per_row * n_pairs)) - 1
+    if not str(cfg.device).startswith("cuda"):
+        # On CPU, passes past a few thousand tokens fall out of cache and page-fault on
+        # every fresh activation: 2700 cells of 10 tokens ran 1.5x slower in one pass
+        # than in passes of 200-600 cells (benchmarks/patching.py).
+        cells = min(cells, _CPU_TOKENS_PER_PASS // (n_pos * n_pairs))
+    return max(1, cells)
 
 
 def _is_oom(err: Exception) -> bool:
