@@ -128,6 +128,43 @@ def cmd_lens(args) -> dict:
 
 
 @verb
+def cmd_patch(args) -> dict:
+    from interp.metrics import make_task
+    from interp.patching import get_site, patch_sweep
+
+    get_site(args.site)  # unknown site: fail before loading anything
+    model = _model(args)
+    task = make_task(model, args.clean, args.corrupt, args.answer, args.wrong)
+    if args.method == "exact":
+        result = patch_sweep(model, task, args.site, args.direction, args.metric)
+    else:
+        from interp.attribution import attribution_sweep
+
+        result = attribution_sweep(model, task, [args.site], args.direction, args.metric)[args.site]
+    normalized = result.normalized()
+    out = {"model": model.cfg.model_name, "site": args.site, "method": args.method,
+           "direction": args.direction, "metric": args.metric, "n_pairs": task.n_pairs,
+           "tokens": task.clean_tokens, "corrupt_tokens": task.corrupt_tokens,
+           "axes": {"values": list(result.axes), "normalized": list(result.axes)},
+           "values": _round(result.values.tolist()), "normalized": _round(normalized.tolist()),
+           "clean_baseline": result.clean_baseline, "corrupt_baseline": result.corrupt_baseline,
+           "seconds": result.seconds}
+    if args.compare and args.method == "attribution":
+        from interp.attribution import agreement
+
+        exact = patch_sweep(model, task, args.site, args.direction, args.metric)
+        ag = agreement(exact, result)
+        out["agreement"] = {"pearson_r": ag.pearson_r, "top_k": ag.top_k,
+                            "top_k_overlap": ag.top_k_overlap, "exact_seconds": exact.seconds}
+    if args.html:
+        from interp.figures import patch_figure
+
+        _write_html(patch_figure(result), args.html)
+        out["html"] = args.html
+    return out
+
+
+@verb
 def cmd_app(args) -> dict:
     script = Path(__file__).resolve().parent.parent / "apps" / "explorer.py"
     if not script.is_file():
@@ -153,7 +190,7 @@ def _write_html(fig, path: str) -> None:
     from interp.cache import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.write_html(tmp, include_plotlyjs="cdn")
+        fig.write_html(tmp, include_plotlyjs=True)  # offline: no CDN
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -186,6 +223,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--wrong")
     s.add_argument("--top", type=int, default=5)
     s.add_argument("--html", help="write the logit-lens curve here")
+    s = add("patch", "activation patching sweep over one site (exact, batched; or attribution)")
+    s.add_argument("--clean", required=True, action="append", help="clean prompt (repeat for a batch)")
+    s.add_argument("--corrupt", required=True, action="append", help="corrupt prompt, same token length")
+    s.add_argument("--answer", required=True, action="append", help="answer token, e.g. ' Paris'")
+    s.add_argument("--wrong", required=True, action="append", help="wrong token, e.g. ' Rome'")
+    s.add_argument("--site", default="resid_pre",
+                   help="resid_pre, attn_out, mlp_out, head_out, head_out_all, q, k, v, q_all, "
+                        "k_all, v_all, pattern, pattern_all")
+    s.add_argument("--method", choices=["exact", "attribution"], default="exact")
+    s.add_argument("--direction", choices=["denoise", "noise"], default="denoise")
+    s.add_argument("--metric", choices=["logit_diff", "prob"], default="logit_diff")
+    s.add_argument("--compare", action="store_true", help="with attribution: also run exact, report agreement")
+    s.add_argument("--html", help="write the heatmap here")
     s = add("app", "launch the Streamlit explorer on 127.0.0.1")
     s.add_argument("--port", type=int, default=8501)
     return p
@@ -234,6 +284,11 @@ def _print_summary(verb_name: str, out: dict) -> None:
         if "dla" in out:
             d = out["dla"]
             print(f"logit diff {d['logit_diff']:.4f} = sum of DLA parts {d['sum_of_parts']:.4f}")
+    elif verb_name == "patch":
+        print(f"{out['method']} {out['site']} ({out['direction']}): clean {out['clean_baseline']:.3f}, "
+              f"corrupt {out['corrupt_baseline']:.3f}; normalised values {out['axes']['values']}")
+        if "agreement" in out:
+            print(f"agreement with exact: r={out['agreement']['pearson_r']:.3f}")
     elif verb_name == "attention":
         print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
               + (f"; figure {out['html']}" if "html" in out else ""))

@@ -100,3 +100,30 @@ def dla_figure(result: LogitAttribution) -> go.Figure:
                              f"biases {result.biases:.2f})"),
                       height=max(360, 18 * heads.shape[0] + 120))
     return fig
+
+
+def patch_figure(result, normalized: bool = True) -> go.Figure:
+    """Heatmap of a patching sweep: layer × position (tokens on the x axis), layer·head ×
+    position for per-head-by-position sites, or layer × head."""
+    values = result.normalized() if normalized else result.values
+    z = values.numpy()
+    tokens = [f"{i}:{c!r}" if c == k else f"{i}:{c!r}/{k!r}"
+              for i, (c, k) in enumerate(zip(result.clean_tokens, result.corrupt_tokens))]
+    if result.axes == ("layer", "pos"):
+        x, y = tokens, [f"L{l}" for l in range(z.shape[0])]
+    elif result.axes == ("layer", "pos", "head"):
+        z = z.transpose(0, 2, 1).reshape(-1, z.shape[1])  # (layer, head) rows, pos columns
+        x, y = tokens, [f"L{l}H{h}" for l in range(values.shape[0]) for h in range(values.shape[2])]
+    else:
+        x, y = [f"H{h}" for h in range(z.shape[1])], [f"L{l}" for l in range(z.shape[0])]
+    label = "normalised metric" if normalized else result.metric
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale="RdBu", zmid=0 if not normalized else 0.0,
+                               colorbar={"title": label},
+                               hovertemplate="%{y} %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        title=(f"{result.method} patching of {result.site} ({result.direction}, {result.metric}); "
+               f"clean {result.clean_baseline:.2f}, corrupt {result.corrupt_baseline:.2f}"),
+        xaxis_title="position (clean/corrupt token)" if "pos" in result.axes else "head",
+        yaxis_title="layer", height=max(380, min(14 * len(y) + 140, 4000)))
+    return fig
