@@ -73,6 +73,7 @@ class EdgeScores:
     seconds: float
 
 
+@torch.no_grad()
 def _upstream_outputs(model, cache) -> Tensor:
     """``[upstream, batch, pos, d_model]``: what each upstream node wrote."""
     outs = [cache["blocks.0.hook_resid_pre"]]
@@ -154,7 +155,8 @@ def edge_attribution(model, task: Task, metric: Metric = "logit_diff") -> EdgeSc
             rows += list(g.permute(2, 0, 1, 3).flatten(1).unbind(0))
         rows.append(grads[f"blocks.{l}.ln2.hook_in"].flatten())
     rows.append(grads["ln_final.hook_in"].flatten())
-    scores = (torch.stack(rows) @ delta.T).float().cpu() * graph.valid
+    with torch.no_grad():
+        scores = (torch.stack(rows) @ delta.T).float().cpu() * graph.valid
     return EdgeScores(graph, scores, m_clean, m.item(), time.perf_counter() - t0)
 
 

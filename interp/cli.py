@@ -165,6 +165,29 @@ def cmd_patch(args) -> dict:
 
 
 @verb
+def cmd_circuit(args) -> dict:
+    from interp.circuits import discover_circuit
+    from interp.metrics import make_task
+
+    model = _model(args)
+    task = make_task(model, args.clean, args.corrupt, args.answer, args.wrong)
+    circuit = discover_circuit(model, task, args.edges, args.metric)
+    out = {"model": model.cfg.model_name, "metric": args.metric, "n_pairs": task.n_pairs,
+           "tokens": task.clean_tokens, "corrupt_tokens": task.corrupt_tokens,
+           "axes": {"edges": ["edge"]}, "nodes": circuit.nodes, "edges": circuit.edges,
+           "n_edges": len(circuit.edges), "n_edges_total": circuit.n_edges_total,
+           "clean_baseline": circuit.clean_baseline, "corrupt_baseline": circuit.corrupt_baseline,
+           "circuit_metric": circuit.circuit_metric, "faithfulness": circuit.faithfulness,
+           "seconds": circuit.seconds}
+    if args.html:
+        from interp.figures import circuit_figure
+
+        _write_html(circuit_figure(circuit, model.cfg.n_layers), args.html)
+        out["html"] = args.html
+    return out
+
+
+@verb
 def cmd_app(args) -> dict:
     script = Path(__file__).resolve().parent.parent / "apps" / "explorer.py"
     if not script.is_file():
@@ -236,6 +259,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", choices=["logit_diff", "prob"], default="logit_diff")
     s.add_argument("--compare", action="store_true", help="with attribution: also run exact, report agreement")
     s.add_argument("--html", help="write the heatmap here")
+    s = add("circuit", "edge attribution patching (EAP): the top edges as a circuit, with faithfulness")
+    s.add_argument("--clean", required=True, action="append")
+    s.add_argument("--corrupt", required=True, action="append")
+    s.add_argument("--answer", required=True, action="append")
+    s.add_argument("--wrong", required=True, action="append")
+    s.add_argument("--edges", type=int, default=200, help="keep this many top edges by |score|")
+    s.add_argument("--metric", choices=["logit_diff", "prob"], default="logit_diff")
+    s.add_argument("--html", help="write the circuit graph here")
     s = add("app", "launch the Streamlit explorer on 127.0.0.1")
     s.add_argument("--port", type=int, default=8501)
     return p
@@ -289,6 +320,11 @@ def _print_summary(verb_name: str, out: dict) -> None:
               f"corrupt {out['corrupt_baseline']:.3f}; normalised values {out['axes']['values']}")
         if "agreement" in out:
             print(f"agreement with exact: r={out['agreement']['pearson_r']:.3f}")
+    elif verb_name == "circuit":
+        print(f"{out['n_edges']} of {out['n_edges_total']} edges, {len(out['nodes'])} nodes: "
+              f"faithfulness {out['faithfulness']:.3f}")
+        for e in out["edges"][:10]:
+            print(f"  {e['src']:>8} -> {e['dst']:<8} ({e['input']}) {e['score']:+.3f}")
     elif verb_name == "attention":
         print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
               + (f"; figure {out['html']}" if "html" in out else ""))

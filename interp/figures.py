@@ -127,3 +127,52 @@ def patch_figure(result, normalized: bool = True) -> go.Figure:
         xaxis_title="position (clean/corrupt token)" if "pos" in result.axes else "head",
         yaxis_title="layer", height=max(380, min(14 * len(y) + 140, 4000)))
     return fig
+
+
+def circuit_figure(circuit, n_layers: int) -> go.Figure:
+    """The circuit as a layered graph: input at the bottom, logits at the top; edge colour
+    is the sign of the EAP score, width its size."""
+    def layer_of(node: str) -> float:
+        if node == "input":
+            return -1.0
+        if node == "logits":
+            return float(n_layers)
+        if node.startswith("MLP"):
+            return int(node[3:]) + 0.5
+        return float(int(node[1:].split("H")[0].split("KV")[0]))
+
+    rows: dict[float, list[str]] = {}
+    for node in circuit.nodes:
+        rows.setdefault(layer_of(node), []).append(node)
+    pos = {}
+    widest = max((len(v) for k, v in rows.items() if k % 1 == 0), default=1)
+    for y, names in rows.items():
+        if y % 1:  # MLP rows sit between layers: give them their own column on the left
+            for node in names:
+                pos[node] = (-widest / 2 - 1.5, y)
+            continue
+        for i, node in enumerate(sorted(names)):
+            pos[node] = (i - (len(names) - 1) / 2, y)
+    fig = go.Figure()
+    biggest = max((abs(e["score"]) for e in circuit.edges), default=1.0) or 1.0
+    for sign, colour in ((1, "rgba(33,102,172,0.55)"), (-1, "rgba(178,24,43,0.55)")):
+        for lo, hi, width in ((0.5, 1.01, 4.0), (0.2, 0.5, 2.0), (0.0, 0.2, 0.8)):
+            xs, ys = [], []
+            for e in circuit.edges:
+                rel = abs(e["score"]) / biggest
+                if (e["score"] > 0) == (sign > 0) and lo <= rel < hi:
+                    (x0, y0), (x1, y1) = pos[e["src"]], pos[e["dst"]]
+                    xs += [x0, x1, None]
+                    ys += [y0, y1, None]
+            if xs:
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip",
+                                         line={"color": colour, "width": width},
+                                         name=f"{'+' if sign > 0 else '−'} score ≥ {lo:.0%} of max"))
+    fig.add_trace(go.Scatter(x=[pos[n][0] for n in circuit.nodes], y=[pos[n][1] for n in circuit.nodes],
+                             mode="markers+text", text=circuit.nodes, textposition="middle right",
+                             marker={"size": 9, "color": "black"}, name="nodes",
+                             hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(title=(f"EAP circuit: {len(circuit.edges)} of {circuit.n_edges_total} edges, "
+                             f"faithfulness {circuit.faithfulness:.2f}"),
+                      yaxis_title="layer", xaxis_visible=False, height=max(500, 28 * (n_layers + 2)))
+    return fig

@@ -95,3 +95,59 @@ def test_embedded_lens_verb():
     assert out["model"] == "smollm2-135m" and out["tokens"][1] == " E"
     assert out["top_tokens"][-1][0]["token"] == " Paris" and out["answer_rank"][-1] == 0
     assert abs(out["dla"]["sum_of_parts"] - out["dla"]["logit_diff"]) < 1e-3
+
+
+COLOSSEUM = "The Colosseum is located in the city of"
+PAIR = ["--clean", EIFFEL, "--corrupt", COLOSSEUM, "--answer", " Paris", "--wrong", " Rome"]
+
+
+def test_patch_json_on_tiny_llama():
+    out = run_json("patch", "--model", "tiny-llama", *PAIR, "--site", "head_out")
+    assert out["axes"]["values"] == ["layer", "pos", "head"] and out["method"] == "exact"
+    assert len(out["values"]) == 3 and len(out["values"][0]) == len(out["tokens"]) == 10
+    assert len(out["values"][0][0]) == 4 and out["corrupt_tokens"][1] == " Col"
+    norm, vals = out["normalized"], out["values"]
+    gap = out["clean_baseline"] - out["corrupt_baseline"]
+    assert abs(norm[1][2][3] - (vals[1][2][3] - out["corrupt_baseline"]) / gap) < 1e-3
+
+
+def test_patch_attribution_with_agreement():
+    out = run_json("patch", "--model", "tiny-gpt2", *PAIR, "--site", "attn_out", "--method", "attribution",
+                   "--compare")
+    assert out["method"] == "attribution" and -1 <= out["agreement"]["pearson_r"] <= 1
+
+
+def test_circuit_json_on_tiny_gpt2(tmp_path):
+    out = run_json("circuit", "--model", "tiny-gpt2", *PAIR, "--edges", "20", "--html", str(tmp_path / "c.html"))
+    assert out["n_edges"] == 20 and len(out["edges"]) == 20 and out["n_edges_total"] > 20
+    assert {"src", "dst", "input", "score"} <= set(out["edges"][0])
+    assert isinstance(out["faithfulness"], float) and (tmp_path / "c.html").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["patch", "--model", "tiny-llama", "--clean", EIFFEL, "--corrupt", "The Vatican is located in the city of",
+      "--answer", " Paris", "--wrong", " Rome"], "tokenize to different lengths: clean ['The', ' E'"),
+    (["patch", "--model", "tiny-llama", *PAIR[:6], "--wrong", " New York"], "wrong answer ' New York' is 2 tokens"),
+    (["patch", "--model", "tiny-llama", "--clean", EIFFEL, "--corrupt", EIFFEL, "--answer", " Paris",
+      "--wrong", " Rome"], "divides by zero"),
+    (["patch", "--model", "tiny-llama", *PAIR, "--site", "resid_post"], "unknown site 'resid_post'"),
+    (["circuit", "--model", "tiny-llama", *PAIR, "--edges", "0"], "at least 1 edge"),
+])
+def test_patching_bad_input_is_one_line(args, message):
+    code, out, err = run(*args, "--json")
+    assert code == 2 and out == ""
+    lines = [l for l in err.splitlines() if l.startswith("interp:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_embedded_patch_shows_the_fact_moving():
+    """The issue's claim: the answer's information moves from the subject tokens to the
+    final position in the upper layers."""
+    out = run_json("patch", *PAIR, "--site", "resid_pre")
+    norm = out["normalized"]
+    assert out["tokens"][1:4] == [" E", "iffel", " Tower"] and len(norm) == 30
+    early_subject = max(max(row[1:4]) for row in norm[:20])
+    assert early_subject > 0.7 and all(abs(row[-1]) < 0.2 for row in norm[:20])
+    assert all(row[-1] > 0.75 for row in norm[25:]) and all(max(row[1:4]) < 0.1 for row in norm[25:])
