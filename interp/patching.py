@@ -29,11 +29,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
 Direction = Literal["denoise", "noise"]
-_CPU_TOKENS_PER_PASS = 4096
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def patch_sweep(model, task: Task, site: str = "resid_pre", direction: Direction
     del src_logits
     shape = grid_shape(model, spec, task.clean.shape[1])
     cells = torch.tensor(list(itertools.product(*map(range, shape))), dtype=torch.long)
-    per_chunk = _cells_per_chunk(model, task, memory_budget)
+    per_chunk = cells_per_pass(model, task.n_pairs, task.clean.shape[1], memory_budget)
     if max_cells_per_chunk:
         per_chunk = min(per_chunk, max_cells_per_chunk)
     values = torch.empty(len(cells))
@@ -133,12 +133,12 @@ def patch_sweep(model, task: Task, site: str = "resid_pre", direction: Direction
         try:
             base, vals = _run_chunk(model, base_tokens, src_cache, spec, chunk, task, metric)
         except (torch.OutOfMemoryError, RuntimeError) as err:
-            if not _is_oom(err) or per_chunk == 1:
+            if not is_oom(err) or per_chunk == 1:
                 raise
             per_chunk = max(1, per_chunk // 2)
             print(f"interp: out of memory at {len(chunk)} cells per pass; retrying with {per_chunk}",
                   file=sys.stderr)
-            _free_memory(model)
+            free_memory(model)
             continue
         values[start:start + len(chunk)] = vals
         base_metric = base
@@ -156,54 +156,33 @@ def _run_chunk(model, base_tokens: Int[Tensor, "pair pos"], src_cache, spec: Sit
     """One forward: the base rows plus one copy per cell, appended at the cell's layer."""
     n_pairs = base_tokens.shape[0]
     layers = cells[:, 0]
-    offsets, counts, row = {}, {}, n_pairs
-    for layer in layers.unique().tolist():
-        counts[layer] = int((layers == layer).sum())
-        offsets[layer] = row
-        row += counts[layer] * n_pairs
+    rows = torch.arange(n_pairs, n_pairs * (len(cells) + 1))
+    row_cell = rows // n_pairs - 1
 
-    def cell_rows(layer: int):
-        """Row indices of this layer's copies, and each row's cell and pair."""
-        sel = cells[layers == layer]
-        rows = torch.arange(offsets[layer], offsets[layer] + counts[layer] * n_pairs)
-        return rows, sel.repeat_interleave(n_pairs, dim=0), torch.arange(len(rows)) % n_pairs
-
-    def patch(x: Tensor, layer: int) -> Tensor:
-        rows, cell, pair = cell_rows(layer)
-        src = src_cache[f"blocks.{layer}.{spec.hook}"]
+    def patch(x: Tensor, *, hook, layer: int) -> Tensor:
+        sel = layers[row_cell] == layer
         dev = x.device
-        rows, pair = rows.to(dev), pair.to(dev)
+        r, cell, pair = rows[sel].to(dev), cells[row_cell[sel]], (rows[sel] % n_pairs).to(dev)
+        src = src_cache[f"blocks.{layer}.{spec.hook}"]
         if spec.axes == ("layer", "pos"):
             pos = cell[:, 1].to(dev)
-            x[rows, pos] = src[pair, pos]
+            x[r, pos] = src[pair, pos]
         elif spec.axes == ("layer", "pos", "head"):
             pos, head = cell[:, 1].to(dev), cell[:, 2].to(dev)
             if spec.pattern:
-                x[rows, head, pos] = src[pair, head, pos]
+                x[r, head, pos] = src[pair, head, pos]
             else:
-                x[rows, pos, head] = src[pair, pos, head]
+                x[r, pos, head] = src[pair, pos, head]
         else:  # ("layer", "head"): every position
             head = cell[:, 1].to(dev)
             if spec.pattern:
-                x[rows, head] = src[pair, head]
+                x[r, head] = src[pair, head]
             else:
-                x[rows, :, head] = src[pair, :, head]
+                x[r, :, head] = src[pair, :, head]
         return x
 
-    def expand(x: Float[Tensor, "rows pos d_model"], *, hook, layer: int):
-        assert x.shape[0] == offsets[layer], "rows out of step with the cells"
-        x = torch.cat([x, x[:n_pairs].repeat(counts[layer], 1, 1)])
-        return patch(x, layer) if spec.hook == "hook_resid_pre" else x
-
-    hooks = []
-    for layer in counts:
-        hooks.append((f"blocks.{layer}.hook_resid_pre", _bind(expand, layer)))
-        if spec.hook != "hook_resid_pre":
-            hooks.append((f"blocks.{layer}.{spec.hook}", _bind(lambda x, *, hook, layer: patch(x, layer), layer)))
-    # Only the last position is scored: unembed it alone (the unembedding dominates otherwise).
-    hooks.append(("unembed.hook_in", lambda x, *, hook: x[:, -1:]))
-    with torch.no_grad():
-        logits = model.run_with_hooks(base_tokens, fwd_hooks=hooks)[:, -1]
+    hooks = [(f"blocks.{layer}.{spec.hook}", _bind(patch, layer)) for layer in layers.unique().tolist()]
+    logits = forward_with_cells(model, base_tokens, layers.tolist(), hooks)
     reps = logits.shape[0] // n_pairs
     per_row = metric_per_pair(logits, task.answer.repeat(reps), task.wrong.repeat(reps), metric)
     per_row = per_row.float().cpu().view(reps, n_pairs).mean(1)
@@ -212,38 +191,3 @@ def _run_chunk(model, base_tokens: Int[Tensor, "pair pos"], src_cache, spec: Sit
 
 def _bind(fn, layer: int):
     return lambda x, *, hook: fn(x, hook=hook, layer=layer)
-
-
-def _cells_per_chunk(model, task: Task, budget: float | None) -> int:
-    """How many cells fit one pass: activation bytes per row vs a memory budget."""
-    cfg, (n_pairs, n_pos) = model.cfg, task.clean.shape
-    if budget is None:
-        if str(cfg.device).startswith("cuda"):
-            free, _ = torch.cuda.mem_get_info(torch.device(cfg.device))
-            budget = 0.5 * free
-        else:
-            budget = 1.5e9
-    # Live activations of one row during a no-grad block: residual copies, q/k/v,
-    # attention scores and pattern, MLP hidden; plus the last position's logits.
-    per_token = 8 * cfg.d_model + 3 * (cfg.d_mlp or 4 * cfg.d_model) + 3 * cfg.n_heads * n_pos
-    per_row = 4 * (n_pos * per_token + cfg.d_vocab)
-    cells = int(budget // (per_row * n_pairs)) - 1
-    if not str(cfg.device).startswith("cuda"):
-        # On CPU, passes past a few thousand tokens fall out of cache and page-fault on
-        # every fresh activation: 2700 cells of 10 tokens ran 1.5x slower in one pass
-        # than in passes of 200-600 cells (benchmarks/patching.py).
-        cells = min(cells, _CPU_TOKENS_PER_PASS // (n_pos * n_pairs))
-    return max(1, cells)
-
-
-def _is_oom(err: Exception) -> bool:
-    text = str(err).lower()
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
-
-
-def _free_memory(model) -> None:
-    import gc
-
-    gc.collect()
-    if str(model.cfg.device).startswith("cuda"):
-        torch.cuda.empty_cache()

@@ -1,0 +1,88 @@
+"""Many interventions in one forward pass: rows appended at the layer where they start.
+
+Patching and causal tracing both run one *base* batch (``B`` rows: prompt pairs, or
+noised copies of a prompt) and ask what happens when some activation from layer ``L``
+onward is replaced, for many independent *cells*. Everything before ``L`` is the same
+for a cell and the base run, so it is computed once: at ``blocks.L.hook_resid_pre`` a
+copy of the ``B`` base rows is appended per cell starting at ``L``; the caller's hooks
+then edit those rows. With cells sorted by start layer, cell ``c`` owns rows
+``B·(c+1) … B·(c+2) − 1``. Only the last position is unembedded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Sequence
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+_CPU_TOKENS_PER_PASS = 4096
+Hook = tuple[str, Callable]
+
+
+def forward_with_cells(model, base_tokens: Int[Tensor, "base pos"], starts: Sequence[int],
+                       hooks: Sequence[Hook], base_hooks: Sequence[Hook] = ()
+                       ) -> Float[Tensor, "rows d_vocab"]:
+    """Last-position logits of the base rows followed by each cell's copy of them.
+
+    ``starts`` (ascending) is each cell's start layer; ``base_hooks`` run before the rows
+    grow (e.g. noise on the embeddings); ``hooks`` run after, on the grown batch.
+    """
+    if list(starts) != sorted(starts):
+        raise ValueError("cells must be sorted by start layer")
+    n_base = base_tokens.shape[0]
+    counts = Counter(starts)
+    offsets, row = {}, n_base
+    for layer in sorted(counts):
+        offsets[layer] = row
+        row += counts[layer] * n_base
+
+    def expand(x: Float[Tensor, "rows pos d_model"], *, hook, layer: int):
+        assert x.shape[0] == offsets[layer], "rows out of step with the cells"
+        return torch.cat([x, x[:n_base].repeat(counts[layer], 1, 1)])
+
+    fwd = list(base_hooks)
+    fwd += [(f"blocks.{layer}.hook_resid_pre", _bind(expand, layer)) for layer in sorted(counts)]
+    fwd += list(hooks)
+    # Only the last position is scored: unembed it alone (the unembedding dominates otherwise).
+    fwd.append(("unembed.hook_in", lambda x, *, hook: x[:, -1:]))
+    with torch.no_grad():
+        return model.run_with_hooks(base_tokens, fwd_hooks=fwd)[:, -1]
+
+
+def _bind(fn, layer: int):
+    return lambda x, *, hook: fn(x, hook=hook, layer=layer)
+
+
+def cells_per_pass(model, rows_per_cell: int, n_pos: int, budget: float | None = None) -> int:
+    """How many cells fit one pass: activation bytes per row against a memory budget."""
+    cfg = model.cfg
+    on_gpu = str(cfg.device).startswith("cuda")
+    if budget is None:
+        budget = 0.5 * torch.cuda.mem_get_info(torch.device(cfg.device))[0] if on_gpu else 1.5e9
+    # Live activations of one row during a no-grad block: residual copies, q/k/v,
+    # attention scores and pattern, MLP hidden; plus the last position's logits.
+    per_token = 8 * cfg.d_model + 3 * (cfg.d_mlp or 4 * cfg.d_model) + 3 * cfg.n_heads * n_pos
+    per_row = 4 * (n_pos * per_token + cfg.d_vocab)
+    cells = int(budget // (per_row * rows_per_cell)) - 1
+    if not on_gpu:
+        # On CPU, passes past a few thousand tokens fall out of cache and page-fault on
+        # every fresh activation: 2700 cells of 10 tokens ran 1.5x slower in one pass
+        # than in passes of 200-600 cells (benchmarks/RESULTS.md).
+        cells = min(cells, _CPU_TOKENS_PER_PASS // (n_pos * rows_per_cell))
+    return max(1, cells)
+
+
+def is_oom(err: Exception) -> bool:
+    text = str(err).lower()
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def free_memory(model) -> None:
+    import gc
+
+    gc.collect()
+    if str(model.cfg.device).startswith("cuda"):
+        torch.cuda.empty_cache()
