@@ -1,0 +1,300 @@
+"""Causal tracing (Meng et al. 2022, "Locating and Editing Factual Associations in GPT").
+
+Corrupt the subject: add Gaussian noise of scale ``noise × σ`` (σ = the standard
+deviation of the model's token embeddings, measured once per model and cached) to the
+subject tokens' embeddings, in ``samples`` noised copies of the prompt. Then restore
+one clean state and measure how much of the clean answer's probability comes back:
+
+* ``hidden``: the residual stream after block ``l`` at token ``t``;
+* ``mlp`` / ``attn``: the MLP / attention output at token ``t`` in every layer of a
+  window of ``window`` layers centred on ``l`` (ROME: ``l − w/2 … l + w/2 − 1``).
+
+The score of cell (t, l) is P(answer) averaged over the noised copies. As in ROME, the
+same noise is used for every cell (seeded), so scores are reproducible.
+
+ROME's reference runs one batch of ``samples + 1`` rows per cell. :func:`trace` instead
+appends each cell's noised copies at the first layer it restores
+(:mod:`interp._batching`), so the corrupted run before that layer is computed once.
+:func:`trace_loop` keeps ROME's structure as the reference the tests and the benchmark
+compare against.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom
+from interp.cache import cache_dir, write_json
+from interp.errors import InterpError
+from interp.tokens import single_token, str_tokens, to_tokens
+
+Kind = Literal["hidden", "mlp", "attn"]
+KINDS: tuple[Kind, ...] = ("hidden", "mlp", "attn")
+_HOOK = {"hidden": "hook_resid_post", "mlp": "hook_mlp_out", "attn": "hook_attn_out"}
+
+
+@dataclass
+class Trace:
+    """A causal trace of one prompt."""
+
+    scores: dict[str, Tensor]
+    """Kind -> P(answer) with that state restored, ``[token][layer]``."""
+    tokens: list[str]
+    subject: str
+    subject_range: tuple[int, int]
+    """Token span ``[start, end)`` of the subject."""
+    answer: str
+    clean_prob: float
+    corrupt_prob: float
+    samples: int
+    noise_scale: float
+    """The absolute noise standard deviation used (noise × σ of the embeddings)."""
+    window: int
+    seconds: float
+    axes: tuple[str, ...] = ("token", "layer")
+    extra: dict = field(default_factory=dict)
+
+
+def fill_template(template: str, subject: str) -> str:
+    if "{}" not in template:
+        raise InterpError(f"template {template!r} has no '{{}}' where the subject goes")
+    return template.replace("{}", subject, 1)
+
+
+def subject_span(model, prompt: str, subject: str) -> tuple[int, int]:
+    """Token span ``[start, end)`` covering ``subject``'s characters (its last occurrence),
+    found from the tokenizer's character offsets, so it works however it tokenizes."""
+    if not subject or not subject.strip():
+        raise InterpError("empty subject")
+    at = prompt.rfind(subject)
+    if at < 0:
+        raise InterpError(f"subject {subject!r} is not in the prompt {prompt!r}")
+    enc = model.tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=False)
+    offsets = enc["offset_mapping"]
+    n_model = to_tokens(model, prompt).shape[1]
+    shift = n_model - len(offsets)  # 1 when the model prepends BOS
+    lo, hi = at, at + len(subject)
+    inside = [i for i, (a, b) in enumerate(offsets) if a < hi and b > lo]
+    return inside[0] + shift, inside[-1] + 1 + shift
+
+
+def embedding_std(model) -> float:
+    """σ of the token embeddings over the tokens of the shipped facts' prompts, cached per model.
+
+    ROME measures it over its subjects; we use whole prompts for a broader sample."""
+    path = cache_dir("tracing") / f"{_slug(model.cfg.model_name)}-embed-std.json"
+    try:
+        return float(json.loads(path.read_text())["std"])
+    except Exception:  # absent or corrupt: measure again
+        pass
+    facts = load_facts()
+    texts = [fill_template(f["template"], f["subject"]) + f["answer"] for f in facts]
+    ids = torch.cat([to_tokens(model, t)[0] for t in texts])
+    with torch.no_grad():
+        _, cache = model.run_with_cache(ids[None], names_filter="hook_embed", stop_at_layer=0)
+        std = cache["hook_embed"].float().std().item()
+    write_json(path, {"std": std, "tokens": int(ids.numel()), "model": model.cfg.model_name})
+    return std
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def load_facts(path: str | None = None) -> list[dict]:
+    """Facts as ``{"template", "subject", "answer"}`` (the shipped set by default)."""
+    if path is None:
+        text = resources.files("interp").joinpath("data/known_facts.json").read_text()
+    else:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as err:
+            raise InterpError(f"cannot read facts file {path}: {err.strerror}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InterpError(f"facts file {path} is not JSON: {err.msg} at line {err.lineno}") from err
+    facts = data["facts"] if isinstance(data, dict) else data
+    for i, f in enumerate(facts):
+        if not {"template", "subject", "answer"} <= set(f):
+            raise InterpError(f"fact {i} of {path} needs template, subject and answer")
+    return facts
+
+
+@dataclass
+class _Setup:
+    tokens: Tensor
+    span: tuple[int, int]
+    answer_id: int
+    answer: str
+    noise: Tensor
+    scale: float
+    clean_prob: float
+    clean: dict
+
+
+def _prepare(model, prompt, subject, answer, samples, noise, seed, kinds) -> _Setup:
+    tokens = to_tokens(model, prompt)
+    span = subject_span(model, prompt, subject)
+    n = model.cfg.n_layers
+    names = {f"blocks.{l}.{_HOOK[k]}" for k in kinds for l in range(n)}
+    with torch.no_grad():
+        logits, clean = model.run_with_cache(tokens, names_filter=lambda x: x in names)
+    probs = logits[0, -1].float().softmax(-1)
+    if answer is None:
+        answer_id = int(probs.argmax())
+        answer = model.tokenizer.decode([answer_id])
+    else:
+        answer_id = single_token(model, answer, "answer")
+    scale = noise * embedding_std(model)
+    gen = torch.Generator().manual_seed(seed)
+    eps = torch.randn(samples, span[1] - span[0], model.cfg.d_model, generator=gen) * scale
+    return _Setup(tokens, span, answer_id, answer, eps.to(model.cfg.device, model.cfg.dtype), scale,
+                  probs[answer_id].item(), clean)
+
+
+def _noise_hook(setup: _Setup):
+    a, b = setup.span
+
+    def add(x, *, hook):
+        x = x.clone()
+        x[:, a:b] += setup.noise[: x.shape[0]]
+        return x
+
+    return ("hook_embed", add)
+
+
+def _window(layer: int, window: int, n_layers: int) -> range:
+    return range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2)))
+
+
+def _restores(kind: str, token: int, layer: int, window: int, n_layers: int) -> list[tuple[str, int]]:
+    """The (hook, token) restores of one cell."""
+    if kind == "hidden":
+        return [(f"blocks.{layer}.{_HOOK[kind]}", token)]
+    return [(f"blocks.{l}.{_HOOK[kind]}", token) for l in _window(layer, window, n_layers)]
+
+
+def _check(model, samples: int, window: int, kinds) -> None:
+    if samples < 1:
+        raise InterpError(f"need at least 1 noise sample (got {samples})")
+    if window < 1:
+        raise InterpError(f"window must be at least 1 layer (got {window})")
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise InterpError(f"unknown trace kind {bad[0]!r}; choose from hidden, mlp, attn")
+
+
+def trace(model, prompt: str, subject: str, answer: str | None = None,
+          kinds: Sequence[Kind] = KINDS, samples: int = 10, noise: float = 3.0, window: int = 10,
+          seed: int = 1, memory_budget: float | None = None) -> Trace:
+    """Batched causal trace: every (token, layer) cell of every kind."""
+    _check(model, samples, window, kinds)
+    t0 = time.perf_counter()
+    setup = _prepare(model, prompt, subject, answer, samples, noise, seed, kinds)
+    n, n_tok = model.cfg.n_layers, setup.tokens.shape[1]
+    cells = [(k, t, l) for k in kinds for t in range(n_tok) for l in range(n)]
+    starts = [min(int(h.split(".")[1]) for h, _ in _restores(k, t, l, window, n)) for k, t, l in cells]
+    order = sorted(range(len(cells)), key=lambda i: starts[i])
+    base = setup.tokens.repeat(samples, 1)
+    probs = torch.empty(len(cells))
+    per_pass = cells_per_pass(model, samples, n_tok, memory_budget)
+    corrupt = None
+    bar = tqdm(total=len(cells), desc="tracing", unit="cell", file=sys.stderr, leave=False,
+               disable=len(cells) <= per_pass)
+    i = 0
+    while i < len(order):
+        chunk = order[i:i + per_pass]
+        try:
+            row_probs = _run_cells(model, setup, base, [cells[c] for c in chunk],
+                                   [starts[c] for c in chunk], window)
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not is_oom(err) or per_pass == 1:
+                raise
+            per_pass = max(1, per_pass // 2)
+            free_memory(model)
+            continue
+        per_cell = row_probs.view(len(chunk) + 1, samples).mean(1)
+        corrupt = per_cell[0].item()
+        probs[chunk] = per_cell[1:]
+        i += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
+    grid = probs.view(len(kinds), n_tok, n)
+    return Trace({k: grid[j] for j, k in enumerate(kinds)}, str_tokens(model, setup.tokens[0]), subject,
+                 setup.span, setup.answer, setup.clean_prob, corrupt, samples, setup.scale, window,
+                 time.perf_counter() - t0, extra={"cells_per_pass": per_pass})
+
+
+def _run_cells(model, setup: _Setup, base: Tensor, cells, starts, window: int) -> Tensor:
+    """P(answer) of the base rows and of each cell's copies, in one forward pass."""
+    samples, n = base.shape[0], model.cfg.n_layers
+    by_hook: dict[str, list[tuple[int, int]]] = {}  # hook -> (first row, token)
+    for c, (kind, token, layer) in enumerate(cells):
+        for hook, tok in _restores(kind, token, layer, window, n):
+            by_hook.setdefault(hook, []).append((samples * (c + 1), tok))
+
+    def restore(name: str):
+        rows = torch.tensor([r + s for r, _ in by_hook[name] for s in range(samples)])
+        toks = torch.tensor([t for _, t in by_hook[name] for _ in range(samples)])
+        value = setup.clean[name][0]
+
+        def hook(x, *, hook):
+            x[rows.to(x.device), toks.to(x.device)] = value[toks.to(value.device)]
+            return x
+
+        return hook
+
+    hooks = [(name, restore(name)) for name in by_hook]
+    logits = forward_with_cells(model, base, starts, hooks, base_hooks=[_noise_hook(setup)])
+    return logits.float().softmax(-1)[:, setup.answer_id].cpu()
+
+
+def trace_loop(model, prompt: str, subject: str, answer: str | None = None,
+               kinds: Sequence[Kind] = KINDS, samples: int = 10, noise: float = 3.0, window: int = 10,
+               seed: int = 1) -> Trace:
+    """ROME's structure: one forward of ``samples + 1`` rows (row 0 clean) per cell, restoring
+    row 0's state into the noised rows. The reference for :func:`trace`."""
+    _check(model, samples, window, kinds)
+    t0 = time.perf_counter()
+    setup = _prepare(model, prompt, subject, answer, samples, noise, seed, kinds)
+    n, n_tok = model.cfg.n_layers, setup.tokens.shape[1]
+    batch = setup.tokens.repeat(samples + 1, 1)
+    a, b = setup.span
+
+    def noise_rows(x, *, hook):
+        x = x.clone()
+        x[1:, a:b] += setup.noise
+        return x
+
+    def run(restores: list[tuple[str, int]]) -> float:
+        def put(x, *, hook, tok):
+            x[1:, tok] = x[0, tok]
+            return x
+
+        hooks = [("hook_embed", noise_rows)] + [(h, lambda x, *, hook, tok=t: put(x, hook=hook, tok=tok))
+                                                for h, t in restores]
+        with torch.no_grad():
+            logits = model.run_with_hooks(batch, fwd_hooks=hooks)[:, -1]
+        return logits[1:].float().softmax(-1)[:, setup.answer_id].mean().item()
+
+    corrupt = run([])
+    scores = {}
+    for kind in kinds:
+        grid = torch.empty(n_tok, n)
+        for t in range(n_tok):
+            for l in range(n):
+                grid[t, l] = run(_restores(kind, t, l, window, n))
+        scores[kind] = grid
+    return Trace(scores, str_tokens(model, setup.tokens[0]), subject, setup.span, setup.answer,
+                 setup.clean_prob, corrupt, samples, setup.scale, window, time.perf_counter() - t0)

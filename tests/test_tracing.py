@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+
+from interp import InterpError
+from interp.tracing import fill_template, load_facts, subject_span, trace, trace_loop
+from interp.tokens import single_token, to_tokens
+from tests.conftest import EIFFEL
+
+
+@pytest.mark.parametrize("kind", ["hidden", "mlp", "attn"])
+def test_batched_trace_equals_rome_loop(tiny, kind):
+    fast = trace(tiny, EIFFEL, "The Eiffel Tower", " Paris", kinds=[kind], samples=3, window=2,
+                 memory_budget=2e6)  # several passes
+    ref = trace_loop(tiny, EIFFEL, "The Eiffel Tower", " Paris", kinds=[kind], samples=3, window=2)
+    assert fast.extra["cells_per_pass"] < fast.scores[kind].numel()
+    assert torch.allclose(fast.scores[kind], ref.scores[kind], atol=1e-6, rtol=1e-4)
+    assert fast.corrupt_prob == pytest.approx(ref.corrupt_prob, rel=1e-4)
+    assert fast.scores[kind].std() > 0
+
+
+def test_trace_reference_semantics(tiny):
+    """Restoring the whole last position's residual stream at the last layer gives back the
+    clean probability; restoring a token before the subject changes nothing."""
+    prompt = "Yesterday the Eiffel Tower was in the city of"
+    result = trace(tiny, prompt, "the Eiffel Tower", " Paris", kinds=["hidden"], samples=4)
+    hidden = result.scores["hidden"]
+    assert hidden[-1, -1].item() == pytest.approx(result.clean_prob, rel=1e-4)
+    start = result.subject_range[0]
+    assert start > 0 and torch.allclose(hidden[:start], torch.full_like(hidden[:start], result.corrupt_prob), rtol=1e-4)
+
+
+def test_same_seed_same_trace_and_noise_scale(tiny):
+    a = trace(tiny, EIFFEL, "The Eiffel Tower", kinds=["mlp"], samples=3, seed=7)
+    b = trace(tiny, EIFFEL, "The Eiffel Tower", kinds=["mlp"], samples=3, seed=7)
+    c = trace(tiny, EIFFEL, "The Eiffel Tower", kinds=["mlp"], samples=3, seed=8)
+    assert torch.equal(a.scores["mlp"], b.scores["mlp"]) and not torch.equal(a.scores["mlp"], c.scores["mlp"])
+    emb = tiny.W_E[to_tokens(tiny, EIFFEL)[0]]
+    assert 1.0 < a.noise_scale / emb.std().item() < 6.0  # 3σ of embeddings, σ measured on a sample
+
+
+def test_subject_span_from_character_offsets(tiny_models):
+    gpt2, llama = tiny_models["tiny-gpt2"], tiny_models["tiny-llama"]
+    # ' E' 'iffel' ' Tower' whatever the tokenization; BOS shifts the span by one.
+    assert subject_span(llama, EIFFEL, "Eiffel Tower") == (1, 4)
+    assert subject_span(gpt2, EIFFEL, "Eiffel Tower") == (2, 5)
+    assert subject_span(llama, EIFFEL, "iffel") == (2, 3)  # inside a token's neighbourhood
+
+
+def test_bad_inputs(tiny):
+    with pytest.raises(InterpError, match="subject 'Big Ben' is not in the prompt"):
+        trace(tiny, EIFFEL, "Big Ben")
+    with pytest.raises(InterpError, match="has no '\\{\\}'"):
+        fill_template("is located in", "x")
+    with pytest.raises(InterpError, match="unknown trace kind 'mlps'"):
+        trace(tiny, EIFFEL, "The Eiffel Tower", kinds=["mlps"])
+    with pytest.raises(InterpError, match="is 2 tokens"):
+        trace(tiny, EIFFEL, "The Eiffel Tower", answer=" New York")
+
+
+def test_facts_file_format(tmp_path):
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps({"facts": [{"template": "{} is in", "subject": "X", "answer": " Y"}]}))
+    assert load_facts(str(path))[0]["subject"] == "X"
+    path.write_text('{"facts": [{"template": "{} is in"}]}')
+    with pytest.raises(InterpError, match="needs template, subject and answer"):
+        load_facts(str(path))
+
+
+@pytest.mark.slow
+def test_shipped_facts_are_known_by_the_embedded_model(smol):
+    facts = load_facts()
+    assert len(facts) >= 20
+    with torch.no_grad():
+        for f in facts:
+            logits = smol(to_tokens(smol, fill_template(f["template"], f["subject"])))[0, -1]
+            assert int(logits.argmax()) == single_token(smol, f["answer"]), f
