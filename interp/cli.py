@@ -188,6 +188,29 @@ def cmd_circuit(args) -> dict:
 
 
 @verb
+def cmd_trace(args) -> dict:
+    from interp.tracing import KINDS, trace
+
+    kinds = list(KINDS) if args.kind == "all" else [args.kind]
+    model = _model(args)
+    result = trace(model, args.prompt, args.subject, args.answer, kinds, args.samples, args.noise,
+                   args.window, args.seed)
+    out = {"model": model.cfg.model_name, "prompt": args.prompt, "tokens": result.tokens,
+           "subject": result.subject, "subject_range": list(result.subject_range),
+           "answer": result.answer, "clean_prob": result.clean_prob, "corrupt_prob": result.corrupt_prob,
+           "samples": result.samples, "noise_scale": result.noise_scale, "window": result.window,
+           "seed": args.seed, "axes": {f"scores.{k}": ["token", "layer"] for k in kinds},
+           "scores": {k: _round(v.tolist()) for k, v in result.scores.items()},
+           "seconds": result.seconds}
+    if args.html:
+        from interp.figures import trace_figure
+
+        _write_html(trace_figure(result), args.html)
+        out["html"] = args.html
+    return out
+
+
+@verb
 def cmd_app(args) -> dict:
     script = Path(__file__).resolve().parent.parent / "apps" / "explorer.py"
     if not script.is_file():
@@ -267,6 +290,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--edges", type=int, default=200, help="keep this many top edges by |score|")
     s.add_argument("--metric", choices=["logit_diff", "prob"], default="logit_diff")
     s.add_argument("--html", help="write the circuit graph here")
+    s = add("trace", "ROME causal tracing: corrupt the subject, restore states one (token, layer) at a time")
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--subject", required=True, help="text of the subject inside the prompt")
+    s.add_argument("--answer", help="token to score (default: the model's top prediction)")
+    s.add_argument("--kind", choices=["hidden", "mlp", "attn", "all"], default="all")
+    s.add_argument("--samples", type=int, default=10)
+    s.add_argument("--noise", type=float, default=3.0, help="noise scale in embedding standard deviations")
+    s.add_argument("--window", type=int, default=10)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--html", help="write the trace heatmaps here")
     s = add("app", "launch the Streamlit explorer on 127.0.0.1")
     s.add_argument("--port", type=int, default=8501)
     return p
@@ -325,6 +358,13 @@ def _print_summary(verb_name: str, out: dict) -> None:
               f"faithfulness {out['faithfulness']:.3f}")
         for e in out["edges"][:10]:
             print(f"  {e['src']:>8} -> {e['dst']:<8} ({e['input']}) {e['score']:+.3f}")
+    elif verb_name == "trace":
+        print(f"P({out['answer']!r}) clean {out['clean_prob']:.3f}, corrupted {out['corrupt_prob']:.3f}; "
+              f"subject tokens {out['subject_range']}")
+        for kind, grid in out["scores"].items():
+            best = max((v, t, l) for t, row in enumerate(grid) for l, v in enumerate(row))
+            print(f"  {kind:<6} strongest restore: token {best[1]} {out['tokens'][best[1]]!r} layer {best[2]} "
+                  f"-> {best[0]:.3f}")
     elif verb_name == "attention":
         print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
               + (f"; figure {out['html']}" if "html" in out else ""))

@@ -176,3 +176,43 @@ def circuit_figure(circuit, n_layers: int) -> go.Figure:
                              f"faithfulness {circuit.faithfulness:.2f}"),
                       yaxis_title="layer", xaxis_visible=False, height=max(500, 28 * (n_layers + 2)))
     return fig
+
+
+def trace_figure(result) -> go.Figure:
+    """One heatmap per kind: P(answer) with each (token, layer) state restored."""
+    kinds = list(result.scores)
+    fig = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"restore {k}" + (f" (window {result.window})" if k != "hidden" else "")
+                                        for k in kinds])
+    a, b = result.subject_range
+    labels = [f"{i}:{t!r}" + ("*" if a <= i < b else "") for i, t in enumerate(result.tokens)]
+    for i, k in enumerate(kinds, start=1):
+        s = result.scores[k]
+        fig.add_trace(go.Heatmap(z=s.numpy(), x=[f"L{l}" for l in range(s.shape[1])], y=labels,
+                                 colorscale=["white", ["purple", "green", "red"][(i - 1) % 3]],
+                                 zmin=result.corrupt_prob, zmax=max(result.clean_prob, float(s.max())),
+                                 showscale=(i == len(kinds)), colorbar={"title": f"P({result.answer!r})"},
+                                 hovertemplate="%{y} %{x}: %{z:.3f}<extra>" + k + "</extra>"), row=1, col=i)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=(f"Causal trace: P({result.answer!r}) clean {result.clean_prob:.3f}, "
+                             f"subject (*) corrupted {result.corrupt_prob:.3f}; {result.samples} noise samples"),
+                      height=max(380, 26 * len(labels) + 160))
+    return fig
+
+
+def average_trace_figure(result) -> go.Figure:
+    """ROME Figure 2 style: average indirect effect by token role and layer, per kind."""
+    kinds = list(result.effects)
+    fig = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"{k}" for k in kinds])
+    for i, k in enumerate(kinds, start=1):
+        e = result.effects[k]
+        fig.add_trace(go.Heatmap(z=e.numpy(), x=[f"L{l}" for l in range(e.shape[1])], y=list(result.roles),
+                                 colorscale=["white", ["purple", "green", "red"][(i - 1) % 3]], zmin=0,
+                                 showscale=(i == len(kinds)), colorbar={"title": "AIE"},
+                                 hovertemplate="%{y} %{x}: %{z:.3f}<extra>" + k + "</extra>"), row=1, col=i)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=(f"Average indirect effect over {result.n_facts} facts "
+                             f"(clean P {result.mean_clean_prob:.2f}, corrupted {result.mean_corrupt_prob:.2f})"),
+                      height=420)
+    return fig
