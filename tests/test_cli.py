@@ -151,3 +151,37 @@ def test_embedded_patch_shows_the_fact_moving():
     early_subject = max(max(row[1:4]) for row in norm[:20])
     assert early_subject > 0.7 and all(abs(row[-1]) < 0.2 for row in norm[:20])
     assert all(row[-1] > 0.75 for row in norm[25:]) and all(max(row[1:4]) < 0.1 for row in norm[25:])
+
+
+def test_trace_json_on_tiny_gpt2(tmp_path):
+    out = run_json("trace", "--model", "tiny-gpt2", "--prompt", EIFFEL, "--subject", "Eiffel Tower",
+                   "--samples", "2", "--kind", "all", "--html", str(tmp_path / "t.html"))
+    assert out["subject_range"] == [2, 5] and out["tokens"][2:5] == [" E", "iffel", " Tower"]
+    assert set(out["scores"]) == {"hidden", "mlp", "attn"}
+    assert len(out["scores"]["mlp"]) == 11 and len(out["scores"]["mlp"][0]) == 3
+    assert out["axes"]["scores.mlp"] == ["token", "layer"] and (tmp_path / "t.html").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--subject", "Big Ben"], "subject 'Big Ben' is not in the prompt"),
+    (["--subject", "Eiffel Tower", "--samples", "0"], "at least 1 noise sample"),
+    (["--subject", "Eiffel Tower", "--answer", " New York"], "is 2 tokens"),
+])
+def test_trace_bad_input_is_one_line(args, message):
+    code, out, err = run("trace", "--model", "tiny-llama", "--prompt", EIFFEL, *args, "--json")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert message in [l for l in err.splitlines() if l.startswith("interp:")][0]
+
+
+@pytest.mark.slow
+def test_embedded_trace_shows_romes_pattern():
+    out = run_json("trace", "--prompt", EIFFEL, "--subject", "The Eiffel Tower", "--samples", "4")
+    mlp, attn = out["scores"]["mlp"], out["scores"]["attn"]
+    last_subject, last = out["subject_range"][1] - 1, len(out["tokens"]) - 1
+    best_mlp = max((v, t, l) for t, row in enumerate(mlp) for l, v in enumerate(row))
+    best_attn = max((v, t, l) for t, row in enumerate(attn) for l, v in enumerate(row))
+    assert out["answer"] == " Paris" and out["corrupt_prob"] < 0.1 < out["clean_prob"]
+    # ROME: MLP effect at the (last) subject tokens early; attention at the last token late.
+    assert best_mlp[1] in range(*out["subject_range"]) and best_mlp[2] < 15
+    assert best_attn[1] == last and best_attn[2] >= 15
+    assert last_subject in range(*out["subject_range"])
