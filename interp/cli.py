@@ -33,6 +33,17 @@ def _model(args):
     return load_model(args.model, device=args.device)
 
 
+def _task(args):
+    """Model and prompt-pair task of the patch/circuit verbs, and their shared output fields."""
+    from interp.metrics import make_task
+
+    model = _model(args)
+    task = make_task(model, args.clean, args.corrupt, args.answer, args.wrong)
+    fields = {"model": model.cfg.model_name, "metric": args.metric, "n_pairs": task.n_pairs,
+              "tokens": task.clean_tokens, "corrupt_tokens": task.corrupt_tokens}
+    return model, task, fields
+
+
 @verb
 def cmd_models(args) -> dict:
     from interp.cache import cache_dir
@@ -54,12 +65,7 @@ def cmd_attention(args) -> dict:
            "layers": res.layers, "heads": res.heads,
            "axes": {"pattern": list(res.axes)}, "pattern": _round(res.pattern.tolist()),
            "seconds": res.seconds}
-    if args.html:
-        from interp.figures import attention_figure
-
-        _write_html(attention_figure(res, args.layer, args.head), args.html)
-        out["html"] = args.html
-    return out
+    return _with_html(out, args, "attention_figure", res, args.layer, args.head)
 
 
 @verb
@@ -76,12 +82,7 @@ def cmd_heads(args) -> dict:
            "n_seqs": res.n_seqs, "seq_len": res.seq_len, "seed": args.seed,
            "tokens": str_tokens(model, _first_repeated_row(model, args)),
            "seconds": res.seconds}
-    if args.html:
-        from interp.figures import head_scores_figure
-
-        _write_html(head_scores_figure(res), args.html)
-        out["html"] = args.html
-    return out
+    return _with_html(out, args, "head_scores_figure", res)
 
 
 def _first_repeated_row(model, args):
@@ -119,22 +120,15 @@ def cmd_lens(args) -> dict:
                       "embed": dla.embed, "biases": dla.biases, "heads": dla.heads.tolist(),
                       "mlps": dla.mlps.tolist()}
     out["seconds"] = seconds
-    if args.html:
-        from interp.figures import lens_figure
-
-        _write_html(lens_figure(lens), args.html)
-        out["html"] = args.html
-    return out
+    return _with_html(out, args, "lens_figure", lens)
 
 
 @verb
 def cmd_patch(args) -> dict:
-    from interp.metrics import make_task
     from interp.patching import get_site, patch_sweep
 
     get_site(args.site)  # unknown site: fail before loading anything
-    model = _model(args)
-    task = make_task(model, args.clean, args.corrupt, args.answer, args.wrong)
+    model, task, fields = _task(args)
     if args.method == "exact":
         result = patch_sweep(model, task, args.site, args.direction, args.metric)
     else:
@@ -142,9 +136,7 @@ def cmd_patch(args) -> dict:
 
         result = attribution_sweep(model, task, [args.site], args.direction, args.metric)[args.site]
     normalized = result.normalized()
-    out = {"model": model.cfg.model_name, "site": args.site, "method": args.method,
-           "direction": args.direction, "metric": args.metric, "n_pairs": task.n_pairs,
-           "tokens": task.clean_tokens, "corrupt_tokens": task.corrupt_tokens,
+    out = {**fields, "site": args.site, "method": args.method, "direction": args.direction,
            "axes": {"values": list(result.axes), "normalized": list(result.axes)},
            "values": _round(result.values.tolist()), "normalized": _round(normalized.tolist()),
            "clean_baseline": result.clean_baseline, "corrupt_baseline": result.corrupt_baseline,
@@ -156,35 +148,21 @@ def cmd_patch(args) -> dict:
         ag = agreement(exact, result)
         out["agreement"] = {"pearson_r": ag.pearson_r, "top_k": ag.top_k,
                             "top_k_overlap": ag.top_k_overlap, "exact_seconds": exact.seconds}
-    if args.html:
-        from interp.figures import patch_figure
-
-        _write_html(patch_figure(result), args.html)
-        out["html"] = args.html
-    return out
+    return _with_html(out, args, "patch_figure", result)
 
 
 @verb
 def cmd_circuit(args) -> dict:
     from interp.circuits import discover_circuit
-    from interp.metrics import make_task
 
-    model = _model(args)
-    task = make_task(model, args.clean, args.corrupt, args.answer, args.wrong)
+    model, task, fields = _task(args)
     circuit = discover_circuit(model, task, args.edges, args.metric)
-    out = {"model": model.cfg.model_name, "metric": args.metric, "n_pairs": task.n_pairs,
-           "tokens": task.clean_tokens, "corrupt_tokens": task.corrupt_tokens,
-           "axes": {"edges": ["edge"]}, "nodes": circuit.nodes, "edges": circuit.edges,
+    out = {**fields, "axes": {"edges": ["edge"]}, "nodes": circuit.nodes, "edges": circuit.edges,
            "n_edges": len(circuit.edges), "n_edges_total": circuit.n_edges_total,
            "clean_baseline": circuit.clean_baseline, "corrupt_baseline": circuit.corrupt_baseline,
            "circuit_metric": circuit.circuit_metric, "faithfulness": circuit.faithfulness,
            "seconds": circuit.seconds}
-    if args.html:
-        from interp.figures import circuit_figure
-
-        _write_html(circuit_figure(circuit, model.cfg.n_layers), args.html)
-        out["html"] = args.html
-    return out
+    return _with_html(out, args, "circuit_figure", circuit, model.cfg.n_layers)
 
 
 @verb
@@ -202,12 +180,7 @@ def cmd_trace(args) -> dict:
            "seed": args.seed, "axes": {f"scores.{k}": ["token", "layer"] for k in kinds},
            "scores": {k: _round(v.tolist()) for k, v in result.scores.items()},
            "seconds": result.seconds}
-    if args.html:
-        from interp.figures import trace_figure
-
-        _write_html(trace_figure(result), args.html)
-        out["html"] = args.html
-    return out
+    return _with_html(out, args, "trace_figure", result)
 
 
 @verb
@@ -232,11 +205,16 @@ def _round(x, nd: int = 5):
     return round(x, nd) if isinstance(x, float) else x
 
 
-def _write_html(fig, path: str) -> None:
-    from interp.cache import atomic_path
+def _with_html(out: dict, args, figure: str, *fig_args) -> dict:
+    """With ``--html``, draw ``interp.figures.<figure>(*fig_args)`` there and say so in ``out``."""
+    if args.html:
+        from interp import figures
+        from interp.cache import atomic_path
 
-    with atomic_path(path) as tmp:
-        fig.write_html(tmp, include_plotlyjs=True)  # offline: no CDN
+        with atomic_path(args.html) as tmp:
+            getattr(figures, figure)(*fig_args).write_html(tmp, include_plotlyjs=True)  # offline: no CDN
+        out["html"] = args.html
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -269,26 +247,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--wrong")
     s.add_argument("--top", type=int, default=5)
     s.add_argument("--html", help="write the logit-lens curve here")
+    def add_pairs(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--clean", required=True, action="append", help="clean prompt (repeat for a batch)")
+        s.add_argument("--corrupt", required=True, action="append", help="corrupt prompt, same token length")
+        s.add_argument("--answer", required=True, action="append", help="answer token, e.g. ' Paris'")
+        s.add_argument("--wrong", required=True, action="append", help="wrong token, e.g. ' Rome'")
+        s.add_argument("--metric", choices=["logit_diff", "prob"], default="logit_diff")
+
     s = add("patch", "activation patching sweep over one site (exact, batched; or attribution)")
-    s.add_argument("--clean", required=True, action="append", help="clean prompt (repeat for a batch)")
-    s.add_argument("--corrupt", required=True, action="append", help="corrupt prompt, same token length")
-    s.add_argument("--answer", required=True, action="append", help="answer token, e.g. ' Paris'")
-    s.add_argument("--wrong", required=True, action="append", help="wrong token, e.g. ' Rome'")
+    add_pairs(s)
     s.add_argument("--site", default="resid_pre",
                    help="resid_pre, attn_out, mlp_out, head_out, head_out_all, q, k, v, q_all, "
                         "k_all, v_all, pattern, pattern_all")
     s.add_argument("--method", choices=["exact", "attribution"], default="exact")
     s.add_argument("--direction", choices=["denoise", "noise"], default="denoise")
-    s.add_argument("--metric", choices=["logit_diff", "prob"], default="logit_diff")
     s.add_argument("--compare", action="store_true", help="with attribution: also run exact, report agreement")
     s.add_argument("--html", help="write the heatmap here")
     s = add("circuit", "edge attribution patching (EAP): the top edges as a circuit, with faithfulness")
-    s.add_argument("--clean", required=True, action="append")
-    s.add_argument("--corrupt", required=True, action="append")
-    s.add_argument("--answer", required=True, action="append")
-    s.add_argument("--wrong", required=True, action="append")
+    add_pairs(s)
     s.add_argument("--edges", type=int, default=200, help="keep this many top edges by |score|")
-    s.add_argument("--metric", choices=["logit_diff", "prob"], default="logit_diff")
     s.add_argument("--html", help="write the circuit graph here")
     s = add("trace", "ROME causal tracing: corrupt the subject, restore states one (token, layer) at a time")
     s.add_argument("--prompt", required=True)
