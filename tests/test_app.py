@@ -93,3 +93,27 @@ def test_explorer_in_chromium_on_embedded_model(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_patching_page_renders_and_reports_bad_pairs(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INTERP_MODEL", "tiny-llama")
+    at = AppTest.from_file(str(APPS / "pages" / "2_Patching.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any("cells in" in c.value for c in at.caption)
+    at.radio(key="method").set_value("attribution").run()
+    assert not at.exception and any("cells in" in c.value for c in at.caption)
+    at.text_input[1].set_value("The Vatican is located in the city of").run()
+    assert at.error and "different lengths" in at.error[0].value
+
+
+def test_trace_page_runs_on_click(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INTERP_MODEL", "tiny-gpt2")
+    at = AppTest.from_file(str(APPS / "pages" / "3_Causal_trace.py"), default_timeout=120).run()
+    at.number_input(key="samples").set_value(2)
+    at.button(key="run").click().run()
+    assert not at.exception, at.exception
+    assert any("subject corrupted" in c.value for c in at.caption)
