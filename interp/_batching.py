@@ -23,12 +23,14 @@ Hook = tuple[str, Callable]
 
 
 def forward_with_cells(model, base_tokens: Int[Tensor, "base pos"], starts: Sequence[int],
-                       hooks: Sequence[Hook], base_hooks: Sequence[Hook] = ()
+                       hooks: Sequence[Hook], base_hooks: Sequence[Hook] = (), **forward_kwargs
                        ) -> Float[Tensor, "rows d_vocab"]:
     """Last-position logits of the base rows followed by each cell's copy of them.
 
     ``starts`` (ascending) is each cell's start layer; ``base_hooks`` run before the rows
     grow (e.g. noise on the embeddings); ``hooks`` run after, on the grown batch.
+    ``forward_kwargs`` go to the model (e.g. a prefix ``past_key_values`` whose layer ``l``
+    already holds as many rows as will exist there: see :func:`rows_at_layers`).
     """
     if list(starts) != sorted(starts):
         raise ValueError("cells must be sorted by start layer")
@@ -49,7 +51,17 @@ def forward_with_cells(model, base_tokens: Int[Tensor, "base pos"], starts: Sequ
     # Only the last position is scored: unembed it alone (the unembedding dominates otherwise).
     fwd.append(("unembed.hook_in", lambda x, *, hook: x[:, -1:]))
     with torch.no_grad():
-        return model.run_with_hooks(base_tokens, fwd_hooks=fwd)[:, -1]
+        return model.run_with_hooks(base_tokens, fwd_hooks=fwd, **forward_kwargs)[:, -1]
+
+
+def rows_at_layers(n_base: int, starts: Sequence[int], n_layers: int) -> list[int]:
+    """How many rows the batch holds in each layer when cells start at ``starts``."""
+    counts = Counter(starts)
+    rows, out = n_base, []
+    for layer in range(n_layers):
+        rows += counts.get(layer, 0) * n_base
+        out.append(rows)
+    return out
 
 
 def _bind(fn, layer: int):

@@ -197,66 +197,137 @@ def _check(model, samples: int, window: int, kinds) -> None:
 
 def trace(model, prompt: str, subject: str, answer: str | None = None,
           kinds: Sequence[Kind] = KINDS, samples: int = 10, noise: float = 3.0, window: int = 10,
-          seed: int = 1, memory_budget: float | None = None) -> Trace:
-    """Batched causal trace: every (token, layer) cell of every kind."""
+          seed: int = 1, memory_budget: float | None = None, trim: bool = True) -> Trace:
+    """Batched causal trace: every (token, layer) cell of every kind.
+
+    With ``trim`` (default) a restore at token ``t`` runs positions ``t…`` only: earlier
+    positions are unchanged by it, so their keys and values come from the noised run
+    through a prefix KV cache. One pass per (noise sample, token) then holds every
+    cell of that token, appended at its first restored layer.
+    """
     _check(model, samples, window, kinds)
     t0 = time.perf_counter()
     setup = _prepare(model, prompt, subject, answer, samples, noise, seed, kinds)
     n, n_tok = model.cfg.n_layers, setup.tokens.shape[1]
-    cells = [(k, t, l) for k in kinds for t in range(n_tok) for l in range(n)]
-    starts = [min(int(h.split(".")[1]) for h, _ in _restores(k, t, l, window, n)) for k, t, l in cells]
-    order = sorted(range(len(cells)), key=lambda i: starts[i])
-    base = setup.tokens.repeat(samples, 1)
-    probs = torch.empty(len(cells))
-    per_pass = cells_per_pass(model, samples, n_tok, memory_budget)
-    corrupt = None
-    bar = tqdm(total=len(cells), desc="tracing", unit="cell", file=sys.stderr, leave=False,
-               disable=len(cells) <= per_pass)
-    i = 0
-    while i < len(order):
-        chunk = order[i:i + per_pass]
-        try:
-            row_probs = _run_cells(model, setup, base, [cells[c] for c in chunk],
-                                   [starts[c] for c in chunk], window)
-        except (torch.OutOfMemoryError, RuntimeError) as err:
-            if not is_oom(err) or per_pass == 1:
-                raise
-            per_pass = max(1, per_pass // 2)
-            free_memory(model)
-            continue
-        per_cell = row_probs.view(len(chunk) + 1, samples).mean(1)
-        corrupt = per_cell[0].item()
-        probs[chunk] = per_cell[1:]
-        i += len(chunk)
-        bar.update(len(chunk))
+    if trim:
+        prefix = _noised_cache(model, setup)
+        if prefix is None:
+            trim = False  # a model without a Hugging Face KV cache: run whole sequences
+    grid = torch.zeros(len(kinds), n_tok, n)
+    corrupt, per_pass = None, None
+    bar = tqdm(total=len(kinds) * n_tok * n, desc="tracing", unit="cell", file=sys.stderr, leave=False,
+               disable=None)
+    for t in range(n_tok) if trim else [None]:
+        cells = [(k, tt, l) for k in kinds for tt in ([t] if trim else range(n_tok)) for l in range(n)]
+        starts = [min(int(h.split(".")[1]) for h, _ in _restores(k, tt, l, window, n)) for k, tt, l in cells]
+        order = sorted(range(len(cells)), key=lambda i: starts[i])
+        cells, starts = [cells[i] for i in order], [starts[i] for i in order]
+        for sample in range(samples) if trim else [None]:
+            rows_per_cell = 1 if trim else samples
+            per_pass = cells_per_pass(model, rows_per_cell, n_tok - (t or 0), memory_budget)
+            i = 0
+            while i < len(cells):
+                chunk = slice(i, i + per_pass)
+                try:
+                    probs = _run_cells(model, setup, cells[chunk], starts[chunk], window, t, sample, prefix if trim else None)
+                except (torch.OutOfMemoryError, RuntimeError) as err:
+                    if not is_oom(err) or per_pass == 1:
+                        raise
+                    per_pass = max(1, per_pass // 2)
+                    free_memory(model)
+                    continue
+                probs = probs.view(-1, rows_per_cell).mean(1)
+                corrupt = probs[0].item() if corrupt is None or not trim else corrupt
+                for (kind, tt, l), p in zip(cells[chunk], probs[1:].tolist()):
+                    grid[kinds.index(kind), tt, l] += p / (samples if trim else 1)
+                i += per_pass
+                if not trim or sample == samples - 1:
+                    bar.update(len(cells[chunk]))
     bar.close()
-    grid = probs.view(len(kinds), n_tok, n)
+    if trim:
+        corrupt = _corrupt_prob(model, setup)
     return Trace({k: grid[j] for j, k in enumerate(kinds)}, str_tokens(model, setup.tokens[0]), subject,
                  setup.span, setup.answer, setup.clean_prob, corrupt, samples, setup.scale, window,
-                 time.perf_counter() - t0, extra={"cells_per_pass": per_pass})
+                 time.perf_counter() - t0, extra={"cells_per_pass": per_pass, "trimmed": trim})
 
 
-def _run_cells(model, setup: _Setup, base: Tensor, cells, starts, window: int) -> Tensor:
-    """P(answer) of the base rows and of each cell's copies, in one forward pass."""
-    samples, n = base.shape[0], model.cfg.n_layers
+def _noised_cache(model, setup: _Setup):
+    """The noised run's keys and values (one row per sample), or None without an HF cache."""
+    base = setup.tokens.repeat(setup.noise.shape[0], 1)
+    try:
+        with torch.no_grad(), model.hooks(fwd_hooks=[_noise_hook(setup)]):
+            out = model.original_model(base, use_cache=True)
+        cache = out.past_key_values
+        return cache if cache is not None and hasattr(cache, "layers") else None
+    except Exception:
+        return None
+
+
+def _prefix_cache(model, prefix, sample: int, t: int, rows: list[int]):
+    """Layer ``l`` holds sample ``sample``'s keys/values of positions ``< t``, once per row."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.original_model.config)
+    for l, layer in enumerate(prefix.layers):
+        k = layer.keys[sample:sample + 1, :, :t]
+        v = layer.values[sample:sample + 1, :, :t]
+        cache.update(k.repeat(rows[l], 1, 1, 1), v.repeat(rows[l], 1, 1, 1), l)
+    return cache
+
+
+def _corrupt_prob(model, setup: _Setup) -> float:
+    base = setup.tokens.repeat(setup.noise.shape[0], 1)
+    with torch.no_grad():
+        logits = model.run_with_hooks(base, fwd_hooks=[_noise_hook(setup)])[:, -1]
+    return logits.float().softmax(-1)[:, setup.answer_id].mean().item()
+
+
+def _run_cells(model, setup: _Setup, cells, starts, window: int, t: int | None, sample: int | None,
+               prefix) -> Tensor:
+    """P(answer) of the base rows and of each cell's copies, in one forward pass.
+
+    Trimmed (``t`` given): one base row, the noised sample ``sample``, positions ``t…``."""
+    n = model.cfg.n_layers
+    if t is None:
+        base, offset = setup.tokens.repeat(setup.noise.shape[0], 1), 0
+        noise = setup.noise
+    else:
+        base, offset = setup.tokens[:, t:], t
+        noise = setup.noise[sample:sample + 1]
+    n_base = base.shape[0]
     by_hook: dict[str, list[tuple[int, int]]] = {}  # hook -> (first row, token)
     for c, (kind, token, layer) in enumerate(cells):
         for hook, tok in _restores(kind, token, layer, window, n):
-            by_hook.setdefault(hook, []).append((samples * (c + 1), tok))
+            by_hook.setdefault(hook, []).append((n_base * (c + 1), tok))
 
     def restore(name: str):
-        rows = torch.tensor([r + s for r, _ in by_hook[name] for s in range(samples)])
-        toks = torch.tensor([t for _, t in by_hook[name] for _ in range(samples)])
+        rows = torch.tensor([r + s for r, _ in by_hook[name] for s in range(n_base)])
+        toks = torch.tensor([tok for _, tok in by_hook[name] for _ in range(n_base)])
         value = setup.clean[name][0]
 
         def hook(x, *, hook):
-            x[rows.to(x.device), toks.to(x.device)] = value[toks.to(value.device)]
+            x[rows.to(x.device), (toks - offset).to(x.device)] = value[toks.to(value.device)]
             return x
 
         return hook
 
+    a, b = setup.span
+
+    def add_noise(x, *, hook):  # the subject positions inside this pass's window
+        lo = max(a, offset)
+        if lo < b:
+            x = x.clone()
+            x[:, lo - offset:b - offset] += noise[:, lo - a:b - a]
+        return x
+
+    kwargs = {}
+    if t:
+        from interp._batching import rows_at_layers
+
+        kwargs = {"past_key_values": _prefix_cache(model, prefix, sample, t, rows_at_layers(1, starts, n)),
+                  "use_cache": True}
     hooks = [(name, restore(name)) for name in by_hook]
-    logits = forward_with_cells(model, base, starts, hooks, base_hooks=[_noise_hook(setup)])
+    logits = forward_with_cells(model, base, starts, hooks, base_hooks=[("hook_embed", add_noise)], **kwargs)
     return logits.float().softmax(-1)[:, setup.answer_id].cpu()
 
 

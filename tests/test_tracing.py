@@ -9,12 +9,13 @@ from interp.tokens import single_token, to_tokens
 from tests.conftest import EIFFEL
 
 
+@pytest.mark.parametrize("trim", [True, False], ids=["trimmed", "whole-sequence"])
 @pytest.mark.parametrize("kind", ["hidden", "mlp", "attn"])
-def test_batched_trace_equals_rome_loop(tiny, kind):
+def test_batched_trace_equals_rome_loop(tiny, kind, trim):
     fast = trace(tiny, EIFFEL, "The Eiffel Tower", " Paris", kinds=[kind], samples=3, window=2,
-                 memory_budget=2e6)  # several passes
+                 memory_budget=2e5, trim=trim)  # several passes
     ref = trace_loop(tiny, EIFFEL, "The Eiffel Tower", " Paris", kinds=[kind], samples=3, window=2)
-    assert fast.extra["cells_per_pass"] < fast.scores[kind].numel()
+    assert fast.extra["cells_per_pass"] < fast.scores[kind].numel() and fast.extra["trimmed"] == trim
     assert torch.allclose(fast.scores[kind], ref.scores[kind], atol=1e-6, rtol=1e-4)
     assert fast.corrupt_prob == pytest.approx(ref.corrupt_prob, rel=1e-4)
     assert fast.scores[kind].std() > 0
