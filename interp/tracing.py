@@ -21,6 +21,7 @@ compare against.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -32,7 +33,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom
+from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom, rows_at_layers
 from interp.cache import cache_dir, write_json
 from interp.errors import InterpError
 from interp.tokens import single_token, str_tokens, to_tokens
@@ -202,8 +203,8 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
 
     With ``trim`` (default) a restore at token ``t`` runs positions ``t…`` only: earlier
     positions are unchanged by it, so their keys and values come from the noised run
-    through a prefix KV cache. One pass per (noise sample, token) then holds every
-    cell of that token, appended at its first restored layer.
+    through a prefix KV cache. One pass per token then holds every cell of that token
+    (all noise samples as rows), appended at its first restored layer.
     """
     _check(model, samples, window, kinds)
     t0 = time.perf_counter()
@@ -222,30 +223,25 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
         starts = [min(int(h.split(".")[1]) for h, _ in _restores(k, tt, l, window, n)) for k, tt, l in cells]
         order = sorted(range(len(cells)), key=lambda i: starts[i])
         cells, starts = [cells[i] for i in order], [starts[i] for i in order]
-        for sample in range(samples) if trim else [None]:
-            rows_per_cell = 1 if trim else samples
-            per_pass = cells_per_pass(model, rows_per_cell, n_tok - (t or 0), memory_budget)
-            i = 0
-            while i < len(cells):
-                chunk = slice(i, i + per_pass)
-                try:
-                    probs = _run_cells(model, setup, cells[chunk], starts[chunk], window, t, sample, prefix if trim else None)
-                except (torch.OutOfMemoryError, RuntimeError) as err:
-                    if not is_oom(err) or per_pass == 1:
-                        raise
-                    per_pass = max(1, per_pass // 2)
-                    free_memory(model)
-                    continue
-                probs = probs.view(-1, rows_per_cell).mean(1)
-                corrupt = probs[0].item() if corrupt is None or not trim else corrupt
-                for (kind, tt, l), p in zip(cells[chunk], probs[1:].tolist()):
-                    grid[kinds.index(kind), tt, l] += p / (samples if trim else 1)
-                i += per_pass
-                if not trim or sample == samples - 1:
-                    bar.update(len(cells[chunk]))
+        per_pass = cells_per_pass(model, samples, n_tok - (t or 0), memory_budget)
+        i = 0
+        while i < len(cells):
+            chunk = slice(i, i + per_pass)
+            try:
+                probs = _run_cells(model, setup, cells[chunk], starts[chunk], window, t, prefix if trim else None)
+            except (torch.OutOfMemoryError, RuntimeError) as err:
+                if not is_oom(err) or per_pass == 1:
+                    raise
+                per_pass = max(1, per_pass // 2)
+                free_memory(model)
+                continue
+            probs = probs.view(-1, samples).mean(1)
+            corrupt = probs[0].item()
+            for (kind, tt, l), p in zip(cells[chunk], probs[1:].tolist()):
+                grid[kinds.index(kind), tt, l] = p
+            i += per_pass
+            bar.update(len(cells[chunk]))
     bar.close()
-    if trim:
-        corrupt = _corrupt_prob(model, setup)
     return Trace({k: grid[j] for j, k in enumerate(kinds)}, str_tokens(model, setup.tokens[0]), subject,
                  setup.span, setup.answer, setup.clean_prob, corrupt, samples, setup.scale, window,
                  time.perf_counter() - t0, extra={"cells_per_pass": per_pass, "trimmed": trim})
@@ -263,37 +259,42 @@ def _noised_cache(model, setup: _Setup):
         return None
 
 
-def _prefix_cache(model, prefix, sample: int, t: int, rows: list[int]):
-    """Layer ``l`` holds sample ``sample``'s keys/values of positions ``< t``, once per row."""
+def _prefix_cache(model, prefix, t: int, rows: list[int]):
+    """Layer ``l`` holds the noised samples' keys/values of positions ``< t`` for each of its
+    ``rows[l]`` rows (row ``r`` is a copy of sample ``r mod samples``)."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.original_model.config)
     for l, layer in enumerate(prefix.layers):
-        k = layer.keys[sample:sample + 1, :, :t]
-        v = layer.values[sample:sample + 1, :, :t]
-        cache.update(k.repeat(rows[l], 1, 1, 1), v.repeat(rows[l], 1, 1, 1), l)
+        reps = rows[l] // layer.keys.shape[0]
+        cache.update(layer.keys[:, :, :t].repeat(reps, 1, 1, 1), layer.values[:, :, :t].repeat(reps, 1, 1, 1), l)
     return cache
 
 
-def _corrupt_prob(model, setup: _Setup) -> float:
-    base = setup.tokens.repeat(setup.noise.shape[0], 1)
-    with torch.no_grad():
-        logits = model.run_with_hooks(base, fwd_hooks=[_noise_hook(setup)])[:, -1]
-    return logits.float().softmax(-1)[:, setup.answer_id].mean().item()
+@contextlib.contextmanager
+def _bridge_builds_masks(model):
+    """Let the bridge's attention build its rectangular causal mask for a prefix cache.
+
+    Hugging Face would build a 4D mask whose batch is the *input* batch, which cannot
+    broadcast once rows are appended mid-forward. Its flash-attention setting makes it
+    build none; the bridge then masks causally with the cache offset itself. Only the
+    mask is affected: the bridge computes attention on its own."""
+    config = model.original_model.config
+    saved = config._attn_implementation
+    config._attn_implementation = "flash_attention_2"
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
 
 
-def _run_cells(model, setup: _Setup, cells, starts, window: int, t: int | None, sample: int | None,
-               prefix) -> Tensor:
-    """P(answer) of the base rows and of each cell's copies, in one forward pass.
-
-    Trimmed (``t`` given): one base row, the noised sample ``sample``, positions ``t…``."""
+def _run_cells(model, setup: _Setup, cells, starts, window: int, t: int | None, prefix) -> Tensor:
+    """P(answer) of the base rows (the noised samples) and of each cell's copies, in one
+    forward pass; trimmed to positions ``t…`` when ``t`` is given."""
     n = model.cfg.n_layers
-    if t is None:
-        base, offset = setup.tokens.repeat(setup.noise.shape[0], 1), 0
-        noise = setup.noise
-    else:
-        base, offset = setup.tokens[:, t:], t
-        noise = setup.noise[sample:sample + 1]
+    offset = t or 0
+    base = setup.tokens[:, offset:].repeat(setup.noise.shape[0], 1)
+    noise = setup.noise
     n_base = base.shape[0]
     by_hook: dict[str, list[tuple[int, int]]] = {}  # hook -> (first row, token)
     for c, (kind, token, layer) in enumerate(cells):
@@ -320,14 +321,15 @@ def _run_cells(model, setup: _Setup, cells, starts, window: int, t: int | None, 
             x[:, lo - offset:b - offset] += noise[:, lo - a:b - a]
         return x
 
-    kwargs = {}
-    if t:
-        from interp._batching import rows_at_layers
-
-        kwargs = {"past_key_values": _prefix_cache(model, prefix, sample, t, rows_at_layers(1, starts, n)),
-                  "use_cache": True}
     hooks = [(name, restore(name)) for name in by_hook]
-    logits = forward_with_cells(model, base, starts, hooks, base_hooks=[("hook_embed", add_noise)], **kwargs)
+    noise_hook = [("hook_embed", add_noise)]
+    if not t:
+        logits = forward_with_cells(model, base, starts, hooks, base_hooks=noise_hook)
+    else:
+        cache = _prefix_cache(model, prefix, t, rows_at_layers(n_base, starts, n))
+        with _bridge_builds_masks(model):
+            logits = forward_with_cells(model, base, starts, hooks, base_hooks=noise_hook,
+                                        past_key_values=cache, use_cache=True)
     return logits.float().softmax(-1)[:, setup.answer_id].cpu()
 
 
