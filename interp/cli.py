@@ -170,6 +170,10 @@ def cmd_trace(args) -> dict:
     from interp.tracing import KINDS, trace
 
     kinds = list(KINDS) if args.kind == "all" else [args.kind]
+    if args.average:
+        return _average_trace(args, kinds)
+    if not args.prompt or not args.subject:
+        raise InterpError("trace needs --prompt and --subject (or --average over a facts file)")
     model = _model(args)
     result = trace(model, args.prompt, args.subject, args.answer, kinds, args.samples, args.noise,
                    args.window, args.seed)
@@ -181,6 +185,23 @@ def cmd_trace(args) -> dict:
            "scores": {k: _round(v.tolist()) for k, v in result.scores.items()},
            "seconds": result.seconds}
     return _with_html(out, args, "trace_figure", result)
+
+
+def _average_trace(args, kinds) -> dict:
+    from interp.tracing import average_trace, load_facts
+
+    facts = load_facts(args.facts)
+    if args.limit:
+        facts = facts[:args.limit]
+    model = _model(args)
+    result = average_trace(model, facts, kinds, args.samples, args.noise, args.window, args.seed)
+    out = {"model": model.cfg.model_name, "n_facts": result.n_facts, "roles": list(result.roles),
+           "mean_clean_prob": result.mean_clean_prob, "mean_corrupt_prob": result.mean_corrupt_prob,
+           "samples": args.samples, "window": args.window, "seed": args.seed,
+           "axes": {f"effects.{k}": ["role", "layer"] for k in kinds},
+           "effects": {k: _round(v.tolist()) for k, v in result.effects.items()},
+           "tokens": [], "seconds": result.seconds}
+    return _with_html(out, args, "average_trace_figure", result)
 
 
 @verb
@@ -268,9 +289,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--edges", type=int, default=200, help="keep this many top edges by |score|")
     s.add_argument("--html", help="write the circuit graph here")
     s = add("trace", "ROME causal tracing: corrupt the subject, restore states one (token, layer) at a time")
-    s.add_argument("--prompt", required=True)
-    s.add_argument("--subject", required=True, help="text of the subject inside the prompt")
+    s.add_argument("--prompt")
+    s.add_argument("--subject", help="text of the subject inside the prompt")
     s.add_argument("--answer", help="token to score (default: the model's top prediction)")
+    s.add_argument("--average", action="store_true",
+                   help="average indirect effects by token role over a facts file (ROME Figure 2)")
+    s.add_argument("--facts", help="facts JSON for --average (default: the shipped known facts)")
+    s.add_argument("--limit", type=int, help="with --average: only the first N facts")
     s.add_argument("--kind", choices=["hidden", "mlp", "attn", "all"], default="all")
     s.add_argument("--samples", type=int, default=10)
     s.add_argument("--noise", type=float, default=3.0, help="noise scale in embedding standard deviations")
@@ -335,6 +360,15 @@ def _print_summary(verb_name: str, out: dict) -> None:
               f"faithfulness {out['faithfulness']:.3f}")
         for e in out["edges"][:10]:
             print(f"  {e['src']:>8} -> {e['dst']:<8} ({e['input']}) {e['score']:+.3f}")
+    elif verb_name == "trace" and "effects" in out:
+        print(f"average over {out['n_facts']} facts: clean {out['mean_clean_prob']:.3f}, "
+              f"corrupted {out['mean_corrupt_prob']:.3f}")
+        for kind, grid in out["effects"].items():
+            for role, row in zip(out["roles"], grid):
+                vals = [v for v in row if v == v]
+                if vals:
+                    best = max(range(len(row)), key=lambda i: row[i] if row[i] == row[i] else -1)
+                    print(f"  {kind:<6} {role:<24} peak AIE {row[best]:.3f} at L{best}")
     elif verb_name == "trace":
         print(f"P({out['answer']!r}) clean {out['clean_prob']:.3f}, corrupted {out['corrupt_prob']:.3f}; "
               f"subject tokens {out['subject_range']}")

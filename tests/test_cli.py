@@ -185,3 +185,16 @@ def test_embedded_trace_shows_romes_pattern():
     assert best_mlp[1] in range(*out["subject_range"]) and best_mlp[2] < 15
     assert best_attn[1] == last and best_attn[2] >= 15
     assert last_subject in range(*out["subject_range"])
+
+
+def test_trace_average_json(tmp_path):
+    facts = tmp_path / "facts.json"
+    facts.write_text(json.dumps({"facts": [
+        {"template": "{} is located in the city of", "subject": "The Eiffel Tower", "answer": " Paris"},
+        {"template": "The capital of {} is the city of", "subject": "France", "answer": " Paris"}]}))
+    out = run_json("trace", "--model", "tiny-llama", "--average", "--facts", str(facts), "--samples", "2",
+                   "--kind", "mlp")
+    assert out["n_facts"] == 2 and len(out["roles"]) == 6
+    assert len(out["effects"]["mlp"]) == 6 and len(out["effects"]["mlp"][0]) == 3
+    code, _, err = run("trace", "--model", "tiny-llama", "--average", "--facts", str(tmp_path / "none.json"))
+    assert code == 2 and "cannot read facts file" in err
