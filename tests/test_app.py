@@ -1,7 +1,6 @@
 """The Streamlit explorer: AppTest runs the script in-process; the browser test drives
 the real server in headless Chromium, as a user would meet it."""
 
-import os
 import socket
 import subprocess
 import sys
