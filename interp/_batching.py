@@ -20,6 +20,8 @@ from torch import Tensor
 
 _CPU_TOKENS_PER_PASS = 4096
 Hook = tuple[str, Callable]
+# Only the last position is scored: unembed it alone (the unembedding dominates otherwise).
+LAST_POSITION: Hook = ("unembed.hook_in", lambda x, *, hook: x[:, -1:])
 
 
 def forward_with_cells(model, base_tokens: Int[Tensor, "base pos"], starts: Sequence[int],
@@ -46,10 +48,8 @@ def forward_with_cells(model, base_tokens: Int[Tensor, "base pos"], starts: Sequ
         return torch.cat([x, x[:n_base].repeat(counts[layer], 1, 1)])
 
     fwd = list(base_hooks)
-    fwd += [(f"blocks.{layer}.hook_resid_pre", _bind(expand, layer)) for layer in sorted(counts)]
-    fwd += list(hooks)
-    # Only the last position is scored: unembed it alone (the unembedding dominates otherwise).
-    fwd.append(("unembed.hook_in", lambda x, *, hook: x[:, -1:]))
+    fwd += [(f"blocks.{layer}.hook_resid_pre", bind(expand, layer=layer)) for layer in sorted(counts)]
+    fwd += [*hooks, LAST_POSITION]
     with torch.no_grad():
         return model.run_with_hooks(base_tokens, fwd_hooks=fwd, **forward_kwargs)[:, -1]
 
@@ -64,8 +64,9 @@ def rows_at_layers(n_base: int, starts: Sequence[int], n_layers: int) -> list[in
     return out
 
 
-def _bind(fn, layer: int):
-    return lambda x, *, hook: fn(x, hook=hook, layer=layer)
+def bind(fn, **kwargs) -> Callable:
+    """A TransformerLens hook ``(x, *, hook)`` calling ``fn(x, hook=hook, **kwargs)``."""
+    return lambda x, *, hook: fn(x, hook=hook, **kwargs)
 
 
 def cells_per_pass(model, rows_per_cell: int, n_pos: int, budget: float | None = None) -> int:

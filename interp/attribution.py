@@ -35,7 +35,8 @@ import torch
 from torch import Tensor
 
 from interp.errors import InterpError
-from interp.metrics import Metric, Task, metric_per_pair
+from interp._batching import LAST_POSITION
+from interp.metrics import Metric, Task, baselines, metric_per_pair
 from interp.patching import SITES, Direction, PatchResult, get_site
 
 _BASE_HOOKS = {"resid_pre": "hook_resid_pre", "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out",
@@ -49,8 +50,7 @@ def attribution_sweep(model, task: Task, sites: list[str] | None = None,
     """AtP estimates for every cell of each site (default: all sites), one backward in all."""
     sites = list(SITES) if sites is None else sites
     specs = {s: get_site(s) for s in sites}
-    if direction not in ("denoise", "noise"):
-        raise InterpError(f"unknown direction {direction!r}; choose denoise or noise")
+    base_tokens, src_tokens = task.runs(direction)
     t0 = time.perf_counter()
     n = model.cfg.n_layers
     rotary = model.cfg.positional_embedding_type == "rotary"
@@ -60,10 +60,10 @@ def attribution_sweep(model, task: Task, sites: list[str] | None = None,
         hooks |= {"attn.hook_pattern", "attn.hook_rot_q" if rotary else "attn.hook_q",
                   "attn.hook_rot_k" if rotary else "attn.hook_k", "attn.hook_attn_scores"}
     names = [f"blocks.{l}.{h}" for l in range(n) for h in sorted(hooks)]
-    base_tokens, src_tokens = (task.corrupt, task.clean) if direction == "denoise" else (task.clean, task.corrupt)
+    wanted = set(names)
 
     with torch.no_grad():
-        src_logits, src = model.run_with_cache(src_tokens, names_filter=lambda x: x in set(names))
+        src_logits, src = model.run_with_cache(src_tokens, names_filter=lambda x: x in wanted)
         src_metric = metric_per_pair(src_logits[:, -1], task.answer, task.wrong, metric).mean().item()
     base: dict[str, Tensor] = {}
 
@@ -75,8 +75,7 @@ def attribution_sweep(model, task: Task, sites: list[str] | None = None,
             return x
         return hook
 
-    fwd = [(name, keep(name)) for name in names]
-    fwd.append(("unembed.hook_in", lambda x, *, hook: x[:, -1:]))
+    fwd = [(name, keep(name)) for name in names] + [LAST_POSITION]
     with torch.enable_grad():
         logits = model.run_with_hooks(base_tokens, fwd_hooks=fwd)[:, -1]
         m = metric_per_pair(logits, task.answer, task.wrong, metric).mean()
@@ -95,7 +94,7 @@ def attribution_sweep(model, task: Task, sites: list[str] | None = None,
             else:
                 per_layer.append(_reduce(spec, (src[name] - base[name]) * grad))
         values = base_metric + torch.stack(per_layer).float().cpu()
-        clean_m, corrupt_m = (src_metric, base_metric) if direction == "denoise" else (base_metric, src_metric)
+        clean_m, corrupt_m = baselines(direction, base_metric, src_metric)
         results[site] = PatchResult(values, spec.axes, site, direction, metric, "attribution", clean_m,
                                     corrupt_m, task.clean_tokens, task.corrupt_tokens, task.n_pairs,
                                     0.0, {"qk_exact": bool(exact_qk and site.split("_")[0] in ("q", "k"))})

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from interp._batching import bind
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
@@ -203,14 +204,10 @@ def patched_edges_metric(model, task: Task, keep: Tensor, metric: Metric = "logi
         corr = torch.einsum("ru,ubpd->bprd", drop[a:b], delta)  # batch pos receiver d
         return x - (corr if x.dim() == 4 else corr[:, :, 0])
 
-    fwd = [(nm, _bind(record, nm)) for nm in ups] + [(nm, _bind(patch_input, nm)) for nm in recv_index]
+    fwd = [(nm, bind(record, name=nm)) for nm in ups] + [(nm, bind(patch_input, name=nm)) for nm in recv_index]
     with _SplitInputs(model), torch.no_grad():
         logits = model.run_with_hooks(task.clean, fwd_hooks=fwd)
     return metric_per_pair(logits[:, -1], task.answer, task.wrong, metric).mean().item()
-
-
-def _bind(fn, name: str):
-    return lambda x, *, hook: fn(x, hook=hook, name=name)
 
 
 @dataclass

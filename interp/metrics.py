@@ -44,6 +44,20 @@ class Task:
     def n_pairs(self) -> int:
         return self.clean.shape[0]
 
+    def runs(self, direction: str) -> tuple[Tensor, Tensor]:
+        """``(base, source)`` tokens: denoising patches clean values into the corrupt run,
+        noising corrupt values into the clean run."""
+        if direction == "denoise":
+            return self.corrupt, self.clean
+        if direction == "noise":
+            return self.clean, self.corrupt
+        raise InterpError(f"unknown direction {direction!r}; choose denoise or noise")
+
+
+def baselines(direction: str, base_metric: float, source_metric: float) -> tuple[float, float]:
+    """``(clean, corrupt)`` metrics from the base and source runs of ``direction``."""
+    return (source_metric, base_metric) if direction == "denoise" else (base_metric, source_metric)
+
 
 def make_task(model, clean: str | list[str], corrupt: str | list[str],
               answer: str | list[str], wrong: str | list[str]) -> Task:

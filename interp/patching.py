@@ -29,9 +29,9 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom
+from interp._batching import bind, cells_per_pass, forward_with_cells, free_memory, is_oom
 from interp.errors import InterpError
-from interp.metrics import Metric, Task, metric_per_pair, normalize
+from interp.metrics import Metric, Task, baselines, metric_per_pair, normalize
 
 Direction = Literal["denoise", "noise"]
 
@@ -110,10 +110,8 @@ def patch_sweep(model, task: Task, site: str = "resid_pre", direction: Direction
                 max_cells_per_chunk: int | None = None) -> PatchResult:
     """Exact patching of every cell of ``site``, many cells per forward pass."""
     spec = get_site(site)
-    if direction not in ("denoise", "noise"):
-        raise InterpError(f"unknown direction {direction!r}; choose denoise or noise")
+    base_tokens, src_tokens = task.runs(direction)
     t0 = time.perf_counter()
-    base_tokens, src_tokens = (task.corrupt, task.clean) if direction == "denoise" else (task.clean, task.corrupt)
     names = {f"blocks.{l}.{spec.hook}" for l in range(model.cfg.n_layers)}
     with torch.no_grad():
         src_logits, src_cache = model.run_with_cache(src_tokens, names_filter=lambda n: n in names)
@@ -145,7 +143,7 @@ def patch_sweep(model, task: Task, site: str = "resid_pre", direction: Direction
         start += len(chunk)
         bar.update(len(chunk))
     bar.close()
-    clean_m, corrupt_m = (src_metric, base_metric) if direction == "denoise" else (base_metric, src_metric)
+    clean_m, corrupt_m = baselines(direction, base_metric, src_metric)
     return PatchResult(values.view(shape), spec.axes, site, direction, metric, "exact", clean_m,
                        corrupt_m, task.clean_tokens, task.corrupt_tokens, task.n_pairs,
                        time.perf_counter() - t0, {"cells_per_pass": per_chunk})
@@ -181,13 +179,10 @@ def _run_chunk(model, base_tokens: Int[Tensor, "pair pos"], src_cache, spec: Sit
                 x[r, :, head] = src[pair, :, head]
         return x
 
-    hooks = [(f"blocks.{layer}.{spec.hook}", _bind(patch, layer)) for layer in layers.unique().tolist()]
+    hooks = [(f"blocks.{layer}.{spec.hook}", bind(patch, layer=layer)) for layer in layers.unique().tolist()]
     logits = forward_with_cells(model, base_tokens, layers.tolist(), hooks)
     reps = logits.shape[0] // n_pairs
     per_row = metric_per_pair(logits, task.answer.repeat(reps), task.wrong.repeat(reps), metric)
     per_row = per_row.float().cpu().view(reps, n_pairs).mean(1)
     return per_row[0].item(), per_row[1:]
 
-
-def _bind(fn, layer: int):
-    return lambda x, *, hook: fn(x, hook=hook, layer=layer)

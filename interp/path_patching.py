@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from interp.errors import InterpError, check_index
-from interp.metrics import Metric, Task, metric_per_pair
+from interp._batching import LAST_POSITION, bind
+from interp.metrics import Metric, Task, baselines, metric_per_pair
 from interp.patching import Direction, PatchResult
 
 Head = tuple[int, int]
@@ -95,20 +96,18 @@ def _check(model, senders: list[list[Head]], receivers, receiver_input) -> None:
 def _run(model, task: Task, sender_sets: list[list[Head]], receivers, receiver_input, direction,
          metric, freeze_mlps) -> tuple[Tensor, tuple[float, float]]:
     _check(model, sender_sets, receivers, receiver_input)
-    if direction not in ("denoise", "noise"):
-        raise InterpError(f"unknown direction {direction!r}; choose denoise or noise")
+    base_tokens, src_tokens = task.runs(direction)
     n, n_pairs, rows = model.cfg.n_layers, task.n_pairs, len(sender_sets)
-    base_tokens, src_tokens = (task.corrupt, task.clean) if direction == "denoise" else (task.clean, task.corrupt)
     z_names = [f"blocks.{l}.attn.hook_z" for l in range(n)]
     mlp_names = [f"blocks.{l}.hook_mlp_out" for l in range(n)]
+    z_set, base_set = set(z_names), set(z_names + mlp_names)
     with torch.no_grad():
-        src_logits, src = model.run_with_cache(src_tokens, names_filter=lambda x: x in set(z_names))
-        base_logits, base = model.run_with_cache(base_tokens,
-                                                 names_filter=lambda x: x in set(z_names + mlp_names))
+        src_logits, src = model.run_with_cache(src_tokens, names_filter=lambda x: x in z_set)
+        base_logits, base = model.run_with_cache(base_tokens, names_filter=lambda x: x in base_set)
     answer, wrong = task.answer.repeat(rows), task.wrong.repeat(rows)
     m_src = metric_per_pair(src_logits[:, -1], task.answer, task.wrong, metric).mean().item()
     m_base = metric_per_pair(base_logits[:, -1], task.answer, task.wrong, metric).mean().item()
-    baselines = (m_src, m_base) if direction == "denoise" else (m_base, m_src)
+    clean_and_corrupt = baselines(direction, m_base, m_src)
     tokens = base_tokens.repeat(rows, 1)  # row r*n_pairs + i: sender set r, pair i
 
     def freeze_z(x, *, hook, layer):
@@ -119,15 +118,15 @@ def _run(model, task: Task, sender_sets: list[list[Head]], receivers, receiver_i
                     x[r * n_pairs:(r + 1) * n_pairs, :, h] = src[f"blocks.{l}.attn.hook_z"][:, :, h]
         return x
 
-    hooks = [(z_names[l], _bind(freeze_z, l)) for l in range(n)]
+    hooks = [(z_names[l], bind(freeze_z, layer=l)) for l in range(n)]
     if freeze_mlps:
-        hooks += [(mlp_names[l], _bind(lambda x, *, hook, layer: base[mlp_names[layer]].repeat(rows, 1, 1), l))
+        hooks += [(mlp_names[l], bind(lambda x, *, hook, layer: base[mlp_names[layer]].repeat(rows, 1, 1), layer=l))
                   for l in range(n)]
-    hooks.append(("unembed.hook_in", lambda x, *, hook: x[:, -1:]))
+    hooks.append(LAST_POSITION)
     if receivers == "logits":
         with torch.no_grad():
             logits = model.run_with_hooks(tokens, fwd_hooks=hooks)[:, -1]
-        return _mean_rows(logits, answer, wrong, metric, rows, n_pairs), baselines
+        return _mean_rows(logits, answer, wrong, metric, rows, n_pairs), clean_and_corrupt
 
     recv_names = sorted({f"blocks.{l}.attn.hook_{receiver_input}" for l, _ in receivers})
     kept: dict[str, Tensor] = {}
@@ -137,7 +136,7 @@ def _run(model, task: Task, sender_sets: list[list[Head]], receivers, receiver_i
         return x
 
     with torch.no_grad():
-        model.run_with_hooks(tokens, fwd_hooks=hooks + [(nm, _bind_name(keep, nm)) for nm in recv_names])
+        model.run_with_hooks(tokens, fwd_hooks=hooks + [(nm, bind(keep, name=nm)) for nm in recv_names])
 
     def patch_receivers(x, *, hook, name):
         layer = int(name.split(".")[1])
@@ -148,18 +147,11 @@ def _run(model, task: Task, sender_sets: list[list[Head]], receivers, receiver_i
         return x
 
     with torch.no_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=[(nm, _bind_name(patch_receivers, nm)) for nm in recv_names]
-                                      + [("unembed.hook_in", lambda x, *, hook: x[:, -1:])])[:, -1]
-    return _mean_rows(logits, answer, wrong, metric, rows, n_pairs), baselines
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(nm, bind(patch_receivers, name=nm)) for nm in recv_names]
+                                      + [LAST_POSITION])[:, -1]
+    return _mean_rows(logits, answer, wrong, metric, rows, n_pairs), clean_and_corrupt
 
 
 def _mean_rows(logits, answer, wrong, metric, rows, n_pairs) -> Tensor:
     return metric_per_pair(logits, answer, wrong, metric).float().cpu().view(rows, n_pairs).mean(1)
 
-
-def _bind(fn, layer: int):
-    return lambda x, *, hook: fn(x, hook=hook, layer=layer)
-
-
-def _bind_name(fn, name: str):
-    return lambda x, *, hook: fn(x, hook=hook, name=name)
