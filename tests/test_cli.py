@@ -16,6 +16,15 @@ def run(*args, env=None):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def assert_one_line_error(*args, message):
+    """Bad input: exit 2, nothing on stdout, exactly one `interp:` line naming the problem."""
+    code, out, err = run(*args, "--json")
+    assert code == 2 and out == ""
+    lines = [l for l in err.splitlines() if l.startswith("interp:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
 def run_json(*args):
     code, out, err = run(*args, "--json")
     assert code == 0, err
@@ -62,11 +71,7 @@ def test_heads_and_lens_json_on_tiny_gpt2():
     (["lens", "--model", "tiny-llama", "--prompt", EIFFEL, "--wrong", " Rome"], "--wrong needs --answer"),
 ])
 def test_bad_input_is_one_line(args, message):
-    code, out, err = run(*args, "--json")
-    assert code == 2 and out == ""
-    lines = [l for l in err.splitlines() if l.startswith("interp:")]
-    assert len(lines) == 1 and message in lines[0], err
-    assert "Traceback" not in err
+    assert_one_line_error(*args, message=message)
 
 
 def test_model_directory_without_weights(tmp_path):
@@ -134,11 +139,7 @@ def test_circuit_json_on_tiny_gpt2(tmp_path):
     (["circuit", "--model", "tiny-llama", *PAIR, "--edges", "0"], "at least 1 edge"),
 ])
 def test_patching_bad_input_is_one_line(args, message):
-    code, out, err = run(*args, "--json")
-    assert code == 2 and out == ""
-    lines = [l for l in err.splitlines() if l.startswith("interp:")]
-    assert len(lines) == 1 and message in lines[0], err
-    assert "Traceback" not in err
+    assert_one_line_error(*args, message=message)
 
 
 @pytest.mark.slow
@@ -168,9 +169,7 @@ def test_trace_json_on_tiny_gpt2(tmp_path):
     (["--subject", "Eiffel Tower", "--answer", " New York"], "is 2 tokens"),
 ])
 def test_trace_bad_input_is_one_line(args, message):
-    code, out, err = run("trace", "--model", "tiny-llama", "--prompt", EIFFEL, *args, "--json")
-    assert code == 2 and out == "" and "Traceback" not in err
-    assert message in [l for l in err.splitlines() if l.startswith("interp:")][0]
+    assert_one_line_error("trace", "--model", "tiny-llama", "--prompt", EIFFEL, *args, message=message)
 
 
 @pytest.mark.slow
