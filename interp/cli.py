@@ -47,12 +47,14 @@ def _task(args):
 @verb
 def cmd_models(args) -> dict:
     from interp.cache import cache_dir
-    from interp.models import DEFAULT_MODEL, list_models
+    from interp.corpus import describe_corpora
+    from interp.models import DEFAULT_MODEL, list_models, load_embedded_tokenizer
 
     t0 = time.perf_counter()
     rows = list_models()
+    corpora = describe_corpora(load_embedded_tokenizer(), DEFAULT_MODEL)
     return {"default": DEFAULT_MODEL, "cache_dir": str(cache_dir()), "models": rows,
-            "seconds": time.perf_counter() - t0}
+            "corpora": corpora, "corpus_tokenizer": DEFAULT_MODEL, "seconds": time.perf_counter() - t0}
 
 
 @verb
@@ -205,6 +207,54 @@ def _average_trace(args, kinds) -> dict:
 
 
 @verb
+def cmd_edit(args) -> dict:
+    from interp.rome import RomeConfig
+
+    config = RomeConfig(v_steps=args.steps, cov_tokens=args.cov_tokens, corpus=args.corpus)
+    if args.eval:
+        return _edit_eval(args, config)
+    if not (args.prompt and args.subject and args.target):
+        raise InterpError("edit needs --prompt '{} ...', --subject and --target (or --eval FILE)")
+    from interp.counterfact import target_probs
+    from interp.rome import check_request, edit, generate
+    from interp.tokens import str_tokens, to_tokens
+
+    model = _model(args)
+    text, _ = check_request(model, args.prompt, args.subject, args.target)  # fail before loading statistics
+    prompts = [text, f"{args.subject} is", *(args.generate or [])]
+    t0 = time.perf_counter()
+    answer = model.tokenizer.decode(model(to_tokens(model, text))[0, -1].argmax())
+    before = generate(model, prompts, args.max_new_tokens)
+    p_before = target_probs(model, [text], [args.target, answer])[0].tolist()
+    e = edit(model, args.prompt, args.subject, args.target, args.layer, config)
+    after = generate(model, prompts, args.max_new_tokens)
+    p_after = target_probs(model, [text], [args.target, answer])[0].tolist()
+    out = {"model": model.cfg.model_name, "prompt": args.prompt, "subject": args.subject,
+           "target": args.target, "previous_answer": answer, "layer": e.layer,
+           "tokens": str_tokens(model, to_tokens(model, text)[0]),
+           "axes": {"completions.before": ["prompt"], "completions.after": ["prompt"]},
+           "completion_prompts": prompts,
+           "completions": {"before": before, "after": after},
+           "probs": {"before": {"target": p_before[0], "previous_answer": p_before[1]},
+                     "after": {"target": p_after[0], "previous_answer": p_after[1]}},
+           "edit": e.summary(), "seconds": time.perf_counter() - t0}
+    return _with_html(out, args, "edit_figure", out)
+
+
+def _edit_eval(args, config) -> dict:
+    from interp.counterfact import evaluate, load_requests
+
+    requests = load_requests(None if args.eval == "default" else args.eval)
+    if args.limit:
+        requests = requests[:args.limit]
+    model = _model(args)
+    result = evaluate(model, requests, args.layer, config, fluency=not args.no_fluency)
+    out = {"model": model.cfg.model_name, "n_requests": len(requests), "file": args.eval,
+           "axes": {"requests": ["request"]}, "tokens": [], **result.to_dict()}
+    return _with_html(out, args, "edit_eval_figure", out)
+
+
+@verb
 def cmd_app(args) -> dict:
     script = Path(__file__).resolve().parent.parent / "apps" / "explorer.py"
     if not script.is_file():
@@ -302,6 +352,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=int, default=10)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--html", help="write the trace heatmaps here")
+    s = add("edit", "ROME: rewrite a fact with a rank-one MLP update; or --eval a CounterFact-style set")
+    s.add_argument("--prompt", help="template with {} for the subject, e.g. '{} is located in the city of'")
+    s.add_argument("--subject")
+    s.add_argument("--target", help="the new object, e.g. ' Rome' (several tokens allowed)")
+    s.add_argument("--layer", type=int, help="MLP layer (default: peak MLP causal effect at the last subject token)")
+    s.add_argument("--eval", metavar="FILE", help="request file (README 'Request files'), or 'default' for the shipped set")
+    s.add_argument("--limit", type=int, help="with --eval: only the first N requests")
+    s.add_argument("--no-fluency", action="store_true", help="with --eval: skip the sampled generations")
+    s.add_argument("--generate", action="append", help="another prompt to complete before and after (repeatable)")
+    s.add_argument("--max-new-tokens", type=int, default=20)
+    s.add_argument("--steps", type=int, default=20, help="Adam steps for v*")
+    s.add_argument("--cov-tokens", type=int, default=100_000, help="corpus tokens behind the key covariance C")
+    s.add_argument("--corpus", help="corpus for C (default: the offline default corpus)")
+    s.add_argument("--html", help="write the figure here")
     s = add("app", "launch the Streamlit explorer on 127.0.0.1")
     s.add_argument("--port", type=int, default=8501)
     return p
@@ -337,6 +401,9 @@ def _print_summary(verb_name: str, out: dict) -> None:
     if verb_name == "models":
         for m in out["models"]:
             print(f"{m['name']:<28} {m['kind']:<12} offline={m['offline']!s:<5} {m['description']}")
+        for c in out["corpora"]:
+            size = f"{c['tokens']:>10,} tokens {c['documents']:>6,} docs" if c["available"] else "not installed"
+            print(f"corpus {c['name']:<10} {size}  {c['description']} ({c['package']})")
     elif verb_name == "heads":
         print(f"loss first repeat {out['loss_first_repeat']:.2f}, second {out['loss_second_repeat']:.2f} nats")
         for h in out["top"]:
@@ -376,6 +443,18 @@ def _print_summary(verb_name: str, out: dict) -> None:
             best = max((v, t, l) for t, row in enumerate(grid) for l, v in enumerate(row))
             print(f"  {kind:<6} strongest restore: token {best[1]} {out['tokens'][best[1]]!r} layer {best[2]} "
                   f"-> {best[0]:.3f}")
+    elif verb_name == "edit" and "post" in out:
+        for when in ("pre", "post"):
+            m = out[when]
+            print(f"{when:<5} ES {m['ES']:.1f}  PS {m['PS']:.1f}  NS {m['NS']:.1f}  S {m['S']:.1f}  "
+                  f"EM {m['EM']:+.1f}  PM {m['PM']:+.1f}  NM {m['NM']:+.1f}  fluency {m['fluency']}")
+        print(f"{out['n_requests']} requests; mean edit time {out['edit_seconds_mean']:.1f} s")
+    elif verb_name == "edit":
+        e = out["edit"]
+        print(f"edited layer {e['layer']} in {e['seconds']:.1f} s: P({out['target']!r}) "
+              f"{out['probs']['before']['target']:.3f} -> {out['probs']['after']['target']:.3f}")
+        for p, b, a in zip(out["completion_prompts"], out["completions"]["before"], out["completions"]["after"]):
+            print(f"  {p!r}\n    before: {b!r}\n    after:  {a!r}")
     elif verb_name == "attention":
         print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
               + (f"; figure {out['html']}" if "html" in out else ""))

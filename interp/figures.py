@@ -216,3 +216,35 @@ def average_trace_figure(result) -> go.Figure:
                              f"(clean P {result.mean_clean_prob:.2f}, corrupted {result.mean_corrupt_prob:.2f})"),
                       height=420)
     return fig
+
+
+def edit_figure(out: dict) -> go.Figure:
+    """One ROME edit: P(target) and P(previous answer) before/after, and the v* optimisation's NLL."""
+    fig = make_subplots(1, 2, subplot_titles=("Rewrite prompt", "v* optimisation"))
+    for name, key in (("new target", "target"), ("previous answer", "previous_answer")):
+        fig.add_trace(go.Bar(name=name, x=["before", "after"],
+                             y=[out["probs"]["before"][key], out["probs"]["after"][key]]), 1, 1)
+    hist = out["edit"]["nll_history"]
+    fig.add_trace(go.Scatter(x=list(range(len(hist))), y=hist, mode="lines+markers", name="target NLL"), 1, 2)
+    fig.update_yaxes(title_text="probability", range=[0, 1], row=1, col=1)
+    fig.update_yaxes(title_text="mean NLL (nats)", row=1, col=2)
+    fig.update_xaxes(title_text="Adam step", row=1, col=2)
+    fig.update_layout(title=f"ROME edit at layer {out['layer']}: {out['subject']} → {out['target']!r}",
+                      barmode="group")
+    return fig
+
+
+def edit_eval_figure(out: dict) -> go.Figure:
+    """CounterFact-style scores before and after editing, and each request's efficacy margin."""
+    fig = make_subplots(1, 2, subplot_titles=("Success rates (%)", "Per request: P(new) − P(true), rewrite prompt"),
+                        column_widths=[0.35, 0.65])
+    metrics = ["ES", "PS", "NS", "S"]
+    for when in ("pre", "post"):
+        fig.add_trace(go.Bar(name=f"{when}-edit", x=metrics, y=[out[when][m] for m in metrics]), 1, 1)
+    reqs = out["requests"]
+    labels = [f"{r['subject']} → {r['target_new'].strip()}" for r in reqs]
+    for when in ("pre", "post"):
+        fig.add_trace(go.Bar(name=f"{when} EM", x=labels, y=[r[when]["EM"] for r in reqs], showlegend=True), 1, 2)
+    fig.update_yaxes(range=[0, 100], row=1, col=1)
+    fig.update_layout(title=f"ROME on {out['n_requests']} requests ({out['model']})", barmode="group")
+    return fig

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom, rows_at_layers
 from interp.cache import cache_dir, write_json
-from interp.errors import InterpError
+from interp.errors import InterpError, check_index
 from interp.tokens import single_token, str_tokens, to_tokens
 
 Kind = Literal["hidden", "mlp", "attn"]
@@ -198,8 +198,12 @@ def _check(model, samples: int, window: int, kinds) -> None:
 
 def trace(model, prompt: str, subject: str, answer: str | None = None,
           kinds: Sequence[Kind] = KINDS, samples: int = 10, noise: float = 3.0, window: int = 10,
-          seed: int = 1, memory_budget: float | None = None, trim: bool = True) -> Trace:
+          seed: int = 1, memory_budget: float | None = None, trim: bool = True,
+          tokens: Sequence[int] | None = None) -> Trace:
     """Batched causal trace: every (token, layer) cell of every kind.
+
+    ``tokens`` restricts the restored tokens (their rows of the grid; the other rows
+    stay 0): ROME's layer choice needs only the last subject token's row.
 
     With ``trim`` (default) a restore at token ``t`` runs positions ``t…`` only: earlier
     positions are unchanged by it, so their keys and values come from the noised run
@@ -216,10 +220,11 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
             trim = False  # a model without a Hugging Face KV cache: run whole sequences
     grid = torch.zeros(len(kinds), n_tok, n)
     corrupt, per_pass = None, None
-    bar = tqdm(total=len(kinds) * n_tok * n, desc="tracing", unit="cell", file=sys.stderr, leave=False,
+    restored = range(n_tok) if tokens is None else [check_index(t, n_tok, "token") for t in tokens]
+    bar = tqdm(total=len(kinds) * len(restored) * n, desc="tracing", unit="cell", file=sys.stderr, leave=False,
                disable=None)
-    for t in range(n_tok) if trim else [None]:
-        cells = [(k, tt, l) for k in kinds for tt in ([t] if trim else range(n_tok)) for l in range(n)]
+    for t in restored if trim else [None]:
+        cells = [(k, tt, l) for k in kinds for tt in ([t] if trim else restored) for l in range(n)]
         starts = [min(int(h.split(".")[1]) for h, _ in _restores(k, tt, l, window, n)) for k, tt, l in cells]
         order = sorted(range(len(cells)), key=lambda i: starts[i])
         cells, starts = [cells[i] for i in order], [starts[i] for i in order]

