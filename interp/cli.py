@@ -255,6 +255,67 @@ def _edit_eval(args, config) -> dict:
 
 
 @verb
+def cmd_probe(args) -> dict:
+    from interp.probes import SHIPPED, collect_activations, load_dataset, probe_layers
+
+    names = list(SHIPPED) if args.dataset == ["all"] else args.dataset
+    datasets = [load_dataset(n) for n in names]  # every file checked before any work
+    model = _model(args)
+    layers = _layers(args.layers, model.cfg.n_layers)
+    t0 = time.perf_counter()
+    results = {}
+    for ds in datasets:
+        acts = collect_activations(model, ds, layers, args.site)
+        results[ds.name] = probe_layers(acts, args.folds, args.test_size, args.seed).to_dict()
+    out = {"model": model.cfg.model_name, "site": args.site, "layers": layers if layers else
+           list(range(model.cfg.n_layers)), "axes": {"results.*.accuracy": ["layer"]}, "tokens": [],
+           "results": results, "best_layer": {k: v["best_layer"] for k, v in results.items()},
+           "seconds": time.perf_counter() - t0}
+    return _with_html(out, args, "probe_figure", list(results.values()))
+
+
+def _layers(text: str | None, n: int) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise InterpError(f"--layers takes comma-separated integers such as 0,5,10, not {text!r}") from err
+
+
+@verb
+def cmd_steer(args) -> dict:
+    from interp.probes import collect_activations, load_dataset
+    from interp.steering import mean_difference, probe_direction, probe_scorer, steering_curve
+
+    ds = load_dataset(args.dataset)
+    positive = args.positive or ds.labels[-1]
+    if positive not in ds.labels:
+        raise InterpError(f"--positive {positive!r} is not one of the dataset's labels {ds.labels}")
+    try:
+        alphas = [float(a) for a in args.alphas.split(",")]
+    except ValueError as err:
+        raise InterpError(f"--alphas takes comma-separated numbers, not {args.alphas!r}") from err
+    model = _model(args)
+    layer = args.layer if args.layer is not None else model.cfg.n_layers // 3
+    t0 = time.perf_counter()
+    acts = collect_activations(model, ds, [layer])
+    vector = (mean_difference if args.method == "mean" else probe_direction)(acts, layer, positive)
+    scorer = probe_scorer(model, load_dataset(args.scorer_dataset or args.dataset), args.scorer_layer or layer,
+                          positive)
+    prompts = args.prompt or ["I went to see the movie and", "The food at the new place", "My week has been",
+                              "The hotel room was", "Reading this book made me"]
+    curve = steering_curve(model, vector, layer, alphas, prompts, scorer, args.max_new_tokens, args.seed)
+    out = {"model": model.cfg.model_name, "dataset": ds.name, "positive": positive, "method": args.method,
+           "layer": layer, "vector_norm": float(vector.norm()), "alphas": curve.alphas,
+           "mean_score": curve.mean_score, "scores": curve.scores, "prompts": curve.prompts,
+           "generations": curve.generations, "axes": {"scores": ["alpha", "prompt"],
+                                                      "generations": ["alpha", "prompt"]},
+           "tokens": [], "seconds": time.perf_counter() - t0}
+    return _with_html(out, args, "steering_figure", curve)
+
+
+@verb
 def cmd_app(args) -> dict:
     script = Path(__file__).resolve().parent.parent / "apps" / "explorer.py"
     if not script.is_file():
@@ -366,6 +427,29 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cov-tokens", type=int, default=100_000, help="corpus tokens behind the key covariance C")
     s.add_argument("--corpus", help="corpus for C (default: the offline default corpus)")
     s.add_argument("--html", help="write the figure here")
+    s = add("probe", "linear probes per layer with a control task: accuracy, selectivity, best layer")
+    s.add_argument("--dataset", action="append", required=True,
+                   help="truth, sentiment, language, pos, all, or a JSON file (repeatable)")
+    s.add_argument("--layers", help="comma-separated layers (default: all)")
+    s.add_argument("--site", default="resid_post", choices=["resid_post", "resid_pre", "resid_mid", "attn_out",
+                                                            "mlp_out"])
+    s.add_argument("--folds", type=int, default=5, help="cross-validation folds for the regularisation")
+    s.add_argument("--test-size", type=float, default=0.25)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--html", help="write accuracy/selectivity against layer here")
+    s = add("steer", "steering vector from a labelled dataset; generations and a classifier score against alpha")
+    s.add_argument("--dataset", default="sentiment")
+    s.add_argument("--positive", help="the label the vector points to (default: the last label)")
+    s.add_argument("--layer", type=int, help="residual layer to steer (default: n_layers // 3)")
+    s.add_argument("--method", choices=["mean", "probe"], default="mean",
+                   help="difference of class means, or the probe's weight vector")
+    s.add_argument("--alphas", default="-8,-4,0,4,8")
+    s.add_argument("--prompt", action="append", help="generation prompt (repeatable)")
+    s.add_argument("--max-new-tokens", type=int, default=30)
+    s.add_argument("--scorer-dataset", help="dataset of the scoring probe (default: --dataset)")
+    s.add_argument("--scorer-layer", type=int, help="layer of the scoring probe (default: --layer)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--html", help="write the steering curve here")
     s = add("app", "launch the Streamlit explorer on 127.0.0.1")
     s.add_argument("--port", type=int, default=8501)
     return p
@@ -455,6 +539,13 @@ def _print_summary(verb_name: str, out: dict) -> None:
               f"{out['probs']['before']['target']:.3f} -> {out['probs']['after']['target']:.3f}")
         for p, b, a in zip(out["completion_prompts"], out["completions"]["before"], out["completions"]["after"]):
             print(f"  {p!r}\n    before: {b!r}\n    after:  {a!r}")
+    elif verb_name == "probe":
+        for name, r in out["results"].items():
+            print(f"{name:<10} best layer {r['best_layer']:>2}: accuracy {r['best_accuracy']:.3f} "
+                  f"(chance {r['chance']:.2f}); selectivity {r['selectivity'][r['layers'].index(r['best_layer'])]:.3f}")
+    elif verb_name == "steer":
+        for a, m, g in zip(out["alphas"], out["mean_score"], out["generations"]):
+            print(f"alpha {a:+6.1f}: P({out['positive']}) {m:.3f}  e.g. {g[0][:70]!r}")
     elif verb_name == "attention":
         print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
               + (f"; figure {out['html']}" if "html" in out else ""))

@@ -203,12 +203,11 @@ def evaluate(model, requests: list[Request], layer: int | None = None, config: R
     for r in tqdm(requests, desc="CounterFact eval", unit="edit", file=sys.stderr, disable=None):
         pre = _scores(model, r)
         if fluency and r.generation_prompts:
-            pre["fluency"] = _fluency(model, r)
+            pre["fluency"], _ = _fluency(model, r)
         with edit(model, r.prompt, r.subject, r.target_new, layer, config) as e:
             post = _scores(model, r)
             if fluency and r.generation_prompts:
-                post["fluency"] = _fluency(model, r)
-                post["generations"] = sample_texts(model, list(r.generation_prompts))
+                post["fluency"], post["generations"] = _fluency(model, r)
             times.append(e.stats["edit_seconds"])
             per.append({"id": r.id, "subject": r.subject, "target_new": r.target_new,
                         "target_true": r.target_true, "layer": e.layer, "steps": e.stats["steps"],
@@ -219,6 +218,6 @@ def evaluate(model, requests: list[Request], layer: int | None = None, config: R
     return EvalResult(_mean(pre_rows), _mean(post_rows), per, time.perf_counter() - t0, times)
 
 
-def _fluency(model, r: Request) -> float:
+def _fluency(model, r: Request) -> tuple[float, list[str]]:
     texts = sample_texts(model, list(r.generation_prompts))
-    return sum(ngram_entropy(t) for t in texts) / len(texts)
+    return sum(ngram_entropy(t) for t in texts) / len(texts), texts

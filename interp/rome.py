@@ -8,7 +8,9 @@ the pair (k*, v*) with the least disturbance to other keys (§3.1, Eq. 2):
 
     W' = W + Λ (C⁻¹ k*)ᵀ,   Λ = (v* − W k*) / ((C⁻¹ k*)ᵀ k*)
 
-so that ``W' k* = v*``. Here ``C = E[k kᵀ]`` over a corpus
+so that ``W' k* = v*``. (ROME's released code, our default, makes the update exact at
+the rewrite prompt's own key instead: Λ = (v* − W k) / ((C⁻¹k*)ᵀ k); ``RomeConfig.update_key``
+picks.) Here ``C = E[k kᵀ]`` over a corpus
 (:mod:`interp.covariance`); ``k*`` is the key at the subject's last token averaged
 over the bare prompt and ~20 short prefixes the model itself writes (§3.1 "Step 1");
 ``v*`` is the MLP output at that token that makes the model say the target
@@ -33,6 +35,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -73,10 +76,16 @@ class RomeConfig:
     """Corpus spec for C (None: the offline default)."""
     seed: int = 0
     """Seed of the prefix generation."""
+    update_key: Literal["prompt", "mean"] = "prompt"
+    """Key that Λ makes exact. ``prompt`` (ROME's released code): the rewrite prompt's own key, so
+    ``W'k = v*`` there, with the direction C⁻¹k* from the mean key. ``mean``: the paper's Eq. 2,
+    ``W'k* = v*`` for the mean key k*."""
 
     def __post_init__(self):
         if self.v_steps < 1 or self.v_lr <= 0 or self.n_prefixes < 0 or self.cov_tokens < 1:
             raise InterpError("ROME config needs v_steps >= 1, v_lr > 0, n_prefixes >= 0, cov_tokens >= 1")
+        if self.update_key not in ("prompt", "mean"):
+            raise InterpError(f"update_key must be 'prompt' or 'mean', not {self.update_key!r}")
 
 
 @dataclass
@@ -88,7 +97,10 @@ class Edit:
     target: str
     layer: int
     k_star: Float[Tensor, "d_mlp"]
+    """The mean key over the bare prompt and the prefixed ones; the update's direction is C⁻¹k*."""
     v_star: Float[Tensor, "d_model"]
+    k_exact: Float[Tensor, "d_mlp"]
+    """The key the update maps exactly to v* (the prompt's own, or k*; ``RomeConfig.update_key``)."""
     stats: dict
     """Optimisation and timing figures (JSON-ready)."""
     _model: nn.Module = field(repr=False)
@@ -368,15 +380,18 @@ def compute_value(model, layer: int, texts: list[str], subject: str, target_ids:
 
 
 def rank_one_update(W_out: nn.Module, C: Float[Tensor, "d_mlp d_mlp"], k_star: Float[Tensor, "d_mlp"],
-                    v_star: Float[Tensor, "d_model"]) -> Float[Tensor, "d_model d_mlp"]:
-    """ΔW (as ``[d_model, d_mlp]``) with ``W_out(k*) + ΔW k* = v*`` that least disturbs other keys
-    under C: ΔW = Λ (C⁻¹k*)ᵀ, Λ = (v* − W_out(k*)) / ((C⁻¹k*)ᵀ k*)."""
-    C64, k64 = C.double(), k_star.double()
+                    v_star: Float[Tensor, "d_model"], k_exact: Float[Tensor, "d_mlp"] | None = None
+                    ) -> Float[Tensor, "d_model d_mlp"]:
+    """ΔW (as ``[d_model, d_mlp]``) = Λ (C⁻¹k*)ᵀ, the update along C⁻¹k* that least disturbs other
+    keys under C, with Λ = (v* − W_out(k)) / ((C⁻¹k*)ᵀ k) so that ``W_out'(k) = v*`` for
+    ``k = k_exact`` (default ``k*``: the paper's Eq. 2)."""
+    k_exact = k_star if k_exact is None else k_exact
+    C64, k64, e64 = C.double(), k_star.double(), k_exact.double()
     ridge = 1e-8 * torch.trace(C64) / C64.shape[0]  # keys from a short corpus can leave C singular
     u = torch.linalg.solve(C64 + ridge * torch.eye(C64.shape[0], dtype=C64.dtype, device=C64.device), k64)
     with torch.no_grad():
-        current = W_out(k_star[None].to(W_out.weight.dtype))[0].double()
-    lam = (v_star.double() - current) / (u @ k64)
+        current = W_out(k_exact[None].to(W_out.weight.dtype))[0].double()
+    lam = (v_star.double() - current) / (u @ e64)
     return torch.outer(lam, u)
 
 
@@ -408,22 +423,24 @@ def edit(model, prompt: str, subject: str, target: str, layer: int | None = None
     t1 = time.perf_counter()
     texts = [fill_template(t, subject) for t in templates(model, prompt, config)]
     k_star = compute_key(model, layer, texts, subject)
+    k_exact = compute_key(model, layer, [text], subject) if config.update_key == "prompt" else k_star
     v_star, info = compute_value(model, layer, texts, subject, target_ids, config)
     W_out = out_proj(model, layer)
-    delta_W = rank_one_update(W_out, stats.C, k_star, v_star)
+    delta_W = rank_one_update(W_out, stats.C, k_star, v_star, k_exact)
     if not torch.isfinite(delta_W).all():
         raise InterpError("the rank-one update is not finite (C is singular on this key); the weights are untouched")
     weight = W_out.weight
     original = weight.data.clone()
     _apply(W_out, delta_W)
     with torch.no_grad():
-        achieved = W_out(k_star[None].to(weight.dtype))[0].float()
+        achieved = W_out(k_exact[None].to(weight.dtype))[0].float()
     err = float((achieved - v_star).norm() / v_star.norm())
-    e = Edit(prompt, subject, target, layer, k_star.cpu(), v_star.cpu(), {}, model, weight, original,
-             weight.data.clone())
+    e = Edit(prompt, subject, target, layer, k_star.cpu(), v_star.cpu(), k_exact.cpu(), {}, model, weight,
+             original, weight.data.clone())
     edits(model).append(e)
     e.stats = {**info, "key_residual": round(err, 7), "target_tokens": str_tokens(model, torch.tensor(target_ids)),
                "update_norm": round(float(delta_W.norm()), 5), "prefixes": len(texts) - 1,
+               "update_key": config.update_key,
                "layer_choice": "given" if picked is None else "peak MLP effect at the last subject token",
                "covariance": {"corpus": stats.corpus, "tokens": stats.tokens, "cached": stats.cached,
                               "seconds": round(stats.seconds, 3), "path": str(stats.path)},

@@ -25,8 +25,8 @@ def assert_one_line_error(*args, message):
     assert "Traceback" not in err
 
 
-def run_json(*args):
-    code, out, err = run(*args, "--json")
+def run_json(*args, env=None):
+    code, out, err = run(*args, "--json", env=env)
     assert code == 0, err
     return json.loads(out)
 
@@ -197,3 +197,69 @@ def test_trace_average_json(tmp_path):
     assert len(out["effects"]["mlp"]) == 6 and len(out["effects"]["mlp"][0]) == 3
     code, _, err = run("trace", "--model", "tiny-llama", "--average", "--facts", str(tmp_path / "none.json"))
     assert code == 2 and "cannot read facts file" in err
+
+
+def test_edit_json_on_tiny_llama(tmp_path):
+    out = run_json("edit", "--model", "tiny-llama", "--prompt", "{} is located in the city of", "--subject",
+                   "The Eiffel Tower", "--target", " Rome", "--layer", "1", "--cov-tokens", "1024",
+                   "--corpus", "bbc-news", "--steps", "3", "--max-new-tokens", "4", "--html", str(tmp_path / "e.html"),
+                   env={"INTERP_CACHE": str(tmp_path / "cache")})
+    assert out["layer"] == 1 and out["edit"]["layer"] == 1 and out["edit"]["active"]
+    assert len(out["completions"]["before"]) == len(out["completions"]["after"]) == len(out["completion_prompts"]) == 2
+    assert set(out["probs"]["after"]) == {"target", "previous_answer"} and (tmp_path / "e.html").exists()
+    assert out["edit"]["covariance"]["tokens"] == 1024 and out["edit"]["key_residual"] < 1e-3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--prompt", "The Eiffel Tower is located in", "--subject", "The Eiffel Tower", "--target", " Rome"],
+     "has no '{}' where the subject goes"),
+    (["--prompt", "Paris is nice", "--subject", "Big Ben", "--target", " Rome"], "is not in the prompt"),
+    (["--prompt", "{} is located in", "--subject", "Big Ben", "--target", " Rome", "--layer", "9"],
+     "layer 9 is out of range"),
+    (["--eval", "no-such-file.json"], "cannot read request file"),
+    (["--subject", "Big Ben"], "edit needs --prompt"),
+])
+def test_edit_bad_input_is_one_line(args, message):
+    assert_one_line_error("edit", "--model", "tiny-llama", *args, message=message)
+
+
+@pytest.mark.slow
+def test_embedded_edit_eval_json(tmp_path):
+    """Two shipped requests, edited at the peak MLP layer with a short corpus sample."""
+    out = run_json("edit", "--eval", "default", "--limit", "2", "--layer", "4", "--cov-tokens", "20000",
+                   "--no-fluency", "--html", str(tmp_path / "eval.html"))
+    assert out["n_requests"] == 2 and out["post"]["ES"] == 100.0 and out["pre"]["ES"] == 0.0
+    assert out["post"]["S"] > 0 and (tmp_path / "eval.html").exists()
+    assert [r["subject"] for r in out["requests"]] == ["The Eiffel Tower", "The Colosseum"]
+
+
+def test_probe_json_on_tiny_llama(tmp_path):
+    out = run_json("probe", "--model", "tiny-llama", "--dataset", "sentiment", "--dataset", "pos", "--layers", "0,2",
+                   "--folds", "3", "--html", str(tmp_path / "p.html"))
+    assert set(out["results"]) == {"sentiment", "pos"} and out["layers"] == [0, 2]
+    r = out["results"]["pos"]
+    assert len(r["accuracy"]) == len(r["selectivity"]) == len(r["ci_low"]) == 2
+    assert out["best_layer"]["pos"] in (0, 2) and (tmp_path / "p.html").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["probe", "--dataset", "no-such-set"], "neither a shipped one"),
+    (["probe", "--dataset", "truth", "--layers", "0,x"], "comma-separated integers"),
+    (["probe", "--dataset", "truth", "--layers", "0,7"], "layer 7 is out of range"),
+    (["steer", "--dataset", "sentiment", "--positive", "happy"], "is not one of the dataset's labels"),
+])
+def test_probe_bad_input_is_one_line(args, message):
+    assert_one_line_error(*args, "--model", "tiny-llama", message=message)
+
+
+def test_probe_one_class_file_is_one_line(tmp_path):
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({"examples": [{"text": "a", "label": "x"}, {"text": "b", "label": "x"}]}))
+    assert_one_line_error("probe", "--model", "tiny-llama", "--dataset", str(path), message="only one class")
+
+
+def test_steer_json_on_tiny_llama():
+    out = run_json("steer", "--model", "tiny-llama", "--layer", "1", "--alphas=-2,0,2", "--prompt", "The movie",
+                   "--max-new-tokens", "4")
+    assert out["alphas"] == [-2.0, 0.0, 2.0] and len(out["generations"]) == 3 and len(out["scores"][0]) == 1
+    assert all(0 <= s <= 1 for s in out["mean_score"]) and out["positive"] == "positive"

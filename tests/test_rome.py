@@ -73,6 +73,13 @@ def test_rank_one_update_on_hand_set_weights():
         A = torch.randn(d_mlp, 3 * d_mlp)
         C = A @ A.T / A.shape[1]
         k, v = torch.randn(d_mlp), torch.randn(d_model)
+        other_key = torch.randn(d_mlp)
+        with torch.no_grad():
+            exact = layer.weight.detach().clone()
+            probe = _clone(layer)
+            rome._apply(probe, rome.rank_one_update(probe, C, k, v, k_exact=other_key))
+            torch.testing.assert_close(probe(other_key[None])[0], v, rtol=1e-5, atol=1e-5)
+            assert torch.equal(layer.weight, exact)
         dW = rome.rank_one_update(layer, C, k, v)
         assert torch.linalg.matrix_rank(dW).item() == 1
         W = layer.weight.detach().clone()
@@ -88,6 +95,12 @@ def test_rank_one_update_on_hand_set_weights():
             torch.testing.assert_close(layer(other[None])[0] - bias, old, rtol=1e-4, atol=1e-5)
 
 
+def _clone(layer):
+    import copy
+
+    return copy.deepcopy(layer)
+
+
 def _conv1d(d_in, d_out):
     from transformers.pytorch_utils import Conv1D
 
@@ -97,13 +110,18 @@ def _conv1d(d_in, d_out):
     return c
 
 
-def test_edit_writes_v_star_and_undoes_bit_exactly(tiny):
+@pytest.mark.parametrize("update_key", ["mean", "prompt"])
+def test_edit_writes_v_star_and_undoes_bit_exactly(tiny, update_key):
+    from dataclasses import replace
+
     W_out = rome.out_proj(tiny, 1)
     before = {n: p.detach().clone() for n, p in tiny.named_parameters()}
-    e = rome.edit(tiny, TEMPLATE, "The Eiffel Tower", " Rome", layer=1, config=FAST)
+    e = rome.edit(tiny, TEMPLATE, "The Eiffel Tower", " Rome", layer=1, config=replace(FAST, update_key=update_key))
     assert rome.edits(tiny) == [e] and e.active and rome.is_edited(tiny)
-    with torch.no_grad():
-        torch.testing.assert_close(W_out(e.k_star[None])[0].float(), e.v_star, rtol=1e-4, atol=1e-4)
+    bare = rome.compute_key(tiny, 1, [EIFFEL], "The Eiffel Tower")
+    torch.testing.assert_close(e.k_exact, e.k_star if update_key == "mean" else bare)
+    with torch.no_grad():  # W'k = v* for the key the update targets: k* (Eq. 2) or the prompt's own
+        torch.testing.assert_close(W_out(e.k_exact[None])[0].float(), e.v_star, rtol=1e-4, atol=1e-4)
     changed = [n for n, p in tiny.named_parameters() if not torch.equal(p, before[n])]
     assert len(changed) == 1 and changed[0].endswith("weight")  # only W_out of layer 1
     e.undo()
