@@ -31,10 +31,15 @@ def pick_model():
     options = list(dict.fromkeys([start, *BUILTIN]))
     name = st.sidebar.selectbox("Model", options, index=0, key="model_name")
     try:
-        return name, cached_model(name)
+        model = cached_model(name)
     except InterpError as err:
         st.error(str(err))
         st.stop()
+    from interp.rome import edits
+
+    if edits(model):  # an edited model says so on every page
+        st.sidebar.warning("Edited by ROME: " + "; ".join(f"{e.subject} → {e.target!r}" for e in edits(model)))
+    return name, model
 
 
 def show_error(err: InterpError) -> None:

@@ -116,3 +116,29 @@ def test_trace_page_runs_on_click(monkeypatch):
     at.button(key="run").click().run()
     assert not at.exception, at.exception
     assert any("subject corrupted" in c.value for c in at.caption)
+
+
+def test_edit_page_edits_and_undoes(monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INTERP_MODEL", "tiny-llama")
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
+    at = AppTest.from_file(str(APPS / "pages" / "4_ROME_edit.py"), default_timeout=180).run()
+    at.number_input(key="layer").set_value(1)
+    at.number_input(key="cov").set_value(2048)
+    at.button(key="run").click().run()
+    assert not at.exception, at.exception
+    assert any("Edited layer 1" in c.value for c in at.caption)
+    assert at.warning and "carries edits" in at.warning[0].value
+    at.button(key="undo").click().run()
+    assert not at.exception and not [w for w in at.warning if "carries edits" in w.value]
+
+
+def test_probe_page_runs(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("INTERP_MODEL", "tiny-llama")
+    at = AppTest.from_file(str(APPS / "pages" / "5_Probes.py"), default_timeout=180).run()
+    at.button(key="run").click().run()
+    assert not at.exception, at.exception
+    assert any("best layer" in c.value for c in at.caption)
