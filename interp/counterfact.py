@@ -23,18 +23,17 @@ target_true: {str}}`` with the prompt lists beside it).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import resources
 
 import torch
 from tqdm.auto import tqdm
 
+from interp._files import read_json
 from interp.errors import InterpError
 from interp.rome import RomeConfig, edit
 from interp.tokens import to_tokens
@@ -61,18 +60,7 @@ def _space(s: str) -> str:
 def load_requests(path: str | None = None) -> list[Request]:
     """Requests from a JSON file (the shipped set when ``path`` is None), validated."""
     where = path or "the shipped request set"
-    if path is None:
-        text = resources.files("interp").joinpath("data/counterfact_requests.json").read_text()
-    else:
-        try:
-            with open(path) as f:
-                text = f.read()
-        except OSError as err:
-            raise InterpError(f"cannot read request file {path}: {err.strerror}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InterpError(f"request file {where} is not JSON: {err.msg} at line {err.lineno}") from err
+    data = read_json(path, "counterfact_requests.json", "request file")
     items = data.get("requests") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise InterpError(f"request file {where} holds no requests (expected a list or {{'requests': [...]}})")

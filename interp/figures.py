@@ -239,12 +239,14 @@ def edit_eval_figure(out: dict) -> go.Figure:
     fig = make_subplots(1, 2, subplot_titles=("Success rates (%)", "Per request: P(new) − P(true), rewrite prompt"),
                         column_widths=[0.35, 0.65])
     metrics = ["ES", "PS", "NS", "S"]
-    for when in ("pre", "post"):
-        fig.add_trace(go.Bar(name=f"{when}-edit", x=metrics, y=[out[when][m] for m in metrics]), 1, 1)
+    colors = {"pre": "#636efa", "post": "#ef553b"}
     reqs = out["requests"]
     labels = [f"{r['subject']} → {r['target_new'].strip()}" for r in reqs]
     for when in ("pre", "post"):
-        fig.add_trace(go.Bar(name=f"{when} EM", x=labels, y=[r[when]["EM"] for r in reqs], showlegend=True), 1, 2)
+        fig.add_trace(go.Bar(name=f"{when}-edit", x=metrics, y=[out[when][m] for m in metrics],
+                             marker_color=colors[when], legendgroup=when), 1, 1)
+        fig.add_trace(go.Bar(name=f"{when}-edit", x=labels, y=[r[when]["EM"] for r in reqs],
+                             marker_color=colors[when], legendgroup=when, showlegend=False), 1, 2)
     fig.update_yaxes(range=[0, 100], row=1, col=1)
     fig.update_layout(title=f"ROME on {out['n_requests']} requests ({out['model']})", barmode="group")
     return fig

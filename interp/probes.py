@@ -22,13 +22,11 @@ Datasets (``interp/data/probe_*.json``, README "Probe datasets"):
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +38,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
+from interp._files import read_json
 from interp.errors import InterpError, check_index
 from interp.tokens import to_tokens
 
@@ -74,17 +73,12 @@ class ProbeDataset:
 def load_dataset(name_or_path: str) -> ProbeDataset:
     """A shipped dataset by name (``truth``, ``sentiment``, ``language``, ``pos``) or a JSON file."""
     if name_or_path in SHIPPED:
-        raw = resources.files("interp").joinpath(f"data/probe_{name_or_path}.json").read_text()
+        doc = read_json(None, f"probe_{name_or_path}.json", "dataset")
+    elif not Path(name_or_path).exists():
+        raise InterpError(f"dataset {name_or_path!r} is neither a shipped one ({', '.join(SHIPPED)}) "
+                          "nor an existing file")
     else:
-        try:
-            raw = Path(name_or_path).read_text()
-        except OSError as err:
-            raise InterpError(f"dataset {name_or_path!r} is neither a shipped one ({', '.join(SHIPPED)}) "
-                              f"nor a readable file: {err.strerror}") from err
-    try:
-        doc = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise InterpError(f"dataset {name_or_path} is not JSON: {err.msg} at line {err.lineno}") from err
+        doc = read_json(name_or_path, "", "dataset")
     if not isinstance(doc, dict) or not isinstance(doc.get("examples"), list) or not doc["examples"]:
         raise InterpError(f"dataset {name_or_path} needs an 'examples' list (README 'Probe datasets')")
     task = doc.get("task", "token" if "words" in doc["examples"][0] else "sequence")

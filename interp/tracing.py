@@ -26,7 +26,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Literal, Sequence
 
 import torch
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 
 from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom, rows_at_layers
 from interp.cache import cache_dir, write_json
+from interp._files import read_json
 from interp.errors import InterpError, check_index
 from interp.tokens import single_token, str_tokens, to_tokens
 
@@ -113,18 +113,7 @@ def _slug(name: str) -> str:
 
 def load_facts(path: str | None = None) -> list[dict]:
     """Facts as ``{"template", "subject", "answer"}`` (the shipped set by default)."""
-    if path is None:
-        text = resources.files("interp").joinpath("data/known_facts.json").read_text()
-    else:
-        try:
-            with open(path) as f:
-                text = f.read()
-        except OSError as err:
-            raise InterpError(f"cannot read facts file {path}: {err.strerror}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InterpError(f"facts file {path} is not JSON: {err.msg} at line {err.lineno}") from err
+    data = read_json(path, "known_facts.json", "facts file")
     facts = data["facts"] if isinstance(data, dict) else data
     for i, f in enumerate(facts):
         if not {"template", "subject", "answer"} <= set(f):

@@ -1,0 +1,26 @@
+"""Reading the JSON files users pass (facts, edit requests, probe datasets) or the shipped ones."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from interp.errors import InterpError
+
+
+def read_json(path: str | None, shipped: str, what: str) -> Any:
+    """Parse ``path``, or the package's ``data/<shipped>`` when ``path`` is None; one-line errors."""
+    if path is None:
+        text, where = resources.files("interp").joinpath(f"data/{shipped}").read_text(), f"the shipped {what}"
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as err:
+            raise InterpError(f"cannot read {what} {path}: {err.strerror}") from err
+        where = f"{what} {path}"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InterpError(f"{where} is not JSON: {err.msg} at line {err.lineno}") from err
