@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from interp._files import read_json
 from interp.errors import InterpError, check_index
@@ -175,7 +177,8 @@ def collect_activations(model, ds: ProbeDataset, layers: list[int] | None = None
     positions = [_positions(model, t, sp) for t, sp in zip(ds.texts, ds.spans)]
     rows: list[list[Tensor]] = [[] for _ in ds.texts]
     pad = model.tokenizer.eos_token_id or 0
-    for start in range(0, len(ds.texts), batch_size):
+    for start in tqdm(range(0, len(ds.texts), batch_size), desc=f"activations {ds.name}", unit="batch",
+                      file=sys.stderr, disable=None, leave=False):
         chunk = range(start, min(start + batch_size, len(ds.texts)))
         ids = [to_tokens(model, ds.texts[i])[0] for i in chunk]
         width = max(len(t) for t in ids)
@@ -298,7 +301,8 @@ def probe_layers(acts: Activations, folds: int = 5, test_size: float = 0.25, see
     control = control_labels(ds, seed)
     g_train = [ds.groups[i] for i in train]
     out = []
-    for li, layer in enumerate(acts.layers):
+    for li, layer in enumerate(tqdm(acts.layers, desc=f"probes {ds.name}", unit="layer", file=sys.stderr,
+                                    disable=None, leave=False)):
         X = acts.X[li].numpy()
         probe, C = fit_probe(X[train], ds.y[train], g_train, folds, seed)
         correct = int((probe.predict(X[test]) == ds.y[test]).sum())

@@ -112,7 +112,7 @@ def language() -> list[dict]:
         for j in range(len(PREDICATES["en"])):
             for lang in LANG_NAMES:
                 out.append({"text": f"{SUBJECTS[lang][i]} {PREDICATES[lang][j]}", "label": LANG_NAMES[lang],
-                            "group": f"meaning:{i}-{j}"})
+                            "group": f"predicate:{j}"})
     return out
 
 
@@ -136,8 +136,8 @@ DESCRIPTIONS = {
               "each false one swaps in another country's object. Grouped by country."),
     "sentiment": ("Positive and negative sentences crossing 20 positive and 20 negative adjectives with "
                   "review nouns and four frames. Grouped by adjective, so held-out adjectives are unseen."),
-    "language": ("The same 70 sentences in English, French, Spanish and German. Grouped by meaning, so a "
-                 "meaning is never on both sides of a split."),
+    "language": ("The same 70 sentences (10 subjects x 7 predicates) in English, French, Spanish and German. "
+                 "Grouped by predicate, so held-out sentences end in words the probe never saw."),
     "pos": ("Token level: 20 words that can be nouns or verbs ('watch', 'run', ...), each used as a verb "
             "('the children watch together every day') and as a noun ('the children liked the watch a lot'); "
             "only those words are labelled. Grouped by word."),
