@@ -1,7 +1,17 @@
 """Sparse autoencoders on the workbench's hooked models.
 
-Architectures, the activation store, the trainer, evaluation and SAELens-format
-files arrive here; see the project's issues and DESIGN.md.
+Four architectures share one base (:class:`saes.base.SAE`): ReLU + L1, TopK, BatchTopK
+and JumpReLU, each in its own file. Files use SAELens's layout (:mod:`saes.io`).
+The activation store, trainer and evaluation come next (see the project's issues).
 """
 
-__all__: list[str] = []
+from saes.base import SAE, SAELoss, SAEOutput
+from saes.batchtopk import BatchTopKSAE
+from saes.config import ARCHITECTURES, SAEConfig
+from saes.io import load_sae, make_sae, resolve_hook, save_sae
+from saes.jumprelu import JumpReLUSAE
+from saes.relu import ReluSAE
+from saes.topk import TopKSAE
+
+__all__ = ["SAE", "SAELoss", "SAEOutput", "SAEConfig", "ARCHITECTURES", "ReluSAE", "TopKSAE", "BatchTopKSAE",
+           "JumpReLUSAE", "make_sae", "save_sae", "load_sae", "resolve_hook"]

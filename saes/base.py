@@ -1,0 +1,127 @@
+"""The SAE interface every architecture implements.
+
+With input scale s (so that E‖s·x‖ = √d_in over the training data), an SAE computes
+
+    x' = s·x,   pre = (x' − b_dec) W_enc + b_enc,   f = σ(pre),   x̂ = (f W_dec + b_dec) / s
+
+where σ is the architecture's activation (ReLU, TopK, BatchTopK, JumpReLU). Losses are
+measured in the scaled space, so hyper-parameters transfer across models and layers.
+:meth:`SAE.fold_input_scale_` moves s into the weights (W_enc·s, W_dec/s, b_dec/s),
+after which the SAE reads raw activations with s = 1; files are always saved folded.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from einops import einsum
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+from saes.config import SAEConfig
+
+
+class SAEOutput(NamedTuple):
+    x_hat: Float[Tensor, "batch d_in"]
+    """Reconstruction, in the input's units."""
+    feature_acts: Float[Tensor, "batch d_sae"]
+    pre_acts: Float[Tensor, "batch d_sae"]
+
+
+class SAELoss(NamedTuple):
+    loss: Tensor
+    """What the optimiser minimises."""
+    mse: Tensor
+    """Mean over tokens of ‖x' − x̂'‖² (scaled space)."""
+    sparsity: Tensor
+    """The architecture's sparsity term, already weighted (0 for TopK/BatchTopK)."""
+    aux: Tensor
+    """AuxK term, already weighted (0 where unused)."""
+    output: SAEOutput
+
+
+class SAE(nn.Module):
+    """Base class: parameters ``W_enc [d_in, d_sae]``, ``b_enc``, ``W_dec [d_sae, d_in]``, ``b_dec``."""
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        dtype = getattr(torch, cfg.dtype)
+        self.W_enc = nn.Parameter(torch.empty(cfg.d_in, cfg.d_sae, dtype=dtype))
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype))
+        self.W_dec = nn.Parameter(torch.empty(cfg.d_sae, cfg.d_in, dtype=dtype))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype))
+        self.register_buffer("input_scale", torch.ones((), dtype=dtype))
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ to override
+
+    def reset_parameters(self) -> None:
+        """Unit-norm random decoder rows, W_enc = W_decᵀ (Gao et al. 2024 §2.2)."""
+        with torch.no_grad():
+            d = torch.randn_like(self.W_dec)
+            self.W_dec.copy_(d / d.norm(dim=1, keepdim=True))
+            self.W_enc.copy_(self.W_dec.T)
+
+    def activation(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
+        raise NotImplementedError
+
+    def sparsity_loss(self, out: SAEOutput, progress: float) -> Tensor:
+        return out.x_hat.new_zeros(())
+
+    # ------------------------------------------------------------------ shared
+
+    def pre_acts(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        x = x.to(self.W_enc.dtype) * self.input_scale
+        return einsum(x - self.b_dec, self.W_enc, "batch d_in, d_in d_sae -> batch d_sae") + self.b_enc
+
+    def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        return self.activation(self.pre_acts(x))
+
+    def decode(self, f: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_in"]:
+        return (einsum(f, self.W_dec, "batch d_sae, d_sae d_in -> batch d_in") + self.b_dec) / self.input_scale
+
+    def forward(self, x: Float[Tensor, "batch d_in"]) -> SAEOutput:
+        pre = self.pre_acts(x)
+        f = self.activation(pre)
+        return SAEOutput(self.decode(f), f, pre)
+
+    def mse(self, x: Tensor, x_hat: Tensor) -> Tensor:
+        return ((x.to(x_hat.dtype) - x_hat) * self.input_scale).pow(2).sum(-1).mean()
+
+    def loss(self, x: Float[Tensor, "batch d_in"], progress: float = 1.0,
+             dead: Bool[Tensor, "d_sae"] | None = None) -> SAELoss:
+        """Reconstruction + sparsity (+ AuxK where the architecture uses it). ``progress`` in [0, 1]
+        is the fraction of training done (for warm-ups); ``dead`` marks latents that have not fired."""
+        out = self(x)
+        mse = self.mse(x, out.x_hat)
+        sparsity = self.sparsity_loss(out, progress)
+        aux = self.aux_loss(x, out, dead)
+        return SAELoss(mse + sparsity + aux, mse, sparsity, aux, out)
+
+    def aux_loss(self, x: Tensor, out: SAEOutput, dead: Tensor | None) -> Tensor:
+        return out.x_hat.new_zeros(())
+
+    @torch.no_grad()
+    def fold_input_scale_(self) -> None:
+        """Absorb s into the weights; the SAE then reads raw activations with s = 1."""
+        s = self.input_scale.clone()
+        self.W_enc.mul_(s)
+        self.W_dec.div_(s)
+        self.b_dec.div_(s)
+        self.input_scale.fill_(1.0)
+
+    @torch.no_grad()
+    def set_input_scale_(self, sample: Float[Tensor, "batch d_in"]) -> float:
+        """s = √d_in / E‖x‖ over a sample of activations."""
+        s = self.cfg.d_in ** 0.5 / sample.float().norm(dim=-1).mean().clamp_min(1e-12)
+        self.input_scale.fill_(float(s))
+        return float(s)
+
+    def extra_tensors(self) -> dict[str, Tensor]:
+        """Tensors besides the four weights that the SAELens file carries (``threshold``)."""
+        return {}
+
+    def load_extra_tensors_(self, tensors: dict[str, Tensor]) -> None:
+        pass

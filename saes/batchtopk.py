@@ -1,0 +1,50 @@
+"""BatchTopK SAE (Bussmann et al. 2024): the top ``k × batch`` activations over the whole batch.
+
+In training a token may use more or fewer than k latents as long as the batch averages
+k. For inference the batch dependence goes: a global threshold θ, the running mean
+(EMA) of the smallest activation kept in each training batch, gives f = pre·H(pre − θ).
+Saved files hold that inference form, a JumpReLU SAE with θ for every latent.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from saes.jumprelu import JumpReLUSAE
+from saes.topk import TopKSAE
+
+THRESHOLD_EMA = 0.01
+
+
+class BatchTopKSAE(TopKSAE):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.register_buffer("threshold", torch.full((), -1.0, dtype=self.W_enc.dtype))  # < 0: not yet set
+
+    def activation(self, pre: Tensor) -> Tensor:
+        if not self.training and self.threshold >= 0:
+            return pre * (pre > self.threshold).to(pre.dtype)
+        flat = torch.relu(pre).flatten()
+        n = min(self.cfg.k * pre.shape[0], flat.numel())
+        vals, idx = flat.topk(n)
+        f = torch.zeros_like(flat).scatter(0, idx, vals).view_as(pre)
+        if self.training:
+            with torch.no_grad():
+                kept = vals[vals > 0]
+                if kept.numel():
+                    low = kept.min().to(self.threshold.dtype)
+                    if self.threshold < 0:
+                        self.threshold.copy_(low)
+                    else:
+                        self.threshold.lerp_(low, THRESHOLD_EMA)
+        return f
+
+    def to_jumprelu(self) -> JumpReLUSAE:
+        """The inference-time SAE: same weights, θ on every latent."""
+        from dataclasses import replace
+
+        out = JumpReLUSAE(replace(self.cfg, architecture="jumprelu"))
+        out.load_state_dict({k: v for k, v in self.state_dict().items() if k != "threshold"}, strict=False)
+        out.load_extra_tensors_({"threshold": self.threshold.clamp_min(1e-12).expand(self.cfg.d_sae)})
+        return out

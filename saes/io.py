@@ -1,0 +1,103 @@
+"""SAELens-layout files: ``cfg.json`` + ``sae_weights.safetensors``.
+
+Weights are ``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_enc [d_sae]``,
+``b_dec [d_in]`` and, for JumpReLU (and BatchTopK, saved as JumpReLU), ``threshold
+[d_sae]``. Files are written with the input scale folded in, into a temporary folder
+that replaces the target in one rename. Loading checks every shape against the config
+and reads safetensors only (never pickles).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from interp.cache import atomic_path
+from interp.errors import InterpError
+from saes.base import SAE
+from saes.batchtopk import BatchTopKSAE
+from saes.config import SAEConfig
+from saes.jumprelu import JumpReLUSAE
+from saes.relu import ReluSAE
+from saes.topk import TopKSAE
+
+CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
+CLASSES: dict[str, type[SAE]] = {"relu": ReluSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE,
+                                 "jumprelu": JumpReLUSAE}
+
+
+def make_sae(cfg: SAEConfig) -> SAE:
+    """A freshly initialised SAE of ``cfg.architecture``."""
+    return CLASSES[cfg.architecture](cfg)
+
+
+def save_sae(sae: SAE, path: str | Path) -> Path:
+    """Write the SAELens layout at ``path`` (atomically; the live SAE is left as it is)."""
+    out = copy.deepcopy(sae).cpu()
+    if isinstance(out, BatchTopKSAE):
+        out = out.to_jumprelu()
+    out.fold_input_scale_()
+    tensors = {"W_enc": out.W_enc, "W_dec": out.W_dec, "b_enc": out.b_enc, "b_dec": out.b_dec,
+               **out.extra_tensors()}
+    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        (tmp / CFG).write_text(json.dumps(out.cfg.to_saelens(), indent=1) + "\n")
+        save_file(tensors, str(tmp / WEIGHTS))
+    return Path(path)
+
+
+def load_sae(path: str | Path, device: str = "cpu") -> SAE:
+    """Any SAELens-format directory (ours, or one downloaded from a SAELens release)."""
+    path = Path(path)
+    try:
+        raw = json.loads((path / CFG).read_text())
+    except FileNotFoundError as err:
+        raise InterpError(f"{path} is not an SAE directory: {CFG} is missing") from err
+    except json.JSONDecodeError as err:
+        raise InterpError(f"{path / CFG} is not JSON: {err.msg} at line {err.lineno}") from err
+    cfg = SAEConfig.from_saelens(raw)
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+    except FileNotFoundError as err:
+        raise InterpError(f"{path} has no {WEIGHTS}") from err
+    except (SafetensorError, OSError, ValueError) as err:
+        raise InterpError(f"{path / WEIGHTS} is corrupt or truncated ({err})") from err
+    want = {"W_enc": (cfg.d_in, cfg.d_sae), "W_dec": (cfg.d_sae, cfg.d_in), "b_enc": (cfg.d_sae,),
+            "b_dec": (cfg.d_in,)}
+    if cfg.architecture == "jumprelu":
+        want["threshold"] = (cfg.d_sae,)
+    for name, shape in want.items():
+        if name not in tensors:
+            raise InterpError(f"{path / WEIGHTS} lacks {name}")
+        if tuple(tensors[name].shape) != shape:
+            raise InterpError(f"{path / WEIGHTS}: {name} has shape {tuple(tensors[name].shape)}, but cfg.json "
+                              f"(d_in {cfg.d_in}, d_sae {cfg.d_sae}) needs {shape}")
+    sae = make_sae(cfg)
+    with torch.no_grad():
+        for name in ("W_enc", "W_dec", "b_enc", "b_dec"):
+            getattr(sae, name).copy_(tensors[name])
+    sae.load_extra_tensors_(tensors)
+    return sae.to(device).eval()
+
+
+def resolve_hook(model, sae: SAE) -> str:
+    """The bridge hook an SAE reads, checked against the model: it must exist, and its width
+    must be the SAE's d_in. SAELens's legacy ``hook_point`` names are the bridge's legacy names."""
+    name = sae.cfg.hook_name
+    if name not in model.hook_dict:
+        near = difflib.get_close_matches(name, list(model.hook_dict), n=3)
+        raise InterpError(f"the model has no hook {name!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))
+    with torch.no_grad():
+        _, cache = model.run_with_cache(torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device),
+                                        names_filter=name)
+    width = cache[name].shape[-1]
+    if width != sae.cfg.d_in:
+        raise InterpError(f"SAE d_in {sae.cfg.d_in} does not match hook {name} of width {width}")
+    return name

@@ -1,0 +1,80 @@
+"""JumpReLU SAE (Rajamanoharan et al. 2024, "Jumping Ahead").
+
+    f_j = pre_j · H(pre_j − θ_j),   L = ‖x' − x̂'‖² + λ Σ_j H(pre_j − θ_j)
+
+θ = exp(log_threshold) is trained through straight-through estimators with a
+rectangle kernel K of bandwidth ε (§3, Eqs. 9–11):
+
+    ∂f/∂θ ≈ −(θ/ε) K((pre − θ)/ε),   ∂H/∂θ ≈ −(1/ε) K((pre − θ)/ε)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from saes.base import SAE, SAEOutput
+
+L0_WARMUP = 0.05
+
+
+def _rect(u: Tensor) -> Tensor:
+    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+
+
+class _JumpReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, threshold, bandwidth):
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return pre * (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        d_pre = g * (pre > threshold).to(g.dtype)
+        d_thr = -(threshold / eps) * _rect((pre - threshold) / eps) * g
+        return d_pre, d_thr.reshape(-1, threshold.shape[-1]).sum(0), None
+
+
+class _Step(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, threshold, bandwidth):
+        ctx.save_for_backward(pre, threshold)
+        ctx.bandwidth = bandwidth
+        return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, threshold = ctx.saved_tensors
+        eps = ctx.bandwidth
+        d_thr = -(1.0 / eps) * _rect((pre - threshold) / eps) * g
+        return torch.zeros_like(pre), d_thr.reshape(-1, threshold.shape[-1]).sum(0), None
+
+
+class JumpReLUSAE(SAE):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.jumprelu_init_threshold),
+                                                     dtype=self.W_enc.dtype))
+
+    @property
+    def threshold(self) -> Tensor:
+        return self.log_threshold.exp()
+
+    def activation(self, pre: Tensor) -> Tensor:
+        return _JumpReLU.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth)
+
+    def sparsity_loss(self, out: SAEOutput, progress: float) -> Tensor:
+        lam = self.cfg.l0_coefficient * min(1.0, progress / L0_WARMUP)
+        return lam * _Step.apply(out.pre_acts, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1).mean()
+
+    def extra_tensors(self) -> dict[str, Tensor]:
+        return {"threshold": self.threshold.detach()}
+
+    @torch.no_grad()
+    def load_extra_tensors_(self, tensors: dict[str, Tensor]) -> None:
+        self.log_threshold.copy_(tensors["threshold"].to(self.log_threshold.dtype).clamp_min(1e-12).log())

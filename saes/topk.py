@@ -1,0 +1,65 @@
+"""TopK SAE (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
+
+    f = ReLU(TopK_k((x' − b_dec) W_enc + b_enc)),   L = ‖x' − x̂'‖² + (1/32)·L_aux
+
+Decoder rows stay at unit norm: the trainer removes each row's gradient component
+along the row (:meth:`remove_parallel_grad_`) and renormalises after the step
+(:meth:`normalize_decoder_`). b_dec starts at the geometric median of a sample
+(:meth:`init_b_dec_`). L_aux (§A.2) reconstructs the residual x' − x̂' from the top
+``aux_k`` dead latents, so they receive gradient and revive.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from saes.base import SAE, SAEOutput
+
+
+def geometric_median(points: Tensor, iters: int = 100, eps: float = 1e-6) -> Tensor:
+    """Weiszfeld's algorithm."""
+    y = points.mean(0)
+    for _ in range(iters):
+        w = 1 / (points - y).norm(dim=1).clamp_min(eps)
+        y_new = (w[:, None] * points).sum(0) / w.sum()
+        if (y_new - y).norm() < eps * max(1.0, y.norm().item()):
+            return y_new
+        y = y_new
+    return y
+
+
+def topk_mask(pre: Tensor, k: int) -> Tensor:
+    vals, idx = pre.topk(k, dim=-1)
+    return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+
+
+class TopKSAE(SAE):
+    def activation(self, pre: Tensor) -> Tensor:
+        return topk_mask(pre, self.cfg.k)
+
+    def aux_loss(self, x: Tensor, out: SAEOutput, dead: Tensor | None) -> Tensor:
+        if dead is None or not bool(dead.any()):
+            return out.x_hat.new_zeros(())
+        k_aux = min(self.cfg.aux_k, int(dead.sum()))
+        scale = self.input_scale
+        residual = (x.to(out.x_hat.dtype) - out.x_hat) * scale
+        dead_pre = out.pre_acts.masked_fill(~dead.to(out.pre_acts.device), float("-inf"))
+        f_aux = topk_mask(dead_pre, k_aux)
+        rec = f_aux @ self.W_dec
+        return self.cfg.aux_coefficient * (residual - rec).pow(2).sum(-1).mean()
+
+    @torch.no_grad()
+    def init_b_dec_(self, sample: Tensor) -> None:
+        self.b_dec.copy_(geometric_median(sample.to(self.b_dec.dtype) * self.input_scale))
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    @torch.no_grad()
+    def remove_parallel_grad_(self) -> None:
+        if self.W_dec.grad is None:
+            return
+        unit = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.W_dec.grad -= (self.W_dec.grad * unit).sum(1, keepdim=True) * unit
