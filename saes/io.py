@@ -2,8 +2,8 @@
 
 Weights are ``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_enc [d_sae]``,
 ``b_dec [d_in]`` and, for JumpReLU (and BatchTopK, saved as JumpReLU), ``threshold
-[d_sae]``. Files are written with the input scale folded in, into a temporary folder
-that replaces the target in one rename. Loading checks every shape against the config
+[d_sae]``. Files are written with the input scale folded in, each to a temporary
+sibling moved into place (weights first, then the config that names them). Loading checks every shape against the config
 and reads safetensors only (never pickles).
 """
 
@@ -46,11 +46,13 @@ def save_sae(sae: SAE, path: str | Path) -> Path:
     tensors = {"W_enc": out.W_enc, "W_dec": out.W_dec, "b_enc": out.b_enc, "b_dec": out.b_dec,
                **out.extra_tensors()}
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        tmp.mkdir()
-        (tmp / CFG).write_text(json.dumps(out.cfg.to_saelens(), indent=1) + "\n")
-        save_file(tensors, str(tmp / WEIGHTS))
-    return Path(path)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)  # other files there (a training run's) are kept
+    with atomic_path(path / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
+    with atomic_path(path / CFG) as tmp:
+        tmp.write_text(json.dumps(out.cfg.to_saelens(), indent=1) + "\n")
+    return path
 
 
 def load_sae(path: str | Path, device: str = "cpu") -> SAE:

@@ -1,0 +1,113 @@
+"""A streaming activation store: corpus tokens in, shuffled activation batches out.
+
+The model runs only up to the deepest hooked layer (``stop_at_layer``), several hooks
+are harvested in one pass, and a BOS the model prepends is dropped (packed corpus
+rows have no padding). Activations are mixed in blocks: ``block_rows`` corpus rows are
+harvested, their tokens shuffled with a generator seeded by (seed, block index), and
+cut into batches. Batch ``i`` is therefore a pure function of ``i``: a resumed run,
+or another DDP rank, gets exactly the batches an uninterrupted single process would.
+With ``cache_dir`` each block is written once as a safetensors shard (atomically)
+and later runs read it instead of running the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from interp.cache import atomic_path
+from interp.corpus import corpus_id, token_rows
+from interp.errors import InterpError
+
+
+class ActivationStore:
+    """Batches of ``batch_size`` activation vectors for each hook in ``hooks``."""
+
+    def __init__(self, model, hooks: list[str], corpus: str | None = None, batch_size: int = 4096,
+                 seq_len: int = 128, block_rows: int = 256, model_batch: int = 32, seed: int = 0,
+                 cache_dir: str | Path | None = None, device: str | None = None):
+        missing = [h for h in hooks if h not in model.hook_dict]
+        if missing:
+            raise InterpError(f"the model has no hook {missing[0]!r} (e.g. blocks.0.hook_resid_post)")
+        layers = [int(h.split(".")[1]) for h in hooks if h.startswith("blocks.")]
+        self.model, self.hooks, self.corpus = model, list(hooks), corpus
+        self.stop_at = (max(layers) + 1) if len(layers) == len(hooks) else None
+        self.batch_size, self.seq_len, self.block_rows = batch_size, seq_len, block_rows
+        self.model_batch, self.seed = model_batch, seed
+        self.device = device or str(model.cfg.device)
+        self.bos = bool(model.cfg.default_prepend_bos) and model.tokenizer.bos_token_id is not None
+        self.tokens_per_block = block_rows * seq_len
+        if self.tokens_per_block < batch_size:
+            raise InterpError(f"a block of {block_rows} rows x {seq_len} tokens is smaller than one batch "
+                              f"of {batch_size}; raise block_rows")
+        self.batches_per_block = self.tokens_per_block // batch_size
+        key = hashlib.sha256(f"{model.cfg.model_name}|{hooks}|{corpus_id(corpus)}|{seq_len}|{block_rows}|{self.bos}"
+                             .encode()).hexdigest()[:16]
+        self.cache_dir = Path(cache_dir) / key if cache_dir else None
+        self._block: tuple[int, dict[str, Tensor]] | None = None
+        self._rows: Iterator[Tensor] | None = None
+        self._next_row = 0
+
+    def batch(self, i: int) -> dict[str, Float[Tensor, "batch d_in"]]:
+        """Global batch ``i`` (deterministic)."""
+        block, j = divmod(i, self.batches_per_block)
+        acts = self._get_block(block)
+        sl = slice(j * self.batch_size, (j + 1) * self.batch_size)
+        return {h: a[sl].to(self.device, non_blocking=True) for h, a in acts.items()}
+
+    def sample(self, n_tokens: int) -> dict[str, Tensor]:
+        """The first ``n_tokens`` activations of block 0 (for input scaling and b_dec init)."""
+        return {h: a[:n_tokens] for h, a in self._get_block(0).items()}
+
+    def _get_block(self, block: int) -> dict[str, Tensor]:
+        if self._block is not None and self._block[0] == block:
+            return self._block[1]
+        shard = self.cache_dir / f"block-{block:06d}.safetensors" if self.cache_dir else None
+        if shard is not None and shard.exists():
+            try:
+                acts = load_file(str(shard))
+                self._block = (block, acts)
+                return acts
+            except Exception:  # a damaged shard is harvested again
+                pass
+        acts = self._harvest(block)
+        perm = torch.randperm(self.tokens_per_block, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + block))
+        acts = {h: a[perm].contiguous() for h, a in acts.items()}
+        if shard is not None:
+            with atomic_path(shard) as tmp:
+                save_file(acts, str(tmp))
+        self._block = (block, acts)
+        return acts
+
+    @torch.no_grad()
+    def _harvest(self, block: int) -> dict[str, Tensor]:
+        start = block * self.block_rows
+        if self._rows is None or self._next_row != start:
+            self._rows = token_rows(self.model, self.corpus, None, self.seq_len, skip_rows=start)
+            self._next_row = start
+        rows = []
+        for _ in range(self.block_rows):
+            try:
+                rows.append(next(self._rows))
+            except StopIteration:
+                raise InterpError(f"corpus {self.corpus or 'default'} ran out after {self._next_row} rows of "
+                                  f"{self.seq_len} tokens; ask for fewer training tokens") from None
+            self._next_row += 1
+        out: dict[str, list[Tensor]] = {h: [] for h in self.hooks}
+        bos = self.model.tokenizer.bos_token_id
+        for i in range(0, len(rows), self.model_batch):
+            tokens = torch.stack(rows[i:i + self.model_batch]).to(self.model.cfg.device)
+            if self.bos:
+                tokens = torch.cat([tokens.new_full((tokens.shape[0], 1), bos), tokens], 1)
+            kwargs = {"stop_at_layer": self.stop_at} if self.stop_at is not None else {}
+            _, cache = self.model.run_with_cache(tokens, names_filter=lambda n: n in self.hooks, **kwargs)
+            for h in self.hooks:
+                a = cache[h][:, 1:] if self.bos else cache[h]  # the BOS position is not text
+                out[h].append(a.reshape(-1, a.shape[-1]).float().cpu())
+        return {h: torch.cat(v) for h, v in out.items()}

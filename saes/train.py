@@ -1,0 +1,240 @@
+"""Train an SAE on one hook: Adam with warm-up and decay, dead-latent tracking, exact resume, DDP.
+
+Batch ``i`` comes from :class:`saes.activations.ActivationStore` as a pure function of
+``i``, so a checkpoint needs only the step, the weights, the optimiser and scheduler
+states and the dead-latent counters: a killed run resumes and ends with the same
+weights as one that was never stopped. Under ``torchrun`` every rank takes an equal
+slice of each global batch and ``DistributedDataParallel`` averages the gradients
+(NCCL on GPU, gloo on CPU), so N processes reach the weights of one process with the
+same global batch.
+
+Checkpoints (``DIR/checkpoint.pt``, written atomically every ``checkpoint_every``
+steps) are loaded with ``weights_only=True``. A non-finite loss stops training with
+the last good checkpoint in place. Metrics go to ``DIR/metrics.jsonl``; the final SAE
+is saved in SAELens's layout in ``DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from interp.cache import atomic_path
+from interp.errors import InterpError
+from saes.activations import ActivationStore
+from saes.base import SAE
+from saes.config import SAEConfig
+from saes.io import make_sae, save_sae
+from saes.topk import TopKSAE
+
+DEAD_TOKENS = 10_000_000  # Gao et al. 2024: a latent is dead after 10M tokens without firing
+
+
+@dataclass
+class TrainConfig:
+    """One training run."""
+
+    hook: str
+    architecture: str = "topk"
+    d_sae: int = 0
+    """Latents (0: 16 × d_in)."""
+    k: int = 32
+    tokens: int = 2_000_000
+    batch_size: int = 4096
+    lr: float = 2e-4
+    warmup_frac: float = 0.01
+    """Linear learning-rate warm-up over this fraction of steps."""
+    decay_frac: float = 0.2
+    """Linear decay to 0 over the last fraction of steps."""
+    grad_clip: float = 1.0
+    l1_coefficient: float = 5.0
+    l0_coefficient: float = 1.0
+    seq_len: int = 128
+    block_rows: int = 256
+    corpus: str | None = None
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 20
+    dead_tokens: int = 0
+    """Tokens without firing before a latent counts as dead (0: 10M, scaled down to a tenth of
+    the run for runs shorter than 100M tokens)."""
+    compile: bool = False
+    activation_cache: str | None = None
+    """Folder for activation shards, so repeated runs skip the model."""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.tokens // self.batch_size)
+
+    def dead_window(self) -> int:
+        return self.dead_tokens or min(DEAD_TOKENS, max(self.batch_size, self.tokens // 10))
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    n = cfg.steps
+    warm = max(1, int(cfg.warmup_frac * n))
+    if step < warm:
+        return (step + 1) / warm
+    decay_start = int((1 - cfg.decay_frac) * n)
+    if step >= decay_start and cfg.decay_frac > 0:
+        return max(0.0, (n - step) / max(1, n - decay_start))
+    return 1.0
+
+
+class _Objective(nn.Module):
+    """The SAE's loss as a module, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, sae: SAE):
+        super().__init__()
+        self.sae = sae
+
+    def forward(self, x, progress: float, dead):
+        return self.sae.loss(x, progress, dead)
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> bool:
+    """Join a ``torchrun`` job if this process is in one (NCCL on GPU, gloo on CPU)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return True
+    return dist.is_initialized()
+
+
+@dataclass
+class TrainResult:
+    sae: SAE
+    steps: int
+    tokens: int
+    seconds: float
+    final: dict
+    resumed_from: int
+    out_dir: Path
+
+
+def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> TrainResult:
+    """Train (or resume) and save the SAE in SAELens layout at ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rank, world = _rank_world()
+    if cfg.batch_size % world:
+        raise InterpError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
+    device = str(model.cfg.device)
+    store = ActivationStore(model, [cfg.hook], cfg.corpus, cfg.batch_size, cfg.seq_len, cfg.block_rows,
+                            seed=cfg.seed, cache_dir=cfg.activation_cache, device=device)
+    sample = store.sample(min(cfg.batch_size, 8192))[cfg.hook]
+    d_in = sample.shape[-1]
+    torch.manual_seed(cfg.seed)
+    sae = make_sae(SAEConfig(cfg.architecture, d_in, cfg.d_sae or 16 * d_in, hook_name=cfg.hook,
+                             model_name=model.cfg.model_name, k=cfg.k, l1_coefficient=cfg.l1_coefficient,
+                             l0_coefficient=cfg.l0_coefficient)).to(device)
+    sae.set_input_scale_(sample)
+    if isinstance(sae, TopKSAE):
+        sae.init_b_dec_(sample.to(device))
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
+    ckpt = out / "checkpoint.pt"
+    start = 0
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        if state.get("config") != _comparable(cfg):
+            raise InterpError(f"{ckpt} belongs to a different run (config differs); use another --out "
+                              "or remove the checkpoint")
+        sae.load_state_dict(state["sae"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        since_fired = state["since_fired"].to(device)
+        start = int(state["step"])
+    objective: nn.Module = _Objective(sae)
+    if world > 1:
+        objective = nn.parallel.DistributedDataParallel(objective, device_ids=None if device == "cpu" else [device])
+    if cfg.compile:
+        objective = torch.compile(objective)
+    use_bf16 = device.startswith("cuda")
+    metrics_path = out / "metrics.jsonl"
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"SAE {cfg.architecture} {cfg.hook}", unit="step",
+               file=sys.stderr, disable=None if rank == 0 else True)
+    t0, last = time.perf_counter(), {}
+    window = cfg.dead_window()
+    for step in range(start, cfg.steps):
+        x = store.batch(step)[cfg.hook]
+        x = x[rank::world] if world > 1 else x
+        dead = since_fired * cfg.batch_size >= window
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+            res = objective(x, step / cfg.steps, dead)
+        if not torch.isfinite(res.loss):
+            bar.close()
+            raise InterpError(f"SAE loss became {res.loss.item()} at step {step}; stopped, keeping the last good "
+                              f"checkpoint ({ckpt if ckpt.exists() else 'none yet'}); try a lower lr")
+        opt.zero_grad(set_to_none=True)
+        res.loss.backward()
+        if isinstance(sae, TopKSAE):
+            sae.remove_parallel_grad_()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        if isinstance(sae, TopKSAE):
+            sae.normalize_decoder_()
+        with torch.no_grad():
+            fired = (res.output.feature_acts > 0).any(0)
+            if world > 1:
+                fired = fired.to(torch.int32)
+                dist.all_reduce(fired, op=dist.ReduceOp.MAX)
+                fired = fired.bool()
+            since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + 1)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            last = _metrics(res, x, sae, since_fired, window, step, cfg, opt)
+            bar.set_postfix(L0=f"{last['l0']:.1f}", FVU=f"{last['fvu']:.3f}", dead=f"{last['dead_frac']:.3f}")
+            if rank == 0:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(last) + "\n")
+        bar.update(1)
+        if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+            _checkpoint(ckpt, sae, opt, sched, since_fired, step + 1, cfg)
+    bar.close()
+    if rank == 0:
+        save_sae(sae, out)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+    return TrainResult(sae, cfg.steps, cfg.steps * cfg.batch_size, time.perf_counter() - t0, last, start, out)
+
+
+def _comparable(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    for k in ("checkpoint_every", "log_every", "compile", "activation_cache"):
+        d.pop(k)
+    return d
+
+
+def _metrics(res, x, sae, since_fired, window, step, cfg, opt) -> dict:
+    with torch.no_grad():
+        xs = x.float() * sae.input_scale
+        resid = (x.float() - res.output.x_hat.float()) * sae.input_scale
+        fvu = resid.pow(2).sum() / (xs - xs.mean(0)).pow(2).sum().clamp_min(1e-12)
+        return {"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "loss": res.loss.item(),
+                "mse": res.mse.item(), "sparsity": res.sparsity.item(), "aux": res.aux.item(),
+                "l0": (res.output.feature_acts > 0).float().sum(-1).mean().item(), "fvu": fvu.item(),
+                "dead_frac": (since_fired * cfg.batch_size >= window).float().mean().item(),
+                "lr": opt.param_groups[0]["lr"]}
+
+
+def _checkpoint(path: Path, sae, opt, sched, since_fired, step: int, cfg: TrainConfig) -> None:
+    state = {"sae": sae.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+             "since_fired": since_fired.cpu(), "step": step, "config": _comparable(cfg)}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

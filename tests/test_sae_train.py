@@ -1,0 +1,118 @@
+"""SAE training: the activation store, exact resume, DDP equivalence, numerical failures."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from interp.errors import InterpError
+from saes import load_sae
+from saes.activations import ActivationStore
+from saes.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+HOOK = "blocks.1.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A small local corpus: 600 BBC articles, so the runs stay within it."""
+    from interp.corpus import documents
+
+    path = tmp_path_factory.mktemp("corpus") / "news.txt"
+    docs = [d for _, d in zip(range(600), documents("bbc-news"))]
+    path.write_text("\n\n".join(d.replace("\n\n", "\n") for d in docs))
+    return str(path)
+
+
+def _cfg(corpus, **kw):
+    base = dict(hook=HOOK, architecture="topk", d_sae=128, k=8, tokens=256 * 8, batch_size=256, seq_len=32,
+                block_rows=32, corpus=corpus, lr=1e-3, log_every=4, checkpoint_every=4)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_store_stops_at_the_layer_and_matches_a_full_forward(tiny_models, corpus):
+    model = tiny_models["tiny-gpt2"]  # prepends BOS: the store must drop it
+    store = ActivationStore(model, ["blocks.0.hook_resid_post", HOOK], corpus, batch_size=64, seq_len=16,
+                            block_rows=8)
+    assert store.stop_at == 2 and store.batches_per_block == 2
+    b0, b0_again = store.batch(0), store.batch(0)
+    assert all(torch.equal(b0[h], b0_again[h]) for h in b0) and b0[HOOK].shape == (64, model.cfg.d_model)
+    from interp.corpus import token_rows
+
+    rows = torch.stack(list(token_rows(model, corpus, 8 * 16, 16)))
+    tokens = torch.cat([torch.full((8, 1), model.tokenizer.bos_token_id), rows], 1)
+    _, cache = model.run_with_cache(tokens)
+    everything = cache[HOOK][:, 1:].reshape(-1, model.cfg.d_model)  # the BOS position dropped
+    both = torch.cat([store.batch(0)[HOOK], store.batch(1)[HOOK]])
+    # the same multiset of vectors, shuffled: compare after sorting rows by their sum
+    key = lambda t: t[t.sum(1).argsort()]
+    torch.testing.assert_close(key(both), key(everything), rtol=1e-4, atol=1e-5)
+
+
+def test_store_disk_cache_skips_the_model(tiny_models, corpus, tmp_path, monkeypatch):
+    model = tiny_models["tiny-llama"]
+    first = ActivationStore(model, [HOOK], corpus, batch_size=64, seq_len=16, block_rows=8, cache_dir=tmp_path)
+    a = first.batch(1)[HOOK]
+    assert len(list(tmp_path.rglob("block-*.safetensors"))) == 1
+    second = ActivationStore(model, [HOOK], corpus, batch_size=64, seq_len=16, block_rows=8, cache_dir=tmp_path)
+    monkeypatch.setattr(second, "_harvest", lambda block: (_ for _ in ()).throw(AssertionError("ran the model")))
+    assert torch.equal(second.batch(1)[HOOK], a)
+
+
+def test_killed_run_resumes_to_identical_weights(tiny_models, corpus, tmp_path, monkeypatch):
+    model = tiny_models["tiny-llama"]
+    whole = train(model, _cfg(corpus), tmp_path / "whole")
+    real = ActivationStore.batch
+
+    def dies_at_step_6(self, i):
+        if i == 6:
+            raise KeyboardInterrupt
+        return real(self, i)
+
+    monkeypatch.setattr(ActivationStore, "batch", dies_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, _cfg(corpus), tmp_path / "killed")
+    monkeypatch.setattr(ActivationStore, "batch", real)
+    resumed = train(model, _cfg(corpus), tmp_path / "killed")
+    assert resumed.resumed_from == 4
+    for name, p in whole.sae.state_dict().items():
+        assert torch.equal(p, resumed.sae.state_dict()[name]), name
+    lines = [json.loads(l) for l in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [4, 8] and {"l0", "fvu", "dead_frac"} <= set(lines[0])
+    loaded = load_sae(tmp_path / "whole")
+    x = real(ActivationStore(model, [HOOK], corpus, 256, 32, 32), 0)[HOOK]
+    whole.sae.eval()
+    torch.testing.assert_close(loaded(x).x_hat, whole.sae(x).x_hat, rtol=1e-4, atol=1e-4)
+
+
+def test_two_gloo_processes_equal_one(tiny_models, corpus, tmp_path):
+    single = train(tiny_models["tiny-llama"], _cfg(corpus), tmp_path / "single")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+                           str(ROOT / "tests" / "_sae_ddp_worker.py"), str(tmp_path / "ddp"), corpus],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = load_sae(tmp_path / "ddp")
+    ref = load_sae(tmp_path / "single")
+    for name in ("W_enc", "W_dec", "b_enc", "b_dec"):
+        torch.testing.assert_close(getattr(ddp, name), getattr(ref, name), rtol=1e-4, atol=1e-5)
+    assert single.steps == 8
+
+
+def test_non_finite_loss_stops_and_keeps_the_checkpoint(tiny_models, corpus, tmp_path):
+    with pytest.raises(InterpError, match="keeping the last good checkpoint"):
+        train(tiny_models["tiny-llama"], _cfg(corpus, architecture="relu", lr=1e30, grad_clip=1e30), tmp_path)
+
+
+def test_bad_hook_and_short_corpus(tiny_models, corpus, tmp_path):
+    with pytest.raises(InterpError, match="has no hook"):
+        train(tiny_models["tiny-llama"], _cfg(corpus, hook="blocks.9.hook_resid_post"), tmp_path / "a")
+    short = tmp_path / "short.txt"
+    short.write_text("only a few words here")
+    with pytest.raises(InterpError, match="ran out"):
+        train(tiny_models["tiny-llama"], _cfg(str(short)), tmp_path / "b")
