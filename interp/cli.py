@@ -316,6 +316,34 @@ def cmd_steer(args) -> dict:
 
 
 @verb
+def cmd_sae(args) -> dict:
+    if args.sae_cmd == "train":
+        from saes.config import ARCHITECTURES
+        from saes.train import TrainConfig, init_distributed, train
+
+        if args.arch not in ARCHITECTURES:
+            raise InterpError(f"unknown SAE architecture {args.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        init_distributed()
+        model = _model(args)
+        cfg = TrainConfig(hook=args.hook, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
+                          batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
+                          l1_coefficient=args.l1, l0_coefficient=args.l0, checkpoint_every=args.checkpoint_every,
+                          compile=args.compile, activation_cache=args.activation_cache)
+        res = train(model, cfg, args.out)
+        return {"model": model.cfg.model_name, "out": str(res.out_dir), "hook": args.hook, "architecture": args.arch,
+                "d_in": res.sae.cfg.d_in, "d_sae": res.sae.cfg.d_sae, "steps": res.steps, "tokens": res.tokens,
+                "resumed_from_step": res.resumed_from, "final": res.final, "axes": {}, "seconds": res.seconds}
+    from saes.evaluate import evaluate_sae
+    from saes.io import load_sae
+
+    sae = load_sae(args.dir)
+    model = _model(args)
+    res = evaluate_sae(model, sae, args.corpus, args.tokens, skip_rows=args.skip_rows)
+    return {"model": model.cfg.model_name, "dir": args.dir, "architecture": sae.cfg.architecture,
+            "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, **res.to_dict(), "axes": {}}
+
+
+@verb
 def cmd_app(args) -> dict:
     script = Path(__file__).resolve().parent.parent / "apps" / "explorer.py"
     if not script.is_file():
@@ -450,6 +478,33 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--scorer-layer", type=int, help="layer of the scoring probe (default: --layer)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--html", help="write the steering curve here")
+    s = add("sae", "sparse autoencoders: train on a hook, or evaluate a SAELens-format directory")
+    sae_sub = s.add_subparsers(dest="sae_cmd", required=True, metavar="CMD")
+    t = sae_sub.add_parser("train", help="train an SAE (resumes from DIR/checkpoint.pt; torchrun for DDP)")
+    t.add_argument("--hook", required=True, help="e.g. blocks.15.hook_resid_post")
+    t.add_argument("--arch", default="topk", help="relu, topk, batchtopk or jumprelu")
+    t.add_argument("--k", type=int, default=32)
+    t.add_argument("--d-sae", type=int, default=0, help="latents (default 16 x d_in)")
+    t.add_argument("--tokens", type=int, default=2_000_000)
+    t.add_argument("--batch-size", type=int, default=4096)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--l1", type=float, default=5.0, help="ReLU's L1 coefficient")
+    t.add_argument("--l0", type=float, default=1.0, help="JumpReLU's L0 coefficient")
+    t.add_argument("--corpus", help="corpus (default: the offline default corpus)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=200)
+    t.add_argument("--activation-cache", help="folder for activation shards reused by later runs")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    t.add_argument("--out", required=True)
+    e = sae_sub.add_parser("eval", help="L0, FVU, CE loss recovered, KL, dead/dense latents on held-out tokens")
+    e.add_argument("dir")
+    e.add_argument("--corpus")
+    e.add_argument("--tokens", type=int, default=32_768)
+    e.add_argument("--skip-rows", type=int, default=20_000, help="start this many 128-token rows into the corpus")
+    for sp in (t, e):
+        sp.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
+        sp.add_argument("--device", default=None)
+        sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s = add("app", "launch the Streamlit explorer on 127.0.0.1")
     s.add_argument("--port", type=int, default=8501)
     return p
@@ -546,6 +601,13 @@ def _print_summary(verb_name: str, out: dict) -> None:
     elif verb_name == "steer":
         for a, m, g in zip(out["alphas"], out["mean_score"], out["generations"]):
             print(f"alpha {a:+6.1f}: P({out['positive']}) {m:.3f}  e.g. {g[0][:70]!r}")
+    elif verb_name == "sae" and "ce_loss_recovered" in out:
+        print(f"L0 {out['l0']:.1f}  FVU {out['fvu']:.3f}  CE recovered {out['ce_loss_recovered']:.3f}  "
+              f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
+    elif verb_name == "sae":
+        f = out["final"]
+        print(f"trained {out['steps']} steps ({out['tokens']:,} tokens) into {out['out']}: "
+              f"L0 {f.get('l0', 0):.1f}, FVU {f.get('fvu', 0):.3f}, dead {f.get('dead_frac', 0):.3f}")
     elif verb_name == "attention":
         print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
               + (f"; figure {out['html']}" if "html" in out else ""))

@@ -266,8 +266,8 @@ def token_rows(model, spec: str | None = None, n_tokens: int | None = None, seq_
 
     Documents are joined by the tokenizer's EOS token (the pretraining convention
     of GPT-2 and SmolLM2), so a row may span documents. ``n_tokens`` stops after
-    ``ceil(n_tokens / seq_len)`` rows; ``skip_rows`` resumes a job that already
-    consumed that many rows. Rows are deterministic for a (model tokenizer, corpus).
+    ``ceil(n_tokens / seq_len)`` rows; ``skip_rows`` first skips that many rows (a resumed
+    job, or held-out text past the training rows). Rows are deterministic for a (model tokenizer, corpus).
     """
     tok = model.tokenizer
     sep = [tok.eos_token_id] if tok.eos_token_id is not None else []
@@ -283,11 +283,11 @@ def token_rows(model, spec: str | None = None, n_tokens: int | None = None, seq_
             if made >= skip_rows:
                 yield torch.tensor(row, dtype=torch.long)
             made += 1
-            if limit is not None and made >= limit:
+            if limit is not None and made >= skip_rows + limit:
                 return
-    if limit is not None and made < limit:
-        raise InterpError(f"corpus {spec or DEFAULT} has only {made * seq_len} tokens, "
-                          f"fewer than the {n_tokens} asked for")
+    if limit is not None and made < skip_rows + limit:
+        raise InterpError(f"corpus {spec or DEFAULT} has only {made * seq_len} tokens, fewer than the "
+                          f"{n_tokens} asked for" + (f" after skipping {skip_rows} rows" if skip_rows else ""))
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -148,7 +148,7 @@ def _compute(model, layer: int, corpus: str | None, tokens: int, seq_len: int, b
                disable=None)
     batch: list[Tensor] = []
     batches = 0
-    rows = token_rows(model, corpus, n_rows * seq_len, seq_len, skip_rows=done)
+    rows = token_rows(model, corpus, (n_rows - done) * seq_len, seq_len, skip_rows=done)
     with torch.no_grad():
         for row in rows:
             batch.append(row)

@@ -263,3 +263,24 @@ def test_steer_json_on_tiny_llama():
                    "--max-new-tokens", "4")
     assert out["alphas"] == [-2.0, 0.0, 2.0] and len(out["generations"]) == 3 and len(out["scores"][0]) == 1
     assert all(0 <= s <= 1 for s in out["mean_score"]) and out["positive"] == "positive"
+
+
+def test_sae_train_and_eval_json(tmp_path):
+    out = run_json("sae", "train", "--model", "tiny-llama", "--hook", "blocks.1.hook_resid_post", "--arch", "relu",
+                   "--d-sae", "128", "--tokens", "4096", "--batch-size", "512", "--corpus", "bbc-news",
+                   "--out", str(tmp_path / "sae"))
+    assert out["steps"] == 8 and out["d_sae"] == 128 and {"l0", "fvu", "dead_frac"} <= set(out["final"])
+    assert (tmp_path / "sae" / "cfg.json").exists() and (tmp_path / "sae" / "metrics.jsonl").exists()
+    ev = run_json("sae", "eval", str(tmp_path / "sae"), "--model", "tiny-llama", "--corpus", "bbc-news",
+                  "--tokens", "1024", "--skip-rows", "500")
+    assert ev["tokens"] == 1024 and 0 <= ev["dead_frac"] <= 1 and "ce_loss_recovered" in ev
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--hook", "blocks.1.hook_resid_post", "--arch", "gated", "--out", "x"], "unknown SAE architecture"),
+    (["train", "--hook", "blocks.7.hook_resid_post", "--out", "x"], "has no hook"),
+    (["eval", "no-such-dir"], "cfg.json is missing"),
+])
+def test_sae_bad_input_is_one_line(args, message, tmp_path):
+    args = [a if a != "x" else str(tmp_path / "x") for a in args]
+    assert_one_line_error("sae", *args, "--model", "tiny-llama", message=message)

@@ -49,6 +49,8 @@ def test_token_rows_pack_documents_with_eos(tiny_models, tmp_path):
     resumed = list(corpus.token_rows(model, str(path), seq_len=4, skip_rows=2))
     assert [r.tolist() for r in resumed] == [r.tolist() for r in rows[2:]]
     assert len(list(corpus.token_rows(model, str(path), n_tokens=5, seq_len=4))) == 2
+    window = list(corpus.token_rows(model, str(path), n_tokens=8, seq_len=4, skip_rows=1))  # held-out slices
+    assert [r.tolist() for r in window] == [r.tolist() for r in rows[1:3]]
     with pytest.raises(InterpError, match="has only"):
         list(corpus.token_rows(model, str(path), n_tokens=10_000, seq_len=4))
 

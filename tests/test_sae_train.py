@@ -116,3 +116,34 @@ def test_bad_hook_and_short_corpus(tiny_models, corpus, tmp_path):
     short.write_text("only a few words here")
     with pytest.raises(InterpError, match="ran out"):
         train(tiny_models["tiny-llama"], _cfg(str(short)), tmp_path / "b")
+
+
+def _identity_sae(d):
+    """A ReLU SAE with x̂ = ReLU(x) − ReLU(−x) = x exactly: W_enc = [I, −I], W_dec = [I; −I]."""
+    from saes import SAEConfig, make_sae
+
+    sae = make_sae(SAEConfig("relu", d, 2 * d, hook_name=HOOK))
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], 1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], 0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_evaluation_on_hand_set_saes(tiny_models, corpus, name):
+    from saes.evaluate import evaluate_sae
+
+    model = tiny_models[name]
+    perfect = evaluate_sae(model, _identity_sae(model.cfg.d_model), corpus, tokens=512, seq_len=32, skip_rows=0)
+    assert perfect.fvu == pytest.approx(0.0, abs=1e-6) and perfect.kl_sae == pytest.approx(0.0, abs=1e-5)
+    assert perfect.ce_loss_recovered == pytest.approx(1.0, abs=1e-4) and perfect.tokens == 512
+    assert perfect.l0 == pytest.approx(model.cfg.d_model, rel=0.01)  # one of each ± pair fires per dimension
+    blank = _identity_sae(model.cfg.d_model)
+    with torch.no_grad():
+        blank.W_dec.zero_()  # x̂ = b_dec = 0: the same as zero ablation
+    zero = evaluate_sae(model, blank, corpus, tokens=512, seq_len=32, skip_rows=0)
+    assert zero.ce_loss_recovered == pytest.approx(0.0, abs=1e-4) and zero.ce_sae == pytest.approx(zero.ce_zero)
+    assert zero.ce_clean == pytest.approx(perfect.ce_clean) and zero.fvu > 0.9

@@ -1,0 +1,110 @@
+"""SAE evaluation on held-out tokens, with the SAE spliced into the model's forward pass.
+
+- L0: mean active latents per token; FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖² (1 − explained variance).
+- CE loss recovered = (CE_zero − CE_sae) / (CE_zero − CE_clean), where CE_zero replaces
+  the hooked activation by zeros and CE_sae by the SAE's reconstruction.
+- KL(clean ‖ spliced) of the next-token distributions, per token.
+- Dead latents (never fire on the evaluation tokens) and dense ones (fire on > 10%).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.corpus import token_rows
+from saes.base import SAE
+from saes.io import resolve_hook
+
+DENSE = 0.1
+
+
+@dataclass
+class SAEEval:
+    hook: str
+    tokens: int
+    l0: float
+    fvu: float
+    explained_variance: float
+    ce_clean: float
+    ce_sae: float
+    ce_zero: float
+    ce_loss_recovered: float
+    kl_sae: float
+    dead_frac: float
+    dense_frac: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_768, seq_len: int = 128,
+                 batch_rows: int = 16, skip_rows: int = 20_000) -> SAEEval:
+    """Metrics over ``tokens`` corpus tokens starting ``skip_rows`` rows in (past the training data
+    of a default-length run)."""
+    hook = resolve_hook(model, sae)
+    sae = sae.to(model.cfg.device).eval()
+    t0 = time.perf_counter()
+    rows = list(token_rows(model, corpus, tokens, seq_len, skip_rows=skip_rows))
+    sums = {k: 0.0 for k in ("l0", "sq_err", "ce_clean", "ce_sae", "ce_zero", "kl", "n_pred")}
+    xs, fires = [], torch.zeros(sae.cfg.d_sae, device=model.cfg.device)
+    n_tok = 0
+    bos = model.tokenizer.bos_token_id if model.cfg.default_prepend_bos else None
+    for i in tqdm(range(0, len(rows), batch_rows), desc="SAE eval", unit="batch", file=sys.stderr, disable=None):
+        batch = torch.stack(rows[i:i + batch_rows]).to(model.cfg.device)
+        if bos is not None:
+            batch = torch.cat([batch.new_full((batch.shape[0], 1), bos), batch], 1)
+        start = 1 if bos is not None else 0
+        seen = {}
+
+        def keep(x, *, hook):
+            seen["x"] = x
+            return x
+
+        def splice(x, *, hook):
+            flat = x[:, start:].reshape(-1, x.shape[-1])
+            out = sae(flat)
+            seen["f"] = out.feature_acts
+            x = x.clone()
+            x[:, start:] = out.x_hat.reshape(x[:, start:].shape).to(x.dtype)
+            return x
+
+        def zero(x, *, hook):
+            x = x.clone()
+            x[:, start:] = 0
+            return x
+
+        clean = model.run_with_hooks(batch, fwd_hooks=[(hook, keep)]).float()
+        spliced = model.run_with_hooks(batch, fwd_hooks=[(hook, splice)]).float()
+        zeroed = model.run_with_hooks(batch, fwd_hooks=[(hook, zero)]).float()
+        target = batch[:, start + 1:]
+        for key, logits in (("ce_clean", clean), ("ce_sae", spliced), ("ce_zero", zeroed)):
+            lp = logits[:, start:-1].log_softmax(-1)
+            sums[key] += -lp.gather(-1, target[..., None]).sum().item()
+        p_clean = clean[:, start:-1].log_softmax(-1)
+        p_sae = spliced[:, start:-1].log_softmax(-1)
+        sums["kl"] += (p_clean.exp() * (p_clean - p_sae)).sum().item()
+        sums["n_pred"] += target.numel()
+        x = seen["x"][:, start:].reshape(-1, seen["x"].shape[-1]).float()
+        f = seen["f"]
+        x_hat = sae.decode(f).float()
+        sums["sq_err"] += (x - x_hat).pow(2).sum().item()
+        sums["l0"] += (f > 0).float().sum().item()
+        fires += (f > 0).float().sum(0)
+        xs.append(x.cpu())
+        n_tok += x.shape[0]
+    X = torch.cat(xs)
+    total_var = (X - X.mean(0)).pow(2).sum().item()
+    fvu = sums["sq_err"] / max(total_var, 1e-12)
+    n = sums["n_pred"]
+    ce_clean, ce_sae, ce_zero = sums["ce_clean"] / n, sums["ce_sae"] / n, sums["ce_zero"] / n
+    recovered = (ce_zero - ce_sae) / (ce_zero - ce_clean) if ce_zero != ce_clean else float("nan")
+    return SAEEval(hook, n_tok, sums["l0"] / n_tok, fvu, 1 - fvu, ce_clean, ce_sae, ce_zero, recovered,
+                   sums["kl"] / n, float((fires == 0).float().mean()), float((fires / n_tok > DENSE).float().mean()),
+                   time.perf_counter() - t0)
