@@ -12,6 +12,7 @@ along the row (:meth:`remove_parallel_grad_`) and renormalises after the step
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from saes.base import SAE, SAEOutput
@@ -37,6 +38,19 @@ def topk_mask(pre: Tensor, k: int) -> Tensor:
 class TopKSAE(SAE):
     def activation(self, pre: Tensor) -> Tensor:
         return topk_mask(pre, self.cfg.k)
+
+    def forward(self, x: Tensor) -> SAEOutput:
+        """Sparse decode: x̂ sums the k chosen decoder rows (``embedding_bag``) instead of a dense
+        ``f @ W_dec``, k/d_sae of the work forward and backward (Gao et al. 2024 §D.2 use a
+        sparse kernel for the same reason)."""
+        if type(self).activation is not TopKSAE.activation:  # BatchTopK's batch-level choice
+            return super().forward(x)
+        pre = self.pre_acts(x)
+        vals, idx = pre.topk(self.cfg.k, dim=-1)
+        vals = torch.relu(vals)
+        rec = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
+        f = torch.zeros_like(pre).scatter(-1, idx, vals)
+        return SAEOutput((rec + self.b_dec) / self.input_scale, f, pre)
 
     def aux_loss(self, x: Tensor, out: SAEOutput, dead: Tensor | None) -> Tensor:
         if dead is None or not bool(dead.any()):

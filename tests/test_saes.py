@@ -231,3 +231,17 @@ def test_hook_and_width_are_checked_against_the_model(tiny):
     missing = make_sae(SAEConfig("topk", tiny.cfg.d_model, 32, hook_name="blocks.1.hook_resid_pots", k=4))
     with pytest.raises(InterpError, match="did you mean blocks.1.hook_resid_post"):
         resolve_hook(tiny, missing)
+
+
+def test_topk_sparse_decode_equals_the_dense_textbook_step():
+    from saes.base import SAE
+
+    sae = _sae("topk")
+    x = _x()
+    fast, dense = sae(x), SAE.forward(sae, x)
+    torch.testing.assert_close(fast.x_hat, dense.x_hat, rtol=1e-5, atol=1e-5)
+    assert torch.equal(fast.feature_acts, dense.feature_acts)
+    g_fast = torch.autograd.grad(sae.mse(x, fast.x_hat), [sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec])
+    g_dense = torch.autograd.grad(sae.mse(x, dense.x_hat), [sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec])
+    for a, b in zip(g_fast, g_dense):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,101 @@
+"""SAE speed: harvesting activations, and the training step.
+
+Harvesting: tokens/s of :class:`saes.activations.ActivationStore` at a middle layer
+(the forward stops there) against the bare ``transformers`` forward of the whole model
+on the same tokens. Training step: tokens/s of our TopK step (sparse decode) against
+the textbook un-fused step (dense ``f @ W_dec``) on identical activations, same sizes
+and optimiser; and against SAELens's own step when ``--saelens PYTHON`` names an
+interpreter with SAELens installed (it needs TransformerLens 3, so it lives in its own
+environment; see README "Benchmarks").
+
+    python -m benchmarks.saes [--layer 15 --d-sae 9216 --k 32 --batch 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from benchmarks._harness import emit, interleaved, machine, sync
+
+
+def harvest(model, layer: int, n_rows: int = 64, seq_len: int = 128) -> dict:
+    from saes.activations import ActivationStore
+
+    hook = f"blocks.{layer}.hook_resid_post"
+    store = ActivationStore(model, [hook], None, batch_size=n_rows * seq_len, seq_len=seq_len, block_rows=n_rows,
+                            model_batch=16)
+    from interp.corpus import token_rows
+
+    rows = torch.stack(list(token_rows(model, None, n_rows * seq_len, seq_len))).to(model.cfg.device)
+    hf = model.original_model
+
+    def ours():
+        store._block = None
+        store._rows = None
+        store._harvest(0)
+
+    def bare():
+        with torch.no_grad():
+            for i in range(0, n_rows, 16):
+                hf(rows[i:i + 16])
+
+    t = interleaved({"store": ours, "bare_full_forward": bare}, repeats=3)
+    n = n_rows * seq_len
+    return {"layer": layer, "tokens": n, "store_tok_s": n / t["store"]["median_s"],
+            "bare_full_forward_tok_s": n / t["bare_full_forward"]["median_s"],
+            "ratio": t["bare_full_forward"]["median_s"] / t["store"]["median_s"]}
+
+
+def train_step(d_in: int, d_sae: int, k: int, batch: int, device: str) -> dict:
+    from saes import SAEConfig, make_sae
+    from saes.base import SAE
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, d_in, device=device)
+    sae = make_sae(SAEConfig("topk", d_in, d_sae, k=k)).to(device)
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+
+    def step(forward):
+        def run():
+            out = forward(sae, x)
+            loss = sae.mse(x, out.x_hat)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            sae.remove_parallel_grad_()
+            opt.step()
+            sae.normalize_decoder_()
+            sync()
+        return run
+
+    t = interleaved({"ours": step(type(sae).forward), "textbook": step(SAE.forward)}, repeats=5)
+    return {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch,
+            "ours_tok_s": batch / t["ours"]["median_s"], "textbook_tok_s": batch / t["textbook"]["median_s"],
+            "ratio": t["textbook"]["median_s"] / t["ours"]["median_s"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--layer", type=int, default=15)
+    ap.add_argument("--d-sae", type=int, default=9216)
+    ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=4096)
+    args = ap.parse_args()
+
+    from interp.models import load_model
+
+    model = load_model(args.model)
+    device = str(model.cfg.device)
+    t0 = time.perf_counter()
+    result = {"benchmark": "saes", "machine": machine(), "model": args.model,
+              "harvest": harvest(model, args.layer),
+              "train_step_topk": train_step(model.cfg.d_model, args.d_sae, args.k, args.batch, device)}
+    result["seconds"] = time.perf_counter() - t0
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
