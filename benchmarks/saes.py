@@ -76,6 +76,32 @@ def train_step(d_in: int, d_sae: int, k: int, batch: int, device: str) -> dict:
             "ratio": t["textbook"]["median_s"] / t["ours"]["median_s"]}
 
 
+def saelens_step(python: str, d_in: int, d_sae: int, k: int, batch: int) -> dict:
+    """SAELens's TopK step in its own environment on the same activations, bracketed by ours."""
+    import json
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, d_in)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "acts.safetensors"
+        save_file({"x": x}, str(path))
+        before = train_step(d_in, d_sae, k, batch, "cpu")
+        proc = subprocess.run([python, str(Path(__file__).with_name("_saelens_step.py")), str(path), str(d_sae),
+                               str(k), "5"], capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+        after = train_step(d_in, d_sae, k, batch, "cpu")
+    ours_tok_s = (before["ours_tok_s"] + after["ours_tok_s"]) / 2
+    return {"sae_lens": theirs["sae_lens"], "saelens_tok_s": batch / theirs["median_s"], "ours_tok_s": ours_tok_s,
+            "ratio": ours_tok_s / (batch / theirs["median_s"])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -83,6 +109,7 @@ def main() -> None:
     ap.add_argument("--d-sae", type=int, default=9216)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--saelens", help="python of an environment with SAELens (benchmarks/setup_saelens.sh)")
     args = ap.parse_args()
 
     from interp.models import load_model
@@ -93,6 +120,9 @@ def main() -> None:
     result = {"benchmark": "saes", "machine": machine(), "model": args.model,
               "harvest": harvest(model, args.layer),
               "train_step_topk": train_step(model.cfg.d_model, args.d_sae, args.k, args.batch, device)}
+    if args.saelens:
+        result["train_step_vs_saelens"] = saelens_step(args.saelens, model.cfg.d_model, args.d_sae, args.k,
+                                                       args.batch)
     result["seconds"] = time.perf_counter() - t0
     emit(result)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -356,7 +355,9 @@ def cmd_app(args) -> dict:
     if args.model:
         env["INTERP_MODEL"] = args.model
     print(f"interp: explorer on http://127.0.0.1:{args.port}", file=sys.stderr)
-    return {"exit_code": subprocess.call(cmd, env=env)}
+    sys.stderr.flush()
+    # Become the Streamlit server (no child left behind when this process is stopped).
+    os.execve(sys.executable, cmd, env)
 
 
 def _round(x, nd: int = 5):
@@ -526,8 +527,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interp: internal error: {type(err).__name__}: {err} "
               "(set INTERP_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
-    if args.verb == "app":
-        return out["exit_code"]
     if args.json:
         json.dump(out, sys.stdout)
         sys.stdout.write("\n")
