@@ -51,6 +51,8 @@ def test_sentiment_steering_moves_the_embedded_model(smol):
     v = steering.mean_difference(acts, 10, "positive")
     scorer = steering.probe_scorer(smol, ds, 10, "positive")
     assert scorer(["What a wonderful, lovely day."])[0] > 0.5 > scorer(["What a terrible, awful day."])[0]
-    curve = steering.steering_curve(smol, v, 10, [-6.0, 6.0], ["I went to see the movie and", "The hotel room was"],
-                                    scorer, max_new_tokens=20)
-    assert curve.mean_score[1] > curve.mean_score[0] + 0.2
+    # The README's run (interp steer --layer 10): five prompts, 30 sampled tokens, seed 0.
+    prompts = ["I went to see the movie and", "The food at the new place", "My week has been", "The hotel room was",
+               "Reading this book made me"]
+    curve = steering.steering_curve(smol, v, 10, [-4.0, 4.0], prompts, scorer, max_new_tokens=30)
+    assert curve.mean_score[1] > curve.mean_score[0] + 0.3, curve.mean_score
