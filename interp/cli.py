@@ -263,14 +263,40 @@ def cmd_probe(args) -> dict:
     layers = _layers(args.layers, model.cfg.n_layers)
     t0 = time.perf_counter()
     results = {}
+    sae = _probe_sae(args, model)
     for ds in datasets:
         acts = collect_activations(model, ds, layers, args.site)
-        results[ds.name] = probe_layers(acts, args.folds, args.test_size, args.seed).to_dict()
+        report = probe_layers(acts, args.folds, args.test_size, args.seed)
+        results[ds.name] = report.to_dict()
+        if sae is not None:
+            results[ds.name]["sae_features"] = _sae_cosines(report, sae)
     out = {"model": model.cfg.model_name, "site": args.site, "layers": layers if layers else
            list(range(model.cfg.n_layers)), "axes": {"results.*.accuracy": ["layer"]}, "tokens": [],
            "results": results, "best_layer": {k: v["best_layer"] for k, v in results.items()},
            "seconds": time.perf_counter() - t0}
     return _with_html(out, args, "probe_figure", list(results.values()))
+
+
+def _probe_sae(args, model):
+    if not args.sae:
+        return None
+    from saes.io import load_sae, resolve_hook
+
+    sae = load_sae(args.sae)
+    resolve_hook(model, sae)
+    return sae
+
+
+def _sae_cosines(report, sae) -> dict:
+    """The SAE features closest to the probe direction at the SAE's own layer (if probed)."""
+    from interp.probes import feature_cosines
+
+    parts = sae.cfg.hook_name.split(".")
+    layer = int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
+    probe = next((p for p in report.layers if p.layer == layer), report.best)
+    return {"layer": probe.layer, "hook": sae.cfg.hook_name,
+            "top": {label: feature_cosines(probe.direction[i], sae.W_dec.detach().cpu())
+                    for i, label in enumerate(report.labels if probe.direction.shape[0] > 1 else report.labels[1:])}}
 
 
 def _layers(text: str | None, n: int) -> list[int] | None:
@@ -465,6 +491,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--folds", type=int, default=5, help="cross-validation folds for the regularisation")
     s.add_argument("--test-size", type=float, default=0.25)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sae", help="SAELens-format SAE directory: report its features closest to each probe direction")
     s.add_argument("--html", help="write accuracy/selectivity against layer here")
     s = add("steer", "steering vector from a labelled dataset; generations and a classifier score against alpha")
     s.add_argument("--dataset", default="sentiment")

@@ -284,3 +284,16 @@ def test_sae_train_and_eval_json(tmp_path):
 def test_sae_bad_input_is_one_line(args, message, tmp_path):
     args = [a if a != "x" else str(tmp_path / "x") for a in args]
     assert_one_line_error("sae", *args, "--model", "tiny-llama", message=message)
+
+
+def test_probe_reports_sae_features_by_cosine(tmp_path):
+    from saes import SAEConfig, make_sae, save_sae
+
+    save_sae(make_sae(SAEConfig("topk", 64, 96, hook_name="blocks.1.hook_resid_post", k=4)), tmp_path / "sae")
+    out = run_json("probe", "--model", "tiny-llama", "--dataset", "pos", "--layers", "0,1", "--folds", "3",
+                   "--sae", str(tmp_path / "sae"))
+    feats = out["results"]["pos"]["sae_features"]
+    assert feats["layer"] == 1 and feats["hook"] == "blocks.1.hook_resid_post"
+    (label, top), = feats["top"].items()
+    assert label == "verb" and len(top) == 10 and all(-1 <= f["cosine"] <= 1 for f in top)
+    assert abs(top[0]["cosine"]) >= abs(top[-1]["cosine"])
