@@ -1,8 +1,11 @@
 """A streaming activation store: corpus tokens in, shuffled activation batches out.
 
 The model runs only up to the deepest hooked layer (``stop_at_layer``), several hooks
-are harvested in one pass, and a BOS the model prepends is dropped (packed corpus
-rows have no padding). Activations are mixed in blocks: ``block_rows`` corpus rows are
+are harvested in one pass, and each row's first position is dropped: the BOS where
+the model prepends one, otherwise the first token, which then acts as the attention
+sink (on SmolLM2 its residual norm at L15 is ~23,600 against a median of ~170, and
+it would dominate both the input scaling and the loss). Packed corpus rows have no
+padding. Activations are mixed in blocks: ``block_rows`` corpus rows are
 harvested, their tokens shuffled with a generator seeded by (seed, block index), and
 cut into batches. Batch ``i`` is therefore a pure function of ``i``: a resumed run,
 or another DDP rank, gets exactly the batches an uninterrupted single process would.
@@ -42,7 +45,8 @@ class ActivationStore:
         self.model_batch, self.seed = model_batch, seed
         self.device = device or str(model.cfg.device)
         self.bos = bool(model.cfg.default_prepend_bos) and model.tokenizer.bos_token_id is not None
-        self.tokens_per_block = block_rows * seq_len
+        self.kept_per_row = seq_len if self.bos else seq_len - 1  # position 0 (BOS or sink) dropped
+        self.tokens_per_block = block_rows * self.kept_per_row
         if self.tokens_per_block < batch_size:
             raise InterpError(f"a block of {block_rows} rows x {seq_len} tokens is smaller than one batch "
                               f"of {batch_size}; raise block_rows")
@@ -108,6 +112,6 @@ class ActivationStore:
             kwargs = {"stop_at_layer": self.stop_at} if self.stop_at is not None else {}
             _, cache = self.model.run_with_cache(tokens, names_filter=lambda n: n in self.hooks, **kwargs)
             for h in self.hooks:
-                a = cache[h][:, 1:] if self.bos else cache[h]  # the BOS position is not text
+                a = cache[h][:, 1:]  # the BOS, or the first token acting as the attention sink
                 out[h].append(a.reshape(-1, a.shape[-1]).float().cpu())
         return {h: torch.cat(v) for h, v in out.items()}

@@ -5,6 +5,9 @@
   the hooked activation by zeros and CE_sae by the SAE's reconstruction.
 - KL(clean ‖ spliced) of the next-token distributions, per token.
 - Dead latents (never fire on the evaluation tokens) and dense ones (fire on > 10%).
+
+Each row's first position (the BOS, or the attention-sink first token of a model
+without one) is neither reconstructed nor scored, as in training.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_76
         batch = torch.stack(rows[i:i + batch_rows]).to(model.cfg.device)
         if bos is not None:
             batch = torch.cat([batch.new_full((batch.shape[0], 1), bos), batch], 1)
-        start = 1 if bos is not None else 0
+        start = 1  # the BOS, or without one the first token (the attention sink), is not spliced or scored
         seen = {}
 
         def keep(x, *, hook):

@@ -54,6 +54,18 @@ def test_store_stops_at_the_layer_and_matches_a_full_forward(tiny_models, corpus
     torch.testing.assert_close(key(both), key(everything), rtol=1e-4, atol=1e-5)
 
 
+def test_store_drops_the_sink_position_without_bos(tiny_models, corpus):
+    model = tiny_models["tiny-llama"]  # no BOS: position 0 of each row is the attention sink
+    store = ActivationStore(model, [HOOK], corpus, batch_size=8 * 15, seq_len=16, block_rows=8)
+    from interp.corpus import token_rows
+
+    rows = torch.stack(list(token_rows(model, corpus, 8 * 16, 16)))
+    _, cache = model.run_with_cache(rows)
+    kept = cache[HOOK][:, 1:].reshape(-1, model.cfg.d_model)
+    key = lambda t: t[t.sum(1).argsort()]
+    torch.testing.assert_close(key(store.batch(0)[HOOK]), key(kept), rtol=1e-4, atol=1e-5)
+
+
 def test_store_disk_cache_skips_the_model(tiny_models, corpus, tmp_path, monkeypatch):
     model = tiny_models["tiny-llama"]
     first = ActivationStore(model, [HOOK], corpus, batch_size=64, seq_len=16, block_rows=8, cache_dir=tmp_path)
@@ -99,8 +111,9 @@ def test_two_gloo_processes_equal_one(tiny_models, corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = load_sae(tmp_path / "ddp")
     ref = load_sae(tmp_path / "single")
-    for name in ("W_enc", "W_dec", "b_enc", "b_dec"):
-        torch.testing.assert_close(getattr(ddp, name), getattr(ref, name), rtol=1e-4, atol=1e-5)
+    for name in ("W_enc", "W_dec", "b_enc", "b_dec"):  # equal up to the order of the gradient sums
+        a, b = getattr(ddp, name), getattr(ref, name)
+        assert (a - b).abs().max() < 1e-4 and (a - b).norm() / b.norm() < 1e-5, name
     assert single.steps == 8
 
 
@@ -139,7 +152,8 @@ def test_evaluation_on_hand_set_saes(tiny_models, corpus, name):
     model = tiny_models[name]
     perfect = evaluate_sae(model, _identity_sae(model.cfg.d_model), corpus, tokens=512, seq_len=32, skip_rows=0)
     assert perfect.fvu == pytest.approx(0.0, abs=1e-6) and perfect.kl_sae == pytest.approx(0.0, abs=1e-5)
-    assert perfect.ce_loss_recovered == pytest.approx(1.0, abs=1e-4) and perfect.tokens == 512
+    per_row = 32 if model.cfg.default_prepend_bos else 31  # the sink position of a BOS-less model is skipped
+    assert perfect.ce_loss_recovered == pytest.approx(1.0, abs=1e-4) and perfect.tokens == 16 * per_row
     assert perfect.l0 == pytest.approx(model.cfg.d_model, rel=0.01)  # one of each ± pair fires per dimension
     blank = _identity_sae(model.cfg.d_model)
     with torch.no_grad():
