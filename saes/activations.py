@@ -52,7 +52,7 @@ class ActivationStore:
                               f"of {batch_size}; raise block_rows")
         self.batches_per_block = self.tokens_per_block // batch_size
         key = hashlib.sha256(f"{model.cfg.model_name}|{hooks}|{corpus_id(corpus)}|{seq_len}|{block_rows}|{self.bos}"
-                             .encode()).hexdigest()[:16]
+                             f"|kept{self.kept_per_row}|seed{seed}".encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
         self._block: tuple[int, dict[str, Tensor]] | None = None
         self._rows: Iterator[Tensor] | None = None
