@@ -49,6 +49,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
+def slug(name: str) -> str:
+    """``name`` made safe as part of a cache file name (a model name such as ``org/model``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 def write_json(target: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(target) as tmp:

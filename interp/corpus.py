@@ -44,7 +44,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.cache import cache_dir, write_json
+from interp.cache import cache_dir, slug, write_json
 from interp.errors import InterpError
 
 DEFAULT = "default"
@@ -256,8 +256,7 @@ def _version(package: str) -> str:
 
 
 def _slug(spec: str) -> str:
-    tail = Path(_hf_name(spec)).name or "corpus"
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in tail)[:40]
+    return slug(Path(_hf_name(spec)).name or "corpus")[:40]
 
 
 def token_rows(model, spec: str | None = None, n_tokens: int | None = None, seq_len: int = 128,
@@ -304,7 +303,7 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 def corpus_stats(tokenizer, spec: str | None = None, tokenizer_name: str = "smollm2-135m") -> dict:
     """Document and token counts of a corpus under a tokenizer (cached per corpus and tokenizer)."""
     spec = spec or DEFAULT
-    path = cache_dir("corpora") / f"{corpus_id(spec)}-{_slug(tokenizer_name)}-stats.json"
+    path = cache_dir("corpora") / f"{corpus_id(spec)}-{slug(tokenizer_name)}-stats.json"
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

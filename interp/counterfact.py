@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from interp._files import read_json
 from interp.errors import InterpError
 from interp.rome import RomeConfig, edit
-from interp.tokens import to_tokens
+from interp.tokens import right_pad, to_tokens
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,7 @@ def target_probs(model, prompts: list[str], targets: list[str]) -> torch.Tensor:
             tid = model.tokenizer.encode(t, add_special_tokens=False)
             spans.append((len(ids), tid))
             rows.append(ids + tid[:-1])
-    width = max(map(len, rows))
-    pad = model.tokenizer.eos_token_id or 0
-    tokens = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=model.cfg.device)
-    logp = model(tokens).float().log_softmax(-1)
+    logp = model(right_pad(model, rows)).float().log_softmax(-1)
     out = []
     for i, (start, tid) in enumerate(spans):
         pos = torch.arange(start - 1, start - 1 + len(tid), device=logp.device)

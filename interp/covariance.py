@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.cache import atomic_path, cache_dir
+from interp.cache import atomic_path, cache_dir, slug
 from interp.corpus import DEFAULT, corpus_id, token_rows
 from interp.errors import InterpError, check_index
 
@@ -81,8 +81,7 @@ def key_moment(model, layer: int, corpus: str | None = None, tokens: int = 100_0
         raise InterpError(f"covariance needs at least one row of {seq_len} tokens, not {tokens}")
     cid = corpus_id(corpus or DEFAULT)
     want = _manifest(model, layer, cid, tokens, seq_len)
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.cfg.model_name)
-    path = cache_dir("rome", "stats") / f"{slug}-L{layer}-{cid}-{tokens}.safetensors"
+    path = cache_dir("rome", "stats") / f"{slug(model.cfg.model_name)}-L{layer}-{cid}-{tokens}.safetensors"
     if not refresh and path.exists():
         C = _load(path, want, model.cfg.d_mlp)
         if C is not None:

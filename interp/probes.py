@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from interp._files import read_json
 from interp.errors import InterpError, check_index
-from interp.tokens import to_tokens
+from interp.tokens import right_pad, to_tokens
 
 SHIPPED = ("truth", "sentiment", "language", "pos")
 SITES = {"resid_post": "hook_resid_post", "resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid",
@@ -176,13 +176,10 @@ def collect_activations(model, ds: ProbeDataset, layers: list[int] | None = None
     names = [f"blocks.{l}.{SITES[site]}" for l in layers]
     positions = [_positions(model, t, sp) for t, sp in zip(ds.texts, ds.spans)]
     rows: list[list[Tensor]] = [[] for _ in ds.texts]
-    pad = model.tokenizer.eos_token_id or 0
     for start in tqdm(range(0, len(ds.texts), batch_size), desc=f"activations {ds.name}", unit="batch",
                       file=sys.stderr, disable=None, leave=False):
         chunk = range(start, min(start + batch_size, len(ds.texts)))
-        ids = [to_tokens(model, ds.texts[i])[0] for i in chunk]
-        width = max(len(t) for t in ids)
-        tokens = torch.stack([torch.cat([t, t.new_full((width - len(t),), pad)]) for t in ids])
+        tokens = right_pad(model, [to_tokens(model, ds.texts[i])[0].tolist() for i in chunk])
         _, cache = model.run_with_cache(tokens, names_filter=lambda h: h in names)
         stacked = torch.stack([cache[h] for h in names], 1).float().cpu()  # batch layer pos d_model
         for b, i in enumerate(chunk):

@@ -38,14 +38,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from interp.cache import cache_dir, write_json
+from interp.cache import cache_dir, slug, write_json
 from interp.covariance import key_hook, key_moment
 from interp.errors import InterpError, check_index
-from interp.tokens import str_tokens, to_tokens
+from interp.tokens import right_pad, str_tokens, to_tokens
 from interp.tracing import fill_template, load_facts, subject_span, trace
 
 _PREFIX_STARTS = ["The", "Therefore", "Because", "I", "You", "In", "When", "It", "She", "We"]
@@ -205,8 +205,7 @@ def generate(model, prompts: list[str], max_new_tokens: int = 30) -> list[str]:
 
 def context_prefixes(model, n: int = 20, seed: int = 0) -> list[str]:
     """``n`` short texts the model writes (half 5 tokens, half 10), cached per model (ROME §3.1)."""
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.cfg.model_name)
-    path = cache_dir("rome") / f"{slug}-prefixes-{n}-{seed}.json"
+    path = cache_dir("rome") / f"{slug(model.cfg.model_name)}-prefixes-{n}-{seed}.json"
     try:
         cached = json.loads(path.read_text())["prefixes"]
         if len(cached) == n:
@@ -242,8 +241,7 @@ def templates(model, prompt: str, config: RomeConfig) -> list[str]:
 def default_layer(model, facts: list[dict] | None = None) -> dict:
     """The layer where restoring the MLP at the last subject token helps most, on average over
     the known facts (ROME §2, Fig. 2); cached per model. Returns ``{"layer", "effect"}``."""
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.cfg.model_name)
-    path = cache_dir("rome") / f"{slug}-layer.json"
+    path = cache_dir("rome") / f"{slug(model.cfg.model_name)}-layer.json"
     if facts is None:
         try:
             cached = json.loads(path.read_text())
@@ -277,18 +275,12 @@ def _rows(model, texts: list[str], subject: str, extra: list[int]) -> tuple[list
     return ids, last
 
 
-def _pad(model, rows: list[list[int]]) -> Int[Tensor, "batch pos"]:
-    """Right-pad: causal attention never lets a real token see the padding after it."""
-    pad = model.tokenizer.eos_token_id or 0
-    width = max(map(len, rows))
-    return torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=model.cfg.device)
-
-
 @torch.no_grad()
 def compute_key(model, layer: int, texts: list[str], subject: str) -> Float[Tensor, "d_mlp"]:
     """k*: the mean of ``mlp.hook_post`` at the last subject token over ``texts``."""
     ids, last = _rows(model, texts, subject, [])
-    _, cache = model.run_with_cache(_pad(model, ids), names_filter=key_hook(layer), stop_at_layer=layer + 1)
+    _, cache = model.run_with_cache(right_pad(model, ids), names_filter=key_hook(layer),
+                                    stop_at_layer=layer + 1)
     keys = cache[key_hook(layer)][torch.arange(len(ids)), torch.tensor(last)]
     return keys.float().mean(0)
 
@@ -315,7 +307,7 @@ def compute_value(model, layer: int, texts: list[str], subject: str, target_ids:
     n_rw = len(rows)
     kl_text = f"{subject} is a"
     kl_rows, kl_last = _rows(model, [kl_text], subject, [])
-    tokens = _pad(model, rows + kl_rows)
+    tokens = right_pad(model, rows + kl_rows)
     subj_pos = torch.tensor(last + kl_last, device=tokens.device)
     # Positions whose logits are scored: each target token's predecessor, then the KL prompt's end.
     starts = [len(r) - len(target_ids) for r in rows]

@@ -29,6 +29,15 @@ def to_tokens(model, prompts: str | list[str], prepend_bos: bool | None = None
     return torch.stack(rows).to(model.cfg.device)
 
 
+def right_pad(model, rows: list[list[int]]) -> Int[Tensor, "batch pos"]:
+    """Token rows of different lengths as one batch, padded on the right with EOS. Causal
+    attention never lets a real token see the padding after it, so no mask is needed as long
+    as only real positions are read."""
+    pad = model.tokenizer.eos_token_id or 0
+    width = max(map(len, rows))
+    return torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], device=model.cfg.device)
+
+
 def str_tokens(model, tokens: Int[Tensor, "pos"]) -> list[str]:
     """The string of each token id (not joined), e.g. ``[' E', 'iffel', ' Tower']``."""
     return [model.tokenizer.decode([int(t)]) for t in tokens]

@@ -33,7 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom, rows_at_layers
-from interp.cache import cache_dir, write_json
+from interp.cache import cache_dir, slug, write_json
 from interp._files import read_json
 from interp.errors import InterpError, check_index
 from interp.tokens import single_token, str_tokens, to_tokens
@@ -92,7 +92,7 @@ def embedding_std(model) -> float:
     """σ of the token embeddings over the tokens of the shipped facts' prompts, cached per model.
 
     ROME measures it over its subjects; we use whole prompts for a broader sample."""
-    path = cache_dir("tracing") / f"{_slug(model.cfg.model_name)}-embed-std.json"
+    path = cache_dir("tracing") / f"{slug(model.cfg.model_name)}-embed-std.json"
     try:
         return float(json.loads(path.read_text())["std"])
     except Exception:  # absent or corrupt: measure again
@@ -105,10 +105,6 @@ def embedding_std(model) -> float:
         std = cache["hook_embed"].float().std().item()
     write_json(path, {"std": std, "tokens": int(ids.numel()), "model": model.cfg.model_name})
     return std
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def load_facts(path: str | None = None) -> list[dict]:
