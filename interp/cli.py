@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from interp._cli_parser import build_parser
+from interp._cli_text import print_summary
 from interp.errors import InterpError
 
 VERBS: dict[str, Callable[[argparse.Namespace], dict]] = {}
@@ -404,142 +406,8 @@ def _with_html(out: dict, args, figure: str, *fig_args) -> dict:
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interp", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    def add(name: str, help_: str) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help_, description=help_)
-        s.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
-        s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
-        s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-        return s
-
-    add("models", "list embedded, built-in, known and cached models")
-    s = add("attention", "attention patterns of a prompt")
-    s.add_argument("--prompt", required=True)
-    s.add_argument("--layer", type=int)
-    s.add_argument("--head", type=int)
-    s.add_argument("--html", help="write an interactive plotly heatmap here")
-    s = add("heads", "score heads as induction / previous-token / duplicate-token heads")
-    s.add_argument("--detect", choices=["induction", "previous", "duplicate"], default="induction")
-    s.add_argument("--top", type=int, default=10)
-    s.add_argument("--n-seqs", type=int, default=8)
-    s.add_argument("--seq-len", type=int, default=50)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--html", help="write the layer×head heatmaps here")
-    s = add("lens", "logit lens, and direct logit attribution with --answer/--wrong")
-    s.add_argument("--prompt", required=True)
-    s.add_argument("--answer")
-    s.add_argument("--wrong")
-    s.add_argument("--top", type=int, default=5)
-    s.add_argument("--html", help="write the logit-lens curve here")
-    def add_pairs(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--clean", required=True, action="append", help="clean prompt (repeat for a batch)")
-        s.add_argument("--corrupt", required=True, action="append", help="corrupt prompt, same token length")
-        s.add_argument("--answer", required=True, action="append", help="answer token, e.g. ' Paris'")
-        s.add_argument("--wrong", required=True, action="append", help="wrong token, e.g. ' Rome'")
-        s.add_argument("--metric", choices=["logit_diff", "prob"], default="logit_diff")
-
-    s = add("patch", "activation patching sweep over one site (exact, batched; or attribution)")
-    add_pairs(s)
-    s.add_argument("--site", default="resid_pre",
-                   help="resid_pre, attn_out, mlp_out, head_out, head_out_all, q, k, v, q_all, "
-                        "k_all, v_all, pattern, pattern_all")
-    s.add_argument("--method", choices=["exact", "attribution"], default="exact")
-    s.add_argument("--direction", choices=["denoise", "noise"], default="denoise")
-    s.add_argument("--compare", action="store_true", help="with attribution: also run exact, report agreement")
-    s.add_argument("--html", help="write the heatmap here")
-    s = add("circuit", "edge attribution patching (EAP): the top edges as a circuit, with faithfulness")
-    add_pairs(s)
-    s.add_argument("--edges", type=int, default=200, help="keep this many top edges by |score|")
-    s.add_argument("--html", help="write the circuit graph here")
-    s = add("trace", "ROME causal tracing: corrupt the subject, restore states one (token, layer) at a time")
-    s.add_argument("--prompt")
-    s.add_argument("--subject", help="text of the subject inside the prompt")
-    s.add_argument("--answer", help="token to score (default: the model's top prediction)")
-    s.add_argument("--average", action="store_true",
-                   help="average indirect effects by token role over a facts file (ROME Figure 2)")
-    s.add_argument("--facts", help="facts JSON for --average (default: the shipped known facts)")
-    s.add_argument("--limit", type=int, help="with --average: only the first N facts")
-    s.add_argument("--kind", choices=["hidden", "mlp", "attn", "all"], default="all")
-    s.add_argument("--samples", type=int, default=10)
-    s.add_argument("--noise", type=float, default=3.0, help="noise scale in embedding standard deviations")
-    s.add_argument("--window", type=int, default=10)
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--html", help="write the trace heatmaps here")
-    s = add("edit", "ROME: rewrite a fact with a rank-one MLP update; or --eval a CounterFact-style set")
-    s.add_argument("--prompt", help="template with {} for the subject, e.g. '{} is located in the city of'")
-    s.add_argument("--subject")
-    s.add_argument("--target", help="the new object, e.g. ' Rome' (several tokens allowed)")
-    s.add_argument("--layer", type=int, help="MLP layer (default: peak MLP causal effect at the last subject token)")
-    s.add_argument("--eval", metavar="FILE", help="request file (README 'Request files'), or 'default' for the shipped set")
-    s.add_argument("--limit", type=int, help="with --eval: only the first N requests")
-    s.add_argument("--no-fluency", action="store_true", help="with --eval: skip the sampled generations")
-    s.add_argument("--generate", action="append", help="another prompt to complete before and after (repeatable)")
-    s.add_argument("--max-new-tokens", type=int, default=20)
-    s.add_argument("--steps", type=int, default=20, help="Adam steps for v*")
-    s.add_argument("--cov-tokens", type=int, default=100_000, help="corpus tokens behind the key covariance C")
-    s.add_argument("--corpus", help="corpus for C (default: the offline default corpus)")
-    s.add_argument("--html", help="write the figure here")
-    s = add("probe", "linear probes per layer with a control task: accuracy, selectivity, best layer")
-    s.add_argument("--dataset", action="append", required=True,
-                   help="truth, sentiment, language, pos, all, or a JSON file (repeatable)")
-    s.add_argument("--layers", help="comma-separated layers (default: all)")
-    s.add_argument("--site", default="resid_post", choices=["resid_post", "resid_pre", "resid_mid", "attn_out",
-                                                            "mlp_out"])
-    s.add_argument("--folds", type=int, default=5, help="cross-validation folds for the regularisation")
-    s.add_argument("--test-size", type=float, default=0.25)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sae", help="SAELens-format SAE directory: report its features closest to each probe direction")
-    s.add_argument("--html", help="write accuracy/selectivity against layer here")
-    s = add("steer", "steering vector from a labelled dataset; generations and a classifier score against alpha")
-    s.add_argument("--dataset", default="sentiment")
-    s.add_argument("--positive", help="the label the vector points to (default: the last label)")
-    s.add_argument("--layer", type=int, help="residual layer to steer (default: n_layers // 3)")
-    s.add_argument("--method", choices=["mean", "probe"], default="mean",
-                   help="difference of class means, or the probe's weight vector")
-    s.add_argument("--alphas", default="-8,-4,0,4,8")
-    s.add_argument("--prompt", action="append", help="generation prompt (repeatable)")
-    s.add_argument("--max-new-tokens", type=int, default=30)
-    s.add_argument("--scorer-dataset", help="dataset of the scoring probe (default: --dataset)")
-    s.add_argument("--scorer-layer", type=int, help="layer of the scoring probe (default: --layer)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--html", help="write the steering curve here")
-    s = add("sae", "sparse autoencoders: train on a hook, or evaluate a SAELens-format directory")
-    sae_sub = s.add_subparsers(dest="sae_cmd", required=True, metavar="CMD")
-    t = sae_sub.add_parser("train", help="train an SAE (resumes from DIR/checkpoint.pt; torchrun for DDP)")
-    t.add_argument("--hook", required=True, help="e.g. blocks.15.hook_resid_post")
-    t.add_argument("--arch", default="topk", help="relu, topk, batchtopk or jumprelu")
-    t.add_argument("--k", type=int, default=32)
-    t.add_argument("--d-sae", type=int, default=0, help="latents (default 16 x d_in)")
-    t.add_argument("--tokens", type=int, default=2_000_000)
-    t.add_argument("--batch-size", type=int, default=4096)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--l1", type=float, default=5.0, help="ReLU's L1 coefficient")
-    t.add_argument("--l0", type=float, default=1.0, help="JumpReLU's L0 coefficient")
-    t.add_argument("--corpus", help="corpus (default: the offline default corpus)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=200)
-    t.add_argument("--activation-cache", help="folder for activation shards reused by later runs")
-    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    t.add_argument("--out", required=True)
-    e = sae_sub.add_parser("eval", help="L0, FVU, CE loss recovered, KL, dead/dense latents on held-out tokens")
-    e.add_argument("dir")
-    e.add_argument("--corpus")
-    e.add_argument("--tokens", type=int, default=32_768)
-    e.add_argument("--skip-rows", type=int, default=20_000, help="start this many 128-token rows into the corpus")
-    for sp in (t, e):
-        sp.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
-        sp.add_argument("--device", default=None)
-        sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    s = add("app", "launch the Streamlit explorer on 127.0.0.1")
-    s.add_argument("--port", type=int, default=8501)
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
     try:
         out = VERBS[args.verb](args)
     except InterpError as err:
@@ -558,86 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(out, sys.stdout)
         sys.stdout.write("\n")
     else:
-        _print_summary(args.verb, out)
+        print_summary(args.verb, out)
     return 0
-
-
-def _print_summary(verb_name: str, out: dict) -> None:
-    if verb_name == "models":
-        for m in out["models"]:
-            print(f"{m['name']:<28} {m['kind']:<12} offline={m['offline']!s:<5} {m['description']}")
-        for c in out["corpora"]:
-            size = f"{c['tokens']:>10,} tokens {c['documents']:>6,} docs" if c["available"] else "not installed"
-            print(f"corpus {c['name']:<10} {size}  {c['description']} ({c['package']})")
-    elif verb_name == "heads":
-        print(f"loss first repeat {out['loss_first_repeat']:.2f}, second {out['loss_second_repeat']:.2f} nats")
-        for h in out["top"]:
-            print(f"{h['name']:<8} {out['detector']} {h['score']:.3f}")
-    elif verb_name == "lens":
-        for i, layer in enumerate(out["layers"]):
-            top = out["top_tokens"][i][0]
-            extra = "" if out["answer_prob"] is None else \
-                f"  P(answer)={out['answer_prob'][i]:.3f} rank {out['answer_rank'][i]}"
-            print(f"{layer:<6} top {top['token']!r} {top['prob']:.3f}{extra}")
-        if "dla" in out:
-            d = out["dla"]
-            print(f"logit diff {d['logit_diff']:.4f} = sum of DLA parts {d['sum_of_parts']:.4f}")
-    elif verb_name == "patch":
-        print(f"{out['method']} {out['site']} ({out['direction']}): clean {out['clean_baseline']:.3f}, "
-              f"corrupt {out['corrupt_baseline']:.3f}; normalised values {out['axes']['values']}")
-        if "agreement" in out:
-            print(f"agreement with exact: r={out['agreement']['pearson_r']:.3f}")
-    elif verb_name == "circuit":
-        print(f"{out['n_edges']} of {out['n_edges_total']} edges, {len(out['nodes'])} nodes: "
-              f"faithfulness {out['faithfulness']:.3f}")
-        for e in out["edges"][:10]:
-            print(f"  {e['src']:>8} -> {e['dst']:<8} ({e['input']}) {e['score']:+.3f}")
-    elif verb_name == "trace" and "effects" in out:
-        print(f"average over {out['n_facts']} facts: clean {out['mean_clean_prob']:.3f}, "
-              f"corrupted {out['mean_corrupt_prob']:.3f}")
-        for kind, grid in out["effects"].items():
-            for role, row in zip(out["roles"], grid):
-                vals = [v for v in row if v == v]
-                if vals:
-                    best = max(range(len(row)), key=lambda i: row[i] if row[i] == row[i] else -1)
-                    print(f"  {kind:<6} {role:<24} peak AIE {row[best]:.3f} at L{best}")
-    elif verb_name == "trace":
-        print(f"P({out['answer']!r}) clean {out['clean_prob']:.3f}, corrupted {out['corrupt_prob']:.3f}; "
-              f"subject tokens {out['subject_range']}")
-        for kind, grid in out["scores"].items():
-            best = max((v, t, l) for t, row in enumerate(grid) for l, v in enumerate(row))
-            print(f"  {kind:<6} strongest restore: token {best[1]} {out['tokens'][best[1]]!r} layer {best[2]} "
-                  f"-> {best[0]:.3f}")
-    elif verb_name == "edit" and "post" in out:
-        for when in ("pre", "post"):
-            m = out[when]
-            print(f"{when:<5} ES {m['ES']:.1f}  PS {m['PS']:.1f}  NS {m['NS']:.1f}  S {m['S']:.1f}  "
-                  f"EM {m['EM']:+.1f}  PM {m['PM']:+.1f}  NM {m['NM']:+.1f}  fluency {m['fluency']}")
-        print(f"{out['n_requests']} requests; mean edit time {out['edit_seconds_mean']:.1f} s")
-    elif verb_name == "edit":
-        e = out["edit"]
-        print(f"edited layer {e['layer']} in {e['seconds']:.1f} s: P({out['target']!r}) "
-              f"{out['probs']['before']['target']:.3f} -> {out['probs']['after']['target']:.3f}")
-        for p, b, a in zip(out["completion_prompts"], out["completions"]["before"], out["completions"]["after"]):
-            print(f"  {p!r}\n    before: {b!r}\n    after:  {a!r}")
-    elif verb_name == "probe":
-        for name, r in out["results"].items():
-            print(f"{name:<10} best layer {r['best_layer']:>2}: accuracy {r['best_accuracy']:.3f} "
-                  f"(chance {r['chance']:.2f}); selectivity {r['selectivity'][r['layers'].index(r['best_layer'])]:.3f}")
-    elif verb_name == "steer":
-        for a, m, g in zip(out["alphas"], out["mean_score"], out["generations"]):
-            print(f"alpha {a:+6.1f}: P({out['positive']}) {m:.3f}  e.g. {g[0][:70]!r}")
-    elif verb_name == "sae" and "ce_loss_recovered" in out:
-        print(f"L0 {out['l0']:.1f}  FVU {out['fvu']:.3f}  CE recovered {out['ce_loss_recovered']:.3f}  "
-              f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
-    elif verb_name == "sae":
-        f = out["final"]
-        print(f"trained {out['steps']} steps ({out['tokens']:,} tokens) into {out['out']}: "
-              f"L0 {f.get('l0', 0):.1f}, FVU {f.get('fvu', 0):.3f}, dead {f.get('dead_frac', 0):.3f}")
-    elif verb_name == "attention":
-        print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
-              + (f"; figure {out['html']}" if "html" in out else ""))
-    print(f"({out['seconds']:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""Plain-text summaries of the ``interp`` verbs' results, for a terminal."""
+
+from __future__ import annotations
+
+
+def print_summary(verb_name: str, out: dict) -> None:
+    """The short human-readable form of a verb's JSON object (without ``--json``)."""
+    if verb_name == "models":
+        for m in out["models"]:
+            print(f"{m['name']:<28} {m['kind']:<12} offline={m['offline']!s:<5} {m['description']}")
+        for c in out["corpora"]:
+            size = f"{c['tokens']:>10,} tokens {c['documents']:>6,} docs" if c["available"] else "not installed"
+            print(f"corpus {c['name']:<10} {size}  {c['description']} ({c['package']})")
+    elif verb_name == "heads":
+        print(f"loss first repeat {out['loss_first_repeat']:.2f}, second {out['loss_second_repeat']:.2f} nats")
+        for h in out["top"]:
+            print(f"{h['name']:<8} {out['detector']} {h['score']:.3f}")
+    elif verb_name == "lens":
+        for i, layer in enumerate(out["layers"]):
+            top = out["top_tokens"][i][0]
+            extra = "" if out["answer_prob"] is None else \
+                f"  P(answer)={out['answer_prob'][i]:.3f} rank {out['answer_rank'][i]}"
+            print(f"{layer:<6} top {top['token']!r} {top['prob']:.3f}{extra}")
+        if "dla" in out:
+            d = out["dla"]
+            print(f"logit diff {d['logit_diff']:.4f} = sum of DLA parts {d['sum_of_parts']:.4f}")
+    elif verb_name == "patch":
+        print(f"{out['method']} {out['site']} ({out['direction']}): clean {out['clean_baseline']:.3f}, "
+              f"corrupt {out['corrupt_baseline']:.3f}; normalised values {out['axes']['values']}")
+        if "agreement" in out:
+            print(f"agreement with exact: r={out['agreement']['pearson_r']:.3f}")
+    elif verb_name == "circuit":
+        print(f"{out['n_edges']} of {out['n_edges_total']} edges, {len(out['nodes'])} nodes: "
+              f"faithfulness {out['faithfulness']:.3f}")
+        for e in out["edges"][:10]:
+            print(f"  {e['src']:>8} -> {e['dst']:<8} ({e['input']}) {e['score']:+.3f}")
+    elif verb_name == "trace" and "effects" in out:
+        print(f"average over {out['n_facts']} facts: clean {out['mean_clean_prob']:.3f}, "
+              f"corrupted {out['mean_corrupt_prob']:.3f}")
+        for kind, grid in out["effects"].items():
+            for role, row in zip(out["roles"], grid):
+                vals = [v for v in row if v == v]
+                if vals:
+                    best = max(range(len(row)), key=lambda i: row[i] if row[i] == row[i] else -1)
+                    print(f"  {kind:<6} {role:<24} peak AIE {row[best]:.3f} at L{best}")
+    elif verb_name == "trace":
+        print(f"P({out['answer']!r}) clean {out['clean_prob']:.3f}, corrupted {out['corrupt_prob']:.3f}; "
+              f"subject tokens {out['subject_range']}")
+        for kind, grid in out["scores"].items():
+            best = max((v, t, l) for t, row in enumerate(grid) for l, v in enumerate(row))
+            print(f"  {kind:<6} strongest restore: token {best[1]} {out['tokens'][best[1]]!r} layer {best[2]} "
+                  f"-> {best[0]:.3f}")
+    elif verb_name == "edit" and "post" in out:
+        for when in ("pre", "post"):
+            m = out[when]
+            print(f"{when:<5} ES {m['ES']:.1f}  PS {m['PS']:.1f}  NS {m['NS']:.1f}  S {m['S']:.1f}  "
+                  f"EM {m['EM']:+.1f}  PM {m['PM']:+.1f}  NM {m['NM']:+.1f}  fluency {m['fluency']}")
+        print(f"{out['n_requests']} requests; mean edit time {out['edit_seconds_mean']:.1f} s")
+    elif verb_name == "edit":
+        e = out["edit"]
+        print(f"edited layer {e['layer']} in {e['seconds']:.1f} s: P({out['target']!r}) "
+              f"{out['probs']['before']['target']:.3f} -> {out['probs']['after']['target']:.3f}")
+        for p, b, a in zip(out["completion_prompts"], out["completions"]["before"], out["completions"]["after"]):
+            print(f"  {p!r}\n    before: {b!r}\n    after:  {a!r}")
+    elif verb_name == "probe":
+        for name, r in out["results"].items():
+            print(f"{name:<10} best layer {r['best_layer']:>2}: accuracy {r['best_accuracy']:.3f} "
+                  f"(chance {r['chance']:.2f}); selectivity {r['selectivity'][r['layers'].index(r['best_layer'])]:.3f}")
+    elif verb_name == "steer":
+        for a, m, g in zip(out["alphas"], out["mean_score"], out["generations"]):
+            print(f"alpha {a:+6.1f}: P({out['positive']}) {m:.3f}  e.g. {g[0][:70]!r}")
+    elif verb_name == "sae" and "ce_loss_recovered" in out:
+        print(f"L0 {out['l0']:.1f}  FVU {out['fvu']:.3f}  CE recovered {out['ce_loss_recovered']:.3f}  "
+              f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
+    elif verb_name == "sae":
+        f = out["final"]
+        print(f"trained {out['steps']} steps ({out['tokens']:,} tokens) into {out['out']}: "
+              f"L0 {f.get('l0', 0):.1f}, FVU {f.get('fvu', 0):.3f}, dead {f.get('dead_frac', 0):.3f}")
+    elif verb_name == "attention":
+        print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
+              + (f"; figure {out['html']}" if "html" in out else ""))
+    print(f"({out['seconds']:.2f} s)")
+
