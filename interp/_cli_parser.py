@@ -119,6 +119,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--l1", type=float, default=5.0, help="ReLU's L1 coefficient")
     t.add_argument("--l0", type=float, default=1.0, help="JumpReLU's L0 coefficient")
+    t.add_argument("--init-l0", type=float, default=0.0,
+                   help="JumpReLU: initial thresholds set from data for this L0 (recommended for short runs)")
     t.add_argument("--corpus", help="corpus (default: the offline default corpus)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=200)
@@ -131,6 +133,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     e.add_argument("--tokens", type=int, default=32_768)
     e.add_argument("--skip-rows", type=int, default=20_000, help="start this many 128-token rows into the corpus")
     for sp in (t, e):
+        sp.add_argument("--max-norm-ratio", type=float, default=10.0,
+                        help="skip tokens whose activation norm is above this multiple of the median (0: keep all)")
         sp.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
         sp.add_argument("--device", default=None)
         sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -354,7 +354,8 @@ def cmd_sae(args) -> dict:
         model = _model(args)
         cfg = TrainConfig(hook=args.hook, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
                           batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
-                          l1_coefficient=args.l1, l0_coefficient=args.l0, checkpoint_every=args.checkpoint_every,
+                          l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0, max_norm_ratio=args.max_norm_ratio,
+                          checkpoint_every=args.checkpoint_every,
                           compile=args.compile, activation_cache=args.activation_cache)
         res = train(model, cfg, args.out)
         return {"model": model.cfg.model_name, "out": str(res.out_dir), "hook": args.hook, "architecture": args.arch,
@@ -365,7 +366,8 @@ def cmd_sae(args) -> dict:
 
     sae = load_sae(args.dir)
     model = _model(args)
-    res = evaluate_sae(model, sae, args.corpus, args.tokens, skip_rows=args.skip_rows)
+    res = evaluate_sae(model, sae, args.corpus, args.tokens, skip_rows=args.skip_rows,
+                       max_norm_ratio=args.max_norm_ratio)
     return {"model": model.cfg.model_name, "dir": args.dir, "architecture": sae.cfg.architecture,
             "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, **res.to_dict(), "axes": {}}
 

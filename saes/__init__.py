@@ -2,7 +2,9 @@
 
 Four architectures share one base (:class:`saes.base.SAE`): ReLU + L1, TopK, BatchTopK
 and JumpReLU, each in its own file. Files use SAELens's layout (:mod:`saes.io`).
-The activation store, trainer and evaluation come next (see the project's issues).
+:mod:`saes.activations` streams activations (stopping at the hooked layer, optionally
+cached on disk), :mod:`saes.train` trains on one hook (exact resume, DDP under
+``torchrun``), and :mod:`saes.evaluate` measures L0, FVU and CE loss recovered.
 """
 
 from saes.base import SAE, SAELoss, SAEOutput

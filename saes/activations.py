@@ -4,8 +4,14 @@ The model runs only up to the deepest hooked layer (``stop_at_layer``), several 
 are harvested in one pass, and each row's first position is dropped: the BOS where
 the model prepends one, otherwise the first token, which then acts as the attention
 sink (on SmolLM2 its residual norm at L15 is ~23,600 against a median of ~170, and
-it would dominate both the input scaling and the loss). Packed corpus rows have no
-padding. Activations are mixed in blocks: ``block_rows`` corpus rows are
+it would dominate both the input scaling and the loss). The sink is not always at
+position 0: when the first token is a weak one (a lone digit, say), the next token
+takes the role, with the same ~25,000 norm (about one row in 256 on the default
+corpus). Such "massive activations" (Sun et al. 2024) are dropped wherever they are:
+a token whose activation norm exceeds ``max_norm_ratio`` times its block's median, at
+any harvested hook. Left in, one of them is enough to dominate a threshold SAE's
+error (JumpReLU and BatchTopK fire every latent above θ, so x̂ grows with x); the
+evaluation skips the same tokens. Packed corpus rows have no padding. Activations are mixed in blocks: ``block_rows`` corpus rows are
 harvested, their tokens shuffled with a generator seeded by (seed, block index), and
 cut into batches. Batch ``i`` is therefore a pure function of ``i``: a resumed run,
 or another DDP rank, gets exactly the batches an uninterrupted single process would.
@@ -20,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -29,12 +35,18 @@ from interp.corpus import corpus_id, token_rows
 from interp.errors import InterpError
 
 
+def typical_tokens(acts: Float[Tensor, "batch d_in"], max_norm_ratio: float) -> Bool[Tensor, "batch"]:
+    """True where a token's norm is at most ``max_norm_ratio`` × the median norm (False: a massive activation)."""
+    norms = acts.float().norm(dim=-1)
+    return norms <= max_norm_ratio * norms.median()
+
+
 class ActivationStore:
     """Batches of ``batch_size`` activation vectors for each hook in ``hooks``."""
 
     def __init__(self, model, hooks: list[str], corpus: str | None = None, batch_size: int = 4096,
                  seq_len: int = 128, block_rows: int = 256, model_batch: int = 32, seed: int = 0,
-                 cache_dir: str | Path | None = None, device: str | None = None):
+                 cache_dir: str | Path | None = None, device: str | None = None, max_norm_ratio: float = 10.0):
         missing = [h for h in hooks if h not in model.hook_dict]
         if missing:
             raise InterpError(f"the model has no hook {missing[0]!r} (e.g. blocks.0.hook_resid_post)")
@@ -42,7 +54,7 @@ class ActivationStore:
         self.model, self.hooks, self.corpus = model, list(hooks), corpus
         self.stop_at = (max(layers) + 1) if len(layers) == len(hooks) else None
         self.batch_size, self.seq_len, self.block_rows = batch_size, seq_len, block_rows
-        self.model_batch, self.seed = model_batch, seed
+        self.model_batch, self.seed, self.max_norm_ratio = model_batch, seed, max_norm_ratio
         self.device = device or str(model.cfg.device)
         self.bos = bool(model.cfg.default_prepend_bos) and model.tokenizer.bos_token_id is not None
         self.kept_per_row = seq_len if self.bos else seq_len - 1  # position 0 (BOS or sink) dropped
@@ -73,21 +85,32 @@ class ActivationStore:
         if self._block is not None and self._block[0] == block:
             return self._block[1]
         shard = self.cache_dir / f"block-{block:06d}.safetensors" if self.cache_dir else None
+        acts = None
         if shard is not None and shard.exists():
             try:
                 acts = load_file(str(shard))
-                self._block = (block, acts)
-                return acts
             except Exception:  # a damaged shard is harvested again
-                pass
-        acts = self._harvest(block)
-        perm = torch.randperm(self.tokens_per_block, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + block))
-        acts = {h: a[perm].contiguous() for h, a in acts.items()}
-        if shard is not None:
-            with atomic_path(shard) as tmp:
-                save_file(acts, str(tmp))
+                acts = None
+        if acts is None:
+            acts = self._harvest(block)
+            perm = torch.randperm(self.tokens_per_block,
+                                  generator=torch.Generator().manual_seed(self.seed * 1_000_003 + block))
+            acts = {h: a[perm].contiguous() for h, a in acts.items()}
+            if shard is not None:  # shards hold every token; the outlier filter is applied on reading
+                with atomic_path(shard) as tmp:
+                    save_file(acts, str(tmp))
+        acts = self._drop_massive(acts, block)
         self._block = (block, acts)
         return acts
+
+    def _drop_massive(self, acts: dict[str, Tensor], block: int) -> dict[str, Tensor]:
+        if not self.max_norm_ratio:
+            return acts
+        keep = torch.stack([typical_tokens(a, self.max_norm_ratio) for a in acts.values()]).all(0)
+        if int(keep.sum()) < self.batches_per_block * self.batch_size:
+            raise InterpError(f"block {block}: {int((~keep).sum())} of {len(keep)} tokens have activation norms above "
+                              f"{self.max_norm_ratio:g}x the median; raise max_norm_ratio (0 keeps everything)")
+        return {h: a[keep] for h, a in acts.items()}
 
     @torch.no_grad()
     def _harvest(self, block: int) -> dict[str, Tensor]:

@@ -35,9 +35,11 @@ class SAEConfig:
     """λ of the ReLU SAE's decoder-norm-weighted L1 penalty."""
     l0_coefficient: float = 1.0
     """λ of the JumpReLU SAE's L0 penalty."""
-    jumprelu_bandwidth: float = 0.001
-    """ε of the straight-through estimator's rectangle kernel."""
-    jumprelu_init_threshold: float = 0.001
+    jumprelu_bandwidth: float = 0.05
+    """ε of the straight-through estimator's rectangle kernel, in the scaled space (E‖x'‖ = √d_in,
+    where pre-activations are O(1); SAELens's default for the same scaling)."""
+    jumprelu_init_threshold: float = 0.01
+    """θ for every latent at initialisation (the trainer can instead set it from data: ``init_l0``)."""
     aux_k: int = 512
     """Dead latents used by the AuxK loss (topk, batchtopk)."""
     aux_coefficient: float = 1 / 32

@@ -7,7 +7,10 @@
 - Dead latents (never fire on the evaluation tokens) and dense ones (fire on > 10%).
 
 Each row's first position (the BOS, or the attention-sink first token of a model
-without one) is neither reconstructed nor scored, as in training.
+without one) is neither reconstructed nor scored, as in training, and neither are
+massive-activation tokens elsewhere (norm above ``max_norm_ratio`` × the batch median,
+:func:`saes.activations.typical_tokens`): they keep their clean activation in every
+run, and ``skipped_massive`` counts them.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.corpus import token_rows
+from saes.activations import typical_tokens
 from saes.base import SAE
 from saes.io import resolve_hook
 
@@ -40,6 +46,7 @@ class SAEEval:
     kl_sae: float
     dead_frac: float
     dense_frac: float
+    skipped_massive: int
     seconds: float
 
     def to_dict(self) -> dict:
@@ -47,8 +54,26 @@ class SAEEval:
 
 
 @torch.no_grad()
+def reconstruction_metrics(sae: SAE, x: Float[Tensor, "batch d_in"], batch: int = 4096) -> dict[str, float]:
+    """L0, FVU and dead/dense fractions of ``sae`` on activations ``x`` alone (no model pass):
+    the cheap half of :func:`evaluate_sae`, for sweeps over cached activations."""
+    sae = sae.eval()
+    sq_err, l0, fires = 0.0, 0.0, torch.zeros(sae.cfg.d_sae, device=x.device)
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch].float()
+        f = sae.encode(xb)
+        sq_err += (xb - sae.decode(f).float()).pow(2).sum().item()
+        l0 += (f > 0).float().sum().item()
+        fires += (f > 0).float().sum(0)
+    fvu = sq_err / max((x.float() - x.float().mean(0)).pow(2).sum().item(), 1e-12)
+    n = len(x)
+    return {"tokens": n, "l0": l0 / n, "fvu": fvu, "explained_variance": 1 - fvu,
+            "dead_frac": float((fires == 0).float().mean()), "dense_frac": float((fires / n > DENSE).float().mean())}
+
+
+@torch.no_grad()
 def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_768, seq_len: int = 128,
-                 batch_rows: int = 16, skip_rows: int = 20_000) -> SAEEval:
+                 batch_rows: int = 16, skip_rows: int = 20_000, max_norm_ratio: float = 10.0) -> SAEEval:
     """Metrics over ``tokens`` corpus tokens starting ``skip_rows`` rows in (past the training data
     of a default-length run)."""
     hook = resolve_hook(model, sae)
@@ -57,7 +82,7 @@ def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_76
     rows = list(token_rows(model, corpus, tokens, seq_len, skip_rows=skip_rows))
     sums = {k: 0.0 for k in ("l0", "sq_err", "ce_clean", "ce_sae", "ce_zero", "kl", "n_pred")}
     xs, fires = [], torch.zeros(sae.cfg.d_sae, device=model.cfg.device)
-    n_tok = 0
+    n_tok, skipped = 0, 0
     bos = model.tokenizer.bos_token_id if model.cfg.default_prepend_bos else None
     for i in tqdm(range(0, len(rows), batch_rows), desc="SAE eval", unit="batch", file=sys.stderr, disable=None):
         batch = torch.stack(rows[i:i + batch_rows]).to(model.cfg.device)
@@ -68,19 +93,23 @@ def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_76
 
         def keep(x, *, hook):
             seen["x"] = x
+            mask = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+            flat = x[:, start:].reshape(-1, x.shape[-1])
+            mask[:, start:] = (typical_tokens(flat, max_norm_ratio) if max_norm_ratio
+                               else torch.ones(len(flat), dtype=torch.bool, device=x.device)).view(x.shape[0], -1)
+            seen["mask"] = mask  # the positions the SAE replaces
             return x
 
         def splice(x, *, hook):
-            flat = x[:, start:].reshape(-1, x.shape[-1])
-            out = sae(flat)
+            out = sae(x[seen["mask"]])
             seen["f"] = out.feature_acts
             x = x.clone()
-            x[:, start:] = out.x_hat.reshape(x[:, start:].shape).to(x.dtype)
+            x[seen["mask"]] = out.x_hat.to(x.dtype)
             return x
 
         def zero(x, *, hook):
             x = x.clone()
-            x[:, start:] = 0
+            x[seen["mask"]] = 0
             return x
 
         clean = model.run_with_hooks(batch, fwd_hooks=[(hook, keep)]).float()
@@ -94,7 +123,8 @@ def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_76
         p_sae = spliced[:, start:-1].log_softmax(-1)
         sums["kl"] += (p_clean.exp() * (p_clean - p_sae)).sum().item()
         sums["n_pred"] += target.numel()
-        x = seen["x"][:, start:].reshape(-1, seen["x"].shape[-1]).float()
+        x = seen["x"][seen["mask"]].float()
+        skipped += int((~seen["mask"][:, start:]).sum())
         f = seen["f"]
         x_hat = sae.decode(f).float()
         sums["sq_err"] += (x - x_hat).pow(2).sum().item()
@@ -110,4 +140,4 @@ def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_76
     recovered = (ce_zero - ce_sae) / (ce_zero - ce_clean) if ce_zero != ce_clean else float("nan")
     return SAEEval(hook, n_tok, sums["l0"] / n_tok, fvu, 1 - fvu, ce_clean, ce_sae, ce_zero, recovered,
                    sums["kl"] / n, float((fires == 0).float().mean()), float((fires / n_tok > DENSE).float().mean()),
-                   time.perf_counter() - t0)
+                   skipped, time.perf_counter() - t0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+from jaxtyping import Float
 from torch import Tensor, nn
 
 from saes.base import SAE, SAEOutput
@@ -71,6 +72,18 @@ class JumpReLUSAE(SAE):
     def sparsity_loss(self, out: SAEOutput, progress: float) -> Tensor:
         lam = self.cfg.l0_coefficient * min(1.0, progress / L0_WARMUP)
         return lam * _Step.apply(out.pre_acts, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1).mean()
+
+    @torch.no_grad()
+    def init_threshold_from_(self, sample: Float[Tensor, "batch d_in"], l0: float) -> None:
+        """θ_j = the (1 − l0/d_sae) quantile of latent j's pre-activations on ``sample``: every latent
+        starts firing on the same fraction of tokens and the initial L0 is ``l0``. θ is trained in log
+        space, and Adam moves log θ by about one learning rate per step, so from a fixed small θ a short
+        run cannot reach the O(1) thresholds a sparse code needs (Anthropic's 2025 JumpReLU notes set
+        the initial firing rate from data for the same reason)."""
+        pre = self.pre_acts(sample)
+        rank = max(1, min(pre.shape[0], round(pre.shape[0] * (1 - l0 / self.cfg.d_sae))))
+        theta = pre.kthvalue(rank, dim=0).values.clamp_min(self.cfg.jumprelu_init_threshold)
+        self.log_threshold.copy_(theta.log())
 
     def extra_tensors(self) -> dict[str, Tensor]:
         return {"threshold": self.threshold.detach()}

@@ -34,6 +34,7 @@ from saes.activations import ActivationStore
 from saes.base import SAE
 from saes.config import SAEConfig
 from saes.io import make_sae, save_sae
+from saes.jumprelu import JumpReLUSAE
 from saes.topk import TopKSAE
 
 DEAD_TOKENS = 10_000_000  # Gao et al. 2024: a latent is dead after 10M tokens without firing
@@ -58,6 +59,12 @@ class TrainConfig:
     grad_clip: float = 1.0
     l1_coefficient: float = 5.0
     l0_coefficient: float = 1.0
+    init_l0: float = 0.0
+    """JumpReLU: set each latent's initial θ from the data so the initial L0 is this (0: the fixed
+    ``jumprelu_init_threshold``). Short runs need it; see :meth:`JumpReLUSAE.init_threshold_from_`."""
+    max_norm_ratio: float = 10.0
+    """Drop tokens whose activation norm exceeds this multiple of the median (attention-sink "massive
+    activations" away from position 0; see :mod:`saes.activations`). 0 keeps every token."""
     seq_len: int = 128
     block_rows: int = 256
     corpus: str | None = None
@@ -136,7 +143,8 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
         raise InterpError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
     device = str(model.cfg.device)
     store = ActivationStore(model, [cfg.hook], cfg.corpus, cfg.batch_size, cfg.seq_len, cfg.block_rows,
-                            seed=cfg.seed, cache_dir=cfg.activation_cache, device=device)
+                            seed=cfg.seed, cache_dir=cfg.activation_cache, device=device,
+                            max_norm_ratio=cfg.max_norm_ratio)
     sample = store.sample(min(cfg.batch_size, 8192))[cfg.hook]
     d_in = sample.shape[-1]
     torch.manual_seed(cfg.seed)
@@ -146,6 +154,8 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
     sae.set_input_scale_(sample)
     if isinstance(sae, TopKSAE):
         sae.init_b_dec_(sample.to(device))
+    if isinstance(sae, JumpReLUSAE) and cfg.init_l0 > 0:
+        sae.init_threshold_from_(sample.to(device), cfg.init_l0)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)

@@ -66,6 +66,27 @@ def test_store_drops_the_sink_position_without_bos(tiny_models, corpus):
     torch.testing.assert_close(key(store.batch(0)[HOOK]), key(kept), rtol=1e-4, atol=1e-5)
 
 
+def test_store_drops_massive_activations_anywhere(tiny_models, corpus):
+    model = tiny_models["tiny-llama"]
+    from interp.corpus import token_rows
+
+    rows = torch.stack(list(token_rows(model, corpus, 8 * 16, 16)))
+    _, cache = model.run_with_cache(rows)
+    every = cache[HOOK][:, 1:].reshape(-1, model.cfg.d_model)
+    norms = every.norm(dim=-1)
+    ratio = float((norms / norms.median()).quantile(0.95))  # low enough that this block has tokens above it
+    typical = every[norms <= ratio * norms.median()]
+    assert 0 < len(typical) < len(every)
+    store = ActivationStore(model, [HOOK], corpus, batch_size=32, seq_len=16, block_rows=8, max_norm_ratio=ratio)
+    got = torch.cat([store.batch(i)[HOOK] for i in range(store.batches_per_block)])
+    # every batch vector is a typical token, none is above the ratio
+    assert len(got) == store.batches_per_block * 32
+    assert (got.norm(dim=-1) <= ratio * norms.median() + 1e-4).all()
+    assert all(bool((typical - g).abs().amax(1).min() < 1e-5) for g in got)
+    with pytest.raises(InterpError, match="raise max_norm_ratio"):
+        ActivationStore(model, [HOOK], corpus, batch_size=120, seq_len=16, block_rows=8, max_norm_ratio=1.0).batch(0)
+
+
 def test_store_disk_cache_skips_the_model(tiny_models, corpus, tmp_path, monkeypatch):
     model = tiny_models["tiny-llama"]
     first = ActivationStore(model, [HOOK], corpus, batch_size=64, seq_len=16, block_rows=8, cache_dir=tmp_path)
@@ -155,9 +176,30 @@ def test_evaluation_on_hand_set_saes(tiny_models, corpus, name):
     per_row = 32 if model.cfg.default_prepend_bos else 31  # the sink position of a BOS-less model is skipped
     assert perfect.ce_loss_recovered == pytest.approx(1.0, abs=1e-4) and perfect.tokens == 16 * per_row
     assert perfect.l0 == pytest.approx(model.cfg.d_model, rel=0.01)  # one of each ± pair fires per dimension
+    assert perfect.skipped_massive == 0
+    strict = evaluate_sae(model, _identity_sae(model.cfg.d_model), corpus, tokens=512, seq_len=32, skip_rows=0,
+                          max_norm_ratio=1.0)  # about half the tokens count as "massive" and keep their activation
+    assert 0 < strict.skipped_massive < strict.tokens + strict.skipped_massive == 16 * per_row
+    assert strict.ce_loss_recovered == pytest.approx(1.0, abs=1e-4) and strict.fvu == pytest.approx(0.0, abs=1e-6)
     blank = _identity_sae(model.cfg.d_model)
     with torch.no_grad():
         blank.W_dec.zero_()  # x̂ = b_dec = 0: the same as zero ablation
     zero = evaluate_sae(model, blank, corpus, tokens=512, seq_len=32, skip_rows=0)
     assert zero.ce_loss_recovered == pytest.approx(0.0, abs=1e-4) and zero.ce_sae == pytest.approx(zero.ce_zero)
     assert zero.ce_clean == pytest.approx(perfect.ce_clean) and zero.fvu > 0.9
+
+
+def test_reconstruction_metrics_match_the_textbook_formulas():
+    from saes import SAEConfig, make_sae
+    from saes.evaluate import reconstruction_metrics
+
+    torch.manual_seed(0)
+    x = 2.0 * torch.randn(300, 8) + 0.5
+    assert reconstruction_metrics(_identity_sae(8), x)["fvu"] == pytest.approx(0.0, abs=1e-10)
+    sae = make_sae(SAEConfig("topk", 8, 24, hook_name=HOOK, k=3))
+    got = reconstruction_metrics(sae, x, batch=64)  # several batches
+    f = sae.encode(x)
+    x_hat = sae.decode(f)
+    fvu = ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
+    assert got["fvu"] == pytest.approx(fvu.item(), rel=1e-5) and got["l0"] == pytest.approx(3.0)
+    assert got["dead_frac"] == pytest.approx(((f > 0).sum(0) == 0).float().mean().item())

@@ -153,6 +153,20 @@ def test_jumprelu_straight_through_gradients():
     assert sae.threshold.shape == (D_SAE,)
 
 
+def test_jumprelu_threshold_from_data_sets_each_latents_firing_rate():
+    sae = _sae("jumprelu")
+    x = _x(1000)
+    sae.init_threshold_from_(x, l0=6.0)
+    fires = (sae.encode(x) > 0).float()
+    # every latent whose quantile is above the floor fires on 6/48 of the sample (125 of 1000 tokens; the
+    # 875th value itself may also fire, as θ is stored as log θ and exp(log θ) can round just below it)
+    above = sae.threshold > sae.cfg.jumprelu_init_threshold
+    assert above.sum() > D_SAE // 2
+    assert set(fires[:, above].sum(0).tolist()) <= {125.0, 126.0}
+    naive = torch.stack([torch.sort(sae.pre_acts(x)[:, j]).values[874] for j in range(D_SAE)])
+    torch.testing.assert_close(sae.threshold[above], naive[above])
+
+
 def test_batchtopk_budget_and_threshold():
     sae = _sae("batchtopk")
     assert isinstance(sae, BatchTopKSAE) and isinstance(sae, TopKSAE)
