@@ -6,9 +6,11 @@ on the same tokens. Training step: tokens/s of our TopK step (sparse decode) aga
 the textbook un-fused step (dense ``f @ W_dec``) on identical activations, same sizes
 and optimiser; and against SAELens's own step when ``--saelens PYTHON`` names an
 interpreter with SAELens installed (it needs TransformerLens 3, so it lives in its own
-environment; see README "Benchmarks").
+environment; see README "Benchmarks"). On a GPU (or with ``--mfu``) it also times the
+trainer's own ReLU and TopK steps at d_sae = 16·d_in, bf16 autocast, and reports
+tokens/s and model-FLOPs utilisation against the device's dense bf16 peak.
 
-    python -m benchmarks.saes [--layer 15 --d-sae 9216 --k 32 --batch 4096]
+    python -m benchmarks.saes [--layer 15 --d-sae 9216 --k 32 --batch 4096 --mfu --saelens PY]
 """
 
 from __future__ import annotations
@@ -76,6 +78,54 @@ def train_step(d_in: int, d_sae: int, k: int, batch: int, device: str) -> dict:
             "ratio": t["textbook"]["median_s"] / t["ours"]["median_s"]}
 
 
+PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core FLOP/s
+
+
+def _peak(device_name: str) -> float | None:
+    return next((v for k, v in PEAK_BF16.items() if k in device_name), None)
+
+
+def step_flops(arch: str, d_in: int, d_sae: int, k: int) -> int:
+    """Model FLOPs per token of one training step. Encoder: forward 2·d_in·d_sae, weight gradient
+    2·d_in·d_sae (the input needs none). ReLU's dense decoder: forward, weight gradient and the
+    gradient into f, 2·d_sae·d_in each. TopK's sparse decoder touches k rows: 6·k·d_in."""
+    enc = 4 * d_in * d_sae
+    return enc + (6 * k * d_in if arch == "topk" else 6 * d_sae * d_in)
+
+
+def trainer_steps(d_in: int, d_sae: int, k: int, batch: int, device: str, repeats: int = 10) -> dict:
+    """Tokens/s and MFU of the trainer's own step (loss, backward, clip, Adam; bf16 autocast on GPU)
+    for ReLU and TopK at the same sizes."""
+    from saes import SAEConfig, make_sae
+
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    peak = _peak(name) if device.startswith("cuda") else None
+    out = {"device": name, "peak_bf16_flops": peak, "d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch}
+    torch.manual_seed(0)
+    x = torch.randn(batch, d_in, device=device)
+    for arch in ("relu", "topk"):
+        sae = make_sae(SAEConfig(arch, d_in, d_sae, k=k)).to(device)
+        opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+
+        def run():
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+                loss = sae.loss(x, 1.0).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if arch == "topk":
+                sae.remove_parallel_grad_()
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+            opt.step()
+            if arch == "topk":
+                sae.normalize_decoder_()
+
+        t = interleaved({arch: run}, repeats=repeats, warmup=2)[arch]["median_s"]
+        flops = step_flops(arch, d_in, d_sae, k) * batch
+        out[arch] = {"tok_s": batch / t, "step_ms": 1e3 * t, "tflop_s": flops / t / 1e12,
+                     "mfu": flops / t / peak if peak else None}
+    return out
+
+
 def saelens_step(python: str, d_in: int, d_sae: int, k: int, batch: int) -> dict:
     """SAELens's TopK step in its own environment on the same activations, bracketed by ours."""
     import json
@@ -109,6 +159,7 @@ def main() -> None:
     ap.add_argument("--d-sae", type=int, default=9216)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--mfu", action="store_true", help="also time the trainer's ReLU and TopK steps (MFU on GPU)")
     ap.add_argument("--saelens", help="python of an environment with SAELens (benchmarks/setup_saelens.sh)")
     args = ap.parse_args()
 
@@ -120,6 +171,8 @@ def main() -> None:
     result = {"benchmark": "saes", "machine": machine(), "model": args.model,
               "harvest": harvest(model, args.layer),
               "train_step_topk": train_step(model.cfg.d_model, args.d_sae, args.k, args.batch, device)}
+    if args.mfu or device.startswith("cuda"):
+        result["trainer_steps"] = trainer_steps(model.cfg.d_model, 16 * model.cfg.d_model, args.k, args.batch, device)
     if args.saelens:
         result["train_step_vs_saelens"] = saelens_step(args.saelens, model.cfg.d_model, args.d_sae, args.k,
                                                        args.batch)

@@ -30,3 +30,43 @@ def test_patching_and_tracing_on_cuda_equal_cpu(name):
     da = direct_logit_attribution(cpu, EIFFEL, " Paris", " Rome")
     db = direct_logit_attribution(gpu, EIFFEL, " Paris", " Rome")
     assert db.total == pytest.approx(db.logit_diff, abs=1e-3) and torch.allclose(da.heads, db.heads, atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_sae_forward_and_step_on_cuda_equal_cpu(arch):
+    from saes import SAEConfig, make_sae
+
+    torch.manual_seed(0)
+    cpu = make_sae(SAEConfig(arch, 32, 256, k=8)).eval()
+    gpu = make_sae(SAEConfig(arch, 32, 256, k=8)).eval()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu = gpu.cuda()
+    x = torch.randn(64, 32)
+    a, b = cpu(x), gpu(x.cuda())
+    torch.testing.assert_close(b.x_hat.cpu(), a.x_hat, atol=1e-4, rtol=1e-4)
+    # one bf16-autocast training step, as the trainer takes it, stays finite and close to fp32 on CPU
+    cpu.train(), gpu.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        lg = gpu.loss(x.cuda(), 1.0)
+    lc = cpu.loss(x, 1.0)
+    lg.loss.backward()
+    assert torch.isfinite(lg.loss) and lg.mse.item() == pytest.approx(lc.mse.item(), rel=0.05)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in gpu.parameters())
+
+
+def test_sae_trainer_on_cuda(tmp_path):
+    from interp.corpus import documents
+    from saes import load_sae
+    from saes.train import TrainConfig, train
+
+    model = load_model("tiny-llama", device="cuda")
+    path = tmp_path / "news.txt"
+    path.write_text("\n\n".join(d for _, d in zip(range(200), documents("bbc-news"))))
+    cfg = TrainConfig(hook="blocks.1.hook_resid_post", d_sae=128, k=8, tokens=256 * 8, batch_size=256, seq_len=32,
+                      block_rows=32, corpus=str(path), lr=1e-3, log_every=4)
+    res = train(model, cfg, tmp_path / "sae")
+    assert res.final["fvu"] < 1.0 and str(res.sae.W_enc.device).startswith("cuda")
+    loaded = load_sae(tmp_path / "sae")  # written from the GPU, read on the CPU
+    x = torch.randn(16, model.cfg.d_model)
+    res.sae.eval()
+    torch.testing.assert_close(loaded(x).x_hat, res.sae(x.cuda()).x_hat.float().cpu(), atol=1e-4, rtol=1e-4)
