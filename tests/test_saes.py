@@ -259,3 +259,16 @@ def test_topk_sparse_decode_equals_the_dense_textbook_step():
     g_dense = torch.autograd.grad(sae.mse(x, dense.x_hat), [sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec])
     for a, b in zip(g_fast, g_dense):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_tradeoff_figure_draws_one_curve_per_architecture():
+    from interp.figures import sae_tradeoff_figure
+
+    pts = [{"architecture": a, "knob": "k", "value": v, "l0": v, "fvu": 1 / v, "tokens": 10**6}
+           for a in ("topk", "relu") for v in (64, 16, 32)]
+    pts.append({"architecture": "topk", "knob": "k", "value": 32, "l0": 31.5, "fvu": 0.2, "tokens": 2 * 10**6,
+                "main": True})
+    fig = sae_tradeoff_figure(pts)
+    assert [t.name for t in fig.data][:2] == ["topk", "relu"] and len(fig.data) == 3
+    assert list(fig.data[0].x) == [16, 32, 64]  # sorted by L0
+    assert "2.0M tokens" in fig.data[2].name
