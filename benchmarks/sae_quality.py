@@ -42,6 +42,11 @@ def _train_and_load(model, cfg, out: Path):
     return res, load_sae(out)
 
 
+def _held_out(metrics: dict) -> dict:
+    """The metrics, with their token count renamed so it cannot be taken for the training tokens."""
+    return {("held_out_tokens" if k == "tokens" else k): v for k, v in metrics.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -85,16 +90,16 @@ def main() -> None:
         held_block = math.ceil(longest // main_cfg.batch_size / store.batches_per_block)
         held = store._get_block(held_block)[hook]
         result["held_out"] = {"block": held_block, "tokens": len(held)}
-        points = [{"architecture": "topk", "knob": "k", "value": 32, "tokens": res.tokens, "main": True,
-                   **reconstruction_metrics(sae, held)}]
+        points = [{**_held_out(reconstruction_metrics(sae, held)), "architecture": "topk", "knob": "k", "value": 32,
+                   "tokens": res.tokens, "main": True}]
         archs = args.only.split(",") if args.only else list(SWEEP)
         for arch in archs:
             knob, values = SWEEP[arch]
             for v in values:
                 cfg = TrainConfig(architecture=arch, tokens=args.sweep_tokens, **{knob: v}, **base)
                 r, s = _train_and_load(model, cfg, out / f"sweep-{arch}-{knob}{v:g}")
-                points.append({"architecture": arch, "knob": knob, "value": v, "tokens": r.tokens,
-                               "train_seconds": r.seconds, **reconstruction_metrics(s, held)})
+                points.append({**_held_out(reconstruction_metrics(s, held)), "architecture": arch, "knob": knob,
+                               "value": v, "tokens": r.tokens, "train_seconds": r.seconds})
                 print(json.dumps(points[-1]), flush=True)
         result["tradeoff"] = points
         if args.html:
