@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--cache", default="benchmarks/.sae-activations", help="activation shards, shared by all runs")
     ap.add_argument("--out", default="benchmarks/.sae-runs", help="where the trained SAEs go")
     ap.add_argument("--only", help="comma-separated architectures of the sweep")
+    ap.add_argument("--skip-main", action="store_true", help="reuse the main SAE already in --out (no training or eval)")
     ap.add_argument("--html", help="write the L0/FVU figure here")
     args = ap.parse_args()
 
@@ -75,12 +76,19 @@ def main() -> None:
                     "d_sae": base["d_sae"], "lr": args.lr}
 
     main_cfg = TrainConfig(architecture="topk", k=32, tokens=args.tokens, **base)
-    res, sae = _train_and_load(model, main_cfg, out / "main-topk32")
-    ev = evaluate_sae(model, sae, None, args.eval_tokens)
-    result["main"] = {"architecture": "topk", "k": 32, "tokens": res.tokens, "steps": res.steps,
-                      "train_seconds": res.seconds, "train_tok_s": res.tokens / max(res.seconds, 1e-9),
-                      "final_train_batch": res.final, "eval": ev.to_dict()}
-    print(json.dumps({"main": result["main"]["eval"]}), flush=True)
+    if args.skip_main:  # an earlier run's main SAE, for the trade-off's reference point only
+        from saes.io import load_sae
+
+        sae, main_tokens = load_sae(out / "main-topk32"), main_cfg.steps * main_cfg.batch_size
+        result["main"] = {"reused": str(out / "main-topk32")}
+    else:
+        res, sae = _train_and_load(model, main_cfg, out / "main-topk32")
+        main_tokens = res.tokens
+        ev = evaluate_sae(model, sae, None, args.eval_tokens)
+        result["main"] = {"architecture": "topk", "k": 32, "tokens": res.tokens, "steps": res.steps,
+                          "train_seconds": res.seconds, "train_tok_s": res.tokens / max(res.seconds, 1e-9),
+                          "final_train_batch": res.final, "eval": ev.to_dict()}
+        print(json.dumps({"main": result["main"]["eval"]}), flush=True)
 
     if args.sweep_tokens:
         # A held-out block past every run's training data (the store's batches are pure functions of the index).
@@ -91,7 +99,7 @@ def main() -> None:
         held = store._get_block(held_block)[hook]
         result["held_out"] = {"block": held_block, "tokens": len(held)}
         points = [{**_held_out(reconstruction_metrics(sae, held)), "architecture": "topk", "knob": "k", "value": 32,
-                   "tokens": res.tokens, "main": True}]
+                   "tokens": main_tokens, "main": True}]
         archs = args.only.split(",") if args.only else list(SWEEP)
         for arch in archs:
             knob, values = SWEEP[arch]

@@ -32,11 +32,13 @@ from interp.cache import atomic_path
 from interp.errors import InterpError
 from saes.activations import ActivationStore
 from saes.base import SAE
+from saes.batchtopk import BatchTopKSAE
 from saes.config import SAEConfig
 from saes.io import make_sae, save_sae
 from saes.jumprelu import JumpReLUSAE
 from saes.topk import TopKSAE
 
+CALIBRATION_BATCHES = 8  # BatchTopK's inference threshold is set from the run's last batches
 DEAD_TOKENS = 10_000_000  # Gao et al. 2024: a latent is dead after 10M tokens without firing
 
 
@@ -218,6 +220,9 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             _checkpoint(ckpt, sae, opt, sched, since_fired, step + 1, cfg)
     bar.close()
+    if isinstance(sae, BatchTopKSAE):  # the inference threshold from the final weights (every rank alike)
+        last_steps = range(max(0, cfg.steps - CALIBRATION_BATCHES), cfg.steps)
+        sae.calibrate_threshold_([store.batch(i)[cfg.hook] for i in last_steps])
     if rank == 0:
         save_sae(sae, out)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")

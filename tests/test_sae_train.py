@@ -203,3 +203,14 @@ def test_reconstruction_metrics_match_the_textbook_formulas():
     fvu = ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
     assert got["fvu"] == pytest.approx(fvu.item(), rel=1e-5) and got["l0"] == pytest.approx(3.0)
     assert got["dead_frac"] == pytest.approx(((f > 0).sum(0) == 0).float().mean().item())
+
+
+def test_batchtopk_saved_threshold_gives_about_k(tiny_models, corpus, tmp_path):
+    model = tiny_models["tiny-llama"]
+    cfg = _cfg(corpus, architecture="batchtopk")
+    train(model, cfg, tmp_path / "b")
+    saved = load_sae(tmp_path / "b")  # the JumpReLU inference form
+    store = ActivationStore(model, [HOOK], corpus, cfg.batch_size, cfg.seq_len, cfg.block_rows)
+    x = torch.cat([store.batch(i)[HOOK] for i in range(cfg.steps - 8, cfg.steps)])
+    assert type(saved).__name__ == "JumpReLUSAE"
+    assert (saved.encode(x) > 0).float().sum(-1).mean().item() == pytest.approx(cfg.k, rel=0.02)

@@ -178,6 +178,12 @@ def test_batchtopk_budget_and_threshold():
     assert per_token.max() > per_token.min()  # the budget is the batch's, not each token's
     sae.eval()
     torch.testing.assert_close(sae.encode(x), sae.to_jumprelu().encode(x))
+    # calibrated on a batch, the inference threshold keeps (almost exactly) that batch's k × batch activations
+    big = _x(512)
+    theta = sae.calibrate_threshold_([big])
+    pre = torch.relu(sae.pre_acts(big)).flatten()
+    assert theta == pytest.approx(pre.topk(4 * 512).values.min().item())
+    assert (sae.encode(big) > 0).sum().item() == 4 * 512 - 1  # all but the one equal to θ
 
 
 def test_unknown_architecture_and_bad_sizes():
