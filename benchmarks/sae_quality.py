@@ -96,7 +96,7 @@ def main() -> None:
                                 seed=main_cfg.seed, cache_dir=args.cache)
         longest = max(args.tokens, args.sweep_tokens)
         held_block = math.ceil(longest // main_cfg.batch_size / store.batches_per_block)
-        held = store._get_block(held_block)[hook]
+        held = store.block(held_block)[hook]
         result["held_out"] = {"block": held_block, "tokens": len(held)}
         points = [{**_held_out(reconstruction_metrics(sae, held)), "architecture": "topk", "knob": "k", "value": 32,
                    "tokens": main_tokens, "main": True}]

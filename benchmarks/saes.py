@@ -97,6 +97,7 @@ def trainer_steps(d_in: int, d_sae: int, k: int, batch: int, device: str, repeat
     """Tokens/s and MFU of the trainer's own step (loss, backward, clip, Adam; bf16 autocast on GPU)
     for ReLU and TopK at the same sizes."""
     from saes import SAEConfig, make_sae
+    from saes.train import optimizer_step_
 
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     peak = _peak(name) if device.startswith("cuda") else None
@@ -110,14 +111,7 @@ def trainer_steps(d_in: int, d_sae: int, k: int, batch: int, device: str, repeat
         def run():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
                 loss = sae.loss(x, 1.0).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if arch == "topk":
-                sae.remove_parallel_grad_()
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
-            opt.step()
-            if arch == "topk":
-                sae.normalize_decoder_()
+            optimizer_step_(sae, opt, loss, 1.0)
 
         t = interleaved({arch: run}, repeats=repeats, warmup=2)[arch]["median_s"]
         flops = step_flops(arch, d_in, d_sae, k) * batch

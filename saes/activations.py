@@ -36,7 +36,10 @@ from interp.errors import InterpError
 
 
 def typical_tokens(acts: Float[Tensor, "batch d_in"], max_norm_ratio: float) -> Bool[Tensor, "batch"]:
-    """True where a token's norm is at most ``max_norm_ratio`` × the median norm (False: a massive activation)."""
+    """True where a token's norm is at most ``max_norm_ratio`` × the median norm (False: a massive
+    activation). A ratio of 0 (or below) keeps every token."""
+    if max_norm_ratio <= 0:
+        return torch.ones(len(acts), dtype=torch.bool, device=acts.device)
     norms = acts.float().norm(dim=-1)
     return norms <= max_norm_ratio * norms.median()
 
@@ -73,15 +76,16 @@ class ActivationStore:
     def batch(self, i: int) -> dict[str, Float[Tensor, "batch d_in"]]:
         """Global batch ``i`` (deterministic)."""
         block, j = divmod(i, self.batches_per_block)
-        acts = self._get_block(block)
+        acts = self.block(block)
         sl = slice(j * self.batch_size, (j + 1) * self.batch_size)
         return {h: a[sl].to(self.device, non_blocking=True) for h, a in acts.items()}
 
     def sample(self, n_tokens: int) -> dict[str, Tensor]:
         """The first ``n_tokens`` activations of block 0 (for input scaling and b_dec init)."""
-        return {h: a[:n_tokens] for h, a in self._get_block(0).items()}
+        return {h: a[:n_tokens] for h, a in self.block(0).items()}
 
-    def _get_block(self, block: int) -> dict[str, Tensor]:
+    def block(self, block: int) -> dict[str, Tensor]:
+        """Every kept activation of block ``block``, shuffled (the batches of the block are slices of it)."""
         if self._block is not None and self._block[0] == block:
             return self._block[1]
         shard = self.cache_dir / f"block-{block:06d}.safetensors" if self.cache_dir else None

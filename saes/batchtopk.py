@@ -17,6 +17,12 @@ from saes.topk import TopKSAE
 THRESHOLD_EMA = 0.01
 
 
+def _lowest_kept(vals: Tensor) -> Tensor | None:
+    """The smallest positive value a batch-level top-k kept (None if it kept only zeros)."""
+    kept = vals[vals > 0]
+    return kept.min() if kept.numel() else None
+
+
 class BatchTopKSAE(TopKSAE):
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -25,20 +31,23 @@ class BatchTopKSAE(TopKSAE):
     def activation(self, pre: Tensor) -> Tensor:
         if not self.training and self.threshold >= 0:
             return pre * (pre > self.threshold).to(pre.dtype)
-        flat = torch.relu(pre).flatten()
-        n = min(self.cfg.k * pre.shape[0], flat.numel())
-        vals, idx = flat.topk(n)
-        f = torch.zeros_like(flat).scatter(0, idx, vals).view_as(pre)
+        vals, idx = self._batch_topk(pre)
+        f = torch.zeros_like(pre).flatten().scatter(0, idx, vals).view_as(pre)
         if self.training:
             with torch.no_grad():
-                kept = vals[vals > 0]
-                if kept.numel():
-                    low = kept.min().to(self.threshold.dtype)
+                low = _lowest_kept(vals)
+                if low is not None:
+                    low = low.to(self.threshold.dtype)
                     if self.threshold < 0:
                         self.threshold.copy_(low)
                     else:
                         self.threshold.lerp_(low, THRESHOLD_EMA)
         return f
+
+    def _batch_topk(self, pre: Tensor) -> tuple[Tensor, Tensor]:
+        """The k × batch largest ReLU'd pre-activations over the whole batch, and their flat indices."""
+        flat = torch.relu(pre).flatten()
+        return flat.topk(min(self.cfg.k * pre.shape[0], flat.numel()))
 
     @torch.no_grad()
     def calibrate_threshold_(self, batches: list[Tensor]) -> float:
@@ -46,13 +55,7 @@ class BatchTopKSAE(TopKSAE):
         with the current weights. The trainer calls it at the end: the running EMA still carries the
         early steps (0.99¹²² ≈ 0.29 of the first batch's value after a 122-step run), which left
         inference L0 at a third of k in short runs."""
-        lows = []
-        for x in batches:
-            flat = torch.relu(self.pre_acts(x)).flatten()
-            vals = flat.topk(min(self.cfg.k * x.shape[0], flat.numel())).values
-            kept = vals[vals > 0]
-            if kept.numel():
-                lows.append(kept.min())
+        lows = [low for x in batches if (low := _lowest_kept(self._batch_topk(self.pre_acts(x))[0])) is not None]
         if lows:
             self.threshold.copy_(torch.stack(lows).mean().to(self.threshold.dtype))
         return float(self.threshold)

@@ -95,8 +95,7 @@ def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_76
             seen["x"] = x
             mask = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
             flat = x[:, start:].reshape(-1, x.shape[-1])
-            mask[:, start:] = (typical_tokens(flat, max_norm_ratio) if max_norm_ratio
-                               else torch.ones(len(flat), dtype=torch.bool, device=x.device)).view(x.shape[0], -1)
+            mask[:, start:] = typical_tokens(flat, max_norm_ratio).view(x.shape[0], -1)
             seen["mask"] = mask  # the positions the SAE replaces
             return x
 

@@ -111,6 +111,19 @@ class _Objective(nn.Module):
         return self.sae.loss(x, progress, dead)
 
 
+def optimizer_step_(sae: SAE, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
+    """Backward and one optimiser step, clipped; TopK decoder rows stay at unit norm (the gradient
+    along each row is removed before the step and the rows renormalised after, Gao et al. 2024)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if isinstance(sae, TopKSAE):
+        sae.remove_parallel_grad_()
+    torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)
+    opt.step()
+    if isinstance(sae, TopKSAE):
+        sae.normalize_decoder_()
+
+
 def _rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -153,11 +166,12 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
     sae = make_sae(SAEConfig(cfg.architecture, d_in, cfg.d_sae or 16 * d_in, hook_name=cfg.hook,
                              model_name=model.cfg.model_name, k=cfg.k, l1_coefficient=cfg.l1_coefficient,
                              l0_coefficient=cfg.l0_coefficient)).to(device)
+    sample = sample.to(device)
     sae.set_input_scale_(sample)
     if isinstance(sae, TopKSAE):
-        sae.init_b_dec_(sample.to(device))
+        sae.init_b_dec_(sample)
     if isinstance(sae, JumpReLUSAE) and cfg.init_l0 > 0:
-        sae.init_threshold_from_(sample.to(device), cfg.init_l0)
+        sae.init_threshold_from_(sample, cfg.init_l0)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
@@ -194,15 +208,8 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
             bar.close()
             raise InterpError(f"SAE loss became {res.loss.item()} at step {step}; stopped, keeping the last good "
                               f"checkpoint ({ckpt if ckpt.exists() else 'none yet'}); try a lower lr")
-        opt.zero_grad(set_to_none=True)
-        res.loss.backward()
-        if isinstance(sae, TopKSAE):
-            sae.remove_parallel_grad_()
-        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
-        opt.step()
+        optimizer_step_(sae, opt, res.loss, cfg.grad_clip)
         sched.step()
-        if isinstance(sae, TopKSAE):
-            sae.normalize_decoder_()
         with torch.no_grad():
             fired = (res.output.feature_acts > 0).any(0)
             if world > 1:
