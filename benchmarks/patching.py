@@ -27,11 +27,11 @@ TL_FUNCTIONS = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--sites", default="resid_pre,attn_out,mlp_out,head_out")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from transformer_lens import patching as tl_patching
 

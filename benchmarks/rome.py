@@ -39,12 +39,12 @@ def full_forward_moment(model, layer: int, tokens: int, seq_len: int = 256, batc
     return total / (len(rows) * seq_len)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--tokens", type=int, default=100_000)
     ap.add_argument("--layer", type=int, default=4)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from interp.covariance import key_moment
     from interp.models import load_model

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -47,20 +48,21 @@ def _held_out(metrics: dict) -> dict:
     return {("held_out_tokens" if k == "tokens" else k): v for k, v in metrics.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--layer", type=int, default=15)
     ap.add_argument("--tokens", type=int, default=2_000_000, help="tokens of the main TopK run")
     ap.add_argument("--sweep-tokens", type=int, default=500_000, help="tokens of each trade-off run (0: skip)")
     ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--eval-tokens", type=int, default=32_768)
     ap.add_argument("--cache", default="benchmarks/.sae-activations", help="activation shards, shared by all runs")
     ap.add_argument("--out", default="benchmarks/.sae-runs", help="where the trained SAEs go")
     ap.add_argument("--only", help="comma-separated architectures of the sweep")
     ap.add_argument("--skip-main", action="store_true", help="reuse the main SAE already in --out (no training or eval)")
     ap.add_argument("--html", help="write the L0/FVU figure here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from interp.models import load_model
     from saes.activations import ActivationStore
@@ -71,7 +73,8 @@ def main() -> None:
     hook = f"blocks.{args.layer}.hook_resid_post"
     out = Path(args.out)
     t0 = time.perf_counter()
-    base = dict(hook=hook, d_sae=16 * model.cfg.d_model, lr=args.lr, activation_cache=args.cache)
+    base = dict(hook=hook, d_sae=16 * model.cfg.d_model, lr=args.lr, batch_size=args.batch,
+                activation_cache=args.cache)
     result: dict = {"benchmark": "sae_quality", "machine": machine(), "model": args.model, "hook": hook,
                     "d_sae": base["d_sae"], "lr": args.lr}
 
@@ -88,7 +91,7 @@ def main() -> None:
         result["main"] = {"architecture": "topk", "k": 32, "tokens": res.tokens, "steps": res.steps,
                           "train_seconds": res.seconds, "train_tok_s": res.tokens / max(res.seconds, 1e-9),
                           "final_train_batch": res.final, "eval": ev.to_dict()}
-        print(json.dumps({"main": result["main"]["eval"]}), flush=True)
+        print(json.dumps({"main": result["main"]["eval"]}), file=sys.stderr, flush=True)  # progress; stdout keeps one object
 
     if args.sweep_tokens:
         # A held-out block past every run's training data (the store's batches are pure functions of the index).
@@ -108,7 +111,7 @@ def main() -> None:
                 r, s = _train_and_load(model, cfg, out / f"sweep-{arch}-{knob}{v:g}")
                 points.append({**_held_out(reconstruction_metrics(s, held)), "architecture": arch, "knob": knob,
                                "value": v, "tokens": r.tokens, "train_seconds": r.seconds})
-                print(json.dumps(points[-1]), flush=True)
+                print(json.dumps(points[-1]), file=sys.stderr, flush=True)  # progress; stdout keeps one object
         result["tradeoff"] = points
         if args.html:
             from interp.figures import sae_tradeoff_figure

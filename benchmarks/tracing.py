@@ -18,12 +18,12 @@ PROMPT = "The Eiffel Tower is located in the city of"
 SUBJECT = "The Eiffel Tower"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--kinds", default="hidden,mlp,attn")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from interp.models import load_model
     from interp.tracing import embedding_std, trace, trace_loop

@@ -131,7 +131,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     e.add_argument("dir")
     e.add_argument("--corpus")
     e.add_argument("--tokens", type=int, default=32_768)
-    e.add_argument("--skip-rows", type=int, default=20_000, help="start this many 128-token rows into the corpus")
+    e.add_argument("--skip-rows", type=int, default=None,
+                   help="start this many 128-token rows into the corpus (default: past the SAE's recorded training rows)")
     for sp in (t, e):
         sp.add_argument("--max-norm-ratio", type=float, default=10.0,
                         help="skip tokens whose activation norm is above this multiple of the median (0: keep all)")

@@ -29,9 +29,10 @@ def verb(fn: Callable[[argparse.Namespace], dict]):
 
 
 def _model(args):
+    from interp.distributed import local_device
     from interp.models import load_model
 
-    return load_model(args.model, device=args.device)
+    return load_model(args.model, device=local_device(args.device))
 
 
 def _task(args):
@@ -350,8 +351,8 @@ def cmd_sae(args) -> dict:
 
         if args.arch not in ARCHITECTURES:
             raise InterpError(f"unknown SAE architecture {args.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        init_distributed()
-        model = _model(args)
+        init_distributed(args.device)
+        model = _model(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
         cfg = TrainConfig(hook=args.hook, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
                           batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
                           l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0, max_norm_ratio=args.max_norm_ratio,

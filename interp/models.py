@@ -78,6 +78,25 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> str:
+    """``device`` if this machine has it, else :class:`InterpError` with one line (a CPU-only torch
+    otherwise fails deep inside ``.to()`` with an assertion)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InterpError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from err
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise InterpError(f"--device {device}: this machine has no CUDA device (torch {torch.__version__}"
+                              f"{' is a CPU-only build' if torch.version.cuda is None else ''}); use --device cpu")
+        if dev.index is not None and dev.index >= n:
+            raise InterpError(f"--device {device}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InterpError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    return device
+
+
 def load_model(name: str | None = None, device: str | None = None,
                dtype: torch.dtype = torch.float32):
     """Return a ``TransformerBridge`` for ``name`` (default: the embedded SmolLM2-135M).
@@ -88,7 +107,7 @@ def load_model(name: str | None = None, device: str | None = None,
     if not name:
         raise InterpError("empty model name; try the embedded default 'smollm2-135m'")
     name = ALIASES.get(name.lower(), name)
-    device = device or default_device()
+    device = check_device(device or default_device())
     spec = BUILTIN.get(name)
     if spec is not None and spec.kind == "embedded":
         hf_model, tokenizer = _load_embedded(dtype)

@@ -17,6 +17,10 @@ cut into batches. Batch ``i`` is therefore a pure function of ``i``: a resumed r
 or another DDP rank, gets exactly the batches an uninterrupted single process would.
 With ``cache_dir`` each block is written once as a safetensors shard (atomically)
 and later runs read it instead of running the model.
+
+Blocks live on the store's device when they fit (a quarter of the GPU's free memory at
+most, :func:`_fits_on_device`): the harvest keeps its activations there and a cached
+shard moves there once, so a batch is a slice, not a host-to-device copy per step.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class ActivationStore:
         self._rows: Iterator[Tensor] | None = None
         self._next_row = 0
 
+    def rows_used(self, steps: int) -> int:
+        """Corpus rows (of ``seq_len`` tokens) that the first ``steps`` batches draw from."""
+        return (max(steps - 1, 0) // self.batches_per_block + 1) * self.block_rows
+
     def batch(self, i: int) -> dict[str, Float[Tensor, "batch d_in"]]:
         """Global batch ``i`` (deterministic)."""
         block, j = divmod(i, self.batches_per_block)
@@ -99,10 +107,12 @@ class ActivationStore:
             acts = self._harvest(block)
             perm = torch.randperm(self.tokens_per_block,
                                   generator=torch.Generator().manual_seed(self.seed * 1_000_003 + block))
-            acts = {h: a[perm].contiguous() for h, a in acts.items()}
+            acts = {h: a[perm.to(a.device)].contiguous() for h, a in acts.items()}
             if shard is not None:  # shards hold every token; the outlier filter is applied on reading
                 with atomic_path(shard) as tmp:
-                    save_file(acts, str(tmp))
+                    save_file({h: a.cpu() for h, a in acts.items()}, str(tmp))
+        home = self.device if _fits_on_device(acts, self.device) else "cpu"
+        acts = {h: a.to(home) for h, a in acts.items()}
         acts = self._drop_massive(acts, block)
         self._block = (block, acts)
         return acts
@@ -140,5 +150,15 @@ class ActivationStore:
             _, cache = self.model.run_with_cache(tokens, names_filter=lambda n: n in self.hooks, **kwargs)
             for h in self.hooks:
                 a = cache[h][:, 1:]  # the BOS, or the first token acting as the attention sink
-                out[h].append(a.reshape(-1, a.shape[-1]).float().cpu())
-        return {h: torch.cat(v) for h, v in out.items()}
+                out[h].append(a.reshape(-1, a.shape[-1]).float())
+        acts = {h: torch.cat(v) for h, v in out.items()}
+        return acts if _fits_on_device(acts, str(self.model.cfg.device)) else {h: a.cpu() for h, a in acts.items()}
+
+
+def _fits_on_device(acts: dict[str, Tensor], device: str) -> bool:
+    """Whether a block may stay on ``device``: always on the CPU; on a GPU, up to a quarter of its free
+    memory, leaving the rest to the model and the SAE."""
+    if not device.startswith("cuda"):
+        return True
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return sum(a.numel() * a.element_size() for a in acts.values()) <= free // 4

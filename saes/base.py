@@ -74,7 +74,10 @@ class SAE(nn.Module):
 
     def pre_acts(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
         x = x.to(self.W_enc.dtype) * self.input_scale
-        return einsum(x - self.b_dec, self.W_enc, "batch d_in, d_in d_sae -> batch d_sae") + self.b_enc
+        # addmm, not einsum + b_enc: under autocast the fused bias keeps pre in bf16, where a separate
+        # fp32 add would promote the [batch, d_sae] tensor, the step's largest, back to fp32.
+        flat = (x - self.b_dec).reshape(-1, self.cfg.d_in)
+        return torch.addmm(self.b_enc, flat, self.W_enc).view(*x.shape[:-1], self.cfg.d_sae)
 
     def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
         return self.activation(self.pre_acts(x))

@@ -33,15 +33,11 @@ class BatchTopKSAE(TopKSAE):
             return pre * (pre > self.threshold).to(pre.dtype)
         vals, idx = self._batch_topk(pre)
         f = torch.zeros_like(pre).flatten().scatter(0, idx, vals).view_as(pre)
-        if self.training:
+        if self.training:  # the EMA on the device, without a host sync (torch.where, not `if`)
             with torch.no_grad():
-                low = _lowest_kept(vals)
-                if low is not None:
-                    low = low.to(self.threshold.dtype)
-                    if self.threshold < 0:
-                        self.threshold.copy_(low)
-                    else:
-                        self.threshold.lerp_(low, THRESHOLD_EMA)
+                low = torch.where(vals > 0, vals, torch.inf).min().to(self.threshold.dtype)
+                ema = torch.where(self.threshold < 0, low, torch.lerp(self.threshold, low, THRESHOLD_EMA))
+                self.threshold.copy_(torch.where(torch.isfinite(low), ema, self.threshold))
         return f
 
     def _batch_topk(self, pre: Tensor) -> tuple[Tensor, Tensor]:

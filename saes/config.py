@@ -44,6 +44,11 @@ class SAEConfig:
     """Dead latents used by the AuxK loss (topk, batchtopk)."""
     aux_coefficient: float = 1 / 32
     dtype: str = "float32"
+    train_corpus: str = ""
+    """:func:`interp.corpus.corpus_id` of the corpus the SAE was trained on ("": not recorded)."""
+    train_tokens_end: int = 0
+    """The SAE trained on that corpus's packed token stream up to this token (0: not recorded), so
+    evaluation can start past it (``sae eval`` skips these rows by default)."""
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:

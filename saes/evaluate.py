@@ -11,6 +11,11 @@ without one) is neither reconstructed nor scored, as in training, and neither ar
 massive-activation tokens elsewhere (norm above ``max_norm_ratio`` × the batch median,
 :func:`saes.activations.typical_tokens`): they keep their clean activation in every
 run, and ``skipped_massive`` counts them.
+
+Held-out rows: an SAE trained here records its corpus and the last token it trained on
+(:attr:`SAEConfig.train_tokens_end`), and the evaluation starts past it by default; rows
+that overlap the training data are refused. For an SAE without that record (one from
+SAELens, say) the default start is row ``LEGACY_SKIP_ROWS``, with a warning.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.corpus import token_rows
+from interp.corpus import corpus_id, token_rows
+from interp.errors import InterpError
 from saes.activations import typical_tokens
 from saes.base import SAE
 from saes.io import resolve_hook
 
 DENSE = 0.1
+LEGACY_SKIP_ROWS = 20_000  # past a default-length run (2M tokens); used only where the SAE records nothing
 
 
 @dataclass
@@ -47,6 +54,8 @@ class SAEEval:
     dead_frac: float
     dense_frac: float
     skipped_massive: int
+    skip_rows: int
+    """The evaluation read corpus rows from this one on (past the SAE's training rows)."""
     seconds: float
 
     def to_dict(self) -> dict:
@@ -71,11 +80,31 @@ def reconstruction_metrics(sae: SAE, x: Float[Tensor, "batch d_in"], batch: int 
             "dead_frac": float((fires == 0).float().mean()), "dense_frac": float((fires / n > DENSE).float().mean())}
 
 
+def held_out_start(sae: SAE, corpus: str | None, seq_len: int, skip_rows: int | None = None) -> int:
+    """The first corpus row (of ``seq_len`` tokens) an evaluation of ``sae`` may read: ``skip_rows`` if
+    given and clear of the SAE's training rows (else :class:`InterpError`), otherwise the first row
+    past them."""
+    trained_here = bool(sae.cfg.train_corpus) and sae.cfg.train_corpus == corpus_id(corpus)
+    first_free = -(-sae.cfg.train_tokens_end // seq_len) if trained_here else 0
+    if skip_rows is None:
+        if not sae.cfg.train_corpus:
+            print(f"interp: warning: the SAE does not record its training rows; evaluating from row "
+                  f"{LEGACY_SKIP_ROWS} (set --skip-rows past its training data)", file=sys.stderr)
+            return LEGACY_SKIP_ROWS
+        return first_free
+    if skip_rows < 0:
+        raise InterpError(f"--skip-rows must be at least 0, not {skip_rows}")
+    if skip_rows < first_free:
+        raise InterpError(f"rows {skip_rows}-{first_free - 1} of this corpus are the SAE's training data (its first "
+                          f"{sae.cfg.train_tokens_end:,} tokens); use --skip-rows {first_free} or more, or leave it out")
+    return skip_rows
+
+
 @torch.no_grad()
 def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_768, seq_len: int = 128,
-                 batch_rows: int = 16, skip_rows: int = 20_000, max_norm_ratio: float = 10.0) -> SAEEval:
-    """Metrics over ``tokens`` corpus tokens starting ``skip_rows`` rows in (past the training data
-    of a default-length run)."""
+                 batch_rows: int = 16, skip_rows: int | None = None, max_norm_ratio: float = 10.0) -> SAEEval:
+    """Metrics over ``tokens`` corpus tokens of held-out rows (:func:`held_out_start`)."""
+    skip_rows = held_out_start(sae, corpus, seq_len, skip_rows)
     hook = resolve_hook(model, sae)
     sae = sae.to(model.cfg.device).eval()
     t0 = time.perf_counter()
@@ -139,4 +168,4 @@ def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_76
     recovered = (ce_zero - ce_sae) / (ce_zero - ce_clean) if ce_zero != ce_clean else float("nan")
     return SAEEval(hook, n_tok, sums["l0"] / n_tok, fvu, 1 - fvu, ce_clean, ce_sae, ce_zero, recovered,
                    sums["kl"] / n, float((fires == 0).float().mean()), float((fires / n_tok > DENSE).float().mean()),
-                   skipped, time.perf_counter() - t0)
+                   skipped, skip_rows, time.perf_counter() - t0)

@@ -35,33 +35,46 @@ def topk_mask(pre: Tensor, k: int) -> Tensor:
     return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
 
 
+def _dense_decode_is_faster(pre: Tensor) -> bool:
+    return pre.is_cuda and pre.dtype in (torch.bfloat16, torch.float16)
+
+
 class TopKSAE(SAE):
     def activation(self, pre: Tensor) -> Tensor:
         return topk_mask(pre, self.cfg.k)
 
     def forward(self, x: Tensor) -> SAEOutput:
-        """Sparse decode: x̂ sums the k chosen decoder rows (``embedding_bag``) instead of a dense
-        ``f @ W_dec``, k/d_sae of the work forward and backward (Gao et al. 2024 §D.2 use a
-        sparse kernel for the same reason)."""
+        """x̂ sums the k chosen decoder rows. In fp32 the decode is sparse (``embedding_bag``), k/d_sae
+        of the dense work forward and backward (Gao et al. 2024 §D.2 use a sparse kernel for the same
+        reason). Under bf16/fp16 autocast on a GPU the dense ``f @ W_dec`` runs on tensor cores in a
+        fraction of the time ``embedding_bag``'s gather and atomic scatter take, so it is used there."""
         if type(self).activation is not TopKSAE.activation:  # BatchTopK's batch-level choice
             return super().forward(x)
         pre = self.pre_acts(x)
         vals, idx = pre.topk(self.cfg.k, dim=-1)
         vals = torch.relu(vals)
-        rec = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
         f = torch.zeros_like(pre).scatter(-1, idx, vals)
+        if _dense_decode_is_faster(pre):
+            rec = f @ self.W_dec.to(pre.dtype)
+        else:
+            rec = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.to(self.W_dec.dtype), mode="sum")
         return SAEOutput((rec + self.b_dec) / self.input_scale, f, pre)
 
     def aux_loss(self, x: Tensor, out: SAEOutput, dead: Tensor | None) -> Tensor:
-        if dead is None or not bool(dead.any()):
+        """AuxK (Gao et al. 2024 §A.2): the top ``aux_k`` dead latents reconstruct the residual. No host
+        sync: latents that are not dead are masked to −inf, which the ReLU of the chosen values turns
+        into 0 (so fewer than ``aux_k`` dead latents use only the dead ones), and the term is zero when
+        none is dead. The trainer passes ``dead=None`` while it knows none is."""
+        if dead is None:
             return out.x_hat.new_zeros(())
-        k_aux = min(self.cfg.aux_k, int(dead.sum()))
-        scale = self.input_scale
-        residual = (x.to(out.x_hat.dtype) - out.x_hat) * scale
-        dead_pre = out.pre_acts.masked_fill(~dead.to(out.pre_acts.device), float("-inf"))
-        f_aux = topk_mask(dead_pre, k_aux)
-        rec = f_aux @ self.W_dec
-        return self.cfg.aux_coefficient * (residual - rec).pow(2).sum(-1).mean()
+        dead = dead.to(out.pre_acts.device)
+        residual = (x.to(out.x_hat.dtype) - out.x_hat) * self.input_scale
+        dead_pre = out.pre_acts.masked_fill(~dead, float("-inf"))
+        vals, idx = dead_pre.topk(min(self.cfg.aux_k, self.cfg.d_sae), dim=-1)
+        vals = torch.relu(vals)
+        rec = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.to(self.W_dec.dtype), mode="sum")
+        err = (residual - rec.to(residual.dtype)).pow(2).sum(-1).mean()
+        return self.cfg.aux_coefficient * err * dead.any()
 
     @torch.no_grad()
     def init_b_dec_(self, sample: Tensor) -> None:

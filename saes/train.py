@@ -10,14 +10,19 @@ same global batch.
 
 Checkpoints (``DIR/checkpoint.pt``, written atomically every ``checkpoint_every``
 steps) are loaded with ``weights_only=True``. A non-finite loss stops training with
-the last good checkpoint in place. Metrics go to ``DIR/metrics.jsonl``; the final SAE
-is saved in SAELens's layout in ``DIR``.
+the last good checkpoint in place. Metrics go to ``DIR/metrics.jsonl``, each line with its
+wall time and tokens/s; the final SAE is saved in SAELens's layout in ``DIR``, with the
+corpus rows it trained on recorded so that ``sae eval`` can hold them out.
+
+The loop never waits for the GPU except at logging and checkpoint steps: the
+non-finite-loss check and the dead-latent count that switches AuxK on are read there
+(the latter every ``DEAD_CHECK_EVERY`` steps, a constant so that resumed runs match),
+and blocks of activations stay on the device (see :class:`ActivationStore`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +34,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from interp.cache import atomic_path
+from interp.corpus import corpus_id
+from interp.distributed import init_distributed, rank_world
 from interp.errors import InterpError
 from saes.activations import ActivationStore
 from saes.base import SAE
@@ -40,6 +47,9 @@ from saes.topk import TopKSAE
 
 CALIBRATION_BATCHES = 8  # BatchTopK's inference threshold is set from the run's last batches
 DEAD_TOKENS = 10_000_000  # Gao et al. 2024: a latent is dead after 10M tokens without firing
+DEAD_CHECK_EVERY = 16  # steps between the host's looks at whether any latent is dead (AuxK on or off)
+
+__all__ = ["TrainConfig", "TrainResult", "init_distributed", "optimizer_step_", "train"]
 
 
 @dataclass
@@ -124,20 +134,6 @@ def optimizer_step_(sae: SAE, opt: torch.optim.Optimizer, loss: torch.Tensor, gr
         sae.normalize_decoder_()
 
 
-def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed() -> bool:
-    """Join a ``torchrun`` job if this process is in one (NCCL on GPU, gloo on CPU)."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return True
-    return dist.is_initialized()
-
-
 @dataclass
 class TrainResult:
     sae: SAE
@@ -153,7 +149,7 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
     """Train (or resume) and save the SAE in SAELens layout at ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rank, world = _rank_world()
+    rank, world = rank_world()
     if cfg.batch_size % world:
         raise InterpError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
     device = str(model.cfg.device)
@@ -165,18 +161,20 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
     torch.manual_seed(cfg.seed)
     sae = make_sae(SAEConfig(cfg.architecture, d_in, cfg.d_sae or 16 * d_in, hook_name=cfg.hook,
                              model_name=model.cfg.model_name, k=cfg.k, l1_coefficient=cfg.l1_coefficient,
-                             l0_coefficient=cfg.l0_coefficient)).to(device)
+                             l0_coefficient=cfg.l0_coefficient, train_corpus=corpus_id(cfg.corpus),
+                             train_tokens_end=store.rows_used(cfg.steps) * cfg.seq_len)).to(device)
     sample = sample.to(device)
     sae.set_input_scale_(sample)
     if isinstance(sae, TopKSAE):
         sae.init_b_dec_(sample)
     if isinstance(sae, JumpReLUSAE) and cfg.init_l0 > 0:
         sae.init_threshold_from_(sample, cfg.init_l0)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    on_gpu = device.startswith("cuda")
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999), fused=on_gpu or None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
     ckpt = out / "checkpoint.pt"
-    start = 0
+    start, aux_on = 0, None
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)
         if state.get("config") != _comparable(cfg):
@@ -186,28 +184,36 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         since_fired = state["since_fired"].to(device)
-        start = int(state["step"])
+        start, aux_on = int(state["step"]), state.get("aux_on")
     objective: nn.Module = _Objective(sae)
     if world > 1:
-        objective = nn.parallel.DistributedDataParallel(objective, device_ids=None if device == "cpu" else [device])
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=None if not on_gpu else [torch.device(device).index or 0])
     if cfg.compile:
         objective = torch.compile(objective)
-    use_bf16 = device.startswith("cuda")
     metrics_path = out / "metrics.jsonl"
     bar = tqdm(total=cfg.steps, initial=start, desc=f"SAE {cfg.architecture} {cfg.hook}", unit="step",
                file=sys.stderr, disable=None if rank == 0 else True)
     t0, last = time.perf_counter(), {}
+    clock = {"t": t0, "step": start}  # the last metrics line, for tokens/s over the interval
     window = cfg.dead_window()
+    bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss
+
+    def check_finite():  # a host sync: only at logging and checkpoint steps
+        if int(bad_step) >= 0:
+            bar.close()
+            raise InterpError(f"SAE loss became non-finite at step {int(bad_step)}; stopped, keeping the last good "
+                              f"checkpoint ({ckpt if ckpt.exists() else 'none yet'}); try a lower lr")
+
     for step in range(start, cfg.steps):
         x = store.batch(step)[cfg.hook]
         x = x[rank::world] if world > 1 else x
         dead = since_fired * cfg.batch_size >= window
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            res = objective(x, step / cfg.steps, dead)
-        if not torch.isfinite(res.loss):
-            bar.close()
-            raise InterpError(f"SAE loss became {res.loss.item()} at step {step}; stopped, keeping the last good "
-                              f"checkpoint ({ckpt if ckpt.exists() else 'none yet'}); try a lower lr")
+        if aux_on is None or step % DEAD_CHECK_EVERY == 0:
+            aux_on = bool(dead.any())
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):
+            res = objective(x, step / cfg.steps, dead if aux_on else None)
+        bad_step = torch.where((bad_step < 0) & ~torch.isfinite(res.loss.detach()), step, bad_step)
         optimizer_step_(sae, opt, res.loss, cfg.grad_clip)
         sched.step()
         with torch.no_grad():
@@ -218,14 +224,22 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
                 fired = fired.bool()
             since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + 1)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            check_finite()
             last = _metrics(res, x, sae, since_fired, window, step, cfg, opt)
-            bar.set_postfix(L0=f"{last['l0']:.1f}", FVU=f"{last['fvu']:.3f}", dead=f"{last['dead_frac']:.3f}")
+            now = time.perf_counter()
+            last.update(time=round(time.time(), 3), elapsed_s=round(now - t0, 3),
+                        tokens_per_s=round((step + 1 - clock["step"]) * cfg.batch_size / max(now - clock["t"], 1e-9)))
+            clock.update(t=now, step=step + 1)
+            bar.set_postfix(L0=f"{last['l0']:.1f}", FVU=f"{last['fvu']:.3f}", dead=f"{last['dead_frac']:.3f}",
+                            tok_s=f"{last['tokens_per_s']:,}")
             if rank == 0:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(last) + "\n")
         bar.update(1)
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            _checkpoint(ckpt, sae, opt, sched, since_fired, step + 1, cfg)
+            check_finite()
+            _checkpoint(ckpt, sae, opt, sched, since_fired, step + 1, cfg, aux_on)
+    check_finite()
     bar.close()
     if isinstance(sae, BatchTopKSAE):  # the inference threshold from the final weights (every rank alike)
         last_steps = range(max(0, cfg.steps - CALIBRATION_BATCHES), cfg.steps)
@@ -255,8 +269,8 @@ def _metrics(res, x, sae, since_fired, window, step, cfg, opt) -> dict:
                 "lr": opt.param_groups[0]["lr"]}
 
 
-def _checkpoint(path: Path, sae, opt, sched, since_fired, step: int, cfg: TrainConfig) -> None:
+def _checkpoint(path: Path, sae, opt, sched, since_fired, step: int, cfg: TrainConfig, aux_on: bool) -> None:
     state = {"sae": sae.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-             "since_fired": since_fired.cpu(), "step": step, "config": _comparable(cfg)}
+             "since_fired": since_fired.cpu(), "step": step, "aux_on": aux_on, "config": _comparable(cfg)}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

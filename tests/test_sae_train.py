@@ -214,3 +214,29 @@ def test_batchtopk_saved_threshold_gives_about_k(tiny_models, corpus, tmp_path):
     x = torch.cat([store.batch(i)[HOOK] for i in range(cfg.steps - 8, cfg.steps)])
     assert type(saved).__name__ == "JumpReLUSAE"
     assert (saved.encode(x) > 0).float().sum(-1).mean().item() == pytest.approx(cfg.k, rel=0.02)
+
+
+def test_metrics_lines_carry_time_and_tokens_per_second(tiny_models, corpus, tmp_path):
+    train(tiny_models["tiny-llama"], _cfg(corpus), tmp_path / "run")
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(l["tokens_per_s"] > 0 and l["elapsed_s"] >= 0 and l["time"] > 1.7e9 for l in lines)
+    assert [l["elapsed_s"] for l in lines] == sorted(l["elapsed_s"] for l in lines)
+
+
+def test_eval_holds_out_the_training_rows(tiny_models, corpus, tmp_path):
+    """The SAE records how far into its corpus it trained; `sae eval` starts past that by default and
+    refuses rows that overlap it. Another corpus has no overlap to avoid."""
+    from saes.evaluate import held_out_start
+
+    model = tiny_models["tiny-llama"]
+    cfg = _cfg(corpus, tokens=256 * 10)  # 10 batches of 256; a block is 32 rows x 31 tokens = 3 batches -> 4 blocks
+    res = train(model, cfg, tmp_path / "run")
+    sae = load_sae(tmp_path / "run")
+    assert sae.cfg.train_tokens_end == 4 * 32 * 32 and sae.cfg.train_corpus
+    assert held_out_start(sae, corpus, seq_len=32) == 128
+    assert held_out_start(sae, corpus, seq_len=128) == 32
+    assert held_out_start(sae, corpus, seq_len=32, skip_rows=200) == 200
+    with pytest.raises(InterpError, match="rows 50-127 of this corpus are the SAE's training data"):
+        held_out_start(sae, corpus, seq_len=32, skip_rows=50)
+    assert held_out_start(sae, None, seq_len=32) == 0  # trained on another corpus
+    assert res.steps == 10

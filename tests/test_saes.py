@@ -278,3 +278,46 @@ def test_tradeoff_figure_draws_one_curve_per_architecture():
     assert [t.name for t in fig.data][:2] == ["topk", "relu"] and len(fig.data) == 3
     assert list(fig.data[0].x) == [16, 32, 64]  # sorted by L0
     assert "2.0M tokens" in fig.data[2].name
+
+
+@pytest.mark.parametrize("n_dead", [0, 3, D_SAE // 2])
+def test_auxk_without_host_sync_equals_the_textbook_term(n_dead):
+    """The sync-free AuxK (−inf mask, fixed aux_k, × any-dead) against Gao et al.'s term written out:
+    the top min(aux_k, #dead) dead pre-activations, ReLU'd, reconstruct the residual densely."""
+    from dataclasses import replace
+
+    torch.manual_seed(1)
+    sae = make_sae(replace(_sae("topk").cfg, aux_k=8))
+    x = _x(32)
+    dead = torch.zeros(D_SAE, dtype=torch.bool)
+    dead[torch.randperm(D_SAE)[:n_dead]] = True
+    out = sae(x)
+    got = sae.aux_loss(x, out, dead)
+    if n_dead == 0:
+        assert got.item() == 0.0
+        return
+    residual = (x - out.x_hat) * sae.input_scale
+    pre = out.pre_acts.masked_fill(~dead, float("-inf"))
+    vals, idx = pre.topk(min(8, n_dead), dim=-1)
+    f = torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
+    want = sae.cfg.aux_coefficient * (residual - f @ sae.W_dec).pow(2).sum(-1).mean()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_batchtopk_threshold_ema_follows_the_smallest_kept_value():
+    """The device-side EMA: first batch sets θ to its smallest kept activation, later ones lerp at
+    THRESHOLD_EMA; a batch that keeps only zeros leaves θ alone."""
+    from saes.batchtopk import THRESHOLD_EMA
+
+    sae = _sae("batchtopk").train()
+    lows = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        x = _x(16)
+        vals, _ = sae._batch_topk(sae.pre_acts(x))
+        lows.append(vals[vals > 0].min().item())
+        sae.encode(x)
+    assert sae.threshold.item() == pytest.approx(lows[0] + THRESHOLD_EMA * (lows[1] - lows[0]), rel=1e-5)
+    before = sae.threshold.item()
+    sae.activation(torch.full((4, D_SAE), -1.0))  # nothing positive to keep
+    assert sae.threshold.item() == before

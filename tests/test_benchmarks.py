@@ -1,0 +1,58 @@
+"""Every benchmark module runs end to end on a tiny model with tiny sizes, so none can rot unnoticed.
+Timings are not checked (they belong in the benchmarks' own output, never in tests); the JSON and
+its correctness fields are."""
+
+import json
+
+import pytest
+
+import benchmarks.load
+import benchmarks.patching
+import benchmarks.rome
+import benchmarks.sae_quality
+import benchmarks.saes
+import benchmarks.tracing
+
+
+def _run(module, argv, capsys) -> dict:
+    module.main(argv)
+    return json.loads(capsys.readouterr().out)
+
+
+def test_load_benchmark(capsys):
+    out = _run(benchmarks.load, ["--model", "tiny-llama", "--batch", "2", "--seq", "16", "--repeats", "1"], capsys)
+    assert out["model"] == "tiny-llama" and out["ratios"]["hook_overhead_forward"] > 0
+
+
+def test_patching_benchmark(capsys):
+    out = _run(benchmarks.patching, ["--model", "tiny-gpt2", "--sites", "resid_pre,head_out"], capsys)
+    assert all(row["max_abs_diff"] < 1e-4 for row in out["exact"].values())
+
+
+def test_tracing_benchmark(capsys):
+    out = _run(benchmarks.tracing, ["--model", "tiny-llama", "--samples", "2", "--kinds", "hidden,mlp"], capsys)
+    assert out["max_abs_score_diff"] < 1e-4
+
+
+def test_rome_benchmark(capsys):
+    out = _run(benchmarks.rome, ["--model", "tiny-gpt2", "--tokens", "2048", "--layer", "1"], capsys)
+    assert out["covariance_max_rel_diff"] < 1e-3
+
+
+def test_saes_benchmark(capsys):
+    """The block of ``--harvest-rows`` rows holds (seq_len − 1) tokens a row: this crashed when the
+    benchmark asked the store for batches of rows × seq_len."""
+    out = _run(benchmarks.saes, ["--model", "tiny-llama", "--layer", "1", "--d-sae", "128", "--k", "4",
+                                 "--batch", "128", "--harvest-rows", "4", "--mfu", "--mfu-batches", "64",
+                                 "--no-compile", "--cached-tokens", "512"], capsys)
+    assert out["harvest"]["tokens"] == 4 * 128 and out["train_step_topk"][0]["ratio"] > 0
+    assert {(r["arch"], r["batch"]) for r in out["trainer_steps"]["rows"]} == {("relu", 64), ("topk", 64)}
+    assert out["from_cache"]["from_cache_tok_s"] > 0
+
+
+def test_sae_quality_benchmark(capsys, tmp_path):
+    out = _run(benchmarks.sae_quality, ["--model", "tiny-llama", "--layer", "1", "--tokens", "512",
+                                        "--sweep-tokens", "256", "--batch", "128", "--eval-tokens", "256",
+                                        "--only", "topk", "--cache", str(tmp_path / "cache"),
+                                        "--out", str(tmp_path / "runs")], capsys)
+    assert out["main"]["eval"]["tokens"] > 0 and len(out["tradeoff"]) == 4
