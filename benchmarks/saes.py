@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-compile", action="store_true", help="MFU sweep without the torch.compile rows")
     ap.add_argument("--cached-tokens", type=int, default=0, help="train this many tokens from the cache (0: skip)")
     ap.add_argument("--saelens", help="python of an environment with SAELens (benchmarks/setup_saelens.sh)")
+    ap.add_argument("--skip", default="", help="comma-separated parts not to run: harvest, step, mfu")
     args = ap.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
 
     from interp.models import load_model
 
@@ -219,11 +221,13 @@ def main(argv: list[str] | None = None) -> None:
     device = str(model.cfg.device)
     gpu = device.startswith("cuda")
     t0 = time.perf_counter()
-    result = {"benchmark": "saes", "machine": machine(), "model": args.model,
-              "harvest": harvest(model, min(args.layer, model.cfg.n_layers - 1), args.harvest_rows),
-              "train_step_topk": [train_step(model.cfg.d_model, args.d_sae, args.k, args.batch, device, bf16)
-                                  for bf16 in ([False, True] if gpu else [False])]}
-    if args.mfu or gpu:
+    result = {"benchmark": "saes", "machine": machine(), "model": args.model}
+    if "harvest" not in skip:
+        result["harvest"] = harvest(model, min(args.layer, model.cfg.n_layers - 1), args.harvest_rows)
+    if "step" not in skip:
+        result["train_step_topk"] = [train_step(model.cfg.d_model, args.d_sae, args.k, args.batch, device, bf16)
+                                     for bf16 in ([False, True] if gpu else [False])]
+    if (args.mfu or gpu) and "mfu" not in skip:
         batches = [int(b) for b in args.mfu_batches.split(",")]
         result["trainer_steps"] = trainer_steps(model.cfg.d_model, 16 * model.cfg.d_model, args.k, batches, device,
                                                 compile_too=not args.no_compile)
