@@ -38,18 +38,18 @@ from benchmarks._harness import emit, interleaved, machine, sync
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core FLOP/s
 
 
-def harvest(model, layer: int, n_rows: int = 64, seq_len: int = 128) -> dict:
+def harvest(model, layer: int, n_rows: int = 64, seq_len: int = 128, corpus: str | None = None) -> dict:
     from saes.activations import ActivationStore
 
     hook = f"blocks.{layer}.hook_resid_post"
 
     def store():  # a fresh store holds no block: .block(0) runs the model
-        return ActivationStore(model, [hook], None, batch_size=seq_len - 1, seq_len=seq_len, block_rows=n_rows,
+        return ActivationStore(model, [hook], corpus, batch_size=seq_len - 1, seq_len=seq_len, block_rows=n_rows,
                                max_norm_ratio=0)
 
     from interp.corpus import token_rows
 
-    rows = torch.stack(list(token_rows(model, None, n_rows * seq_len, seq_len))).to(model.cfg.device)
+    rows = torch.stack(list(token_rows(model, corpus, n_rows * seq_len, seq_len))).to(model.cfg.device)
     hf, step = model.original_model, store().model_batch
 
     def bare():
@@ -172,7 +172,7 @@ def saelens_step(python: str, d_in: int, d_sae: int, k: int, batch: int, device:
             "ratio_range": [min(per_round), max(per_round)]}
 
 
-def cached_training(model, layer: int, tokens: int, batch: int, d_sae: int, k: int) -> dict:
+def cached_training(model, layer: int, tokens: int, batch: int, d_sae: int, k: int, corpus: str | None = None) -> dict:
     """The trainer reading cached shards, against its own pure step at the same batch."""
     from saes import SAEConfig, make_sae
     from saes.train import TrainConfig, train
@@ -180,7 +180,8 @@ def cached_training(model, layer: int, tokens: int, batch: int, d_sae: int, k: i
     device = str(model.cfg.device)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(hook=f"blocks.{layer}.hook_resid_post", d_sae=d_sae, k=k, tokens=tokens, batch_size=batch,
-                          activation_cache=str(Path(tmp) / "cache"), log_every=10, checkpoint_every=10**9)
+                          activation_cache=str(Path(tmp) / "cache"), log_every=10, checkpoint_every=10**9,
+                          corpus=corpus)
         t0 = time.perf_counter()
         train(model, cfg, Path(tmp) / "fill")  # writes the shards
         fill_s = time.perf_counter() - t0
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--harvest-rows", type=int, default=64)
+    ap.add_argument("--corpus", help="corpus of the harvest and cache runs (default: the default corpus)")
     ap.add_argument("--mfu", action="store_true", help="also time the trainer's ReLU and TopK steps (MFU on GPU)")
     ap.add_argument("--mfu-batches", default="1024,4096,16384,32768")
     ap.add_argument("--no-compile", action="store_true", help="MFU sweep without the torch.compile rows")
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     result = {"benchmark": "saes", "machine": machine(), "model": args.model}
     if "harvest" not in skip:
-        result["harvest"] = harvest(model, min(args.layer, model.cfg.n_layers - 1), args.harvest_rows)
+        result["harvest"] = harvest(model, min(args.layer, model.cfg.n_layers - 1), args.harvest_rows, args.corpus)
     if "step" not in skip:
         result["train_step_topk"] = [train_step(model.cfg.d_model, args.d_sae, args.k, args.batch, device, bf16)
                                      for bf16 in ([False, True] if gpu else [False])]
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
                                                 compile_too=not args.no_compile)
     if args.cached_tokens:
         result["from_cache"] = cached_training(model, min(args.layer, model.cfg.n_layers - 1), args.cached_tokens,
-                                               args.batch, args.d_sae, args.k)
+                                               args.batch, args.d_sae, args.k, args.corpus)
     if args.saelens:
         result["train_step_vs_saelens"] = [
             saelens_step(args.saelens, model.cfg.d_model, args.d_sae, args.k, args.batch, device, bf16)
