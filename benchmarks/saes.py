@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     result = {"benchmark": "saes", "machine": machine(), "model": args.model}
     if "harvest" not in skip:
-        result["harvest"] = harvest(model, min(args.layer, model.cfg.n_layers - 1), args.harvest_rows, args.corpus)
+        result["harvest"] = harvest(model, min(args.layer, model.cfg.n_layers - 1), args.harvest_rows, corpus=args.corpus)
     if "step" not in skip:
         result["train_step_topk"] = [train_step(model.cfg.d_model, args.d_sae, args.k, args.batch, device, bf16)
                                      for bf16 in ([False, True] if gpu else [False])]
