@@ -1,16 +1,81 @@
-"""The ``interp`` command's arguments: one sub-parser per verb, documented in the README."""
+"""The ``interp`` command's arguments: one sub-parser per verb, documented in the README.
+
+Sizes and counts are checked here, before a model loads: ``count`` (at least 1) and
+``index`` (at least 0; layers and heads are never negative, so ``--layer -1`` is refused
+rather than silently meaning the last layer). A bad argument is one ``interp: error:``
+line and exit status 2, like every other bad input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def count(text: str) -> int:
+    """An integer of at least 1 (tokens, steps, samples, top-N ...)."""
+    n = _int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def index(text: str) -> int:
+    """An integer of at least 0 (a layer, a head, a seed): negative indices are refused."""
+    n = _int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n} (negative indices are not supported; "
+                                         "`interp models` lists each model's layer count)")
+    return n
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``interp: error: <verb> --flag: message`` and exit 2."""
+
+    def add_argument(self, *args, **kwargs):
+        if args and str(args[0]).startswith("-") and not kwargs.get("help") and kwargs.get("default") is not None:
+            kwargs["help"] = "(default: %(default)s)"  # argparse shows no default for a flag without help
+        return super().add_argument(*args, **kwargs)
+
+    def error(self, message: str):
+        sys.stderr.write(f"interp: error: {self.prog.removeprefix('interp ')}: {message}\n")
+        sys.exit(2)
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Show each flag's default where it has one and the help does not already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("interp-workbench")
+    except PackageNotFoundError:
+        return "source checkout"
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interp", description=description)
+    p = _Parser(prog="interp", description=description, formatter_class=_Help)
+    p.add_argument("--version", action="version", version=f"interp {_version()}")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help_, description=help_)
+        s = sub.add_parser(name, help=help_, description=help_, formatter_class=_Help)
         s.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
         s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
         s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -19,21 +84,21 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     add("models", "list embedded, built-in, known and cached models")
     s = add("attention", "attention patterns of a prompt")
     s.add_argument("--prompt", required=True)
-    s.add_argument("--layer", type=int)
-    s.add_argument("--head", type=int)
+    s.add_argument("--layer", type=index)
+    s.add_argument("--head", type=index)
     s.add_argument("--html", help="write an interactive plotly heatmap here")
     s = add("heads", "score heads as induction / previous-token / duplicate-token heads")
     s.add_argument("--detect", choices=["induction", "previous", "duplicate"], default="induction")
-    s.add_argument("--top", type=int, default=10)
-    s.add_argument("--n-seqs", type=int, default=8)
-    s.add_argument("--seq-len", type=int, default=50)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--top", type=count, default=10)
+    s.add_argument("--n-seqs", type=count, default=8)
+    s.add_argument("--seq-len", type=count, default=50)
+    s.add_argument("--seed", type=index, default=0)
     s.add_argument("--html", help="write the layer×head heatmaps here")
     s = add("lens", "logit lens, and direct logit attribution with --answer/--wrong")
     s.add_argument("--prompt", required=True)
     s.add_argument("--answer")
     s.add_argument("--wrong")
-    s.add_argument("--top", type=int, default=5)
+    s.add_argument("--top", type=count, default=5)
     s.add_argument("--html", help="write the logit-lens curve here")
     def add_pairs(s: argparse.ArgumentParser) -> None:
         s.add_argument("--clean", required=True, action="append", help="clean prompt (repeat for a batch)")
@@ -53,7 +118,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--html", help="write the heatmap here")
     s = add("circuit", "edge attribution patching (EAP): the top edges as a circuit, with faithfulness")
     add_pairs(s)
-    s.add_argument("--edges", type=int, default=200, help="keep this many top edges by |score|")
+    s.add_argument("--edges", type=count, default=200, help="keep this many top edges by |score|")
     s.add_argument("--html", help="write the circuit graph here")
     s = add("trace", "ROME causal tracing: corrupt the subject, restore states one (token, layer) at a time")
     s.add_argument("--prompt")
@@ -62,25 +127,25 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--average", action="store_true",
                    help="average indirect effects by token role over a facts file (ROME Figure 2)")
     s.add_argument("--facts", help="facts JSON for --average (default: the shipped known facts)")
-    s.add_argument("--limit", type=int, help="with --average: only the first N facts")
+    s.add_argument("--limit", type=count, help="with --average: only the first N facts")
     s.add_argument("--kind", choices=["hidden", "mlp", "attn", "all"], default="all")
-    s.add_argument("--samples", type=int, default=10)
+    s.add_argument("--samples", type=count, default=10)
     s.add_argument("--noise", type=float, default=3.0, help="noise scale in embedding standard deviations")
-    s.add_argument("--window", type=int, default=10)
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--window", type=count, default=10)
+    s.add_argument("--seed", type=index, default=1)
     s.add_argument("--html", help="write the trace heatmaps here")
     s = add("edit", "ROME: rewrite a fact with a rank-one MLP update; or --eval a CounterFact-style set")
     s.add_argument("--prompt", help="template with {} for the subject, e.g. '{} is located in the city of'")
     s.add_argument("--subject")
     s.add_argument("--target", help="the new object, e.g. ' Rome' (several tokens allowed)")
-    s.add_argument("--layer", type=int, help="MLP layer (default: peak MLP causal effect at the last subject token)")
+    s.add_argument("--layer", type=index, help="MLP layer (default: peak MLP causal effect at the last subject token)")
     s.add_argument("--eval", metavar="FILE", help="request file (README 'Request files'), or 'default' for the shipped set")
-    s.add_argument("--limit", type=int, help="with --eval: only the first N requests")
+    s.add_argument("--limit", type=count, help="with --eval: only the first N requests")
     s.add_argument("--no-fluency", action="store_true", help="with --eval: skip the sampled generations")
     s.add_argument("--generate", action="append", help="another prompt to complete before and after (repeatable)")
-    s.add_argument("--max-new-tokens", type=int, default=20)
-    s.add_argument("--steps", type=int, default=20, help="Adam steps for v*")
-    s.add_argument("--cov-tokens", type=int, default=100_000, help="corpus tokens behind the key covariance C")
+    s.add_argument("--max-new-tokens", type=count, default=20)
+    s.add_argument("--steps", type=count, default=20, help="Adam steps for v*")
+    s.add_argument("--cov-tokens", type=count, default=100_000, help="corpus tokens behind the key covariance C")
     s.add_argument("--corpus", help="corpus for C (default: the offline default corpus)")
     s.add_argument("--html", help="write the figure here")
     s = add("probe", "linear probes per layer with a control task: accuracy, selectivity, best layer")
@@ -89,49 +154,49 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--layers", help="comma-separated layers (default: all)")
     s.add_argument("--site", default="resid_post", choices=["resid_post", "resid_pre", "resid_mid", "attn_out",
                                                             "mlp_out"])
-    s.add_argument("--folds", type=int, default=5, help="cross-validation folds for the regularisation")
+    s.add_argument("--folds", type=count, default=5, help="cross-validation folds for the regularisation")
     s.add_argument("--test-size", type=float, default=0.25)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=index, default=0)
     s.add_argument("--sae", help="SAELens-format SAE directory: report its features closest to each probe direction")
     s.add_argument("--html", help="write accuracy/selectivity against layer here")
     s = add("steer", "steering vector from a labelled dataset; generations and a classifier score against alpha")
     s.add_argument("--dataset", default="sentiment")
     s.add_argument("--positive", help="the label the vector points to (default: the last label)")
-    s.add_argument("--layer", type=int, help="residual layer to steer (default: n_layers // 3)")
+    s.add_argument("--layer", type=index, help="residual layer to steer (default: n_layers // 3)")
     s.add_argument("--method", choices=["mean", "probe"], default="mean",
                    help="difference of class means, or the probe's weight vector")
     s.add_argument("--alphas", default="-8,-4,0,4,8")
     s.add_argument("--prompt", action="append", help="generation prompt (repeatable)")
-    s.add_argument("--max-new-tokens", type=int, default=30)
+    s.add_argument("--max-new-tokens", type=count, default=30)
     s.add_argument("--scorer-dataset", help="dataset of the scoring probe (default: --dataset)")
-    s.add_argument("--scorer-layer", type=int, help="layer of the scoring probe (default: --layer)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--scorer-layer", type=index, help="layer of the scoring probe (default: --layer)")
+    s.add_argument("--seed", type=index, default=0)
     s.add_argument("--html", help="write the steering curve here")
     s = add("sae", "sparse autoencoders: train on a hook, or evaluate a SAELens-format directory")
     sae_sub = s.add_subparsers(dest="sae_cmd", required=True, metavar="CMD")
     t = sae_sub.add_parser("train", help="train an SAE (resumes from DIR/checkpoint.pt; torchrun for DDP)")
     t.add_argument("--hook", required=True, help="e.g. blocks.15.hook_resid_post")
     t.add_argument("--arch", default="topk", help="relu, topk, batchtopk or jumprelu")
-    t.add_argument("--k", type=int, default=32)
-    t.add_argument("--d-sae", type=int, default=0, help="latents (default 16 x d_in)")
-    t.add_argument("--tokens", type=int, default=2_000_000)
-    t.add_argument("--batch-size", type=int, default=4096)
+    t.add_argument("--k", type=count, default=32)
+    t.add_argument("--d-sae", type=index, default=0, help="latents (default 16 x d_in)")
+    t.add_argument("--tokens", type=count, default=2_000_000)
+    t.add_argument("--batch-size", type=count, default=4096)
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--l1", type=float, default=5.0, help="ReLU's L1 coefficient")
     t.add_argument("--l0", type=float, default=1.0, help="JumpReLU's L0 coefficient")
     t.add_argument("--init-l0", type=float, default=0.0,
                    help="JumpReLU: initial thresholds set from data for this L0 (recommended for short runs)")
     t.add_argument("--corpus", help="corpus (default: the offline default corpus)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=200)
+    t.add_argument("--seed", type=index, default=0)
+    t.add_argument("--checkpoint-every", type=count, default=200)
     t.add_argument("--activation-cache", help="folder for activation shards reused by later runs")
     t.add_argument("--compile", action="store_true", help="torch.compile the training step")
     t.add_argument("--out", required=True)
     e = sae_sub.add_parser("eval", help="L0, FVU, CE loss recovered, KL, dead/dense latents on held-out tokens")
     e.add_argument("dir")
     e.add_argument("--corpus")
-    e.add_argument("--tokens", type=int, default=32_768)
-    e.add_argument("--skip-rows", type=int, default=None,
+    e.add_argument("--tokens", type=count, default=32_768)
+    e.add_argument("--skip-rows", type=index, default=None,
                    help="start this many 128-token rows into the corpus (default: past the SAE's recorded training rows)")
     for sp in (t, e):
         sp.add_argument("--max-norm-ratio", type=float, default=10.0,
@@ -140,5 +205,5 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         sp.add_argument("--device", default=None)
         sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s = add("app", "launch the Streamlit explorer on 127.0.0.1")
-    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--port", type=count, default=8501)
     return p

@@ -134,9 +134,10 @@ def test_circuit_json_on_tiny_gpt2(tmp_path):
       "--answer", " Paris", "--wrong", " Rome"], "tokenize to different lengths: clean ['The', ' E'"),
     (["patch", "--model", "tiny-llama", *PAIR[:6], "--wrong", " New York"], "wrong answer ' New York' is 2 tokens"),
     (["patch", "--model", "tiny-llama", "--clean", EIFFEL, "--corrupt", EIFFEL, "--answer", " Paris",
-      "--wrong", " Rome"], "divides by zero"),
+      "--wrong", " Rome"], "clean and corrupt prompts are identical"),
+    (["patch", "--model", "tiny-llama", *PAIR[:6], "--wrong", " Paris"], "the answer and the wrong token are the same"),
     (["patch", "--model", "tiny-llama", *PAIR, "--site", "resid_post"], "unknown site 'resid_post'"),
-    (["circuit", "--model", "tiny-llama", *PAIR, "--edges", "0"], "at least 1 edge"),
+    (["circuit", "--model", "tiny-llama", *PAIR, "--edges", "0"], "--edges: must be at least 1, not 0"),
 ])
 def test_patching_bad_input_is_one_line(args, message):
     assert_one_line_error(*args, message=message)
@@ -165,7 +166,7 @@ def test_trace_json_on_tiny_gpt2(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--subject", "Big Ben"], "subject 'Big Ben' is not in the prompt"),
-    (["--subject", "Eiffel Tower", "--samples", "0"], "at least 1 noise sample"),
+    (["--subject", "Eiffel Tower", "--samples", "0"], "--samples: must be at least 1, not 0"),
     (["--subject", "Eiffel Tower", "--answer", " New York"], "is 2 tokens"),
 ])
 def test_trace_bad_input_is_one_line(args, message):
@@ -297,3 +298,26 @@ def test_probe_reports_sae_features_by_cosine(tmp_path):
     (label, top), = feats["top"].items()
     assert label == "verb" and len(top) == 10 and all(-1 <= f["cosine"] <= 1 for f in top)
     assert abs(top[0]["cosine"]) >= abs(top[-1]["cosine"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["sae", "train", "--hook", "blocks.0.hook_resid_post", "--tokens", "0", "--out", "x"], "--tokens: must be at least 1, not 0"),
+    (["sae", "train", "--hook", "blocks.0.hook_resid_post", "--tokens", "-5", "--out", "x"], "--tokens: must be at least 1, not -5"),
+    (["heads", "--top", "0"], "--top: must be at least 1, not 0"),
+    (["attention", "--prompt", "hi", "--layer", "-1"], "--layer: must be 0 or more, not -1"),
+    (["edit", "--layer", "-1"], "negative indices are not supported"),
+    (["attention", "--prompt", "hi", "--head", "x"], "expected an integer, not 'x'"),
+    (["attention", "--prompt", "hi", "--model", "tiny-gpt2", "--device", "cuda:7"], "--device cuda:7"),
+])
+def test_bad_sizes_indices_and_devices_are_one_line_before_any_work(args, message, tmp_path):
+    """Refused up front with exit 2 (`--tokens 0` used to train one step and exit 0; `--device cuda`
+    on a CPU-only torch was an internal error with exit 1)."""
+    assert_one_line_error(*args, message=message)
+    assert not (tmp_path / "x").exists()
+
+
+def test_version_and_help_show_defaults():
+    code, out, _ = run("--version")
+    assert code == 0 and out.startswith("interp ")
+    code, out, _ = run("heads", "--help")
+    assert code == 0 and "(default: 10)" in out and "(default: induction)" in out

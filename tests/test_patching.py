@@ -152,11 +152,33 @@ def test_multi_token_answer(tiny):
         make_task(tiny, EIFFEL, COLOSSEUM, " New York", " Rome")
 
 
-def test_identical_runs_refuse_the_normalised_metric(tiny):
-    task = make_task(tiny, EIFFEL, EIFFEL, " Paris", " Rome")
-    result = patch_sweep(tiny, task, "resid_pre")
-    with pytest.raises(InterpError, match="divides by zero"):
-        result.normalized()
+def test_identical_prompts_and_same_answer_are_refused_up_front(tiny):
+    with pytest.raises(InterpError, match="clean and corrupt prompts are identical"):
+        make_task(tiny, EIFFEL, EIFFEL, " Paris", " Rome")
+    with pytest.raises(InterpError, match="the answer and the wrong token are the same"):
+        make_task(tiny, EIFFEL, COLOSSEUM, " Rome", " Rome")
+
+
+def test_normalisation_refuses_a_gap_of_batching_noise_and_warns_when_small(capsys):
+    """The gap of identical prompts batched differently is ~1e-5 logits (4.812362 vs 4.812350), which
+    the old relative 1e-6 threshold let through as a heatmap of noise / noise."""
+    from interp.metrics import normalize
+
+    with pytest.raises(InterpError, match="same metric"):
+        normalize(torch.tensor([4.8123]), 4.812362, 4.812350)
+    torch.testing.assert_close(normalize(torch.tensor([1.0, 1.05]), 1.05, 1.0), torch.tensor([0.0, 1.0]))
+    assert "differ by only 0.05" in capsys.readouterr().err
+    normalize(torch.tensor([1.0]), 3.0, 1.0)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow
+def test_answer_without_its_leading_space_gets_a_hint(smol, capsys):
+    from interp.metrics import warn_missing_space
+    from interp.tokens import to_tokens
+
+    said = warn_missing_space(smol, to_tokens(smol, EIFFEL), ["Paris", " Rome"])
+    assert len(said) == 1 and "did you mean ' Paris'" in said[0] and said[0] in capsys.readouterr().err
 
 
 def test_unknown_site(tiny):
