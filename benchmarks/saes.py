@@ -11,7 +11,7 @@
   TopK training step on the same activations and device, bracketed by ours, in fp32 and
   (GPU) bf16 autocast.
 - **MFU** (``--mfu``, always on a GPU): the trainer's ReLU and TopK steps at d_sae = 16·d_in
-  over ``--mfu-batches``, eager and ``torch.compile``d, as tokens/s, TFLOP/s and model-FLOPs
+  over ``--mfu-batches`` (the trainer's CUDA-graph step, eager, ``torch.compile``d), as tokens/s, TFLOP/s and model-FLOPs
   utilisation against the device's dense bf16 peak.
 - **From the cache** (``--cached-tokens N``): :func:`saes.train.train` reading activation
   shards written by an earlier run, its steady tokens/s from ``metrics.jsonl`` against the
@@ -68,18 +68,16 @@ def _autocast(device: str, bf16: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.startswith("cuda"))
 
 
-def trainer_step(sae, x, device: str, bf16: bool, compile: bool = False):
-    """One step exactly as :func:`saes.train.train` takes it, as a closure."""
-    from saes.train import optimizer_step_
+def trainer_step(sae, x, device: str, bf16: bool, mode: str = "default"):
+    """One step exactly as :func:`saes.train.train` takes it, as a closure. ``mode``: the trainer's
+    default (CUDA graphs on a GPU), ``eager``, or ``compile`` (``torch.compile``, eager launches)."""
+    from saes.step import TrainStep, make_optimizer
 
-    opt = torch.optim.Adam(sae.parameters(), lr=1e-4, fused=device.startswith("cuda") or None)
-    loss_fn = torch.compile(sae.loss) if compile else sae.loss
-
-    def run():
-        with _autocast(device, bf16):
-            loss = loss_fn(x, 1.0).loss
-        optimizer_step_(sae, opt, loss, 1.0)
-    return run
+    graphs = mode == "default" and device.startswith("cuda")
+    opt = make_optimizer(sae, 1e-4, device, graphs)
+    step = TrainStep(torch.compile(sae.loss) if mode == "compile" else sae.loss, sae, opt, 1.0,
+                     bf16=bf16 and device.startswith("cuda"), graphs=graphs)
+    return lambda: step(x, 1.0, None)
 
 
 def train_step(d_in: int, d_sae: int, k: int, batch: int, device: str, bf16: bool = False) -> dict:
@@ -121,7 +119,8 @@ def step_flops(arch: str, d_in: int, d_sae: int, k: int) -> int:
 def trainer_steps(d_in: int, d_sae: int, k: int, batches: list[int], device: str, compile_too: bool,
                   repeats: int = 10) -> dict:
     """Tokens/s and MFU of the trainer's own step (loss, backward, clip, Adam; bf16 autocast on GPU)
-    for ReLU and TopK, over batch sizes, eager and compiled."""
+    for ReLU and TopK, over batch sizes: the trainer's default (CUDA graphs on a GPU), eager, and
+    ``torch.compile``d."""
     from saes import SAEConfig, make_sae
 
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
@@ -129,13 +128,14 @@ def trainer_steps(d_in: int, d_sae: int, k: int, batches: list[int], device: str
     out = {"device": name, "peak_bf16_flops": peak, "d_in": d_in, "d_sae": d_sae, "k": k, "rows": []}
     for arch in ("relu", "topk"):
         for batch in batches:
-            for compiled in ([False, True] if compile_too else [False]):
+            modes = ["default", "eager"] if device.startswith("cuda") else ["default"]
+            for mode in modes + (["compile"] if compile_too else []):
                 torch.manual_seed(0)
                 x = torch.randn(batch, d_in, device=device)
-                run = trainer_step(make_sae(SAEConfig(arch, d_in, d_sae, k=k)).to(device), x, device, True, compiled)
+                run = trainer_step(make_sae(SAEConfig(arch, d_in, d_sae, k=k)).to(device), x, device, True, mode)
                 t = interleaved({arch: run}, repeats=repeats, warmup=3)[arch]["median_s"]
                 flops = step_flops(arch, d_in, d_sae, k) * batch
-                out["rows"].append({"arch": arch, "batch": batch, "compile": compiled, "tok_s": batch / t,
+                out["rows"].append({"arch": arch, "batch": batch, "mode": mode, "tok_s": batch / t,
                                     "step_ms": 1e3 * t, "tflop_s": flops / t / 1e12,
                                     "mfu": flops / t / peak if peak else None})
     return out

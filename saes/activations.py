@@ -21,11 +21,14 @@ and later runs read it instead of running the model.
 Blocks live on the store's device when they fit (a quarter of the GPU's free memory at
 most, :func:`_fits_on_device`): the harvest keeps its activations there and a cached
 shard moves there once, so a batch is a slice, not a host-to-device copy per step.
+Reading from the cache, the next ``PREFETCH_BLOCKS`` shards are read (into pinned
+memory on a GPU) by background threads while the current block trains.
 """
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -37,6 +40,8 @@ from torch import Tensor
 from interp.cache import atomic_path
 from interp.corpus import corpus_id, token_rows
 from interp.errors import InterpError
+
+PREFETCH_BLOCKS = 2
 
 
 def typical_tokens(acts: Float[Tensor, "batch d_in"], max_norm_ratio: float) -> Bool[Tensor, "batch"]:
@@ -74,6 +79,8 @@ class ActivationStore:
                              f"|kept{self.kept_per_row}|seed{seed}".encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
         self._block: tuple[int, dict[str, Tensor]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future] = {}
         self._rows: Iterator[Tensor] | None = None
         self._next_row = 0
 
@@ -96,13 +103,10 @@ class ActivationStore:
         """Every kept activation of block ``block``, shuffled (the batches of the block are slices of it)."""
         if self._block is not None and self._block[0] == block:
             return self._block[1]
-        shard = self.cache_dir / f"block-{block:06d}.safetensors" if self.cache_dir else None
-        acts = None
-        if shard is not None and shard.exists():
-            try:
-                acts = load_file(str(shard))
-            except Exception:  # a damaged shard is harvested again
-                acts = None
+        shard = self._shard(block)
+        pending = self._pending.pop(block, None)
+        acts = pending.result() if pending is not None else self._read(shard) if shard is not None else None
+        self._prefetch(block)
         if acts is None:
             acts = self._harvest(block)
             perm = torch.randperm(self.tokens_per_block,
@@ -112,10 +116,34 @@ class ActivationStore:
                 with atomic_path(shard) as tmp:
                     save_file({h: a.cpu() for h, a in acts.items()}, str(tmp))
         home = self.device if _fits_on_device(acts, self.device) else "cpu"
-        acts = {h: a.to(home) for h, a in acts.items()}
+        acts = {h: a.to(home, non_blocking=True) for h, a in acts.items()}
         acts = self._drop_massive(acts, block)
         self._block = (block, acts)
         return acts
+
+    def _shard(self, block: int) -> Path | None:
+        return self.cache_dir / f"block-{block:06d}.safetensors" if self.cache_dir else None
+
+    def _read(self, shard: Path) -> dict[str, Tensor] | None:
+        """A cached shard (pinned for a fast copy to a GPU); None if absent or damaged (harvested again)."""
+        if not shard.exists():
+            return None
+        try:
+            acts = load_file(str(shard))
+        except Exception:
+            return None
+        return {h: a.pin_memory() for h, a in acts.items()} if self.device.startswith("cuda") else acts
+
+    def _prefetch(self, block: int) -> None:
+        """Start reading the shards after ``block`` that are cached and not yet asked for."""
+        if self.cache_dir is None:
+            return
+        for nxt in range(block + 1, block + 1 + PREFETCH_BLOCKS):
+            shard = self._shard(nxt)
+            if nxt not in self._pending and shard.exists():
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(PREFETCH_BLOCKS, thread_name_prefix="shard-prefetch")
+                self._pending[nxt] = self._pool.submit(self._read, shard)
 
     def _drop_massive(self, acts: dict[str, Tensor], block: int) -> dict[str, Tensor]:
         if not self.max_norm_ratio:

@@ -22,6 +22,14 @@ from torch import Tensor, nn
 from saes.config import SAEConfig
 
 
+def warmup_ramp(progress: float | Tensor, warmup: float) -> float | Tensor:
+    """min(1, progress / warmup), for a float or a 0-d tensor (a CUDA graph's input, so that the
+    captured step does not freeze the coefficient at its value on the capturing step)."""
+    if isinstance(progress, Tensor):
+        return (progress / warmup).clamp(max=1.0)
+    return min(1.0, progress / warmup)
+
+
 class SAEOutput(NamedTuple):
     x_hat: Float[Tensor, "batch d_in"]
     """Reconstruction, in the input's units."""

@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from saes.base import SAE, SAEOutput
+from saes.base import SAE, SAEOutput, warmup_ramp
 
 L0_WARMUP = 0.05
 
@@ -70,7 +70,7 @@ class JumpReLUSAE(SAE):
         return _JumpReLU.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth)
 
     def sparsity_loss(self, out: SAEOutput, progress: float) -> Tensor:
-        lam = self.cfg.l0_coefficient * min(1.0, progress / L0_WARMUP)
+        lam = self.cfg.l0_coefficient * warmup_ramp(progress, L0_WARMUP)
         return lam * _Step.apply(out.pre_acts, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1).mean()
 
     @torch.no_grad()

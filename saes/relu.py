@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from saes.base import SAE, SAEOutput
+from saes.base import SAE, SAEOutput, warmup_ramp
 
 L1_WARMUP = 0.05  # fraction of training over which λ rises from 0
 
@@ -28,5 +28,5 @@ class ReluSAE(SAE):
         return torch.relu(pre)
 
     def sparsity_loss(self, out: SAEOutput, progress: float) -> Tensor:
-        lam = self.cfg.l1_coefficient * min(1.0, progress / L1_WARMUP)
+        lam = self.cfg.l1_coefficient * warmup_ramp(progress, L1_WARMUP)
         return lam * (out.feature_acts * self.W_dec.norm(dim=1)).sum(-1).mean()

@@ -43,6 +43,7 @@ from saes.batchtopk import BatchTopKSAE
 from saes.config import SAEConfig
 from saes.io import make_sae, save_sae
 from saes.jumprelu import JumpReLUSAE
+from saes.step import TrainStep, make_optimizer, optimizer_step_
 from saes.topk import TopKSAE
 
 CALIBRATION_BATCHES = 8  # BatchTopK's inference threshold is set from the run's last batches
@@ -87,6 +88,9 @@ class TrainConfig:
     """Tokens without firing before a latent counts as dead (0: 10M, scaled down to a tenth of
     the run for runs shorter than 100M tokens)."""
     compile: bool = False
+    cuda_graphs: bool = True
+    """On a GPU, in one process and without ``compile``: replay the step as a CUDA graph
+    (:mod:`saes.step`); the weights equal the eager step's."""
     activation_cache: str | None = None
     """Folder for activation shards, so repeated runs skip the model."""
     extra: dict = field(default_factory=dict)
@@ -119,19 +123,6 @@ class _Objective(nn.Module):
 
     def forward(self, x, progress: float, dead):
         return self.sae.loss(x, progress, dead)
-
-
-def optimizer_step_(sae: SAE, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
-    """Backward and one optimiser step, clipped; TopK decoder rows stay at unit norm (the gradient
-    along each row is removed before the step and the rows renormalised after, Gao et al. 2024)."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if isinstance(sae, TopKSAE):
-        sae.remove_parallel_grad_()
-    torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)
-    opt.step()
-    if isinstance(sae, TopKSAE):
-        sae.normalize_decoder_()
 
 
 @dataclass
@@ -170,7 +161,8 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
     if isinstance(sae, JumpReLUSAE) and cfg.init_l0 > 0:
         sae.init_threshold_from_(sample, cfg.init_l0)
     on_gpu = device.startswith("cuda")
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999), fused=on_gpu or None)
+    graphs = cfg.cuda_graphs and on_gpu and world == 1 and not cfg.compile
+    opt = make_optimizer(sae, cfg.lr, device, graphs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
     ckpt = out / "checkpoint.pt"
@@ -191,6 +183,7 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
             objective, device_ids=None if not on_gpu else [torch.device(device).index or 0])
     if cfg.compile:
         objective = torch.compile(objective)
+    train_step = TrainStep(objective, sae, opt, cfg.grad_clip, bf16=on_gpu, graphs=graphs)
     metrics_path = out / "metrics.jsonl"
     bar = tqdm(total=cfg.steps, initial=start, desc=f"SAE {cfg.architecture} {cfg.hook}", unit="step",
                file=sys.stderr, disable=None if rank == 0 else True)
@@ -211,10 +204,8 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
         dead = since_fired * cfg.batch_size >= window
         if aux_on is None or step % DEAD_CHECK_EVERY == 0:
             aux_on = bool(dead.any())
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):
-            res = objective(x, step / cfg.steps, dead if aux_on else None)
+        res = train_step(x, step / cfg.steps, dead if aux_on else None)
         bad_step = torch.where((bad_step < 0) & ~torch.isfinite(res.loss.detach()), step, bad_step)
-        optimizer_step_(sae, opt, res.loss, cfg.grad_clip)
         sched.step()
         with torch.no_grad():
             fired = (res.output.feature_acts > 0).any(0)
@@ -252,7 +243,7 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
 
 def _comparable(cfg: TrainConfig) -> dict:
     d = asdict(cfg)
-    for k in ("checkpoint_every", "log_every", "compile", "activation_cache"):
+    for k in ("checkpoint_every", "log_every", "compile", "cuda_graphs", "activation_cache"):
         d.pop(k)
     return d
 
@@ -266,7 +257,7 @@ def _metrics(res, x, sae, since_fired, window, step, cfg, opt) -> dict:
                 "mse": res.mse.item(), "sparsity": res.sparsity.item(), "aux": res.aux.item(),
                 "l0": (res.output.feature_acts > 0).float().sum(-1).mean().item(), "fvu": fvu.item(),
                 "dead_frac": (since_fired * cfg.batch_size >= window).float().mean().item(),
-                "lr": opt.param_groups[0]["lr"]}
+                "lr": float(opt.param_groups[0]["lr"])}
 
 
 def _checkpoint(path: Path, sae, opt, sched, since_fired, step: int, cfg: TrainConfig, aux_on: bool) -> None:

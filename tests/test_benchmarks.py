@@ -46,7 +46,7 @@ def test_saes_benchmark(capsys):
                                  "--batch", "128", "--harvest-rows", "4", "--mfu", "--mfu-batches", "64",
                                  "--no-compile", "--cached-tokens", "512"], capsys)
     assert out["harvest"]["tokens"] == 4 * 128 and out["train_step_topk"][0]["ratio"] > 0
-    assert {(r["arch"], r["batch"]) for r in out["trainer_steps"]["rows"]} == {("relu", 64), ("topk", 64)}
+    assert {(r["arch"], r["batch"], r["mode"]) for r in out["trainer_steps"]["rows"]} == {("relu", 64, "default"), ("topk", 64, "default")}
     assert out["from_cache"]["from_cache_tok_s"] > 0
 
 
