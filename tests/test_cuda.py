@@ -87,7 +87,7 @@ def test_cuda_graph_training_equals_the_eager_trainer(arch, tmp_path):
     path.write_text("\n\n".join(d for _, d in zip(range(200), documents("bbc-news"))))
     cfg = TrainConfig(hook="blocks.1.hook_resid_post", architecture=arch, d_sae=128, k=8, tokens=256 * 24,
                       batch_size=256, seq_len=32, block_rows=64, corpus=str(path), lr=1e-3, log_every=4,
-                      dead_tokens=256 * 3, init_l0=8 if arch == "jumprelu" else 0)
+                      dead_tokens=256, init_l0=8 if arch == "jumprelu" else 0)
     graphed = train(model, cfg, tmp_path / "graphed").sae
     eager = train(model, replace(cfg, cuda_graphs=False), tmp_path / "eager").sae
     for (name, a), (_, b) in zip(graphed.state_dict().items(), eager.state_dict().items()):
