@@ -97,7 +97,7 @@ def train_step(d_in: int, d_sae: int, k: int, batch: int, device: str, bf16: boo
         loss.backward()
         opt.step()
 
-    t = interleaved({"ours": ours, "textbook": textbook}, repeats=5)
+    t = interleaved({"ours": ours, "textbook": textbook}, repeats=5, warmup=5)  # past the graph capture
     return {"d_in": d_in, "d_sae": d_sae, "k": k, "batch": batch, "bf16": bf16,
             "ours_tok_s": batch / t["ours"]["median_s"], "textbook_tok_s": batch / t["textbook"]["median_s"],
             "ratio": t["textbook"]["median_s"] / t["ours"]["median_s"]}
@@ -133,7 +133,7 @@ def trainer_steps(d_in: int, d_sae: int, k: int, batches: list[int], device: str
                 torch.manual_seed(0)
                 x = torch.randn(batch, d_in, device=device)
                 run = trainer_step(make_sae(SAEConfig(arch, d_in, d_sae, k=k)).to(device), x, device, True, mode)
-                t = interleaved({arch: run}, repeats=repeats, warmup=3)[arch]["median_s"]
+                t = interleaved({arch: run}, repeats=repeats, warmup=5)[arch]["median_s"]
                 flops = step_flops(arch, d_in, d_sae, k) * batch
                 out["rows"].append({"arch": arch, "batch": batch, "mode": mode, "tok_s": batch / t,
                                     "step_ms": 1e3 * t, "tflop_s": flops / t / 1e12,

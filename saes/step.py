@@ -83,7 +83,10 @@ class TrainStep:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
             res = self.objective(x, progress, dead)
         optimizer_step_(self.sae, self.opt, res.loss, self.grad_clip)
-        return res
+        # Detached: a result that kept its autograd graph alive would keep the parameters' gradient
+        # accumulators tied to the warm-up stream into the capture (and hold the graph's memory).
+        return SAELoss(res.loss.detach(), res.mse.detach(), res.sparsity.detach(), res.aux.detach(),
+                       type(res.output)(*(t.detach() for t in res.output)))
 
     def _capture(self, x, progress, dead):
         static_x = x.clone()
