@@ -158,6 +158,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--test-size", type=float, default=0.25)
     s.add_argument("--seed", type=index, default=0)
     s.add_argument("--sae", help="SAELens-format SAE directory: report its features closest to each probe direction")
+    s.add_argument("--force", action="store_true", help="use an --sae whose cfg.json names another model")
     s.add_argument("--html", help="write accuracy/selectivity against layer here")
     s = add("steer", "steering vector from a labelled dataset; generations and a classifier score against alpha")
     s.add_argument("--dataset", default="sentiment")
@@ -198,6 +199,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     e.add_argument("--tokens", type=count, default=32_768)
     e.add_argument("--skip-rows", type=index, default=None,
                    help="start this many 128-token rows into the corpus (default: past the SAE's recorded training rows)")
+    e.add_argument("--force", action="store_true", help="evaluate an SAE whose cfg.json names another model")
     for sp in (t, e):
         sp.add_argument("--max-norm-ratio", type=float, default=10.0,
                         help="skip tokens whose activation norm is above this multiple of the median (0: keep all)")

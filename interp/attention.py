@@ -50,13 +50,24 @@ class AttentionPatterns:
     axes: tuple[str, ...] = ("layer", "head", "query", "key")
 
 
-def attention_patterns(model, prompt: str, layer: int | None = None,
-                       head: int | None = None) -> AttentionPatterns:
-    """Patterns for every layer and head, one layer, or one (layer, head)."""
+MAX_PATTERN_VALUES = 50_000_000
+"""Largest [layer, head, query, key] result :func:`attention_patterns` builds (200 MB of float32); the
+whole grid grows with the square of the prompt (30 × 9 × 2000² = 1.1e9 values for SmolLM2)."""
+
+
+def attention_patterns(model, prompt: str, layer: int | None = None, head: int | None = None,
+                       max_values: int = MAX_PATTERN_VALUES) -> AttentionPatterns:
+    """Patterns for every layer and head, one layer, or one (layer, head). Refuses, before any
+    forward pass, a result of more than ``max_values`` numbers."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     layers = list(range(n_layers)) if layer is None else [check_index(layer, n_layers, "layer")]
     heads = list(range(n_heads)) if head is None else [check_index(head, n_heads, "head")]
     tokens = to_tokens(model, prompt)
+    n = len(layers) * len(heads) * tokens.shape[1] ** 2
+    if n > max_values:
+        raise InterpError(f"attention for {len(layers)} layer(s) x {len(heads)} head(s) of a {tokens.shape[1]}-token "
+                          f"prompt is {n:.3g} values ({4 * n / 1e9:.1f} GB), above the limit of {max_values:.3g}; "
+                          "pass --layer L (and --head H), or a shorter prompt")
     names = {f"blocks.{l}.attn.hook_pattern" for l in layers}
     t0 = time.perf_counter()
     with torch.no_grad():

@@ -21,6 +21,7 @@ from interp._cli_text import print_summary
 from interp.errors import InterpError
 
 VERBS: dict[str, Callable[[argparse.Namespace], dict]] = {}
+CLI_MAX_PATTERN_VALUES = 12_000_000  # ~100 MB of JSON: every layer and head of a 200-token SmolLM2 prompt
 
 
 def verb(fn: Callable[[argparse.Namespace], dict]):
@@ -29,9 +30,12 @@ def verb(fn: Callable[[argparse.Namespace], dict]):
 
 
 def _model(args):
+    from transformers.utils import logging as hf_logging
+
     from interp.distributed import local_device
     from interp.models import load_model
 
+    hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bar; our load line stays
     return load_model(args.model, device=local_device(args.device))
 
 
@@ -64,7 +68,7 @@ def cmd_attention(args) -> dict:
     from interp.attention import attention_patterns
 
     model = _model(args)
-    res = attention_patterns(model, args.prompt, args.layer, args.head)
+    res = attention_patterns(model, args.prompt, args.layer, args.head, max_values=CLI_MAX_PATTERN_VALUES)
     out = {"model": model.cfg.model_name, "prompt": args.prompt, "tokens": res.tokens,
            "layers": res.layers, "heads": res.heads,
            "axes": {"pattern": list(res.axes)}, "pattern": _round(res.pattern.tolist()),
@@ -286,7 +290,7 @@ def _probe_sae(args, model):
     from saes.io import load_sae, resolve_hook
 
     sae = load_sae(args.sae)
-    resolve_hook(model, sae)
+    resolve_hook(model, sae, args.force)
     return sae
 
 
@@ -368,7 +372,7 @@ def cmd_sae(args) -> dict:
     sae = load_sae(args.dir)
     model = _model(args)
     res = evaluate_sae(model, sae, args.corpus, args.tokens, skip_rows=args.skip_rows,
-                       max_norm_ratio=args.max_norm_ratio)
+                       max_norm_ratio=args.max_norm_ratio, force=args.force)
     return {"model": model.cfg.model_name, "dir": args.dir, "architecture": sae.cfg.architecture,
             "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, **res.to_dict(), "axes": {}}
 

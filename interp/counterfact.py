@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
+from interp.progress import progress
 from interp._files import read_json
 from interp.errors import InterpError
 from interp.rome import RomeConfig, edit
@@ -185,7 +184,7 @@ def evaluate(model, requests: list[Request], layer: int | None = None, config: R
     """Edit, score and undo each request in turn; the model ends exactly as it began."""
     t0 = time.perf_counter()
     pre_rows, post_rows, per, times = [], [], [], []
-    for r in tqdm(requests, desc="CounterFact eval", unit="edit", file=sys.stderr, disable=None):
+    for r in progress(requests, desc="CounterFact eval", unit="edit"):
         pre = _scores(model, r)
         if fluency and r.generation_prompts:
             pre["fluency"], _ = _fluency(model, r)

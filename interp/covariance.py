@@ -28,8 +28,8 @@ from jaxtyping import Float
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from interp.progress import progress
 from interp.cache import atomic_path, cache_dir, slug
 from interp.corpus import DEFAULT, corpus_id, token_rows
 from interp.errors import InterpError, check_index
@@ -143,8 +143,7 @@ def _compute(model, layer: int, corpus: str | None, tokens: int, seq_len: int, b
         sums["sum"] += k.T @ k
         return None
 
-    bar = tqdm(total=n_rows, initial=done, desc=f"key statistics L{layer}", unit="row", file=sys.stderr,
-               disable=None)
+    bar = progress(total=n_rows, initial=done, desc=f"key statistics L{layer}", unit="row")
     batch: list[Tensor] = []
     batches = 0
     rows = token_rows(model, corpus, (n_rows - done) * seq_len, seq_len, skip_rows=done)

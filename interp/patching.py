@@ -27,8 +27,8 @@ from typing import Literal
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from interp.progress import progress
 from interp._batching import bind, cells_per_pass, forward_with_cells, free_memory, is_oom
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, baselines, metric_per_pair, normalize
@@ -124,8 +124,8 @@ def patch_sweep(model, task: Task, site: str = "resid_pre", direction: Direction
         per_chunk = min(per_chunk, max_cells_per_chunk)
     values = torch.empty(len(cells))
     base_metric = None
-    start, bar = 0, tqdm(total=len(cells), desc=f"patching {site}", unit="cell", file=sys.stderr,
-                         disable=len(cells) <= per_chunk, leave=False)
+    start, bar = 0, progress(total=len(cells), desc=f"patching {site}", unit="cell",
+                             disable=len(cells) <= per_chunk, leave=False)
     while start < len(cells):
         chunk = cells[start:start + per_chunk]
         try:

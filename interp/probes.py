@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,8 +37,8 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from interp.progress import progress
 from interp._files import read_json
 from interp.errors import InterpError, check_index
 from interp.tokens import right_pad, to_tokens
@@ -176,8 +175,8 @@ def collect_activations(model, ds: ProbeDataset, layers: list[int] | None = None
     names = [f"blocks.{l}.{SITES[site]}" for l in layers]
     positions = [_positions(model, t, sp) for t, sp in zip(ds.texts, ds.spans)]
     rows: list[list[Tensor]] = [[] for _ in ds.texts]
-    for start in tqdm(range(0, len(ds.texts), batch_size), desc=f"activations {ds.name}", unit="batch",
-                      file=sys.stderr, disable=None, leave=False):
+    for start in progress(range(0, len(ds.texts), batch_size), desc=f"activations {ds.name}", unit="batch",
+                          leave=False):
         chunk = range(start, min(start + batch_size, len(ds.texts)))
         tokens = right_pad(model, [to_tokens(model, ds.texts[i])[0].tolist() for i in chunk])
         _, cache = model.run_with_cache(tokens, names_filter=lambda h: h in names)
@@ -298,8 +297,7 @@ def probe_layers(acts: Activations, folds: int = 5, test_size: float = 0.25, see
     control = control_labels(ds, seed)
     g_train = [ds.groups[i] for i in train]
     out = []
-    for li, layer in enumerate(tqdm(acts.layers, desc=f"probes {ds.name}", unit="layer", file=sys.stderr,
-                                    disable=None, leave=False)):
+    for li, layer in enumerate(progress(acts.layers, desc=f"probes {ds.name}", unit="layer", leave=False)):
         X = acts.X[li].numpy()
         probe, C = fit_probe(X[train], ds.y[train], g_train, folds, seed)
         correct = int((probe.predict(X[test]) == ds.y[test]).sum())

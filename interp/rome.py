@@ -32,7 +32,6 @@ back; ``Edit.active`` checks that the edited weights are still in place.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -40,8 +39,8 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from interp.progress import progress
 from interp.cache import cache_dir, slug, write_json
 from interp.covariance import key_hook, key_moment
 from interp.errors import InterpError, check_index
@@ -251,7 +250,7 @@ def default_layer(model, facts: list[dict] | None = None) -> dict:
             pass
     facts = load_facts() if facts is None else facts
     effects = []
-    for f in tqdm(facts, desc="MLP effect by layer", unit="fact", file=sys.stderr, disable=None):
+    for f in progress(facts, desc="MLP effect by layer", unit="fact"):
         text = fill_template(f["template"], f["subject"])
         last = subject_span(model, text, f["subject"])[1] - 1
         tr = trace(model, text, f["subject"], f["answer"], kinds=("mlp",), tokens=[last])

@@ -14,7 +14,6 @@ its best layer, say), so the score is an independent reading of the text.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -23,8 +22,8 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from interp.progress import progress
 from interp.errors import InterpError, check_index
 from interp.probes import Activations, ProbeDataset, collect_activations, fit_probe
 from interp.tokens import to_tokens
@@ -96,7 +95,7 @@ def steering_curve(model, vector: Float[Tensor, "d_model"], layer: int, alphas: 
         raise InterpError("steering needs at least one prompt")
     t0 = time.perf_counter()
     texts: list[list[str]] = []
-    for a in tqdm(list(alphas), desc="steering", unit="alpha", file=sys.stderr, disable=None):
+    for a in progress(list(alphas), desc="steering", unit="alpha"):
         row = []
         with steer(model, vector, a, layer):
             for i, p in enumerate(prompts):

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from interp.progress import progress
 from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom, rows_at_layers
 from interp.cache import cache_dir, slug, write_json
 from interp._files import read_json
@@ -206,8 +205,7 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
     grid = torch.zeros(len(kinds), n_tok, n)
     corrupt, per_pass = None, None
     restored = range(n_tok) if tokens is None else [check_index(t, n_tok, "token") for t in tokens]
-    bar = tqdm(total=len(kinds) * len(restored) * n, desc="tracing", unit="cell", file=sys.stderr, leave=False,
-               disable=None)
+    bar = progress(total=len(kinds) * len(restored) * n, desc="tracing", unit="cell", leave=False)
     for t in restored if trim else [None]:
         cells = [(k, tt, l) for k in kinds for tt in ([t] if trim else restored) for l in range(n)]
         starts = [min(int(h.split(".")[1]) for h, _ in _restores(k, tt, l, window, n)) for k, tt, l in cells]
@@ -401,7 +399,7 @@ def average_trace(model, facts: list[dict] | None = None, kinds: Sequence[Kind] 
     t0 = time.perf_counter()
     per_kind: dict[str, list[Tensor]] = {k: [] for k in kinds}
     clean, corrupt = [], []
-    for fact in tqdm(facts, desc="tracing facts", unit="fact", file=sys.stderr, leave=False):
+    for fact in progress(facts, desc="tracing facts", unit="fact", leave=False):
         tr = trace(model, fill_template(fact["template"], fact["subject"]), fact["subject"],
                    fact["answer"], kinds, samples, noise, window, seed)
         for k in kinds:

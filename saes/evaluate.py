@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from interp.progress import progress
 from interp.corpus import corpus_id, token_rows
 from interp.errors import InterpError
 from saes.activations import typical_tokens
@@ -102,10 +102,12 @@ def held_out_start(sae: SAE, corpus: str | None, seq_len: int, skip_rows: int | 
 
 @torch.no_grad()
 def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_768, seq_len: int = 128,
-                 batch_rows: int = 16, skip_rows: int | None = None, max_norm_ratio: float = 10.0) -> SAEEval:
-    """Metrics over ``tokens`` corpus tokens of held-out rows (:func:`held_out_start`)."""
+                 batch_rows: int = 16, skip_rows: int | None = None, max_norm_ratio: float = 10.0,
+                 force: bool = False) -> SAEEval:
+    """Metrics over ``tokens`` corpus tokens of held-out rows (:func:`held_out_start`). ``force``
+    evaluates an SAE whose config names another model (:func:`saes.io.resolve_hook`)."""
+    hook = resolve_hook(model, sae, force)
     skip_rows = held_out_start(sae, corpus, seq_len, skip_rows)
-    hook = resolve_hook(model, sae)
     sae = sae.to(model.cfg.device).eval()
     t0 = time.perf_counter()
     rows = list(token_rows(model, corpus, tokens, seq_len, skip_rows=skip_rows))
@@ -113,7 +115,7 @@ def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_76
     xs, fires = [], torch.zeros(sae.cfg.d_sae, device=model.cfg.device)
     n_tok, skipped = 0, 0
     bos = model.tokenizer.bos_token_id if model.cfg.default_prepend_bos else None
-    for i in tqdm(range(0, len(rows), batch_rows), desc="SAE eval", unit="batch", file=sys.stderr, disable=None):
+    for i in progress(range(0, len(rows), batch_rows), desc="SAE eval", unit="batch"):
         batch = torch.stack(rows[i:i + batch_rows]).to(model.cfg.device)
         if bos is not None:
             batch = torch.cat([batch.new_full((batch.shape[0], 1), bos), batch], 1)

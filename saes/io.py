@@ -89,10 +89,15 @@ def load_sae(path: str | Path, device: str = "cpu") -> SAE:
     return sae.to(device).eval()
 
 
-def resolve_hook(model, sae: SAE) -> str:
-    """The bridge hook an SAE reads, checked against the model: it must exist, and its width
-    must be the SAE's d_in. SAELens's legacy ``hook_point`` names are the bridge's legacy names."""
+def resolve_hook(model, sae: SAE, force: bool = False) -> str:
+    """The bridge hook an SAE reads, checked against the model: the SAE must have been trained on
+    this model (unless ``force``: its ``cfg.json`` names another), the hook must exist, and its
+    width must be the SAE's d_in. SAELens's legacy ``hook_point`` names are the bridge's legacy names."""
     name = sae.cfg.hook_name
+    trained_on = sae.cfg.model_name
+    if trained_on and not force and _model_key(trained_on) != _model_key(model.cfg.model_name):
+        raise InterpError(f"the SAE was trained on {trained_on!r} ({name}), not on {model.cfg.model_name!r}; "
+                          f"load that model with --model, or pass --force to use it anyway")
     if name not in model.hook_dict:
         near = difflib.get_close_matches(name, list(model.hook_dict), n=3)
         raise InterpError(f"the model has no hook {name!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))
@@ -101,5 +106,15 @@ def resolve_hook(model, sae: SAE) -> str:
                                         names_filter=name)
     width = cache[name].shape[-1]
     if width != sae.cfg.d_in:
-        raise InterpError(f"SAE d_in {sae.cfg.d_in} does not match hook {name} of width {width}")
+        raise InterpError(f"SAE d_in {sae.cfg.d_in} (trained on {trained_on or 'an unrecorded model'}, {name}) does "
+                          f"not match hook {name} of {model.cfg.model_name}, of width {width}")
     return name
+
+
+def _model_key(name: str) -> str:
+    """A model name without its organisation or letter case, so ``HuggingFaceTB/SmolLM2-135M-Instruct``,
+    the alias ``smollm2-135m`` and SAELens's own spellings compare equal."""
+    from interp.models import ALIASES
+
+    key = name.lower().rsplit("/", 1)[-1]
+    return ALIASES.get(key, key).removesuffix("-instruct")

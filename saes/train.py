@@ -23,7 +23,7 @@ and blocks of activations stay on the device (see :class:`ActivationStore`).
 from __future__ import annotations
 
 import json
-import sys
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
+from interp.progress import progress
 from interp.cache import atomic_path
 from interp.corpus import corpus_id
 from interp.distributed import init_distributed, rank_world
@@ -137,8 +137,25 @@ class TrainResult:
 
 
 def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> TrainResult:
-    """Train (or resume) and save the SAE in SAELens layout at ``out_dir``."""
+    """Train (or resume) and save the SAE in SAELens layout at ``out_dir``.
+
+    A run that fails leaves either nothing (an ``out_dir`` it created is removed) or a resumable
+    checkpoint, which its error names."""
     out = Path(out_dir)
+    created = not out.exists()
+    try:
+        return _train(model, cfg, out, resume)
+    except BaseException as err:
+        ckpt = out / "checkpoint.pt"
+        if ckpt.exists():
+            if isinstance(err, InterpError) and str(ckpt) not in str(err):
+                raise InterpError(f"{err} (run the same command again to resume from {ckpt})") from err
+        elif created and out.exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     rank, world = rank_world()
     if cfg.batch_size % world:
@@ -185,8 +202,8 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
         objective = torch.compile(objective)
     train_step = TrainStep(objective, sae, opt, cfg.grad_clip, bf16=on_gpu, graphs=graphs)
     metrics_path = out / "metrics.jsonl"
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"SAE {cfg.architecture} {cfg.hook}", unit="step",
-               file=sys.stderr, disable=None if rank == 0 else True)
+    bar = progress(total=cfg.steps, initial=start, desc=f"SAE {cfg.architecture} {cfg.hook}", unit="step",
+                   disable=rank != 0)
     t0, last = time.perf_counter(), {}
     clock = {"t": t0, "step": start}  # the last metrics line, for tokens/s over the interval
     window = cfg.dead_window()

@@ -115,3 +115,15 @@ def test_embedded_induction_heads(smol):
     assert {"L17H3", "L17H4", "L17H5"} <= set(top)
     assert all(0.6 < top[h] < 0.9 for h in ("L17H3", "L17H4", "L17H5"))
     assert result.scores["induction"].shape == (30, 9)  # per query head under GQA
+
+
+def test_a_grid_too_large_is_refused_before_the_forward(tiny, monkeypatch):
+    """All layers and heads of a long prompt grow with its square; the size is checked up front
+    (a 2,000-token prompt without --layer used to die of memory after 22 s)."""
+    calls = []
+    monkeypatch.setattr(tiny, "run_with_cache", lambda *a, **k: calls.append(1))
+    prompt = " word" * 300
+    n_layers, n_heads = tiny.cfg.n_layers, tiny.cfg.n_heads
+    with pytest.raises(InterpError, match=r"pass --layer L \(and --head H\)"):
+        attention_patterns(tiny, prompt, max_values=n_layers * n_heads * 300 ** 2 - 1)
+    assert calls == []

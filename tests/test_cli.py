@@ -96,7 +96,9 @@ def test_embedded_heads_verb_finds_induction_heads():
 
 @pytest.mark.slow
 def test_embedded_lens_verb():
-    out = run_json("lens", "--prompt", EIFFEL, "--answer", " Paris", "--wrong", " Rome")
+    code, stdout, err = run("lens", "--prompt", EIFFEL, "--answer", " Paris", "--wrong", " Rome", "--json")
+    assert code == 0 and "Loading weights" not in err  # transformers' bar is silenced in the CLI
+    out = json.loads(stdout)
     assert out["model"] == "smollm2-135m" and out["tokens"][1] == " E"
     assert out["top_tokens"][-1][0]["token"] == " Paris" and out["answer_rank"][-1] == 0
     assert abs(out["dla"]["sum_of_parts"] - out["dla"]["logit_diff"]) < 1e-3
@@ -321,3 +323,13 @@ def test_version_and_help_show_defaults():
     assert code == 0 and out.startswith("interp ")
     code, out, _ = run("heads", "--help")
     assert code == 0 and "(default: 10)" in out and "(default: induction)" in out
+
+
+def test_progress_off_a_terminal_is_plain_lines(capsys):
+    """Redirected stderr gets whole lines (no carriage-return redraws) with the count and rate."""
+    from interp.progress import progress
+
+    for _ in progress(range(3), desc="tracing", unit="cell"):
+        pass
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.strip().splitlines()[-1].startswith("tracing: 3/3 cell")

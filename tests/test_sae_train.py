@@ -240,3 +240,13 @@ def test_eval_holds_out_the_training_rows(tiny_models, corpus, tmp_path):
         held_out_start(sae, corpus, seq_len=32, skip_rows=50)
     assert held_out_start(sae, None, seq_len=32) == 0  # trained on another corpus
     assert res.steps == 10
+
+
+def test_a_failed_run_leaves_no_empty_out_directory(tiny_models, corpus, tmp_path):
+    with pytest.raises(InterpError, match="has no hook"):
+        train(tiny_models["tiny-llama"], _cfg(corpus, hook="blocks.9.hook_resid_post"), tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user made is left alone
+    with pytest.raises(InterpError):
+        train(tiny_models["tiny-llama"], _cfg(corpus, hook="blocks.9.hook_resid_post"), tmp_path / "mine")
+    assert (tmp_path / "mine").is_dir()

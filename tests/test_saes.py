@@ -321,3 +321,24 @@ def test_batchtopk_threshold_ema_follows_the_smallest_kept_value():
     before = sae.threshold.item()
     sae.activation(torch.full((4, D_SAE), -1.0))  # nothing positive to keep
     assert sae.threshold.item() == before
+
+
+def test_an_sae_of_another_model_is_refused_unless_forced(tiny):
+    """A cfg.json naming gpt2, with a matching width, used to be evaluated on the embedded model
+    without a word."""
+    other = make_sae(SAEConfig("topk", tiny.cfg.d_model, 32, hook_name="blocks.1.hook_resid_post", k=4,
+                               model_name="gpt2"))
+    with pytest.raises(InterpError, match=f"trained on 'gpt2' .*not on '{tiny.cfg.model_name}'.*--force"):
+        resolve_hook(tiny, other)
+    assert resolve_hook(tiny, other, force=True) == "blocks.1.hook_resid_post"
+    mine = make_sae(SAEConfig("topk", tiny.cfg.d_model + 1, 32, hook_name="blocks.1.hook_resid_post", k=4,
+                              model_name=tiny.cfg.model_name.upper()))
+    with pytest.raises(InterpError, match=f"trained on {tiny.cfg.model_name.upper()}, blocks.1.hook_resid_post"):
+        resolve_hook(tiny, mine)
+
+
+def test_model_names_compare_without_organisation_case_or_alias():
+    from saes.io import _model_key
+
+    assert _model_key("HuggingFaceTB/SmolLM2-135M-Instruct") == _model_key("smollm2-135m") == "smollm2-135m"
+    assert _model_key("gpt2") != _model_key("smollm2-135m")
