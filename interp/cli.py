@@ -110,6 +110,14 @@ def cmd_lens(args) -> dict:
     for text, what in ((args.answer, "answer"), (args.wrong, "wrong answer")):
         if text is not None:
             single_token(model, text, what)  # fail before any work
+    if args.answer is not None and args.answer == args.wrong:
+        raise InterpError(f"the answer and the wrong token are the same ({args.answer!r}); DLA splits the "
+                          "difference of two different tokens")
+    if args.answer is not None:
+        from interp.metrics import warn_missing_space
+        from interp.tokens import to_tokens
+
+        warn_missing_space(model, to_tokens(model, args.prompt), [w for w in (args.answer, args.wrong) if w])
     lens = logit_lens(model, args.prompt, args.answer, top_k=args.top)
     out: dict[str, Any] = {
         "model": model.cfg.model_name, "prompt": args.prompt, "tokens": lens.tokens,

@@ -310,6 +310,8 @@ def test_probe_reports_sae_features_by_cosine(tmp_path):
     (["edit", "--layer", "-1"], "negative indices are not supported"),
     (["attention", "--prompt", "hi", "--head", "x"], "expected an integer, not 'x'"),
     (["attention", "--prompt", "hi", "--model", "tiny-gpt2", "--device", "cuda:7"], "--device cuda:7"),
+    (["lens", "--model", "tiny-gpt2", "--prompt", EIFFEL, "--answer", " Rome", "--wrong", " Rome"],
+     "the answer and the wrong token are the same"),
 ])
 def test_bad_sizes_indices_and_devices_are_one_line_before_any_work(args, message, tmp_path):
     """Refused up front with exit 2 (`--tokens 0` used to train one step and exit 0; `--device cuda`
