@@ -39,8 +39,41 @@ def right_pad(model, rows: list[list[int]]) -> Int[Tensor, "batch pos"]:
 
 
 def str_tokens(model, tokens: Int[Tensor, "pos"]) -> list[str]:
-    """The string of each token id (not joined), e.g. ``[' E', 'iffel', ' Tower']``."""
-    return [model.tokenizer.decode([int(t)]) for t in tokens]
+    """The string of each token id (not joined), e.g. ``[' E', 'iffel', ' Tower']``. A byte-level
+    token that is only part of a character (CJK, emoji) shows its bytes, ``' \\xe6'``, rather than
+    the ``'�'`` that decoding it alone gives, so figure axes and JSON stay readable."""
+    return [display_token(model.tokenizer, int(t)) for t in tokens]
+
+
+def display_token(tokenizer, token_id: int) -> str:
+    """``tokenizer.decode([token_id])``, or, where that is a replacement character, the token's raw
+    bytes with the undecodable ones escaped."""
+    text = tokenizer.decode([token_id])
+    if "\ufffd" not in text:
+        return text
+    piece = tokenizer.convert_ids_to_tokens(token_id)
+    decoder = _byte_decoder()
+    if not isinstance(piece, str) or any(c not in decoder for c in piece):
+        return text  # not a byte-level BPE piece: keep the decoded text
+    return bytes(decoder[c] for c in piece).decode("utf-8", errors="backslashreplace")
+
+
+_BYTES: dict[str, int] = {}
+
+
+def _byte_decoder() -> dict[str, int]:
+    """Byte-level BPE's character for each byte (GPT-2, Llama-3, SmolLM2): printable Latin-1 bytes
+    stand for themselves, the other 68 bytes for the characters from U+0100 on, in byte order."""
+    if not _BYTES:
+        printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
+        shifted = 0
+        for b in range(256):
+            if b in printable:
+                _BYTES[chr(b)] = b
+            else:
+                _BYTES[chr(256 + shifted)] = b
+                shifted += 1
+    return _BYTES
 
 
 def single_token(model, text: str, what: str = "answer") -> int:

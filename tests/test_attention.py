@@ -127,3 +127,16 @@ def test_a_grid_too_large_is_refused_before_the_forward(tiny, monkeypatch):
     with pytest.raises(InterpError, match=r"pass --layer L \(and --head H\)"):
         attention_patterns(tiny, prompt, max_values=n_layers * n_heads * 300 ** 2 - 1)
     assert calls == []
+
+
+def test_byte_level_tokens_show_their_bytes_not_replacement_characters(tiny):
+    """CJK split into byte-level tokens used to show as '�' on every axis; each token now shows its
+    bytes, and the bytes of all tokens, read back, are the text's UTF-8."""
+    import codecs
+
+    from interp.tokens import str_tokens
+
+    text = "I love 🙂 and 東京"
+    shown = str_tokens(tiny, to_tokens(tiny, text, prepend_bos=False)[0])
+    assert "\ufffd" not in "".join(shown) and any("\\x" in s for s in shown)
+    assert b"".join(codecs.escape_decode(s.encode())[0] for s in shown) == text.encode()
