@@ -1,13 +1,43 @@
-"""Mechanistic-interpretability analyses on one TransformerLens 4 hooked model."""
+"""Mechanistic-interpretability analyses on one TransformerLens 4 hooked model.
 
-from interp.attention import AttentionPatterns, HeadScores, attention_patterns, detect_heads
-from interp.errors import InterpError
-from interp.lens import LogitAttribution, LogitLens, direct_logit_attribution, logit_lens
-from interp.models import DEFAULT_MODEL, list_models, load_model
-from interp.tokens import single_token, str_tokens, to_tokens
+Every public analysis is importable from here (``from interp import patch_sweep``); each is
+loaded on first use (PEP 562), so ``import interp`` and ``interp --help`` do not pay for
+torch and TransformerLens until an analysis runs.
+"""
 
-__all__ = [
-    "DEFAULT_MODEL", "AttentionPatterns", "HeadScores", "InterpError", "LogitAttribution",
-    "LogitLens", "attention_patterns", "detect_heads", "direct_logit_attribution",
-    "list_models", "load_model", "logit_lens", "single_token", "str_tokens", "to_tokens",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "interp.models": ["DEFAULT_MODEL", "list_models", "load_model"],
+    "interp.errors": ["InterpError"],
+    "interp.tokens": ["single_token", "str_tokens", "to_tokens"],
+    "interp.attention": ["AttentionPatterns", "HeadScores", "attention_patterns", "detect_heads"],
+    "interp.lens": ["LogitAttribution", "LogitLens", "direct_logit_attribution", "logit_lens"],
+    "interp.metrics": ["Task", "make_task"],
+    "interp.patching": ["PatchResult", "patch_sweep"],
+    "interp.attribution": ["Agreement", "agreement", "attribution_sweep"],
+    "interp.path_patching": ["path_patch", "path_patch_sweep"],
+    "interp.circuits": ["Circuit", "EdgeScores", "discover_circuit", "edge_attribution"],
+    "interp.tracing": ["AverageTrace", "Trace", "average_trace", "trace"],
+    "interp.rome": ["Edit", "RomeConfig", "edit"],
+    "interp.counterfact": ["EvalResult", "evaluate", "load_requests"],
+    "interp.probes": ["ProbeReport", "load_dataset", "probe_layers"],
+    "interp.steering": ["SteeringCurve", "mean_difference", "probe_direction", "steer", "steering_curve"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'interp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
