@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
+TOP = 5  # rows of a ranked list (strongest attention pairs, patching cells, DLA components)
+
+
+def _label(axis: str, i: int, tokens: list[str]) -> str:
+    return {"layer": f"L{i}", "head": f"H{i}"}.get(axis, f"{tokens[i]!r}@{i}" if axis == "pos" else f"{axis}{i}")
+
+
+def _ranked(grid, axes: list[str], tokens: list[str], key=abs, n: int = TOP) -> list[tuple[float, str]]:
+    """The ``n`` largest cells of a nested list by ``key``, each with its axis labels."""
+    cells = []
+
+    def walk(node, idx):
+        if isinstance(node, list):
+            for i, child in enumerate(node):
+                walk(child, idx + [i])
+        elif node == node:  # skip NaN
+            cells.append((node, " ".join(_label(a, i, tokens) for a, i in zip(axes, idx))))
+    walk(grid, [])
+    return sorted(cells, key=lambda c: key(c[0]), reverse=True)[:n]
+
 
 def print_summary(verb_name: str, out: dict) -> None:
     """The short human-readable form of a verb's JSON object (without ``--json``)."""
@@ -17,16 +37,22 @@ def print_summary(verb_name: str, out: dict) -> None:
             print(f"{h['name']:<8} {out['detector']} {h['score']:.3f}")
     elif verb_name == "lens":
         for i, layer in enumerate(out["layers"]):
-            top = out["top_tokens"][i][0]
+            tops = "  ".join(f"{t['token']!r} {t['prob']:.3f}" for t in out["top_tokens"][i])
             extra = "" if out["answer_prob"] is None else \
-                f"  P(answer)={out['answer_prob'][i]:.3f} rank {out['answer_rank'][i]}"
-            print(f"{layer:<6} top {top['token']!r} {top['prob']:.3f}{extra}")
+                f"  | P(answer)={out['answer_prob'][i]:.3f} rank {out['answer_rank'][i]}"
+            print(f"{layer:<6} {tops}{extra}")
         if "dla" in out:
             d = out["dla"]
-            print(f"logit diff {d['logit_diff']:.4f} = sum of DLA parts {d['sum_of_parts']:.4f}")
+            print(f"logit diff {d['logit_diff']:.4f} = sum of DLA parts {d['sum_of_parts']:.4f}; largest parts:")
+            parts = _ranked(d["heads"], ["layer", "head"], []) + [(v, f"MLP{i}") for i, v in enumerate(d["mlps"])]
+            for v, name in sorted(parts, key=lambda c: abs(c[0]), reverse=True)[:TOP]:
+                print(f"  {name.replace(' ', ''):<8} {v:+.4f}")
     elif verb_name == "patch":
         print(f"{out['method']} {out['site']} ({out['direction']}): clean {out['clean_baseline']:.3f}, "
-              f"corrupt {out['corrupt_baseline']:.3f}; normalised values {out['axes']['values']}")
+              f"corrupt {out['corrupt_baseline']:.3f}; strongest normalised cells:")
+        grid = out.get("normalized") or out["values"]
+        for v, where in _ranked(grid, out["axes"]["values"], out["tokens"]):
+            print(f"  {where:<32} {v:+.3f}")
         if "agreement" in out:
             print(f"agreement with exact: r={out['agreement']['pearson_r']:.3f}")
     elif verb_name == "circuit":
@@ -64,8 +90,12 @@ def print_summary(verb_name: str, out: dict) -> None:
             print(f"  {p!r}\n    before: {b!r}\n    after:  {a!r}")
     elif verb_name == "probe":
         for name, r in out["results"].items():
-            print(f"{name:<10} best layer {r['best_layer']:>2}: accuracy {r['best_accuracy']:.3f} "
-                  f"(chance {r['chance']:.2f}); selectivity {r['selectivity'][r['layers'].index(r['best_layer'])]:.3f}")
+            print(f"{name}: best layer {r['best_layer']}, accuracy {r['best_accuracy']:.3f} (chance {r['chance']:.2f})")
+            print(f"  {'layer':>5} {'accuracy':>9} {'95% CI':>15} {'control':>8} {'selectivity':>11}")
+            for i, layer in enumerate(r["layers"]):
+                mark = " *" if layer == r["best_layer"] else ""
+                print(f"  {layer:>5} {r['accuracy'][i]:>9.3f} {r['ci_low'][i]:>7.3f}-{r['ci_high'][i]:<7.3f} "
+                      f"{r['control_accuracy'][i]:>8.3f} {r['selectivity'][i]:>11.3f}{mark}")
     elif verb_name == "steer":
         for a, m, g in zip(out["alphas"], out["mean_score"], out["generations"]):
             print(f"alpha {a:+6.1f}: P({out['positive']}) {m:.3f}  e.g. {g[0][:70]!r}")
@@ -79,5 +109,14 @@ def print_summary(verb_name: str, out: dict) -> None:
     elif verb_name == "attention":
         print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
               + (f"; figure {out['html']}" if "html" in out else ""))
+        pairs = []  # strongest query -> key weights, the first position (the attention sink) left out
+        for li, layer in enumerate(out["pattern"]):
+            for hi, head in enumerate(layer):
+                for q, row in enumerate(head):
+                    pairs += [(w, out["layers"][li], out["heads"][hi], q, k) for k, w in enumerate(row) if 0 < k <= q]
+        if pairs:
+            print("strongest query -> key (first position left out):")
+        for w, l, h, q, k in sorted(pairs, reverse=True)[:TOP]:
+            print(f"  L{l}H{h}  {out['tokens'][q]!r}@{q} -> {out['tokens'][k]!r}@{k}  {w:.3f}")
     print(f"({out['seconds']:.2f} s)")
 

@@ -335,3 +335,18 @@ def test_progress_off_a_terminal_is_plain_lines(capsys):
         pass
     err = capsys.readouterr().err
     assert "\r" not in err and err.strip().splitlines()[-1].startswith("tracing: 3/3 cell")
+
+
+def test_terminal_summaries_tell_the_result():
+    """Without --json: attention names its strongest query -> key pairs, patch its top cells with
+    token and layer, lens honours --top and lists the largest DLA parts."""
+    code, out, _ = run("attention", "--model", "tiny-gpt2", "--prompt", "The cat sat on the mat", "--layer", "1")
+    pairs = out.split("(first position left out):")[1].strip().splitlines()[:-1]  # the last line: seconds
+    assert code == 0 and len(pairs) == 5 and all(l.strip().startswith("L1H") and "->" in l for l in pairs)
+    code, out, _ = run("patch", "--model", "tiny-gpt2", *PAIR, "--site", "resid_pre")
+    cells = out.split("strongest normalised cells:")[1].strip().splitlines()[:5]
+    assert code == 0 and all(l.strip().startswith("L") and "'@" in l for l in cells)
+    code, out, _ = run("lens", "--model", "tiny-gpt2", "--prompt", EIFFEL, "--answer", " Paris", "--wrong", " Rome",
+                       "--top", "3")
+    layer0 = next(l for l in out.splitlines() if l.startswith("L0 "))
+    assert code == 0 and layer0.split("|")[0].count("'") >= 6 and "largest parts:" in out
