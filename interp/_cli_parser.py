@@ -116,6 +116,15 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--direction", choices=["denoise", "noise"], default="denoise")
     s.add_argument("--compare", action="store_true", help="with attribution: also run exact, report agreement")
     s.add_argument("--html", help="write the heatmap here")
+    s = add("path-patch", "path patching: every head as the sender, through the path to the logits or to receiver heads")
+    add_pairs(s)
+    s.add_argument("--receivers", default="logits", help="'logits', or receiver heads as L9H6,L9H9")
+    s.add_argument("--receiver-input", choices=["q", "k", "v"], default="q",
+                   help="which input of the receiver heads carries the path")
+    s.add_argument("--direction", choices=["denoise", "noise"], default="denoise")
+    s.add_argument("--freeze-mlps", action="store_true",
+                   help="freeze MLPs too, leaving only the direct head-to-head path")
+    s.add_argument("--html", help="write the layer x head heatmap here")
     s = add("circuit", "edge attribution patching (EAP): the top edges as a circuit, with faithfulness")
     add_pairs(s)
     s.add_argument("--edges", type=count, default=200, help="keep this many top edges by |score|")

@@ -17,7 +17,7 @@ def _ranked(grid, axes: list[str], tokens: list[str], key=abs, n: int = TOP) -> 
         if isinstance(node, list):
             for i, child in enumerate(node):
                 walk(child, idx + [i])
-        elif node == node:  # skip NaN
+        elif node is not None and node == node:  # skip cells without a value (null or NaN)
             cells.append((node, " ".join(_label(a, i, tokens) for a, i in zip(axes, idx))))
     walk(grid, [])
     return sorted(cells, key=lambda c: key(c[0]), reverse=True)[:n]
@@ -47,7 +47,7 @@ def print_summary(verb_name: str, out: dict) -> None:
             parts = _ranked(d["heads"], ["layer", "head"], []) + [(v, f"MLP{i}") for i, v in enumerate(d["mlps"])]
             for v, name in sorted(parts, key=lambda c: abs(c[0]), reverse=True)[:TOP]:
                 print(f"  {name.replace(' ', ''):<8} {v:+.4f}")
-    elif verb_name == "patch":
+    elif verb_name in ("patch", "path-patch"):
         print(f"{out['method']} {out['site']} ({out['direction']}): clean {out['clean_baseline']:.3f}, "
               f"corrupt {out['corrupt_baseline']:.3f}; strongest normalised cells:")
         grid = out.get("normalized") or out["values"]

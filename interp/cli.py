@@ -25,7 +25,7 @@ CLI_MAX_PATTERN_VALUES = 12_000_000  # ~100 MB of JSON: every layer and head of 
 
 
 def verb(fn: Callable[[argparse.Namespace], dict]):
-    VERBS[fn.__name__.removeprefix("cmd_")] = fn
+    VERBS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn
     return fn
 
 
@@ -165,6 +165,36 @@ def cmd_patch(args) -> dict:
         out["agreement"] = {"pearson_r": ag.pearson_r, "top_k": ag.top_k,
                             "top_k_overlap": ag.top_k_overlap, "exact_seconds": exact.seconds}
     return _with_html(out, args, "patch_figure", result)
+
+
+@verb
+def cmd_path_patch(args) -> dict:
+    from interp.path_patching import path_patch_sweep
+
+    receivers = _receivers(args.receivers)
+    model, task, fields = _task(args)
+    result = path_patch_sweep(model, task, receivers, args.receiver_input, args.direction, args.metric,
+                              args.freeze_mlps)
+    out = {**fields, "site": result.site, "method": "path", "direction": args.direction,
+           "receivers": args.receivers, "receiver_input": args.receiver_input, "freeze_mlps": args.freeze_mlps,
+           "axes": {"values": list(result.axes), "normalized": list(result.axes)},
+           "values": _round(result.values.tolist()), "normalized": _round(result.normalized().tolist()),
+           "clean_baseline": result.clean_baseline, "corrupt_baseline": result.corrupt_baseline,
+           "seconds": result.seconds}
+    return _with_html(out, args, "patch_figure", result)
+
+
+def _receivers(text: str):
+    """``logits``, or heads as ``L9H6,L9H9``."""
+    if text == "logits":
+        return "logits"
+    heads = []
+    for part in text.split(","):
+        layer, _, head = part.strip().upper().removeprefix("L").partition("H")
+        if not (layer.isdigit() and head.isdigit()):
+            raise InterpError(f"--receivers {text!r}: give 'logits' or heads as L9H6,L9H9 (not {part.strip()!r})")
+        heads.append((int(layer), int(head)))
+    return heads
 
 
 @verb
@@ -404,9 +434,13 @@ def cmd_app(args) -> dict:
 
 
 def _round(x, nd: int = 5):
+    """Floats rounded for JSON; NaN (a cell with no value, e.g. no path) becomes null, which every
+    JSON parser reads."""
     if isinstance(x, list):
         return [_round(v, nd) for v in x]
-    return round(x, nd) if isinstance(x, float) else x
+    if isinstance(x, float):
+        return round(x, nd) if x == x else None
+    return x
 
 
 def _with_html(out: dict, args, figure: str, *fig_args) -> dict:

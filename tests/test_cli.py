@@ -350,3 +350,21 @@ def test_terminal_summaries_tell_the_result():
                        "--top", "3")
     layer0 = next(l for l in out.splitlines() if l.startswith("L0 "))
     assert code == 0 and layer0.split("|")[0].count("'") >= 6 and "largest parts:" in out
+
+
+def test_path_patch_verb_equals_the_library_sweep(tiny_models):
+    """`interp path-patch` is path_patch_sweep: every head as the sender, [layer][head], null where no
+    path exists (senders at or after the receivers' layer)."""
+    import torch
+
+    from interp.metrics import make_task
+    from interp.path_patching import path_patch_sweep
+
+    out = run_json("path-patch", "--model", "tiny-gpt2", *PAIR, "--receivers", "L2H1", "--receiver-input", "v")
+    model = tiny_models["tiny-gpt2"]
+    ref = path_patch_sweep(model, make_task(model, EIFFEL, COLOSSEUM, " Paris", " Rome"), [(2, 1)], "v")
+    got = torch.tensor([[float("nan") if v is None else v for v in row] for row in out["values"]])
+    assert out["axes"]["values"] == list(ref.axes) and out["values"][2] == [None] * model.cfg.n_heads
+    torch.testing.assert_close(got, ref.values.float(), atol=1e-4, rtol=1e-4, equal_nan=True)
+    assert_one_line_error("path-patch", "--model", "tiny-gpt2", *PAIR, "--receivers", "head9",
+                          message="--receivers 'head9': give 'logits' or heads as L9H6,L9H9")
