@@ -49,6 +49,12 @@ class AttentionPatterns:
     seconds: float
     axes: tuple[str, ...] = ("layer", "head", "query", "key")
 
+    def figure(self, layer: int | None = None, head: int | None = None):
+        """This result as a plotly figure (:func:`interp.figures.attention_figure`)."""
+        from interp.figures import attention_figure
+
+        return attention_figure(self, layer, head)
+
 
 MAX_PATTERN_VALUES = 50_000_000
 """Largest [layer, head, query, key] result :func:`attention_patterns` builds (200 MB of float32); the
@@ -120,6 +126,12 @@ class HeadScores:
         return [{"layer": int(i) // s.shape[1], "head": int(i) % s.shape[1],
                  "name": f"L{int(i) // s.shape[1]}H{int(i) % s.shape[1]}", "score": float(v)}
                 for v, i in zip(values, flat)]
+
+    def figure(self, detectors: list[str] | None = None):
+        """This result as a plotly figure (:func:`interp.figures.head_scores_figure`)."""
+        from interp.figures import head_scores_figure
+
+        return head_scores_figure(self, detectors)
 
 
 def detect_heads(model, n_seqs: int = 8, seq_len: int = 50, seed: int = 0) -> HeadScores:

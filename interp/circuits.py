@@ -227,6 +227,12 @@ class Circuit:
     seconds: float
     keep: Tensor = field(repr=False, default=None)
 
+    def figure(self, n_layers: int):
+        """This result as a plotly figure (:func:`interp.figures.circuit_figure`)."""
+        from interp.figures import circuit_figure
+
+        return circuit_figure(self, n_layers)
+
 
 def discover_circuit(model, task: Task, n_edges: int = 200, metric: Metric = "logit_diff") -> Circuit:
     """EAP, keep the ``n_edges`` strongest edges, then measure the circuit's faithfulness."""

@@ -53,6 +53,12 @@ class LogitLens:
     seconds: float
     axes: tuple[str, ...] = ("layer",)
 
+    def figure(self):
+        """This result as a plotly figure (:func:`interp.figures.lens_figure`)."""
+        from interp.figures import lens_figure
+
+        return lens_figure(self)
+
 
 def logit_lens(model, prompt: str, answer: str | None = None, top_k: int = 5) -> LogitLens:
     """Decode the last position's residual stream after every layer."""
@@ -101,6 +107,12 @@ class LogitAttribution:
     def total(self) -> float:
         """Sum of all parts; equals :attr:`logit_diff` up to float error."""
         return float(self.embed + self.biases + self.heads.sum() + self.mlps.sum())
+
+    def figure(self):
+        """This result as a plotly figure (:func:`interp.figures.dla_figure`)."""
+        from interp.figures import dla_figure
+
+        return dla_figure(self)
 
 
 def direct_logit_attribution(model, prompt: str, answer: str, wrong: str) -> LogitAttribution:

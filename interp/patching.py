@@ -98,6 +98,12 @@ class PatchResult:
         """``(m - m_corrupt) / (m_clean - m_corrupt)`` per cell: 1 = clean behaviour."""
         return normalize(self.values, self.clean_baseline, self.corrupt_baseline)
 
+    def figure(self, normalized: bool = True):
+        """This result as a plotly figure (:func:`interp.figures.patch_figure`)."""
+        from interp.figures import patch_figure
+
+        return patch_figure(self, normalized)
+
 
 def grid_shape(model, site: Site, n_pos: int) -> tuple[int, ...]:
     heads = model.cfg.n_key_value_heads if site.kv and model.cfg.n_key_value_heads else model.cfg.n_heads

@@ -287,6 +287,12 @@ class ProbeReport:
                 "top_coefficients": [{"dim": d, "weight": round(w, 4)} for d, w in self.best.top_dims],
                 **self.extra}
 
+    def figure(self):
+        """This result as a plotly figure (:func:`interp.figures.probe_figure`)."""
+        from interp.figures import probe_figure
+
+        return probe_figure([self.to_dict()])
+
 
 def probe_layers(acts: Activations, folds: int = 5, test_size: float = 0.25, seed: int = 0,
                  top_k: int = 10) -> ProbeReport:

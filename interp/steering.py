@@ -86,6 +86,12 @@ class SteeringCurve:
     layer: int
     seconds: float
 
+    def figure(self):
+        """This result as a plotly figure (:func:`interp.figures.steering_figure`)."""
+        from interp.figures import steering_figure
+
+        return steering_figure(self)
+
 
 def steering_curve(model, vector: Float[Tensor, "d_model"], layer: int, alphas: Sequence[float],
                    prompts: Sequence[str], scorer: Callable[[list[str]], np.ndarray],

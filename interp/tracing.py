@@ -63,6 +63,12 @@ class Trace:
     axes: tuple[str, ...] = ("token", "layer")
     extra: dict = field(default_factory=dict)
 
+    def figure(self):
+        """This result as a plotly figure (:func:`interp.figures.trace_figure`)."""
+        from interp.figures import trace_figure
+
+        return trace_figure(self)
+
 
 def fill_template(template: str, subject: str) -> str:
     if "{}" not in template:
@@ -388,6 +394,12 @@ class AverageTrace:
     mean_corrupt_prob: float
     seconds: float
     axes: tuple[str, ...] = ("role", "layer")
+
+    def figure(self):
+        """This result as a plotly figure (:func:`interp.figures.average_trace_figure`)."""
+        from interp.figures import average_trace_figure
+
+        return average_trace_figure(self)
 
 
 def average_trace(model, facts: list[dict] | None = None, kinds: Sequence[Kind] = KINDS,

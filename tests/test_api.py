@@ -21,3 +21,23 @@ def test_importing_the_package_and_cli_help_leave_torch_unloaded():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
     help_ = subprocess.run([sys.executable, "-m", "interp", "--help"], capture_output=True, text=True)
     assert help_.returncode == 0 and "VERB" in help_.stdout
+
+
+def test_results_draw_themselves_with_the_figures_module(tiny_models):
+    """`.figure()` on a result is the interp.figures function applied to it (one line per plot in a
+    notebook; the figures module stays the implementation)."""
+    from interp import figures
+    from interp.metrics import make_task
+
+    m = tiny_models["tiny-gpt2"]
+    eiffel, colosseum = "The Eiffel Tower is located in the city of", "The Colosseum is located in the city of"
+    att = interp.attention_patterns(m, eiffel)
+    assert att.figure(layer=1, head=0).to_json() == figures.attention_figure(att, 1, 0).to_json()
+    lens = interp.logit_lens(m, eiffel)
+    assert lens.figure().to_json() == figures.lens_figure(lens).to_json()
+    dla = interp.direct_logit_attribution(m, eiffel, " Paris", " Rome")
+    assert dla.figure().to_json() == figures.dla_figure(dla).to_json()
+    sweep = interp.patch_sweep(m, make_task(m, eiffel, colosseum, " Paris", " Rome"), "resid_pre")
+    assert sweep.figure().to_json() == figures.patch_figure(sweep).to_json()
+    heads = interp.detect_heads(m, n_seqs=2, seq_len=8)
+    assert heads.figure().to_json() == figures.head_scores_figure(heads).to_json()
