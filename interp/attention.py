@@ -110,9 +110,9 @@ class HeadScores:
 
     scores: dict[str, Float[Tensor, "layer head"]]
     """Detector name -> mean attention score per (layer, query head), in [0, 1]."""
-    loss_first: float
+    loss_first_repeat: float
     """Mean next-token loss (nats) over the first repeat."""
-    loss_second: float
+    loss_second_repeat: float
     """Mean next-token loss (nats) over the second repeat."""
     n_seqs: int
     seq_len: int

@@ -86,7 +86,7 @@ def cmd_heads(args) -> dict:
     out = {"model": model.cfg.model_name, "detector": args.detect,
            "axes": {"scores": list(res.axes)}, "scores": _round(res.scores[args.detect].tolist()),
            "top": res.top(args.detect, args.top),
-           "loss_first_repeat": res.loss_first, "loss_second_repeat": res.loss_second,
+           "loss_first_repeat": res.loss_first_repeat, "loss_second_repeat": res.loss_second_repeat,
            "n_seqs": res.n_seqs, "seq_len": res.seq_len, "seed": args.seed,
            "tokens": str_tokens(model, _first_repeated_row(model, args)),
            "seconds": res.seconds}

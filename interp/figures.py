@@ -61,7 +61,7 @@ def head_scores_figure(result: HeadScores, detectors: list[str] | None = None) -
                       row=1, col=i)
         fig.update_yaxes(autorange="reversed", row=1, col=i)
     fig.update_layout(title=(f"Head detectors on {result.n_seqs}×{result.seq_len} repeated random tokens "
-                             f"(loss {result.loss_first:.2f} → {result.loss_second:.2f} nats)"),
+                             f"(loss {result.loss_first_repeat:.2f} → {result.loss_second_repeat:.2f} nats)"),
                       height=max(360, 18 * result.scores[detectors[0]].shape[0] + 120))
     return fig
 

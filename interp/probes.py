@@ -276,6 +276,15 @@ class ProbeReport:
     def best(self) -> LayerProbe:
         return max(self.layers, key=lambda p: (p.accuracy, p.selectivity))
 
+    @property
+    def best_layer(self) -> int:
+        """The layer of :attr:`best` (the JSON field of the same name)."""
+        return self.best.layer
+
+    @property
+    def best_accuracy(self) -> float:
+        return self.best.accuracy
+
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "labels": self.labels, "site": self.site, "n_train": self.n_train,
                 "n_test": self.n_test, "chance": round(self.chance, 4), "layers": [p.layer for p in self.layers],
@@ -283,7 +292,7 @@ class ProbeReport:
                 "ci_low": [round(p.ci[0], 4) for p in self.layers], "ci_high": [round(p.ci[1], 4) for p in self.layers],
                 "control_accuracy": [round(p.control_accuracy, 4) for p in self.layers],
                 "selectivity": [round(p.selectivity, 4) for p in self.layers], "C": [p.C for p in self.layers],
-                "best_layer": self.best.layer, "best_accuracy": round(self.best.accuracy, 4),
+                "best_layer": self.best_layer, "best_accuracy": round(self.best_accuracy, 4),
                 "top_coefficients": [{"dim": d, "weight": round(w, 4)} for d, w in self.best.top_dims],
                 **self.extra}
 

@@ -41,3 +41,11 @@ def test_results_draw_themselves_with_the_figures_module(tiny_models):
     assert sweep.figure().to_json() == figures.patch_figure(sweep).to_json()
     heads = interp.detect_heads(m, n_seqs=2, seq_len=8)
     assert heads.figure().to_json() == figures.head_scores_figure(heads).to_json()
+
+
+def test_json_fields_and_attributes_share_names():
+    from interp.attention import HeadScores
+    from interp.probes import ProbeReport
+
+    assert {"loss_first_repeat", "loss_second_repeat"} <= set(HeadScores.__dataclass_fields__)
+    assert isinstance(ProbeReport.best_layer, property) and isinstance(ProbeReport.best_accuracy, property)

@@ -74,8 +74,8 @@ def test_detectors_match_naive_loop(tiny):
              for b in range(n_seqs) for i in range(off, off + seq_len - 1)]
     second = [ce(logits[b, i], tokens[b, i + 1]).item()
               for b in range(n_seqs) for i in range(off + seq_len, off + 2 * seq_len - 1)]
-    assert result.loss_first == pytest.approx(sum(first) / len(first), rel=1e-5)
-    assert result.loss_second == pytest.approx(sum(second) / len(second), rel=1e-5)
+    assert result.loss_first_repeat == pytest.approx(sum(first) / len(first), rel=1e-5)
+    assert result.loss_second_repeat == pytest.approx(sum(second) / len(second), rel=1e-5)
 
 
 def test_detectors_find_hand_set_heads():
@@ -109,7 +109,7 @@ def test_detectors_find_hand_set_heads():
 def test_embedded_induction_heads(smol):
     """The issue's measured facts: loss ~13 -> ~2 nats; L18H6 and L17H3-5 are induction heads."""
     result = detect_heads(smol)
-    assert 12.0 < result.loss_first < 15.0 and 1.5 < result.loss_second < 2.5
+    assert 12.0 < result.loss_first_repeat < 15.0 and 1.5 < result.loss_second_repeat < 2.5
     top = {h["name"]: h["score"] for h in result.top("induction", 6)}
     assert list(top)[0] == "L18H6" and top["L18H6"] > 0.85
     assert {"L17H3", "L17H4", "L17H5"} <= set(top)
