@@ -1,4 +1,4 @@
-"""Examples run: every ```python block of the README and every notebook is executed."""
+"""Examples run: every ```python block of the README and of docs/*.md, and every notebook, is executed."""
 
 import re
 from pathlib import Path
@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _readme_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [b for page in pages for b in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
 
 
 def test_readme_has_examples():
