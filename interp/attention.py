@@ -30,6 +30,9 @@ from torch import Tensor
 from interp.errors import InterpError, check_index
 from interp.tokens import str_tokens, to_tokens
 
+__all__ = ["AttentionPatterns", "DETECTORS", "HeadScores", "MAX_PATTERN_VALUES", "attention_patterns",
+    "detect_heads", "repeated_random_tokens"]
+
 Detector = Literal["induction", "previous", "duplicate"]
 DETECTORS: tuple[Detector, ...] = ("induction", "previous", "duplicate")
 

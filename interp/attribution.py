@@ -39,6 +39,8 @@ from interp._batching import LAST_POSITION
 from interp.metrics import Metric, Task, baselines, metric_per_pair
 from interp.patching import SITES, Direction, PatchResult, get_site
 
+__all__ = ["Agreement", "agreement", "attribution_sweep"]
+
 _BASE_HOOKS = {"resid_pre": "hook_resid_pre", "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out",
                "z": "attn.hook_z", "q": "attn.hook_q", "k": "attn.hook_k", "v": "attn.hook_v",
                "pattern": "attn.hook_pattern"}

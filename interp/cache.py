@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+__all__ = ["atomic_path", "cache_dir", "slug", "write_json"]
+
 
 def cache_dir(*parts: str) -> Path:
     """The cache directory (created), or a sub-directory of it."""

@@ -29,6 +29,9 @@ from interp._batching import bind
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
+__all__ = ["Circuit", "EdgeScores", "Graph", "build_graph", "discover_circuit", "edge_attribution",
+    "patched_edges_metric"]
+
 
 @dataclass
 class Graph:

@@ -20,6 +20,8 @@ from interp._cli_parser import build_parser
 from interp._cli_text import print_summary
 from interp.errors import InterpError
 
+__all__ = ["main"]
+
 VERBS: dict[str, Callable[[argparse.Namespace], dict]] = {}
 CLI_MAX_PATTERN_VALUES = 12_000_000  # ~100 MB of JSON: every layer and head of a 200-token SmolLM2 prompt
 

@@ -47,6 +47,9 @@ from torch import Tensor
 from interp.cache import cache_dir, slug, write_json
 from interp.errors import InterpError
 
+__all__ = ["DEFAULT", "SOURCES", "Source", "corpus_id", "corpus_stats", "describe_corpora", "documents",
+    "token_rows"]
+
 DEFAULT = "default"
 _WORDNET_DOC_SYNSETS = 40  # consecutive synsets per WordNet "document"
 

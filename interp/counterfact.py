@@ -37,6 +37,9 @@ from interp.errors import InterpError
 from interp.rome import RomeConfig, edit
 from interp.tokens import right_pad, to_tokens
 
+__all__ = ["EvalResult", "Request", "evaluate", "load_requests", "ngram_entropy", "sample_texts",
+    "target_probs"]
+
 
 @dataclass(frozen=True)
 class Request:

@@ -34,6 +34,8 @@ from interp.cache import atomic_path, cache_dir, slug
 from interp.corpus import DEFAULT, corpus_id, token_rows
 from interp.errors import InterpError, check_index
 
+__all__ = ["FORMAT", "KeyMoment", "key_hook", "key_moment"]
+
 FORMAT = 1
 _CHECKPOINT_EVERY = 32  # batches between resumable checkpoints
 

@@ -8,6 +8,8 @@ with status 2, never with a traceback.
 
 from __future__ import annotations
 
+__all__ = ["InterpError", "check_index"]
+
 
 class InterpError(ValueError):
     """Bad input or an unusable file, explained in one line."""

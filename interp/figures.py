@@ -8,6 +8,10 @@ from plotly.subplots import make_subplots
 from interp.attention import AttentionPatterns, HeadScores
 from interp.lens import LogitAttribution, LogitLens
 
+__all__ = ["attention_figure", "average_trace_figure", "circuit_figure", "dla_figure", "edit_eval_figure",
+    "edit_figure", "head_scores_figure", "lens_figure", "patch_figure", "probe_figure",
+    "sae_tradeoff_figure", "steering_figure", "trace_figure"]
+
 
 def _labels(tokens: list[str]) -> list[str]:
     # Heatmap axes merge equal labels; make every position's label unique and visible.

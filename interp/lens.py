@@ -35,6 +35,8 @@ from torch import Tensor
 
 from interp.tokens import single_token, str_tokens, to_tokens
 
+__all__ = ["LogitAttribution", "LogitLens", "cache_stack", "direct_logit_attribution", "logit_lens"]
+
 
 @dataclass
 class LogitLens:

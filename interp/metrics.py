@@ -24,6 +24,9 @@ from torch import Tensor
 from interp.errors import InterpError
 from interp.tokens import single_token, str_tokens, to_tokens
 
+__all__ = ["METRICS", "MIN_GAP", "SMALL_GAP", "SPACE_HINT_RATIO", "Task", "baselines", "make_task",
+    "metric_per_pair", "normalize", "warn_missing_space"]
+
 Metric = Literal["logit_diff", "prob"]
 METRICS: tuple[Metric, ...] = ("logit_diff", "prob")
 MIN_GAP = 1e-3

@@ -33,6 +33,10 @@ import torch
 from interp.cache import atomic_path, cache_dir, write_json
 from interp.errors import InterpError
 
+__all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "check_device",
+    "default_device", "embedded_cached", "embedded_gguf", "hf_cached_snapshot", "list_models",
+    "load_embedded_tokenizer", "load_model"]
+
 DEFAULT_MODEL = "smollm2-135m"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _EMBEDDED_FORMAT = 1  # bump to invalidate every cached dequantization

@@ -33,6 +33,8 @@ from interp._batching import bind, cells_per_pass, forward_with_cells, free_memo
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, baselines, metric_per_pair, normalize
 
+__all__ = ["PatchResult", "SITES", "Site", "get_site", "grid_shape", "patch_sweep"]
+
 Direction = Literal["denoise", "noise"]
 
 

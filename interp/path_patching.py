@@ -28,6 +28,8 @@ from interp._batching import LAST_POSITION, bind
 from interp.metrics import Metric, Task, baselines, metric_per_pair
 from interp.patching import Direction, PatchResult
 
+__all__ = ["path_patch", "path_patch_sweep"]
+
 Head = tuple[int, int]
 ReceiverInput = Literal["q", "k", "v"]
 

@@ -43,6 +43,10 @@ from interp._files import read_json
 from interp.errors import InterpError, check_index
 from interp.tokens import right_pad, to_tokens
 
+__all__ = ["Activations", "CS", "LayerProbe", "ProbeDataset", "ProbeReport", "SHIPPED", "SITES",
+    "collect_activations", "control_labels", "feature_cosines", "fit_probe", "grouped_split",
+    "load_dataset", "probe_layers", "wilson"]
+
 SHIPPED = ("truth", "sentiment", "language", "pos")
 SITES = {"resid_post": "hook_resid_post", "resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid",
          "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out"}

@@ -47,6 +47,10 @@ from interp.errors import InterpError, check_index
 from interp.tokens import right_pad, str_tokens, to_tokens
 from interp.tracing import fill_template, load_facts, subject_span, trace
 
+__all__ = ["Edit", "RomeConfig", "check_request", "compute_key", "compute_value", "context_prefixes",
+    "default_layer", "edit", "edits", "generate", "greedy", "is_edited", "out_proj", "rank_one_update",
+    "templates"]
+
 _PREFIX_STARTS = ["The", "Therefore", "Because", "I", "You", "In", "When", "It", "She", "We"]
 
 

@@ -28,6 +28,9 @@ from interp.errors import InterpError, check_index
 from interp.probes import Activations, ProbeDataset, collect_activations, fit_probe
 from interp.tokens import to_tokens
 
+__all__ = ["SteeringCurve", "generate", "mean_difference", "probe_direction", "probe_scorer", "steer",
+    "steering_curve"]
+
 
 def mean_difference(acts: Activations, layer: int, positive: str) -> Float[Tensor, "d_model"]:
     """mean(activations of ``positive``) − mean(activations of the other classes) at ``layer``."""

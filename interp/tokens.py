@@ -13,6 +13,8 @@ from torch import Tensor
 
 from interp.errors import InterpError
 
+__all__ = ["_BYTES", "display_token", "right_pad", "single_token", "str_tokens", "to_tokens"]
+
 
 def to_tokens(model, prompts: str | list[str], prepend_bos: bool | None = None
               ) -> Int[Tensor, "batch pos"]:

@@ -37,6 +37,9 @@ from interp._files import read_json
 from interp.errors import InterpError, check_index
 from interp.tokens import single_token, str_tokens, to_tokens
 
+__all__ = ["AverageTrace", "KINDS", "ROLES", "Trace", "average_trace", "embedding_std", "fill_template",
+    "load_facts", "subject_span", "trace", "trace_loop"]
+
 Kind = Literal["hidden", "mlp", "attn"]
 KINDS: tuple[Kind, ...] = ("hidden", "mlp", "attn")
 _HOOK = {"hidden": "hook_resid_post", "mlp": "hook_mlp_out", "attn": "hook_attn_out"}

@@ -41,6 +41,8 @@ from interp.cache import atomic_path
 from interp.corpus import corpus_id, token_rows
 from interp.errors import InterpError
 
+__all__ = ["ActivationStore", "PREFETCH_BLOCKS", "typical_tokens"]
+
 PREFETCH_BLOCKS = 2
 
 

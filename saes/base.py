@@ -21,6 +21,8 @@ from torch import Tensor, nn
 
 from saes.config import SAEConfig
 
+__all__ = ["SAE", "SAELoss", "SAEOutput", "warmup_ramp"]
+
 
 def warmup_ramp(progress: float | Tensor, warmup: float) -> float | Tensor:
     """min(1, progress / warmup), for a float or a 0-d tensor (a CUDA graph's input, so that the

@@ -14,6 +14,8 @@ from torch import Tensor
 from saes.jumprelu import JumpReLUSAE
 from saes.topk import TopKSAE
 
+__all__ = ["BatchTopKSAE", "THRESHOLD_EMA"]
+
 THRESHOLD_EMA = 0.01
 
 

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from interp.errors import InterpError
 
+__all__ = ["ARCHITECTURES", "SAEConfig"]
+
 Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
 ARCHITECTURES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")
 # SAELens's names for the same architectures (its "standard" is ReLU + L1).

@@ -35,6 +35,8 @@ from saes.activations import typical_tokens
 from saes.base import SAE
 from saes.io import resolve_hook
 
+__all__ = ["DENSE", "LEGACY_SKIP_ROWS", "SAEEval", "evaluate_sae", "held_out_start", "reconstruction_metrics"]
+
 DENSE = 0.1
 LEGACY_SKIP_ROWS = 20_000  # past a default-length run (2M tokens); used only where the SAE records nothing
 

@@ -27,6 +27,8 @@ from saes.jumprelu import JumpReLUSAE
 from saes.relu import ReluSAE
 from saes.topk import TopKSAE
 
+__all__ = ["CLASSES", "load_sae", "make_sae", "resolve_hook", "save_sae"]
+
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 CLASSES: dict[str, type[SAE]] = {"relu": ReluSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE,
                                  "jumprelu": JumpReLUSAE}

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from saes.base import SAE, SAEOutput, warmup_ramp
 
+__all__ = ["JumpReLUSAE", "L0_WARMUP"]
+
 L0_WARMUP = 0.05
 
 

@@ -14,6 +14,8 @@ from torch import Tensor
 
 from saes.base import SAE, SAEOutput, warmup_ramp
 
+__all__ = ["L1_WARMUP", "ReluSAE"]
+
 L1_WARMUP = 0.05  # fraction of training over which λ rises from 0
 
 

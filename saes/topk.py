@@ -17,6 +17,8 @@ from torch import Tensor
 
 from saes.base import SAE, SAEOutput
 
+__all__ = ["TopKSAE", "geometric_median", "topk_mask"]
+
 
 def geometric_median(points: Tensor, iters: int = 100, eps: float = 1e-6) -> Tensor:
     """Weiszfeld's algorithm."""

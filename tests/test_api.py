@@ -49,3 +49,21 @@ def test_json_fields_and_attributes_share_names():
 
     assert {"loss_first_repeat", "loss_second_repeat"} <= set(HeadScores.__dataclass_fields__)
     assert isinstance(ProbeReport.best_layer, property) and isinstance(ProbeReport.best_accuracy, property)
+
+
+def test_every_module_declares_its_public_names():
+    """Tab completion on a module shows its API, not its imports."""
+    import importlib
+    import pkgutil
+
+    import saes
+
+    for pkg in (interp, saes):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+            assert module.__all__, module.__name__
+            for name in module.__all__:
+                assert hasattr(module, name), f"{module.__name__}.__all__ names missing {name}"
+            assert not {"torch", "Tensor", "dataclass", "Path"} & set(module.__all__), module.__name__

@@ -368,3 +368,21 @@ def test_path_patch_verb_equals_the_library_sweep(tiny_models):
     torch.testing.assert_close(got, ref.values.float(), atol=1e-4, rtol=1e-4, equal_nan=True)
     assert_one_line_error("path-patch", "--model", "tiny-gpt2", *PAIR, "--receivers", "head9",
                           message="--receivers 'head9': give 'logits' or heads as L9H6,L9H9")
+
+
+def test_every_flag_has_help():
+    import argparse
+
+    from interp._cli_parser import build_parser
+
+    missing = []
+
+    def walk(parser, prefix):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    walk(sub, f"{prefix} {name}")
+            elif a.option_strings and not (a.help or "").strip():
+                missing.append(f"{prefix} {a.option_strings[-1]}")
+    walk(build_parser("interp"), "interp")
+    assert missing == []
