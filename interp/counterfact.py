@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from interp.progress import progress
 from interp._files import read_json
 from interp.errors import InterpError
+from interp.progress import progress
 from interp.rome import RomeConfig, edit
 from interp.tokens import right_pad, to_tokens
 

@@ -29,10 +29,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from interp.progress import progress
 from interp.cache import atomic_path, cache_dir, slug
 from interp.corpus import DEFAULT, corpus_id, token_rows
 from interp.errors import InterpError, check_index
+from interp.progress import progress
 
 __all__ = ["FORMAT", "KeyMoment", "key_hook", "key_moment"]
 

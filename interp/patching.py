@@ -28,10 +28,10 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.progress import progress
 from interp._batching import bind, cells_per_pass, forward_with_cells, free_memory, is_oom
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, baselines, metric_per_pair, normalize
+from interp.progress import progress
 
 __all__ = ["PatchResult", "SITES", "Site", "get_site", "grid_shape", "patch_sweep"]
 

@@ -38,9 +38,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
-from interp.progress import progress
 from interp._files import read_json
 from interp.errors import InterpError, check_index
+from interp.progress import progress
 from interp.tokens import right_pad, to_tokens
 
 __all__ = ["Activations", "CS", "LayerProbe", "ProbeDataset", "ProbeReport", "SHIPPED", "SITES",

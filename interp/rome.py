@@ -40,10 +40,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from interp.progress import progress
 from interp.cache import cache_dir, slug, write_json
 from interp.covariance import key_hook, key_moment
 from interp.errors import InterpError, check_index
+from interp.progress import progress
 from interp.tokens import right_pad, str_tokens, to_tokens
 from interp.tracing import fill_template, load_facts, subject_span, trace
 

@@ -23,9 +23,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.progress import progress
 from interp.errors import InterpError, check_index
 from interp.probes import Activations, ProbeDataset, collect_activations, fit_probe
+from interp.progress import progress
 from interp.tokens import to_tokens
 
 __all__ = ["SteeringCurve", "generate", "mean_difference", "probe_direction", "probe_scorer", "steer",

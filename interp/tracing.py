@@ -30,11 +30,11 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from interp.progress import progress
 from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom, rows_at_layers
-from interp.cache import cache_dir, slug, write_json
 from interp._files import read_json
+from interp.cache import cache_dir, slug, write_json
 from interp.errors import InterpError, check_index
+from interp.progress import progress
 from interp.tokens import single_token, str_tokens, to_tokens
 
 __all__ = ["AverageTrace", "KINDS", "ROLES", "Trace", "average_trace", "embedding_std", "fill_template",

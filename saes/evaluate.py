@@ -28,9 +28,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.progress import progress
 from interp.corpus import corpus_id, token_rows
 from interp.errors import InterpError
+from interp.progress import progress
 from saes.activations import typical_tokens
 from saes.base import SAE
 from saes.io import resolve_hook

@@ -32,11 +32,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from interp.progress import progress
 from interp.cache import atomic_path
 from interp.corpus import corpus_id
 from interp.distributed import init_distributed, rank_world
 from interp.errors import InterpError
+from interp.progress import progress
 from saes.activations import ActivationStore
 from saes.base import SAE
 from saes.batchtopk import BatchTopKSAE
