@@ -458,7 +458,8 @@ def _with_html(out: dict, args, figure: str, *fig_args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = build_parser("Mechanistic interpretability on one hooked model: every verb prints a summary, "
+                        "or one JSON object with --json. See README.md and docs/cli.md.").parse_args(argv)
     try:
         out = VERBS[args.verb](args)
     except InterpError as err:

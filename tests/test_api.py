@@ -67,3 +67,8 @@ def test_every_module_declares_its_public_names():
             for name in module.__all__:
                 assert hasattr(module, name), f"{module.__name__}.__all__ names missing {name}"
             assert not {"torch", "Tensor", "dataclass", "Path"} & set(module.__all__), module.__name__
+
+
+def test_top_level_help_is_plain_text():
+    out = subprocess.run([sys.executable, "-m", "interp", "--help"], capture_output=True, text=True).stdout
+    assert "``" not in out and "--json" in out
