@@ -13,7 +13,7 @@ from torch import Tensor
 
 from interp.errors import InterpError
 
-__all__ = ["_BYTES", "display_token", "right_pad", "single_token", "str_tokens", "to_tokens"]
+__all__ = ["display_token", "right_pad", "single_token", "str_tokens", "to_tokens"]
 
 
 def to_tokens(model, prompts: str | list[str], prepend_bos: bool | None = None

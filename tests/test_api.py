@@ -64,6 +64,7 @@ def test_every_module_declares_its_public_names():
                 continue
             module = importlib.import_module(f"{pkg.__name__}.{info.name}")
             assert module.__all__, module.__name__
+            assert not [n for n in module.__all__ if n.startswith("_")], module.__name__
             for name in module.__all__:
                 assert hasattr(module, name), f"{module.__name__}.__all__ names missing {name}"
             assert not {"torch", "Tensor", "dataclass", "Path"} & set(module.__all__), module.__name__
