@@ -60,7 +60,7 @@ def cmd_models(args) -> dict:
 
     t0 = time.perf_counter()
     rows = list_models()
-    corpora = describe_corpora(load_embedded_tokenizer(), DEFAULT_MODEL)
+    corpora = describe_corpora(load_embedded_tokenizer, DEFAULT_MODEL)
     return {"default": DEFAULT_MODEL, "cache_dir": str(cache_dir()), "models": rows,
             "corpora": corpora, "corpus_tokenizer": DEFAULT_MODEL, "seconds": time.perf_counter() - t0}
 

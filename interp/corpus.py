@@ -38,14 +38,14 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
-
-import torch
-from jaxtyping import Int
-from torch import Tensor
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from interp.cache import cache_dir, slug, write_json
 from interp.errors import InterpError
+
+if TYPE_CHECKING:  # torch loads with the first token row, so `interp models` never pays for it
+    from jaxtyping import Int
+    from torch import Tensor
 
 __all__ = ["DEFAULT", "SOURCES", "Source", "corpus_id", "corpus_stats", "describe_corpora", "documents",
     "token_rows"]
@@ -271,6 +271,8 @@ def token_rows(model, spec: str | None = None, n_tokens: int | None = None, seq_
     ``ceil(n_tokens / seq_len)`` rows; ``skip_rows`` first skips that many rows (a resumed
     job, or held-out text past the training rows). Rows are deterministic for a (model tokenizer, corpus).
     """
+    import torch
+
     tok = model.tokenizer
     sep = [tok.eos_token_id] if tok.eos_token_id is not None else []
     limit = None if n_tokens is None else -(-n_tokens // seq_len)
@@ -321,8 +323,18 @@ def corpus_stats(tokenizer, spec: str | None = None, tokenizer_name: str = "smol
     return stats
 
 
-def describe_corpora(tokenizer, tokenizer_name: str = "smollm2-135m") -> list[dict]:
-    """The default corpus and each shipped source: what it is, where it comes from, its size."""
+def describe_corpora(load_tokenizer: Callable[[], object], tokenizer_name: str = "smollm2-135m") -> list[dict]:
+    """The default corpus and each shipped source: what it is, where it comes from, its size.
+
+    ``load_tokenizer`` is called only when a count is not cached yet, and then once.
+    """
+    loaded: list = []
+
+    def tokenizer(*args, **kwargs):
+        if not loaded:
+            loaded.append(load_tokenizer())
+        return loaded[0](*args, **kwargs)
+
     rows = []
     for name in [DEFAULT, *SOURCES]:
         row = {"name": name}

@@ -25,13 +25,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
-
-import torch
 
 from interp.cache import atomic_path, cache_dir, write_json
 from interp.errors import InterpError
+
+if TYPE_CHECKING:  # torch is imported where a model is built, so `interp models` stays light
+    import torch
 
 __all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "check_device",
     "default_device", "embedded_cached", "embedded_gguf", "hf_cached_snapshot", "list_models",
@@ -79,12 +80,16 @@ KNOWN_HF = ["gpt2", "gpt2-medium", "EleutherAI/pythia-70m", "EleutherAI/pythia-1
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_device(device: str) -> str:
     """``device`` if this machine has it, else :class:`InterpError` with one line (a CPU-only torch
     otherwise fails deep inside ``.to()`` with an assertion)."""
+    import torch
+
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -102,11 +107,15 @@ def check_device(device: str) -> str:
 
 
 def load_model(name: str | None = None, device: str | None = None,
-               dtype: torch.dtype = torch.float32):
-    """Return a ``TransformerBridge`` for ``name`` (default: the embedded SmolLM2-135M).
+               dtype: torch.dtype | None = None):
+    """Return a ``TransformerBridge`` for ``name`` (default: the embedded SmolLM2-135M), in
+    ``dtype`` (default float32).
 
     Raises :class:`InterpError` with one line when the model cannot be found.
     """
+    import torch
+
+    dtype = dtype or torch.float32
     name = (name or DEFAULT_MODEL).strip()
     if not name:
         raise InterpError("empty model name; try the embedded default 'smollm2-135m'")
@@ -195,6 +204,7 @@ def _load_embedded(dtype: torch.dtype):
 
 def _dequantize_embedded(gguf: Path, target: Path) -> None:
     """Dequantize the GGUF to float32 safetensors once (progress on stderr)."""
+    import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import benchmarks.load
+import benchmarks.overhead
 import benchmarks.patching
 import benchmarks.rome
 import benchmarks.sae_quality
@@ -22,6 +23,12 @@ def _run(module, argv, capsys) -> dict:
 def test_load_benchmark(capsys):
     out = _run(benchmarks.load, ["--model", "tiny-llama", "--batch", "2", "--seq", "16", "--repeats", "1"], capsys)
     assert out["model"] == "tiny-llama" and out["ratios"]["hook_overhead_forward"] > 0
+
+
+def test_overhead_benchmark(capsys):
+    out = _run(benchmarks.overhead, ["--model", "tiny-llama", "--repeats", "1"], capsys)
+    assert set(out["commands"]) == {"help", "models", "attention", "import_floor"}
+    assert out["commands"]["help"]["median_s"] < out["commands"]["attention"]["median_s"]
 
 
 def test_patching_benchmark(capsys):

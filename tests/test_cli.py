@@ -39,6 +39,18 @@ def test_models_json():
     assert isinstance(out["seconds"], float)
 
 
+def test_models_verb_never_imports_torch():
+    """`interp models` is the first call a new user makes: it lists models and corpora without
+    paying for torch (about 1.5-2.5 s of every other call)."""
+    code = ("import sys; from interp.cli import main\n"
+            "try:\n    main(['models', '--json'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
+
+
 def test_attention_json_and_html(tmp_path):
     html = tmp_path / "att.html"
     out = run_json("attention", "--model", "tiny-llama", "--prompt", EIFFEL, "--layer", "1",
