@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first (0 when caches are known warm)")
     args = ap.parse_args(argv)
 
     py = sys.executable
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> None:
                       "The Eiffel Tower is in the city of", "--layer", "0", "--head", "0", "--json"],
         "import_floor": [py, "-c", FLOOR],
     }
-    for cmd in cmds.values():  # warm every cache (dequantized weights, tokenizer, corpus counts)
-        _wall(cmd)
+    for _ in range(args.warmup):  # warm every cache (dequantized weights, tokenizer, corpus counts)
+        for cmd in cmds.values():
+            _wall(cmd)
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for _ in range(args.repeats):
         for name, cmd in cmds.items():

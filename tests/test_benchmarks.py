@@ -26,7 +26,7 @@ def test_load_benchmark(capsys):
 
 
 def test_overhead_benchmark(capsys):
-    out = _run(benchmarks.overhead, ["--model", "tiny-llama", "--repeats", "1"], capsys)
+    out = _run(benchmarks.overhead, ["--model", "tiny-llama", "--repeats", "1", "--warmup", "0"], capsys)
     assert set(out["commands"]) == {"help", "models", "attention", "import_floor"}
     assert out["commands"]["help"]["median_s"] < out["commands"]["attention"]["median_s"]
 
