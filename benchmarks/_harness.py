@@ -50,7 +50,8 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: 
     for _ in range(repeats):
         for name, fn in fns.items():
             times[name].append(timed(fn))
-    return {k: {"median_s": statistics.median(v), "min_s": min(v), "runs": len(v)} for k, v in times.items()}
+    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "runs": len(v)}
+            for k, v in times.items()}
 
 
 def emit(result: dict) -> None:

@@ -262,7 +262,8 @@ def cmd_edit(args) -> dict:
     if not (args.prompt and args.subject and args.target):
         raise InterpError("edit needs --prompt '{} ...', --subject and --target (or --eval FILE)")
     from interp.counterfact import target_probs
-    from interp.rome import check_request, edit, generate
+    from interp.generation import generate
+    from interp.rome import check_request, edit
     from interp.tokens import str_tokens, to_tokens
 
     model = _model(args)

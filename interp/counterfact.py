@@ -33,11 +33,12 @@ import torch
 
 from interp._files import read_json
 from interp.errors import InterpError
+from interp.generation import generate
 from interp.progress import progress
 from interp.rome import RomeConfig, edit
 from interp.tokens import right_pad, to_tokens
 
-__all__ = ["EvalResult", "Request", "evaluate", "load_requests", "ngram_entropy", "sample_texts",
+__all__ = ["EvalResult", "Request", "evaluate", "load_requests", "ngram_entropy", 
     "target_probs"]
 
 
@@ -117,29 +118,6 @@ def ngram_entropy(text: str, ns=(2, 3), weights=(2 / 3, 4 / 3)) -> float:
     return sum(w * e for w, e in zip(weights, ents)) / len(ents)
 
 
-@torch.no_grad()
-def sample_texts(model, prompts: list[str], max_new_tokens: int = 40, seed: int = 0) -> list[str]:
-    """Top-5 sampled continuations (ROME's fluency generations), seeded, batched with left padding."""
-    if not prompts:
-        return []
-    tok = model.tokenizer
-    side, tok.padding_side = tok.padding_side, "left"
-    pad_set = tok.pad_token is None
-    if pad_set:
-        tok.pad_token = tok.eos_token
-    try:
-        enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=model.cfg.default_prepend_bos)
-        torch.manual_seed(seed)
-        out = model.original_model.generate(**{k: v.to(model.cfg.device) for k, v in enc.items()},
-                                            max_new_tokens=max_new_tokens, do_sample=True, top_k=5,
-                                            pad_token_id=tok.pad_token_id)
-    finally:
-        tok.padding_side = side
-        if pad_set:
-            tok.pad_token = None
-    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
 def _scores(model, r: Request) -> dict:
     prompts = [r.prompt.replace("{}", r.subject, 1), *r.paraphrase_prompts, *r.neighborhood_prompts]
     p = target_probs(model, prompts, [r.target_new, r.target_true])
@@ -206,5 +184,5 @@ def evaluate(model, requests: list[Request], layer: int | None = None, config: R
 
 
 def _fluency(model, r: Request) -> tuple[float, list[str]]:
-    texts = sample_texts(model, list(r.generation_prompts))
+    texts = generate(model, list(r.generation_prompts), 40, mode="sample", top_k=5)
     return sum(ngram_entropy(t) for t in texts) / len(texts), texts

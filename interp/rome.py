@@ -43,12 +43,13 @@ from torch import Tensor, nn
 from interp.cache import cache_dir, slug, write_json
 from interp.covariance import key_hook, key_moment
 from interp.errors import InterpError, check_index
+from interp.generation import generate_ids
 from interp.progress import progress
 from interp.tokens import right_pad, str_tokens, to_tokens
 from interp.tracing import fill_template, load_facts, subject_span, trace
 
 __all__ = ["Edit", "RomeConfig", "check_request", "compute_key", "compute_value", "context_prefixes",
-    "default_layer", "edit", "edits", "generate", "greedy", "is_edited", "out_proj", "rank_one_update",
+    "default_layer", "edit", "edits", "greedy", "is_edited", "out_proj", "rank_one_update",
     "templates"]
 
 _PREFIX_STARTS = ["The", "Therefore", "Because", "I", "You", "In", "When", "It", "She", "We"]
@@ -185,25 +186,9 @@ def check_request(model, prompt: str, subject: str, target: str) -> tuple[str, l
     return text, target_ids
 
 
-@torch.no_grad()
 def greedy(model, text: str, n: int) -> list[int]:
     """The model's greedy continuation of ``text``, ``n`` tokens."""
-    ids = to_tokens(model, text)
-    out = model.original_model.generate(ids, max_new_tokens=n, do_sample=False,
-                                        pad_token_id=model.tokenizer.eos_token_id)
-    return out[0, ids.shape[1]:].tolist()
-
-
-@torch.no_grad()
-def generate(model, prompts: list[str], max_new_tokens: int = 30) -> list[str]:
-    """Greedy completions (text after each prompt), one call per prompt."""
-    out = []
-    for p in prompts:
-        ids = to_tokens(model, p)
-        gen = model.original_model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                            repetition_penalty=None, pad_token_id=model.tokenizer.eos_token_id)
-        out.append(model.tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
-    return out
+    return generate_ids(model, [text], n, stop_at_eos=False)[0]
 
 
 def context_prefixes(model, n: int = 20, seed: int = 0) -> list[str]:

@@ -24,11 +24,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InterpError, check_index
+from interp.generation import generate
 from interp.probes import Activations, ProbeDataset, collect_activations, fit_probe
 from interp.progress import progress
-from interp.tokens import to_tokens
 
-__all__ = ["SteeringCurve", "generate", "mean_difference", "probe_direction", "probe_scorer", "steer",
+__all__ = ["SteeringCurve", "mean_difference", "probe_direction", "probe_scorer", "steer",
     "steering_curve"]
 
 
@@ -67,16 +67,6 @@ def steer(model, vector: Float[Tensor, "d_model"], alpha: float, layer: int) -> 
         yield
 
 
-@torch.no_grad()
-def generate(model, prompt: str, max_new_tokens: int = 30, seed: int = 0, top_k: int = 20) -> str:
-    """One sampled continuation (seeded top-k), through the hooked forward so steering applies."""
-    ids = to_tokens(model, prompt)
-    torch.manual_seed(seed)
-    out = model.original_model.generate(ids, max_new_tokens=max_new_tokens, do_sample=True, top_k=top_k,
-                                        pad_token_id=model.tokenizer.eos_token_id)
-    return model.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-
 @dataclass
 class SteeringCurve:
     """Mean classifier score of the generations at each α (``scores[alpha][prompt]``)."""
@@ -99,17 +89,15 @@ class SteeringCurve:
 def steering_curve(model, vector: Float[Tensor, "d_model"], layer: int, alphas: Sequence[float],
                    prompts: Sequence[str], scorer: Callable[[list[str]], np.ndarray],
                    max_new_tokens: int = 30, seed: int = 0) -> SteeringCurve:
-    """Generate from every prompt at every α (same seed per prompt), then score all texts at once."""
+    """Generate from every prompt at every α (top-20 samples, prompt i seeded ``seed + i`` at every α,
+    all prompts in one cached batch), then score all texts at once."""
     if not prompts:
         raise InterpError("steering needs at least one prompt")
     t0 = time.perf_counter()
     texts: list[list[str]] = []
     for a in progress(list(alphas), desc="steering", unit="alpha"):
-        row = []
         with steer(model, vector, a, layer):
-            for i, p in enumerate(prompts):
-                row.append(generate(model, p, max_new_tokens, seed + i))
-        texts.append(row)
+            texts.append(generate(model, list(prompts), max_new_tokens, mode="sample", top_k=20, seed=seed))
     flat = [t for row in texts for t in row]
     scored = np.asarray(scorer(flat), dtype=float).reshape(len(texts), len(prompts))
     return SteeringCurve(list(alphas), scored.mean(1).tolist(), scored.tolist(), texts, list(prompts), layer,

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import benchmarks.generation
 import benchmarks.load
 import benchmarks.overhead
 import benchmarks.patching
@@ -23,6 +24,13 @@ def _run(module, argv, capsys) -> dict:
 def test_load_benchmark(capsys):
     out = _run(benchmarks.load, ["--model", "tiny-llama", "--batch", "2", "--seq", "16", "--repeats", "1"], capsys)
     assert out["model"] == "tiny-llama" and out["ratios"]["hook_overhead_forward"] > 0
+
+
+def test_generation_benchmark(capsys):
+    out = _run(benchmarks.generation, ["--model", "tiny-llama", "--new-tokens", "4", "--prompts", "3",
+                                       "--layer", "1", "--repeats", "1"], capsys)
+    assert out["equal_tokens"]["batched_vs_uncached"] and out["equal_tokens"]["single_vs_uncached"]
+    assert out["ratios"]["3_prompts_uncached_over_ours"]["median"] > 0
 
 
 def test_overhead_benchmark(capsys):

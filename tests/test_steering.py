@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from interp import probes, steering
+from interp.generation import generate
 from interp.tokens import to_tokens
 from tests.conftest import EIFFEL
 
@@ -41,7 +42,9 @@ def test_curve_is_reproducible_and_alpha_zero_is_unsteered(tiny):
     a = steering.steering_curve(tiny, v, 1, [0.0, 5.0], ["The movie was", "I think"], scorer, max_new_tokens=5)
     b = steering.steering_curve(tiny, v, 1, [0.0, 5.0], ["The movie was", "I think"], scorer, max_new_tokens=5)
     assert a.generations == b.generations and len(a.mean_score) == 2 and len(a.scores[0]) == 2
-    assert a.generations[0][0] == steering.generate(tiny, "The movie was", 5, seed=0)
+    with steering.steer(tiny, v, 0.0, 1):
+        alone = generate(tiny, "The movie was", 5, mode="sample", top_k=20, seed=0)
+    assert a.generations[0][0] == alone  # prompt 0 reads seed 0 whatever shares its batch
 
 
 @pytest.mark.slow
