@@ -1,18 +1,19 @@
-"""Causal tracing: the batched trace against a loop with ROME's structure.
+"""Causal tracing: the batched trace against a loop with ROME's structure, kind by kind.
 
 Peer: :func:`interp.tracing.trace_loop`, one forward of ``samples + 1`` rows per
 (token, layer) cell as in ROME's ``trace_important_states``, with the same noise.
-Prints both times, the ratio, and the largest score difference.
+Each kind (hidden, MLP, attention) is timed on its own, the two sides interleaved,
+``--repeats`` times; prints the median ratio, its spread, and the largest score
+difference.
 
-    python -m benchmarks.tracing [--samples 10 --kinds hidden,mlp,attn]
+    python -m benchmarks.tracing [--samples 10 --kinds hidden,mlp,attn --repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
-from benchmarks._harness import emit, machine, sync
+from benchmarks._harness import emit, interleaved, machine
 
 PROMPT = "The Eiffel Tower is located in the city of"
 SUBJECT = "The Eiffel Tower"
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--kinds", default="hidden,mlp,attn")
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args(argv)
 
     from interp.models import load_model
@@ -31,22 +33,25 @@ def main(argv: list[str] | None = None) -> None:
     model = load_model(args.model)
     embedding_std(model)  # cached once per model; not part of either timing
     kinds = args.kinds.split(",")
-    sync()
-    t0 = time.perf_counter()
-    fast = trace(model, PROMPT, SUBJECT, " Paris", kinds, args.samples)
-    sync()
-    fast_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ref = trace_loop(model, PROMPT, SUBJECT, " Paris", kinds, args.samples)
-    sync()
-    loop_s = time.perf_counter() - t0
-    diff = max((fast.scores[k] - ref.scores[k]).abs().max().item() for k in kinds)
-    n_tok, n_layers = fast.scores[kinds[0]].shape
+    per_kind, diffs, fast = {}, {}, None
+    for kind in kinds:
+        fast = trace(model, PROMPT, SUBJECT, " Paris", [kind], args.samples)
+        ref = trace_loop(model, PROMPT, SUBJECT, " Paris", [kind], args.samples)
+        diffs[kind] = (fast.scores[kind] - ref.scores[kind]).abs().max().item()
+        t = interleaved({"batched": lambda: trace(model, PROMPT, SUBJECT, " Paris", [kind], args.samples),
+                         "rome_loop": lambda: trace_loop(model, PROMPT, SUBJECT, " Paris", [kind], args.samples)},
+                        repeats=args.repeats, warmup=0)
+        per_kind[kind] = {**t, "speedup": t["rome_loop"]["median_s"] / t["batched"]["median_s"],
+                          "spread": [t["rome_loop"]["min_s"] / t["batched"]["max_s"],
+                                     t["rome_loop"]["max_s"] / t["batched"]["min_s"]],
+                          "max_abs_score_diff": diffs[kind]}
+    n_tok, n_layers = fast.scores[kinds[-1]].shape
     emit({"benchmark": "tracing", "machine": machine(), "model": args.model, "prompt": PROMPT,
           "subject": SUBJECT, "samples": args.samples, "kinds": kinds, "tokens": n_tok, "layers": n_layers,
-          "loop_forwards": len(kinds) * n_tok * n_layers + 1,
-          "batched_s": fast_s, "rome_loop_s": loop_s, "speedup": loop_s / fast_s,
-          "max_abs_score_diff": diff, "clean_prob": fast.clean_prob, "corrupt_prob": fast.corrupt_prob})
+          "loop_forwards_per_kind": n_tok * n_layers + 1, "per_kind": per_kind,
+          "speedups": {k: v["speedup"] for k, v in per_kind.items()},
+          "max_abs_score_diff": max(diffs.values()), "clean_prob": fast.clean_prob,
+          "corrupt_prob": fast.corrupt_prob})
 
 
 if __name__ == "__main__":
