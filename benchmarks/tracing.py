@@ -35,12 +35,15 @@ def main(argv: list[str] | None = None) -> None:
     kinds = args.kinds.split(",")
     per_kind, diffs, fast = {}, {}, None
     for kind in kinds:
-        fast = trace(model, PROMPT, SUBJECT, " Paris", [kind], args.samples)
-        ref = trace_loop(model, PROMPT, SUBJECT, " Paris", [kind], args.samples)
-        diffs[kind] = (fast.scores[kind] - ref.scores[kind]).abs().max().item()
-        t = interleaved({"batched": lambda: trace(model, PROMPT, SUBJECT, " Paris", [kind], args.samples),
-                         "rome_loop": lambda: trace_loop(model, PROMPT, SUBJECT, " Paris", [kind], args.samples)},
+        last = {}
+
+        def run(side, fn, kind=kind):
+            last[side] = fn(model, PROMPT, SUBJECT, " Paris", [kind], args.samples)
+
+        t = interleaved({"batched": lambda: run("batched", trace), "rome_loop": lambda: run("rome_loop", trace_loop)},
                         repeats=args.repeats, warmup=0)
+        fast = last["batched"]
+        diffs[kind] = (fast.scores[kind] - last["rome_loop"].scores[kind]).abs().max().item()
         per_kind[kind] = {**t, "speedup": t["rome_loop"]["median_s"] / t["batched"]["median_s"],
                           "spread": [t["rome_loop"]["min_s"] / t["batched"]["max_s"],
                                      t["rome_loop"]["max_s"] / t["batched"]["min_s"]],

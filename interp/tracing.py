@@ -179,6 +179,22 @@ def _restores(kind: str, token: int, layer: int, window: int, n_layers: int) -> 
     return [(f"blocks.{l}.{_HOOK[kind]}", token) for l in _window(layer, window, n_layers)]
 
 
+def _batched_restores(kind: str, token: int, layer: int, window: int, n_layers: int) -> list[tuple[str, int]]:
+    """:func:`_restores` for the batched trace: a hidden restore after block ``l`` is made at
+    block ``l + 1``'s input (the same tensor), so the cell's rows join the batch one block later
+    and block ``l`` is not run again for them."""
+    if kind == "hidden" and layer + 1 < n_layers:
+        return [(f"blocks.{layer + 1}.hook_resid_pre", token)]
+    return _restores(kind, token, layer, window, n_layers)
+
+
+def _clean_key(name: str) -> str:
+    """The clean-run cache entry a batched restore reads (block l+1's input is block l's output)."""
+    if name.endswith(".hook_resid_pre"):
+        return f"blocks.{int(name.split('.')[1]) - 1}.hook_resid_post"
+    return name
+
+
 def _check(model, samples: int, window: int, kinds) -> None:
     if samples < 1:
         raise InterpError(f"need at least 1 noise sample (got {samples})")
@@ -217,7 +233,8 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
     bar = progress(total=len(kinds) * len(restored) * n, desc="tracing", unit="cell", leave=False)
     for t in restored if trim else [None]:
         cells = [(k, tt, l) for k in kinds for tt in ([t] if trim else restored) for l in range(n)]
-        starts = [min(int(h.split(".")[1]) for h, _ in _restores(k, tt, l, window, n)) for k, tt, l in cells]
+        starts = [min(int(h.split(".")[1]) for h, _ in _batched_restores(k, tt, l, window, n))
+                  for k, tt, l in cells]
         order = sorted(range(len(cells)), key=lambda i: starts[i])
         cells, starts = [cells[i] for i in order], [starts[i] for i in order]
         per_pass = cells_per_pass(model, samples, n_tok - (t or 0), memory_budget)
@@ -295,13 +312,13 @@ def _run_cells(model, setup: _Setup, cells, starts, window: int, t: int | None, 
     n_base = base.shape[0]
     by_hook: dict[str, list[tuple[int, int]]] = {}  # hook -> (first row, token)
     for c, (kind, token, layer) in enumerate(cells):
-        for hook, tok in _restores(kind, token, layer, window, n):
+        for hook, tok in _batched_restores(kind, token, layer, window, n):
             by_hook.setdefault(hook, []).append((n_base * (c + 1), tok))
 
     def restore(name: str):
         rows = torch.tensor([r + s for r, _ in by_hook[name] for s in range(n_base)])
         toks = torch.tensor([tok for _, tok in by_hook[name] for _ in range(n_base)])
-        value = setup.clean[name][0]
+        value = setup.clean[_clean_key(name)][0]
 
         def hook(x, *, hook):
             x[rows.to(x.device), (toks - offset).to(x.device)] = value[toks.to(value.device)]
