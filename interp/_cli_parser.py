@@ -197,6 +197,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     t.add_argument("--init-l0", type=float, default=0.0,
                    help="JumpReLU: initial thresholds set from data for this L0 (recommended for short runs)")
     t.add_argument("--corpus", help="corpus (default: the offline default corpus)")
+    t.add_argument("--epochs", type=count, default=1,
+                   help="passes allowed over the corpus; later passes revisit its blocks in a new order, reshuffled")
     t.add_argument("--seed", type=index, default=0)
     t.add_argument("--checkpoint-every", type=count, default=200)
     t.add_argument("--activation-cache", help="folder for activation shards reused by later runs")

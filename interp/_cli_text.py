@@ -104,7 +104,8 @@ def print_summary(verb_name: str, out: dict) -> None:
               f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
     elif verb_name == "sae":
         f = out["final"]
-        print(f"trained {out['steps']} steps ({out['tokens']:,} tokens) into {out['out']}: "
+        passes = f", {out['epochs']} passes over the corpus" if out.get("epochs", 1) > 1 else ""
+        print(f"trained {out['steps']} steps ({out['tokens']:,} tokens{passes}) into {out['out']}: "
               f"L0 {f.get('l0', 0):.1f}, FVU {f.get('fvu', 0):.3f}, dead {f.get('dead_frac', 0):.3f}")
     elif verb_name == "attention":
         print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"

@@ -402,11 +402,12 @@ def cmd_sae(args) -> dict:
                           batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
                           l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0, max_norm_ratio=args.max_norm_ratio,
                           checkpoint_every=args.checkpoint_every,
-                          compile=args.compile, activation_cache=args.activation_cache)
+                          compile=args.compile, activation_cache=args.activation_cache, epochs=args.epochs)
         res = train(model, cfg, args.out)
         return {"model": model.cfg.model_name, "out": str(res.out_dir), "hook": args.hook, "architecture": args.arch,
                 "d_in": res.sae.cfg.d_in, "d_sae": res.sae.cfg.d_sae, "steps": res.steps, "tokens": res.tokens,
-                "resumed_from_step": res.resumed_from, "final": res.final, "axes": {}, "seconds": res.seconds}
+                "resumed_from_step": res.resumed_from, "final": res.final, "epochs": res.final.get("epoch", 1),
+                "axes": {}, "seconds": res.seconds}
     from saes.evaluate import evaluate_sae
     from saes.io import load_sae
 

@@ -60,7 +60,8 @@ class ActivationStore:
 
     def __init__(self, model, hooks: list[str], corpus: str | None = None, batch_size: int = 4096,
                  seq_len: int = 128, block_rows: int = 256, model_batch: int = 32, seed: int = 0,
-                 cache_dir: str | Path | None = None, device: str | None = None, max_norm_ratio: float = 10.0):
+                 cache_dir: str | Path | None = None, device: str | None = None, max_norm_ratio: float = 10.0,
+                 epochs: int = 1):
         missing = [h for h in hooks if h not in model.hook_dict]
         if missing:
             raise InterpError(f"the model has no hook {missing[0]!r} (e.g. blocks.0.hook_resid_post)")
@@ -80,6 +81,10 @@ class ActivationStore:
         key = hashlib.sha256(f"{model.cfg.model_name}|{hooks}|{corpus_id(corpus)}|{seq_len}|{block_rows}|{self.bos}"
                              f"|kept{self.kept_per_row}|seed{seed}".encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
+        if not isinstance(epochs, int) or epochs < 1:
+            raise InterpError(f"epochs must be a positive integer, got {epochs!r}")
+        self.epochs = epochs
+        self._blocks_per_epoch: int | None = None
         self._block: tuple[int, dict[str, Tensor]] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
@@ -88,7 +93,41 @@ class ActivationStore:
 
     def rows_used(self, steps: int) -> int:
         """Corpus rows (of ``seq_len`` tokens) that the first ``steps`` batches draw from."""
-        return (max(steps - 1, 0) // self.batches_per_block + 1) * self.block_rows
+        blocks = max(steps - 1, 0) // self.batches_per_block + 1
+        if self.epochs > 1:
+            blocks = min(blocks, self.blocks_per_epoch())
+        return blocks * self.block_rows
+
+    def blocks_per_epoch(self) -> int:
+        """Whole blocks in one pass over the corpus (counted once per corpus and tokenizer, then cached):
+        documents are packed end to end with one separator each, as :func:`interp.corpus.token_rows` does."""
+        if self._blocks_per_epoch is None:
+            from interp.corpus import corpus_stats
+
+            stats = corpus_stats(self.model.tokenizer, self.corpus, self.model.cfg.model_name)
+            sep = 1 if self.model.tokenizer.eos_token_id is not None else 0
+            rows = (stats["tokens"] + sep * stats["documents"]) // self.seq_len
+            self._blocks_per_epoch = rows // self.block_rows
+            if self._blocks_per_epoch < 1:
+                raise InterpError(f"corpus {self.corpus or 'default'} holds {rows} rows of {self.seq_len} tokens, "
+                                  f"fewer than one block of {self.block_rows}")
+        return self._blocks_per_epoch
+
+    def epoch_of(self, block: int) -> tuple[int, int]:
+        """(epoch, corpus block) that global block ``block`` reads. Epoch 0 reads the corpus in order;
+        each later epoch visits every block once more, in an order seeded by the epoch, and shuffles
+        the tokens inside each block afresh."""
+        if self.epochs == 1:
+            return 0, block
+        per = self.blocks_per_epoch()
+        epoch, j = divmod(block, per)
+        if epoch >= self.epochs:
+            raise InterpError(f"{self.epochs} epoch(s) of corpus {self.corpus or 'default'} hold {per * self.epochs} "
+                              f"blocks of {self.tokens_per_block:,} tokens; ask for fewer tokens or more --epochs")
+        if epoch == 0:
+            return 0, j
+        order = torch.randperm(per, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * epoch))
+        return epoch, int(order[j])
 
     def batch(self, i: int) -> dict[str, Float[Tensor, "batch d_in"]]:
         """Global batch ``i`` (deterministic)."""
@@ -105,18 +144,23 @@ class ActivationStore:
         """Every kept activation of block ``block``, shuffled (the batches of the block are slices of it)."""
         if self._block is not None and self._block[0] == block:
             return self._block[1]
-        shard = self._shard(block)
-        pending = self._pending.pop(block, None)
+        epoch, source = self.epoch_of(block)
+        shard = self._shard(source)
+        pending = self._pending.pop(source, None)
         acts = pending.result() if pending is not None else self._read(shard) if shard is not None else None
         self._prefetch(block)
         if acts is None:
-            acts = self._harvest(block)
+            acts = self._harvest(source)
             perm = torch.randperm(self.tokens_per_block,
-                                  generator=torch.Generator().manual_seed(self.seed * 1_000_003 + block))
+                                  generator=torch.Generator().manual_seed(self.seed * 1_000_003 + source))
             acts = {h: a[perm.to(a.device)].contiguous() for h, a in acts.items()}
             if shard is not None:  # shards hold every token; the outlier filter is applied on reading
                 with atomic_path(shard) as tmp:
                     save_file({h: a.cpu() for h, a in acts.items()}, str(tmp))
+        if epoch:  # the same tokens again, in a new order
+            perm = torch.randperm(self.tokens_per_block,
+                                  generator=torch.Generator().manual_seed(self.seed * 1_000_003 + source + 104_729 * epoch))
+            acts = {h: a[perm.to(a.device)].contiguous() for h, a in acts.items()}
         home = self.device if _fits_on_device(acts, self.device) else "cpu"
         acts = {h: a.to(home, non_blocking=True) for h, a in acts.items()}
         acts = self._drop_massive(acts, block)
@@ -137,10 +181,15 @@ class ActivationStore:
         return {h: a.pin_memory() for h, a in acts.items()} if self.device.startswith("cuda") else acts
 
     def _prefetch(self, block: int) -> None:
-        """Start reading the shards after ``block`` that are cached and not yet asked for."""
+        """Start reading the shards of the blocks after global block ``block`` that are cached and not yet
+        asked for."""
         if self.cache_dir is None:
             return
-        for nxt in range(block + 1, block + 1 + PREFETCH_BLOCKS):
+        for later in range(block + 1, block + 1 + PREFETCH_BLOCKS):
+            try:
+                nxt = self.epoch_of(later)[1]
+            except InterpError:  # past the last epoch
+                return
             shard = self._shard(nxt)
             if nxt not in self._pending and shard.exists():
                 if self._pool is None:
@@ -168,7 +217,8 @@ class ActivationStore:
                 rows.append(next(self._rows))
             except StopIteration:
                 raise InterpError(f"corpus {self.corpus or 'default'} ran out after {self._next_row} rows of "
-                                  f"{self.seq_len} tokens; ask for fewer training tokens") from None
+                                  f"{self.seq_len} tokens; ask for fewer training tokens, or pass over it "
+                                  "again with --epochs") from None
             self._next_row += 1
         out: dict[str, list[Tensor]] = {h: [] for h in self.hooks}
         bos = self.model.tokenizer.bos_token_id

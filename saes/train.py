@@ -91,6 +91,9 @@ class TrainConfig:
     cuda_graphs: bool = True
     """On a GPU, in one process and without ``compile``: replay the step as a CUDA graph
     (:mod:`saes.step`); the weights equal the eager step's."""
+    epochs: int = 1
+    """Passes allowed over the corpus: a run longer than the corpus reads it again, block by block in a
+    new seeded order with its tokens reshuffled (:meth:`saes.activations.ActivationStore.epoch_of`)."""
     activation_cache: str | None = None
     """Folder for activation shards, so repeated runs skip the model."""
     extra: dict = field(default_factory=dict)
@@ -163,7 +166,9 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     device = str(model.cfg.device)
     store = ActivationStore(model, [cfg.hook], cfg.corpus, cfg.batch_size, cfg.seq_len, cfg.block_rows,
                             seed=cfg.seed, cache_dir=cfg.activation_cache, device=device,
-                            max_norm_ratio=cfg.max_norm_ratio)
+                            max_norm_ratio=cfg.max_norm_ratio, epochs=cfg.epochs)
+    if cfg.epochs > 1:  # fail now, not after the first epoch, if even every pass is too short
+        store.epoch_of((cfg.steps - 1) // store.batches_per_block)
     sample = store.sample(min(cfg.batch_size, 8192))[cfg.hook]
     d_in = sample.shape[-1]
     torch.manual_seed(cfg.seed)
@@ -235,7 +240,8 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
             check_finite()
             last = _metrics(res, x, sae, since_fired, window, step, cfg, opt)
             now = time.perf_counter()
-            last.update(time=round(time.time(), 3), elapsed_s=round(now - t0, 3),
+            last.update(epoch=store.epoch_of(step // store.batches_per_block)[0] + 1,
+                        time=round(time.time(), 3), elapsed_s=round(now - t0, 3),
                         tokens_per_s=round((step + 1 - clock["step"]) * cfg.batch_size / max(now - clock["t"], 1e-9)))
             clock.update(t=now, step=step + 1)
             bar.set_postfix(L0=f"{last['l0']:.1f}", FVU=f"{last['fvu']:.3f}", dead=f"{last['dead_frac']:.3f}",
@@ -260,7 +266,8 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
 
 def _comparable(cfg: TrainConfig) -> dict:
     d = asdict(cfg)
-    for k in ("checkpoint_every", "log_every", "compile", "cuda_graphs", "activation_cache"):
+    # epochs only bounds the run: batch i is the same for any number of epochs that reaches it
+    for k in ("checkpoint_every", "log_every", "compile", "cuda_graphs", "activation_cache", "epochs"):
         d.pop(k)
     return d
 

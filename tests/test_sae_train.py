@@ -29,7 +29,7 @@ def corpus(tmp_path_factory):
     return str(path)
 
 
-def _cfg(corpus, **kw):
+def _cfg(corpus=None, **kw):
     base = dict(hook=HOOK, architecture="topk", d_sae=128, k=8, tokens=256 * 8, batch_size=256, seq_len=32,
                 block_rows=32, corpus=corpus, lr=1e-3, log_every=4, checkpoint_every=4)
     return TrainConfig(**{**base, **kw})
@@ -250,3 +250,47 @@ def test_a_failed_run_leaves_no_empty_out_directory(tiny_models, corpus, tmp_pat
     with pytest.raises(InterpError):
         train(tiny_models["tiny-llama"], _cfg(corpus, hook="blocks.9.hook_resid_post"), tmp_path / "mine")
     assert (tmp_path / "mine").is_dir()
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """Eight BBC articles: a few blocks of 8 rows x 16 tokens, so a run passes over it several times."""
+    from interp.corpus import documents
+
+    path = tmp_path_factory.mktemp("small") / "few.txt"
+    path.write_text("\n\n".join(d.replace("\n\n", "\n") for _, d in zip(range(8), documents("bbc-news"))))
+    return str(path)
+
+
+def test_epochs_revisit_every_block_reshuffled(tiny_models, small_corpus):
+    model = tiny_models["tiny-llama"]
+    kw = dict(batch_size=8 * 15, seq_len=16, block_rows=8)  # one batch per block
+    one = ActivationStore(model, [HOOK], small_corpus, **kw)
+    per = one.blocks_per_epoch()
+    assert per >= 2
+    # the count agrees with reading the corpus: the last whole block is there, the next one is not
+    one.block(per - 1)
+    with pytest.raises(InterpError, match="ran out.*--epochs"):
+        ActivationStore(model, [HOOK], small_corpus, **kw).block(per)
+    three = ActivationStore(model, [HOOK], small_corpus, epochs=3, **kw)
+    sources = [three.epoch_of(b) for b in range(3 * per)]
+    for epoch in range(3):
+        assert sorted(j for e, j in sources if e == epoch) == list(range(per))  # every block once per epoch
+    assert [j for e, j in sources if e == 1] != [j for e, j in sources if e == 2]  # in a new order
+    e, j = sources[per]
+    again, first = three.batch(per)[HOOK], one.batch(j)[HOOK]
+    assert not torch.equal(again, first)  # reshuffled ...
+    key = lambda a: a[a[:, 0].argsort()]  # ... but the same tokens  # noqa: E731
+    torch.testing.assert_close(key(again), key(first))
+    with pytest.raises(InterpError, match="3 epoch"):
+        three.batch(3 * per)
+
+
+def test_a_run_longer_than_the_corpus_needs_epochs(tiny_models, small_corpus, tmp_path):
+    model = tiny_models["tiny-llama"]
+    cfg = dict(tokens=30 * 120, batch_size=120, seq_len=16, block_rows=8, corpus=small_corpus, log_every=10)
+    with pytest.raises(InterpError, match="ran out|epoch"):
+        train(model, _cfg(**cfg), tmp_path / "short")
+    res = train(model, _cfg(**cfg, epochs=30), tmp_path / "long")
+    lines = [json.loads(l) for l in (tmp_path / "long" / "metrics.jsonl").read_text().splitlines()]
+    assert res.steps == 30 and lines[-1]["epoch"] > 1 and [l["epoch"] for l in lines] == sorted(l["epoch"] for l in lines)
