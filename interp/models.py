@@ -107,9 +107,15 @@ def check_device(device: str) -> str:
 
 
 def load_model(name: str | None = None, device: str | None = None,
-               dtype: torch.dtype | None = None):
+               dtype: torch.dtype | None = None, device_map: str | dict | None = None):
     """Return a ``TransformerBridge`` for ``name`` (default: the embedded SmolLM2-135M), in
     ``dtype`` (default float32).
+
+    ``device_map`` splits the model across devices instead of placing it on ``device``: an
+    accelerate device map (``{"model.embed_tokens": 0, "model.layers.0": 0, ..., "lm_head": "cpu"}``)
+    or ``"auto"`` (fill each GPU in turn, then the CPU). Activations move between devices at
+    the module boundaries, so every analysis runs unchanged; ``model.cfg.device`` is the
+    device of the embeddings, where token ids go.
 
     Raises :class:`InterpError` with one line when the model cannot be found.
     """
@@ -120,22 +126,60 @@ def load_model(name: str | None = None, device: str | None = None,
     if not name:
         raise InterpError("empty model name; try the embedded default 'smollm2-135m'")
     name = ALIASES.get(name.lower(), name)
+    if device_map is not None and device is not None:
+        raise InterpError("give a device or a device_map, not both")
     device = check_device(device or default_device())
     spec = BUILTIN.get(name)
     if spec is not None and spec.kind == "embedded":
         hf_model, tokenizer = _load_embedded(dtype)
-        bridge = _wrap(hf_model.to(device), tokenizer, spec.name)
+        hf_model, device = _place(hf_model, device, device_map)
+        bridge = _wrap(hf_model, tokenizer, spec.name)
     elif spec is not None:
         from interp._tiny import build_tiny
 
         hf_model, tokenizer = build_tiny(spec.name, tokenizer=load_embedded_tokenizer())
-        bridge = _wrap(hf_model.to(device=device, dtype=dtype), tokenizer, spec.name)
+        hf_model, device = _place(hf_model.to(dtype=dtype), device, device_map)
+        bridge = _wrap(hf_model, tokenizer, spec.name)
     else:
-        bridge = _load_huggingface(name, device, dtype)
+        bridge = _load_huggingface(name, device, dtype, device_map)
+    if device_map is not None:
+        bridge.cfg.device = _input_device(bridge.original_model)
     if spec is not None and spec.prepend_bos is not None:
         bridge.cfg.default_prepend_bos = spec.prepend_bos
     bridge.eval()
     return bridge
+
+
+def _place(hf_model, device: str, device_map):
+    """``hf_model`` on ``device``, or dispatched over ``device_map`` with accelerate; and its input device."""
+    if device_map is None:
+        return hf_model.to(device), device
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    if isinstance(device_map, str):
+        if device_map != "auto":
+            raise InterpError(f"device_map {device_map!r}: give 'auto' or a dict of module name -> device")
+        device_map = infer_auto_device_map(hf_model, no_split_module_classes=hf_model._no_split_modules or [])
+    if not isinstance(device_map, dict) or not device_map:
+        raise InterpError("device_map must be 'auto' or a non-empty dict of module name -> device")
+    for where in set(device_map.values()):
+        if where not in ("cpu", "disk") and not (isinstance(where, str) and where.startswith("cpu")):
+            check_device(f"cuda:{where}" if isinstance(where, int) else str(where))
+    names = {n for n, _ in hf_model.named_modules()}
+    unknown = sorted(k for k in device_map if k and k not in names)
+    if unknown:
+        raise InterpError(f"device_map names {unknown[0]!r}, which is not a module of this model "
+                          f"(e.g. {sorted(n for n in names if n.count('.') == 2)[:2]})")
+    try:
+        hf_model = dispatch_model(hf_model, device_map=device_map)
+    except (ValueError, RuntimeError) as err:
+        raise InterpError(f"device_map: {str(err).splitlines()[0]}") from err
+    return hf_model, _input_device(hf_model)
+
+
+def _input_device(hf_model) -> str:
+    """Where token ids go: the device of the input embeddings."""
+    return str(hf_model.get_input_embeddings().weight.device)
 
 
 def _wrap(hf_model, tokenizer, name: str):
@@ -271,7 +315,7 @@ def _check_model_dir(path: Path) -> None:
         raise InterpError(f"model directory {path} has no weights (*.safetensors)")
 
 
-def _load_huggingface(name: str, device: str, dtype: torch.dtype):
+def _load_huggingface(name: str, device: str, dtype: torch.dtype, device_map=None):
     from transformer_lens.model_bridge import TransformerBridge
 
     path = Path(name).expanduser()
@@ -292,7 +336,8 @@ def _load_huggingface(name: str, device: str, dtype: torch.dtype):
                 f"directory, not in the Hugging Face cache, and the hub cannot be reached; "
                 f"the embedded default {DEFAULT_MODEL!r} works offline")
     try:
-        bridge = TransformerBridge.boot_transformers(source, device=device, dtype=dtype)
+        place = {"device_map": device_map} if device_map is not None else {"device": device}
+        bridge = TransformerBridge.boot_transformers(source, dtype=dtype, **place)
     except InterpError:
         raise
     except Exception as err:

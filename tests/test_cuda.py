@@ -92,3 +92,37 @@ def test_cuda_graph_training_equals_the_eager_trainer(arch, tmp_path):
     eager = train(model, replace(cfg, cuda_graphs=False), tmp_path / "eager").sae
     for (name, a), (_, b) in zip(graphed.state_dict().items(), eager.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=lambda m: f"{arch} {name}: {m}")
+
+
+def _split_map(model, first: str, rest: str) -> dict:
+    """Embeddings, the first half of the blocks and the unembedding on ``first``; the rest on ``rest``."""
+    layers = model.cfg.n_layers
+    prefix = "transformer.h" if model.original_model.config.model_type == "gpt2" else "model.layers"
+    blocks = {f"{prefix}.{i}": (first if i < layers // 2 else rest) for i in range(layers)}
+    named = dict(model.original_model.named_modules())
+    others = {n: first for n in ("model.embed_tokens", "model.rotary_emb", "transformer.wte", "transformer.wpe",
+                                 "lm_head") if n in named}
+    norms = {n: rest for n in ("model.norm", "transformer.ln_f") if n in named}
+    return {**others, **blocks, **norms}
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_a_model_split_across_cuda_and_cpu_gives_one_devices_values(name, tmp_path):
+    from saes.activations import ActivationStore
+
+    one = load_model(name, device="cpu")
+    split = load_model(name, device_map=_split_map(one, 0, "cpu"))
+    devices = {str(p.device) for p in split.original_model.parameters()}
+    assert devices == {"cpu", "cuda:0"} and str(split.cfg.device) == "cuda:0"
+    a = patch_sweep(one, make_task(one, EIFFEL, COLOSSEUM, " Paris", " Rome"), "resid_pre")
+    b = patch_sweep(split, make_task(split, EIFFEL, COLOSSEUM, " Paris", " Rome"), "resid_pre")
+    assert torch.allclose(a.values, b.values.cpu(), atol=1e-3)
+    ta = trace(one, EIFFEL, "The Eiffel Tower", " Paris", samples=3)
+    tb = trace(split, EIFFEL, "The Eiffel Tower", " Paris", samples=3)
+    for kind in ta.scores:
+        assert torch.allclose(ta.scores[kind], tb.scores[kind], atol=1e-4)
+    hook = f"blocks.{one.cfg.n_layers - 1}.hook_resid_post"
+    kw = dict(corpus="bbc-news", batch_size=64, seq_len=16, block_rows=8, device="cpu")
+    ha = ActivationStore(one, [hook], **kw).batch(0)[hook]
+    hb = ActivationStore(split, [hook], **kw).batch(0)[hook]
+    torch.testing.assert_close(ha, hb.cpu(), atol=1e-4, rtol=1e-4)

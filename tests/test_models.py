@@ -114,3 +114,21 @@ def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch, smol):
     with torch.no_grad():
         assert torch.allclose(model(tokens), smol(tokens), atol=1e-5)
     assert weights.stat().st_size == (source / "model.safetensors").stat().st_size
+
+
+def test_a_device_map_dispatches_the_model_and_keeps_its_values():
+    """The accelerate path of ``device_map`` on the CPU alone (the CUDA split is in test_cuda.py)."""
+    plain = load_model("tiny-llama", device="cpu")
+    layers = {f"model.layers.{i}": "cpu" for i in range(plain.cfg.n_layers)}
+    mapped = load_model("tiny-llama", device_map={"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", **layers,
+                                                  "model.norm": "cpu", "lm_head": "cpu"})
+    assert getattr(mapped.original_model, "hf_device_map", None) and mapped.cfg.device == "cpu"
+    tokens = torch.tensor([[5, 6, 7, 8, 9]])
+    _, a = plain.run_with_cache(tokens, names_filter="blocks.1.hook_resid_post")
+    _, b = mapped.run_with_cache(tokens, names_filter="blocks.1.hook_resid_post")
+    torch.testing.assert_close(a["blocks.1.hook_resid_post"], b["blocks.1.hook_resid_post"])
+    for bad, message in [({"model.nope": "cpu"}, "not a module of this model"), ("balanced-ish", "give 'auto'")]:
+        with pytest.raises(InterpError, match=message):
+            load_model("tiny-llama", device_map=bad)
+    with pytest.raises(InterpError, match="not both"):
+        load_model("tiny-llama", device="cpu", device_map="auto")
