@@ -78,6 +78,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_, description=help_, formatter_class=_Help)
         s.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
         s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+        s.add_argument("--device-map", choices=["auto"], default=None,
+                       help="split a model too large for one GPU over every GPU, then the CPU (instead of --device)")
         s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         return s
 
