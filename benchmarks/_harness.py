@@ -54,6 +54,13 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: 
             for k, v in times.items()}
 
 
+def ratio(times: dict, slow: str, fast: str) -> dict:
+    """How many times faster ``fast`` ran than ``slow`` in an :func:`interleaved` result: the ratio of
+    medians, and its spread (slowest ``fast`` run against fastest ``slow`` run, and the reverse)."""
+    s, f = times[slow], times[fast]
+    return {"median": s["median_s"] / f["median_s"], "spread": [s["min_s"] / f["max_s"], s["max_s"] / f["min_s"]]}
+
+
 def emit(result: dict) -> None:
     json.dump(result, sys.stdout, indent=1)
     sys.stdout.write("\n")

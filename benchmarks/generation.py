@@ -18,7 +18,7 @@ import argparse
 
 import torch
 
-from benchmarks._harness import emit, interleaved, machine
+from benchmarks._harness import emit, interleaved, machine, ratio
 
 PROMPTS = ["The Eiffel Tower is located in the city of", "My favourite thing to cook on a Sunday is",
            "The history of the Roman Empire began", "In the morning the scientist walked to",
@@ -27,6 +27,8 @@ PROMPTS = ["The Eiffel Tower is located in the city of", "My favourite thing to 
 
 
 def uncached(model, prompt: str, n: int) -> list[int]:
+    """Greedy tokens by one full forward of the growing sequence per new token (the reference that
+    the tests and this benchmark hold :func:`interp.generation.generate_ids` to)."""
     from interp.tokens import to_tokens
 
     x = to_tokens(model, prompt)
@@ -89,9 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     result["one_prompt"] = one
     result[f"{len(prompts)}_prompts"] = many
     result["ratios"] = {
-        f"{label}_{peer}_over_ours": {"median": t[peer]["median_s"] / t["ours"]["median_s"],
-                                      "spread": [t[peer]["min_s"] / t["ours"]["max_s"],
-                                                 t[peer]["max_s"] / t["ours"]["min_s"]]}
+        f"{label}_{peer}_over_ours": ratio(t, peer, "ours")
         for label, t in (("one_prompt", one), (f"{len(prompts)}_prompts", many))
         for peer in ("uncached", "hf_generate")}
     emit(result)

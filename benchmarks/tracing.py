@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks._harness import emit, interleaved, machine
+from benchmarks._harness import emit, interleaved, machine, ratio
 
 PROMPT = "The Eiffel Tower is located in the city of"
 SUBJECT = "The Eiffel Tower"
@@ -44,10 +44,8 @@ def main(argv: list[str] | None = None) -> None:
                         repeats=args.repeats, warmup=0)
         fast = last["batched"]
         diffs[kind] = (fast.scores[kind] - last["rome_loop"].scores[kind]).abs().max().item()
-        per_kind[kind] = {**t, "speedup": t["rome_loop"]["median_s"] / t["batched"]["median_s"],
-                          "spread": [t["rome_loop"]["min_s"] / t["batched"]["max_s"],
-                                     t["rome_loop"]["max_s"] / t["batched"]["min_s"]],
-                          "max_abs_score_diff": diffs[kind]}
+        r = ratio(t, "rome_loop", "batched")
+        per_kind[kind] = {**t, "speedup": r["median"], "spread": r["spread"], "max_abs_score_diff": diffs[kind]}
     n_tok, n_layers = fast.scores[kinds[-1]].shape
     emit({"benchmark": "tracing", "machine": machine(), "model": args.model, "prompt": PROMPT,
           "subject": SUBJECT, "samples": args.samples, "kinds": kinds, "tokens": n_tok, "layers": n_layers,

@@ -38,10 +38,8 @@ def _model(args):
     from interp.models import load_model
 
     hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bar; our load line stays
-    if getattr(args, "device_map", None):
-        if args.device:
-            raise InterpError("give --device or --device-map, not both")
-        return load_model(args.model, device_map=args.device_map)
+    if getattr(args, "device_map", None):  # load_model refuses a --device beside it
+        return load_model(args.model, device=args.device, device_map=args.device_map)
     return load_model(args.model, device=local_device(args.device))
 
 

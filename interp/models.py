@@ -132,14 +132,12 @@ def load_model(name: str | None = None, device: str | None = None,
     spec = BUILTIN.get(name)
     if spec is not None and spec.kind == "embedded":
         hf_model, tokenizer = _load_embedded(dtype)
-        hf_model, device = _place(hf_model, device, device_map)
-        bridge = _wrap(hf_model, tokenizer, spec.name)
+        bridge = _wrap(_place(hf_model, device, device_map), tokenizer, spec.name)
     elif spec is not None:
         from interp._tiny import build_tiny
 
         hf_model, tokenizer = build_tiny(spec.name, tokenizer=load_embedded_tokenizer())
-        hf_model, device = _place(hf_model.to(dtype=dtype), device, device_map)
-        bridge = _wrap(hf_model, tokenizer, spec.name)
+        bridge = _wrap(_place(hf_model.to(dtype=dtype), device, device_map), tokenizer, spec.name)
     else:
         bridge = _load_huggingface(name, device, dtype, device_map)
     if device_map is not None:
@@ -151,9 +149,9 @@ def load_model(name: str | None = None, device: str | None = None,
 
 
 def _place(hf_model, device: str, device_map):
-    """``hf_model`` on ``device``, or dispatched over ``device_map`` with accelerate; and its input device."""
+    """``hf_model`` on ``device``, or dispatched over ``device_map`` with accelerate."""
     if device_map is None:
-        return hf_model.to(device), device
+        return hf_model.to(device)
     from accelerate import dispatch_model, infer_auto_device_map
 
     if isinstance(device_map, str):
@@ -163,7 +161,7 @@ def _place(hf_model, device: str, device_map):
     if not isinstance(device_map, dict) or not device_map:
         raise InterpError("device_map must be 'auto' or a non-empty dict of module name -> device")
     for where in set(device_map.values()):
-        if where not in ("cpu", "disk") and not (isinstance(where, str) and where.startswith("cpu")):
+        if where != "disk" and not str(where).startswith("cpu"):
             check_device(f"cuda:{where}" if isinstance(where, int) else str(where))
     names = {n for n, _ in hf_model.named_modules()}
     unknown = sorted(k for k in device_map if k and k not in names)
@@ -174,7 +172,7 @@ def _place(hf_model, device: str, device_map):
         hf_model = dispatch_model(hf_model, device_map=device_map)
     except (ValueError, RuntimeError) as err:
         raise InterpError(f"device_map: {str(err).splitlines()[0]}") from err
-    return hf_model, _input_device(hf_model)
+    return hf_model
 
 
 def _input_device(hf_model) -> str:

@@ -150,22 +150,23 @@ class ActivationStore:
         acts = pending.result() if pending is not None else self._read(shard) if shard is not None else None
         self._prefetch(block)
         if acts is None:
-            acts = self._harvest(source)
-            perm = torch.randperm(self.tokens_per_block,
-                                  generator=torch.Generator().manual_seed(self.seed * 1_000_003 + source))
-            acts = {h: a[perm.to(a.device)].contiguous() for h, a in acts.items()}
+            acts = self._shuffled(self._harvest(source), source)
             if shard is not None:  # shards hold every token; the outlier filter is applied on reading
                 with atomic_path(shard) as tmp:
                     save_file({h: a.cpu() for h, a in acts.items()}, str(tmp))
         if epoch:  # the same tokens again, in a new order
-            perm = torch.randperm(self.tokens_per_block,
-                                  generator=torch.Generator().manual_seed(self.seed * 1_000_003 + source + 104_729 * epoch))
-            acts = {h: a[perm.to(a.device)].contiguous() for h, a in acts.items()}
+            acts = self._shuffled(acts, source + 104_729 * epoch)
         home = self.device if _fits_on_device(acts, self.device) else "cpu"
         acts = {h: a.to(home, non_blocking=True) for h, a in acts.items()}
         acts = self._drop_massive(acts, block)
         self._block = (block, acts)
         return acts
+
+    def _shuffled(self, acts: dict[str, Tensor], salt: int) -> dict[str, Tensor]:
+        """``acts`` with their tokens in one seeded order (the same for every hook)."""
+        perm = torch.randperm(self.tokens_per_block,
+                              generator=torch.Generator().manual_seed(self.seed * 1_000_003 + salt))
+        return {h: a[perm.to(a.device)].contiguous() for h, a in acts.items()}
 
     def _shard(self, block: int) -> Path | None:
         return self.cache_dir / f"block-{block:06d}.safetensors" if self.cache_dir else None

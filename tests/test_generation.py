@@ -3,20 +3,11 @@
 import pytest
 import torch
 
+from benchmarks.generation import uncached as uncached_greedy  # the reference: a full forward per new token
 from interp.errors import InterpError
 from interp.generation import generate, generate_ids
-from interp.tokens import to_tokens
 
 PROMPTS = ["The Eiffel Tower is located in the city of", "Hello", "My favourite food is a big bowl of", "Rome is"]
-
-
-def uncached_greedy(model, prompt: str, n: int) -> list[int]:
-    """The reference: one full forward of the growing sequence per new token."""
-    x = to_tokens(model, prompt)
-    with torch.no_grad():
-        for _ in range(n):
-            x = torch.cat([x, model(x)[:, -1].argmax(-1, keepdim=True)], 1)
-    return x[0, -n:].tolist()
 
 
 def test_cached_batched_greedy_equals_the_uncached_loop(tiny):
