@@ -1,0 +1,133 @@
+"""Feature steering: clamp or add one SAE feature while the model generates.
+
+The residual at the SAE's hook is split into the SAE's reconstruction and its error,
+
+    x = x̂ + ε,   x̂ = b_dec + Σ_j f_j(x) W_dec,j,   ε = x − x̂,
+
+and the chosen feature's coefficient is set, keeping ε and every other feature:
+
+- ``clamp``: f_j ← v, so x' = x + (v − f_j(x)) W_dec,j;
+- ``add``:   x' = x + v W_dec,j, whatever f_j(x) was;
+
+with v = ``scale`` × the feature's maximum activation in a store (so the feature's term
+f_j W_dec,j has norm ``scale`` × max × ‖W_dec,j‖, ``scale`` times the largest it reached
+on the corpus). Keeping ε is what makes clamping a feature at its own value a no-op: only
+the feature moves, not the part of x the SAE fails to explain (Templeton et al. 2024,
+"Scaling Monosemanticity", §feature steering).
+
+``positions`` restricts the edit to those prompt positions (generated tokens are then
+left alone, and generation runs without the KV cache, since the hook must see absolute
+positions); by default every position, generated ones included, is steered.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.errors import InterpError
+
+__all__ = ["FeatureSteering", "steer_feature", "steering_hook"]
+
+Mode = Literal["clamp", "add"]
+
+
+def steering_hook(sae, feature: int, value: float, mode: Mode = "clamp", positions: Sequence[int] | None = None):
+    """A ``(x, *, hook)`` function that edits feature ``feature`` of ``x [batch pos d_in]`` as above."""
+    if mode not in ("clamp", "add"):
+        raise InterpError(f"steering mode {mode!r}: use clamp or add")
+    if not math.isfinite(value):
+        raise InterpError(f"the steering value must be finite, not {value!r}")
+    w = sae.W_dec[feature].detach()
+
+    def edit(x: Float[Tensor, "batch pos d_in"], *, hook=None):
+        sel = slice(None) if positions is None else [p for p in positions if p < x.shape[1]]
+        if positions is not None and not sel:
+            return x
+        xs = x[:, sel]
+        if mode == "clamp":
+            f_j = sae.encode(xs.to(sae.W_enc.dtype))[..., feature]
+            delta = (value - f_j)[..., None] * w
+        else:
+            delta = (value * w).expand_as(xs)
+        x = x.clone()
+        x[:, sel] = xs + delta.to(x.dtype)
+        return x
+
+    return edit
+
+
+@dataclass
+class FeatureSteering:
+    feature: int
+    hook: str
+    mode: str
+    scale: float
+    max_activation: float
+    value: float
+    """The coefficient the feature is set to (clamp) or added with (add): scale × max_activation."""
+    positions: list[int] | None
+    prompts: list[str]
+    tokens: list[list[str]]
+    before: list[str]
+    after: list[str]
+    activation_before: list[list[float]]
+    """``[prompt][position]``: the feature's activation on the prompt without steering."""
+    activation_after: list[list[float]]
+    """The SAE's encoding of the steered residual at the same positions."""
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@torch.no_grad()
+def steer_feature(model, sae, feature: int, scale: float, prompts: Sequence[str], max_activation: float,
+                  mode: Mode = "clamp", positions: Sequence[int] | None = None, max_new_tokens: int = 30,
+                  greedy: bool = True, seed: int = 0) -> FeatureSteering:
+    """Generations of ``prompts`` without and with the feature steered, and its activation before and after."""
+    from interp.generation import generate
+    from interp.tokens import str_tokens, to_tokens
+
+    if not 0 <= feature < sae.cfg.d_sae:
+        raise InterpError(f"feature {feature} is out of range: the SAE has {sae.cfg.d_sae} features (0-{sae.cfg.d_sae - 1})")
+    if not math.isfinite(scale):
+        raise InterpError(f"--scale must be a finite number, not {scale!r}")
+    if not (math.isfinite(max_activation) and max_activation > 0):
+        raise InterpError(f"the feature's maximum activation must be positive and finite, not {max_activation!r} "
+                          "(a feature that never fired in the store: pass --max-act)")
+    prompts = list(prompts)
+    if not prompts:
+        raise InterpError("give at least one --prompt")
+    hook = sae.cfg.hook_name
+    value = scale * max_activation
+    edit = steering_hook(sae, feature, value, mode, positions)
+    t0 = time.perf_counter()
+    kw = dict(mode="greedy" if greedy else "sample", seed=seed, use_cache=positions is None,
+              batch_size=16 if positions is None else 1)
+    before = generate(model, prompts, max_new_tokens, **kw)
+    with model.hooks(fwd_hooks=[(hook, edit)]):
+        after = generate(model, prompts, max_new_tokens, **kw)
+    toks, act_before, act_after = [], [], []
+    for p in prompts:
+        ids = to_tokens(model, p)
+        seen: dict[str, Tensor] = {}
+
+        def record(x, *, hook, key):
+            seen[key] = sae.encode(x[0].to(sae.W_enc.dtype))[:, feature]
+            return x
+
+        model.run_with_hooks(ids, fwd_hooks=[(hook, lambda x, hook: record(x, hook=hook, key="before"))])
+        model.run_with_hooks(ids, fwd_hooks=[(hook, edit), (hook, lambda x, hook: record(x, hook=hook, key="after"))])
+        toks.append(str_tokens(model, ids[0]))
+        act_before.append(seen["before"].float().cpu().tolist())
+        act_after.append(seen["after"].float().cpu().tolist())
+    return FeatureSteering(feature, hook, mode, scale, max_activation, value,
+                           None if positions is None else list(positions), prompts, toks, before, after,
+                           act_before, act_after, time.perf_counter() - t0)
