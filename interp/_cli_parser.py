@@ -184,42 +184,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--scorer-layer", type=index, help="layer of the scoring probe (default: --layer)")
     s.add_argument("--seed", type=index, default=0)
     s.add_argument("--html", help="write the steering curve here")
-    s = add("sae", "sparse autoencoders: train on a hook, or evaluate a SAELens-format directory")
-    sae_sub = s.add_subparsers(dest="sae_cmd", required=True, metavar="CMD")
-    t = sae_sub.add_parser("train", help="train an SAE (resumes from DIR/checkpoint.pt; torchrun for DDP)")
-    t.add_argument("--hook", required=True, help="e.g. blocks.15.hook_resid_post")
-    t.add_argument("--arch", default="topk", help="relu, topk, batchtopk or jumprelu")
-    t.add_argument("--k", type=count, default=32)
-    t.add_argument("--d-sae", type=index, default=0, help="latents (default 16 x d_in)")
-    t.add_argument("--tokens", type=count, default=2_000_000)
-    t.add_argument("--batch-size", type=count, default=4096)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--l1", type=float, default=5.0, help="ReLU's L1 coefficient")
-    t.add_argument("--l0", type=float, default=1.0, help="JumpReLU's L0 coefficient")
-    t.add_argument("--init-l0", type=float, default=0.0,
-                   help="JumpReLU: initial thresholds set from data for this L0 (recommended for short runs)")
-    t.add_argument("--corpus", help="corpus (default: the offline default corpus)")
-    t.add_argument("--epochs", type=count, default=1,
-                   help="passes allowed over the corpus; later passes revisit its blocks in a new order, reshuffled")
-    t.add_argument("--seed", type=index, default=0)
-    t.add_argument("--checkpoint-every", type=count, default=200)
-    t.add_argument("--activation-cache", help="folder for activation shards reused by later runs")
-    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    t.add_argument("--out", required=True, help="directory for the SAE, its checkpoint and metrics.jsonl")
-    e = sae_sub.add_parser("eval", help="L0, FVU, CE loss recovered, KL, dead/dense latents on held-out tokens")
-    e.add_argument("dir")
-    e.add_argument("--corpus", help="corpus of the held-out rows (default: the offline default corpus)")
-    e.add_argument("--tokens", type=count, default=32_768)
-    e.add_argument("--skip-rows", type=index, default=None,
-                   help="start this many 128-token rows into the corpus (default: past the SAE's recorded training rows)")
-    e.add_argument("--force", action="store_true", help="evaluate an SAE whose cfg.json names another model")
-    for sp in (t, e):
-        sp.add_argument("--max-norm-ratio", type=float, default=10.0,
-                        help="skip tokens whose activation norm is above this multiple of the median (0: keep all)")
-        sp.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
-        sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present; "
-                        "under torchrun each rank's own GPU)")
-        sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    from interp._cli_sae import add_sae_parser
+
+    add_sae_parser(add)
     s = add("app", "launch the Streamlit explorer on 127.0.0.1")
     s.add_argument("--port", type=count, default=8501)
     return p

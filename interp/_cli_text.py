@@ -99,14 +99,10 @@ def print_summary(verb_name: str, out: dict) -> None:
     elif verb_name == "steer":
         for a, m, g in zip(out["alphas"], out["mean_score"], out["generations"]):
             print(f"alpha {a:+6.1f}: P({out['positive']}) {m:.3f}  e.g. {g[0][:70]!r}")
-    elif verb_name == "sae" and "ce_loss_recovered" in out:
-        print(f"L0 {out['l0']:.1f}  FVU {out['fvu']:.3f}  CE recovered {out['ce_loss_recovered']:.3f}  "
-              f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
-    elif verb_name == "sae":
-        f = out["final"]
-        passes = f", {out['epochs']} passes over the corpus" if out.get("epochs", 1) > 1 else ""
-        print(f"trained {out['steps']} steps ({out['tokens']:,} tokens{passes}) into {out['out']}: "
-              f"L0 {f.get('l0', 0):.1f}, FVU {f.get('fvu', 0):.3f}, dead {f.get('dead_frac', 0):.3f}")
+    elif verb_name.startswith("sae "):
+        from interp._cli_sae import sae_summary
+
+        sae_summary(verb_name.split()[1], out)
     elif verb_name == "attention":
         print(f"tokens {out['tokens']}; patterns for layers {out['layers']} heads {out['heads']}"
               + (f"; figure {out['html']}" if "html" in out else ""))

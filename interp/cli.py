@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from interp._cli_parser import build_parser
+from interp._cli_sae import cmd_sae
 from interp._cli_text import print_summary
 from interp.errors import InterpError
 
@@ -390,35 +391,7 @@ def cmd_steer(args) -> dict:
     return _with_html(out, args, "steering_figure", curve)
 
 
-@verb
-def cmd_sae(args) -> dict:
-    if args.sae_cmd == "train":
-        from saes.config import ARCHITECTURES
-        from saes.train import TrainConfig, init_distributed, train
-
-        if args.arch not in ARCHITECTURES:
-            raise InterpError(f"unknown SAE architecture {args.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        init_distributed(args.device)
-        model = _model(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
-        cfg = TrainConfig(hook=args.hook, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
-                          batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
-                          l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0, max_norm_ratio=args.max_norm_ratio,
-                          checkpoint_every=args.checkpoint_every,
-                          compile=args.compile, activation_cache=args.activation_cache, epochs=args.epochs)
-        res = train(model, cfg, args.out)
-        return {"model": model.cfg.model_name, "out": str(res.out_dir), "hook": args.hook, "architecture": args.arch,
-                "d_in": res.sae.cfg.d_in, "d_sae": res.sae.cfg.d_sae, "steps": res.steps, "tokens": res.tokens,
-                "resumed_from_step": res.resumed_from, "final": res.final, "epochs": res.final.get("epoch", 1),
-                "axes": {}, "seconds": res.seconds}
-    from saes.evaluate import evaluate_sae
-    from saes.io import load_sae
-
-    sae = load_sae(args.dir)
-    model = _model(args)
-    res = evaluate_sae(model, sae, args.corpus, args.tokens, skip_rows=args.skip_rows,
-                       max_norm_ratio=args.max_norm_ratio, force=args.force)
-    return {"model": model.cfg.model_name, "dir": args.dir, "architecture": sae.cfg.architecture,
-            "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, **res.to_dict(), "axes": {}}
+VERBS["sae"] = cmd_sae
 
 
 @verb
@@ -482,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(out, sys.stdout)
         sys.stdout.write("\n")
     else:
-        print_summary(args.verb, out)
+        print_summary(args.verb if args.verb != "sae" else f"sae {args.sae_cmd}", out)
     return 0
 
 

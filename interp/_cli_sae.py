@@ -1,0 +1,370 @@
+"""``interp sae ...``: train and evaluate SAEs, extract their features into a store, and read it.
+
+Verbs that read a store (``top``, ``search``, ``dashboard``, ``export``) load no model: a
+store carries its vocabulary, so they answer in about a second. ``extract``, ``active``,
+``steer`` and ``explain`` load the model (and ``explain`` its explainer and scorer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from interp._cli_parser import count, index
+from interp.errors import InterpError
+
+__all__ = ["add_sae_parser", "cmd_sae", "sae_summary"]
+
+
+def add_sae_parser(add) -> None:
+    s = add("sae", "sparse autoencoders: train, evaluate, extract features into a store, and read, steer "
+                   "and explain them")
+    sub = s.add_subparsers(dest="sae_cmd", required=True, metavar="CMD")
+    model_verbs = []
+    t = sub.add_parser("train", help="train an SAE (resumes from DIR/checkpoint.pt; torchrun for DDP)")
+    t.add_argument("--hook", required=True, help="e.g. blocks.15.hook_resid_post")
+    t.add_argument("--arch", default="topk", help="relu, topk, batchtopk or jumprelu")
+    t.add_argument("--k", type=count, default=32)
+    t.add_argument("--d-sae", type=index, default=0, help="latents (default 16 x d_in)")
+    t.add_argument("--tokens", type=count, default=2_000_000)
+    t.add_argument("--batch-size", type=count, default=4096)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--l1", type=float, default=5.0, help="ReLU's L1 coefficient")
+    t.add_argument("--l0", type=float, default=1.0, help="JumpReLU's L0 coefficient")
+    t.add_argument("--init-l0", type=float, default=0.0,
+                   help="JumpReLU: initial thresholds set from data for this L0 (recommended for short runs)")
+    t.add_argument("--corpus", help="corpus (default: the offline default corpus)")
+    t.add_argument("--epochs", type=count, default=1,
+                   help="passes allowed over the corpus; later passes revisit its blocks in a new order, reshuffled")
+    t.add_argument("--seed", type=index, default=0)
+    t.add_argument("--checkpoint-every", type=count, default=200)
+    t.add_argument("--activation-cache", help="folder for activation shards reused by later runs")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    t.add_argument("--out", required=True, help="directory for the SAE, its checkpoint and metrics.jsonl")
+    e = sub.add_parser("eval", help="L0, FVU, CE loss recovered, KL, dead/dense latents on held-out tokens")
+    e.add_argument("dir")
+    e.add_argument("--corpus", help="corpus of the held-out rows (default: the offline default corpus)")
+    e.add_argument("--tokens", type=count, default=32_768)
+    e.add_argument("--skip-rows", type=index, default=None,
+                   help="start this many 128-token rows into the corpus (default: past the SAE's recorded training rows)")
+    e.add_argument("--force", action="store_true", help="evaluate an SAE whose cfg.json names another model")
+    x = sub.add_parser("extract", help="feature activations of one or more SAEs over a corpus into a Parquet store "
+                                       "(resumable; torchrun for several processes)")
+    x.add_argument("dirs", nargs="+", metavar="DIR", help="SAE directories (one model pass serves them all)")
+    x.add_argument("--out", required=True, help="the store's directory (an existing store is resumed)")
+    x.add_argument("--corpus", help="corpus (default: the offline default corpus)")
+    x.add_argument("--tokens", type=count, help="stop after about this many tokens (default: the whole corpus)")
+    x.add_argument("--ctx", type=int, default=128, help="tokens per context; documents are cut into contexts")
+    x.add_argument("--contexts-per-shard", type=count, default=256)
+    x.add_argument("--model-batch", type=count, default=32, help="contexts per forward pass")
+    for sp in (t, e, x):
+        sp.add_argument("--max-norm-ratio", type=float, default=10.0,
+                        help="skip tokens whose activation norm is above this multiple of the median (0: keep all)")
+    model_verbs += [t, e, x]
+    a = sub.add_parser("active", help="the features active on each token of a text, run live")
+    a.add_argument("dir")
+    a.add_argument("--text", required=True, help="the text to encode")
+    a.add_argument("--top", type=count, default=5, help="features per token")
+    st = sub.add_parser("steer", help="generate with one feature clamped (or added), keeping the SAE's error")
+    st.add_argument("dir")
+    st.add_argument("--feature", type=index, required=True, help="the feature to steer")
+    st.add_argument("--scale", type=float, required=True, help="multiple of the feature's maximum activation")
+    st.add_argument("--prompt", action="append", required=True, help="prompt (repeatable)")
+    st.add_argument("--store", help="a store of this SAE: the feature's maximum activation comes from it")
+    st.add_argument("--max-act", type=float, help="the feature's maximum activation, without a store")
+    st.add_argument("--mode", choices=["clamp", "add"], default="clamp")
+    st.add_argument("--positions", help="comma-separated prompt positions to steer (default: every position)")
+    st.add_argument("--max-new-tokens", type=count, default=30)
+    st.add_argument("--sample", action="store_true", help="sample (top-20, seeded) instead of greedy decoding")
+    st.add_argument("--seed", type=index, default=0)
+    ex = sub.add_parser("explain", help="explain a feature with a language model and score the explanation "
+                                        "(detection, fuzzing) on held-out contexts")
+    ex.add_argument("store")
+    ex.add_argument("--feature", type=index, required=True, help="the feature to explain")
+    ex.add_argument("--explainer", default=None, help="causal LM that writes the explanation (default: the embedded model)")
+    ex.add_argument("--scorer", default=None, help="causal LM that scores it (default: the explainer)")
+    ex.add_argument("--explanation", help="score this explanation instead of writing one")
+    ex.add_argument("--examples", type=count, default=12, help="contexts shown to the explainer")
+    ex.add_argument("--held-out", type=count, default=16, help="activating (and as many random) contexts per score")
+    ex.add_argument("--seed", type=index, default=0)
+    model_verbs += [a, st, ex]
+    for sp in model_verbs:
+        sp.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
+        sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present; "
+                        "under torchrun each rank's own GPU)")
+    tp = sub.add_parser("top", help="top-k contexts of a feature from a store (DuckDB; no model)")
+    tp.add_argument("store")
+    tp.add_argument("--feature", type=index, required=True, help="feature index")
+    tp.add_argument("--k", type=count, default=10)
+    tp.add_argument("--window", type=index, help="tokens kept either side of the maximum (default: whole contexts)")
+    se = sub.add_parser("search", help="the features that fire most on a token across a store")
+    se.add_argument("store")
+    se.add_argument("--token", required=True, help="a token's text, e.g. ' Paris'")
+    se.add_argument("--top", type=count, default=10)
+    db = sub.add_parser("dashboard", help="everything a feature page shows, from a store; --html writes the page")
+    db.add_argument("store")
+    db.add_argument("--feature", type=index, required=True, help="feature index")
+    db.add_argument("--html", help="write a self-contained offline HTML page here")
+    db.add_argument("--k", type=count, default=10, help="top contexts")
+    db.add_argument("--window", type=index, default=16)
+    xp = sub.add_parser("export", help="write a store in Neuronpedia's export layout")
+    xp.add_argument("store")
+    xp.add_argument("--format", choices=["neuronpedia"], default="neuronpedia")
+    xp.add_argument("--out", required=True, help="directory of the export")
+    xp.add_argument("--batch", type=count, default=128, help="features per batch file")
+    for sp in (tp, se, db, xp, ex):
+        sp.add_argument("--sae", help="which SAE of a store holding several (default: the first)")
+    for sp in (*model_verbs, tp, se, db, xp):
+        sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def cmd_sae(args) -> dict:
+    return {"train": _train, "eval": _eval, "extract": _extract, "active": _active, "steer": _steer,
+            "explain": _explain, "top": _top, "search": _search, "dashboard": _dashboard,
+            "export": _export}[args.sae_cmd](args)
+
+
+def _model(args):
+    from interp.cli import _model as load
+
+    return load(args)
+
+
+def _train(args) -> dict:
+    from saes.config import ARCHITECTURES
+    from saes.train import TrainConfig, init_distributed, train
+
+    if args.arch not in ARCHITECTURES:
+        raise InterpError(f"unknown SAE architecture {args.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    init_distributed(args.device)
+    model = _model(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
+    cfg = TrainConfig(hook=args.hook, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
+                      batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
+                      l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0,
+                      max_norm_ratio=args.max_norm_ratio, checkpoint_every=args.checkpoint_every,
+                      compile=args.compile, activation_cache=args.activation_cache, epochs=args.epochs)
+    res = train(model, cfg, args.out)
+    return {"model": model.cfg.model_name, "out": str(res.out_dir), "hook": args.hook, "architecture": args.arch,
+            "d_in": res.sae.cfg.d_in, "d_sae": res.sae.cfg.d_sae, "steps": res.steps, "tokens": res.tokens,
+            "resumed_from_step": res.resumed_from, "final": res.final, "epochs": res.final.get("epoch", 1),
+            "axes": {}, "seconds": res.seconds}
+
+
+def _eval(args) -> dict:
+    from saes.evaluate import evaluate_sae
+    from saes.io import load_sae
+
+    sae = load_sae(args.dir)
+    model = _model(args)
+    res = evaluate_sae(model, sae, args.corpus, args.tokens, skip_rows=args.skip_rows,
+                       max_norm_ratio=args.max_norm_ratio, force=args.force)
+    return {"model": model.cfg.model_name, "dir": args.dir, "architecture": sae.cfg.architecture,
+            "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, **res.to_dict(), "axes": {}}
+
+
+def _extract(args) -> dict:
+    from interp.distributed import init_distributed
+    from saes.extract import ExtractConfig, extract_features
+
+    cfg = ExtractConfig(corpus=args.corpus, tokens=args.tokens, ctx=args.ctx,
+                        contexts_per_shard=args.contexts_per_shard, model_batch=args.model_batch,
+                        max_norm_ratio=args.max_norm_ratio)  # --ctx checked before the model loads
+    init_distributed(args.device)
+    model = _model(args)
+    res = extract_features(model, args.dirs, args.out, cfg)
+    return {"model": model.cfg.model_name, **res.to_dict(), "axes": {}}
+
+
+def _active(args) -> dict:
+    from saes.extract import encode_text
+    from saes.io import load_sae, resolve_hook
+
+    sae = load_sae(args.dir)
+    model = _model(args)
+    resolve_hook(model, sae)
+    sae = sae.to(model.cfg.device)
+    t0 = time.perf_counter()
+    tokens, f, skipped = encode_text(model, sae, args.text)
+    top = f.topk(min(args.top, f.shape[1]), dim=-1)
+    rows = [[{"feature": int(j), "value": round(float(v), 5)} for v, j in zip(vs, js) if v > 0]
+            for vs, js in zip(top.values.tolist(), top.indices.tolist())]
+    return {"model": model.cfg.model_name, "hook": sae.cfg.hook_name, "tokens": tokens, "skipped": skipped,
+            "axes": {"features": ["pos", "rank"]}, "features": rows, "seconds": time.perf_counter() - t0}
+
+
+def _steer(args) -> dict:
+    from saes.io import load_sae, resolve_hook
+    from saes.steer import steer_feature
+
+    positions = _positions(args.positions)
+    sae = load_sae(args.dir)
+    if not 0 <= args.feature < sae.cfg.d_sae:
+        raise InterpError(f"feature {args.feature} is out of range: the SAE has {sae.cfg.d_sae} features "
+                          f"(0-{sae.cfg.d_sae - 1})")
+    if args.store:
+        from saes.store import FeatureStore
+
+        store = FeatureStore(args.store)
+        entry = next((s for s in store.manifest["saes"] if s["d_sae"] == sae.cfg.d_sae
+                      and s["hook"] == sae.cfg.hook_name), None)
+        if entry is None:
+            raise InterpError(f"{args.store} holds no SAE like {args.dir} ({sae.cfg.hook_name}, {sae.cfg.d_sae} features)")
+        max_act = store.feature_row(args.feature, entry["name"])["max"]
+    elif args.max_act is not None:
+        max_act = args.max_act
+    else:
+        raise InterpError("give --store STORE (where the feature's maximum activation comes from) or --max-act A")
+    import math
+
+    if not math.isfinite(args.scale):
+        raise InterpError(f"--scale must be a finite number, not {args.scale}")
+    model = _model(args)
+    resolve_hook(model, sae)
+    res = steer_feature(model, sae.to(model.cfg.device), args.feature, args.scale, args.prompt, max_act, args.mode,
+                        positions, args.max_new_tokens, greedy=not args.sample, seed=args.seed)
+    return {"model": model.cfg.model_name, **res.to_dict(),
+            "axes": {"activation_before": ["prompt", "pos"], "activation_after": ["prompt", "pos"],
+                     "before": ["prompt"], "after": ["prompt"]}}
+
+
+def _positions(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        out = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise InterpError(f"--positions takes comma-separated token positions such as 0,3, not {text!r}") from None
+    if not out or min(out) < 0:
+        raise InterpError(f"--positions takes positions of 0 or more, not {text!r}")
+    return out
+
+
+def _explain(args) -> dict:
+    from interp.models import load_model
+    from saes import autointerp as ai
+    from saes.store import FeatureStore
+
+    store = FeatureStore(args.store)
+    name = store.sae(args.sae)["name"]
+    store.check_feature(args.feature, name)
+    if store.feature_row(args.feature, name)["fires"] == 0:
+        raise InterpError(f"feature {args.feature} never fired in {args.store}: there is nothing to explain")
+    device = args.device
+    explainer_name = args.explainer or args.model or "smollm2-135m"
+    scorer_name = args.scorer or explainer_name
+    t0 = time.perf_counter()
+    top = store.top_contexts(args.feature, max(2, args.examples * 2 // 3), name, window=12)
+    groups = store.quantile_groups(args.feature, 5, 2, name, window=12, seed=args.seed)
+    shown = (top + [c for _, _, cs in groups for c in cs[:1]])[:args.examples]
+    explanation = args.explanation
+    explainer = None
+    if explanation is None:
+        explainer = load_model(explainer_name, device=device)
+        explanation = ai.explain(explainer, shown)
+    scorer = explainer if (explainer is not None and scorer_name == explainer_name) else load_model(scorer_name, device=device)
+    activating, quiet = ai.held_out(store, args.feature, name, {c.context for c in shown}, args.held_out, 12, args.seed)
+    detection = ai.score_detection(scorer, explanation, activating, quiet) if activating and quiet else None
+    fuzzing = ai.score_fuzzing(scorer, explanation, activating, args.seed) if activating else None
+    row = ai.save_explanation(store, name, args.feature, explanation,
+                              "(given)" if args.explanation else explainer.cfg.model_name, scorer.cfg.model_name,
+                              detection, fuzzing, args.seed)
+    return {"model": store.manifest["model"], "sae": name, "feature": args.feature, "explanation": explanation,
+            "explainer": row["explainer"], "scorer": row["scorer"], "prompt_version": ai.PROMPT_VERSION,
+            "shown": [ai.format_example(c.tokens, {j for j, v in enumerate(c.values) if v > 0}) for c in shown],
+            "detection": detection.__dict__ if detection else None, "fuzzing": fuzzing.__dict__ if fuzzing else None,
+            "n_held_out": {"activating": len(activating), "random": len(quiet)}, "axes": {},
+            "seconds": time.perf_counter() - t0}
+
+
+def _top(args) -> dict:
+    from saes.store import FeatureStore
+
+    store = FeatureStore(args.store)
+    t0 = time.perf_counter()
+    top = store.top_contexts(args.feature, args.k, args.sae, args.window)
+    return {"store": args.store, "sae": store.sae(args.sae)["name"], "feature": args.feature,
+            "axes": {"contexts": ["rank"], "contexts.values": ["pos"]}, "contexts": [c.to_dict() for c in top],
+            "seconds": time.perf_counter() - t0}
+
+
+def _search(args) -> dict:
+    from saes.store import FeatureStore
+
+    store = FeatureStore(args.store)
+    t0 = time.perf_counter()
+    rows = store.search_token(args.token, args.top, args.sae)
+    return {"store": args.store, "sae": store.sae(args.sae)["name"], "token": args.token,
+            "occurrences": rows[0]["occurrences"] if rows else 0, "axes": {"features": ["rank"]},
+            "features": [{k: v for k, v in r.items() if k != "occurrences"} for r in rows],
+            "seconds": time.perf_counter() - t0}
+
+
+def _dashboard(args) -> dict:
+    from interp.cache import atomic_path
+    from saes.dashboard import feature_dashboard
+    from saes.store import FeatureStore
+
+    store = FeatureStore(args.store)
+    d = feature_dashboard(store, args.feature, args.sae, k=args.k, window=args.window)
+    out = {"store": args.store, **d.to_dict(), "axes": {"hist_counts": ["bin"], "top": ["rank"]}}
+    if args.html:
+        with atomic_path(args.html) as tmp:
+            tmp.write_text(d.html())
+        out["html"] = args.html
+    return out
+
+
+def _export(args) -> dict:
+    from saes.export import export_neuronpedia
+    from saes.store import FeatureStore
+
+    store = FeatureStore(args.store)
+    return {"store": args.store, "format": args.format, **export_neuronpedia(store, args.out, args.sae, args.batch),
+            "axes": {}}
+
+
+def sae_summary(sub: str, out: dict) -> None:
+    """The terminal form of ``interp sae <sub>`` (without ``--json``)."""
+    if sub == "eval":
+        print(f"L0 {out['l0']:.1f}  FVU {out['fvu']:.3f}  CE recovered {out['ce_loss_recovered']:.3f}  "
+              f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
+    elif sub == "train":
+        f = out["final"]
+        passes = f", {out['epochs']} passes over the corpus" if out.get("epochs", 1) > 1 else ""
+        print(f"trained {out['steps']} steps ({out['tokens']:,} tokens{passes}) into {out['out']}: "
+              f"L0 {f.get('l0', 0):.1f}, FVU {f.get('fvu', 0):.3f}, dead {f.get('dead_frac', 0):.3f}")
+    elif sub == "extract":
+        print(f"{out['tokens']:,} tokens in {out['contexts']:,} contexts of {out['documents']:,} documents, "
+              f"{out['shards']} shards ({out['shards_written']} written now, {out['tokens_per_second']:,.0f} tok/s) "
+              f"into {out['out']}; not encoded: {out['skipped_sink']:,} sink, {out['skipped_massive']:,} massive")
+    elif sub == "active":
+        for t, feats in zip(out["tokens"], out["features"]):
+            print(f"{t!r:>16}  " + "  ".join(f"#{f['feature']} {f['value']:.2f}" for f in feats))
+    elif sub == "steer":
+        print(f"feature {out['feature']} {out['mode']} at {out['value']:.3f} ({out['scale']:g} x max {out['max_activation']:.3f})")
+        for p, b, a in zip(out["prompts"], out["before"], out["after"]):
+            print(f"  {p!r}\n    before: {b!r}\n    after:  {a!r}")
+    elif sub == "explain":
+        print(f"feature {out['feature']}: {out['explanation']!r} ({out['explainer']})")
+        for kind in ("detection", "fuzzing"):
+            s = out[kind]
+            if s:
+                print(f"  {kind:<9} balanced accuracy {s['balanced_accuracy']:.2f} [{s['low']:.2f}, {s['high']:.2f}]  "
+                      f"AUROC {s['auroc']:.2f}  ({s['n_positive']}+{s['n_negative']} contexts, scorer {out['scorer']})")
+    elif sub == "top":
+        for c in out["contexts"]:
+            text = "".join(f"[{t}]" if i == c["max_position"] else t for i, t in enumerate(c["tokens"]))
+            print(f"{c['max_value']:8.3f}  doc {c['document']}+{c['doc_offset']}  {text!r}")
+    elif sub == "search":
+        print(f"{out['token']!r}: {out['occurrences']:,} occurrences")
+        for r in out["features"]:
+            print(f"  #{r['feature']:<6} mean {r['mean_value']:.3f}  fires on {r['fire_rate']:.1%}  max {r['max_value']:.3f}")
+    elif sub == "dashboard":
+        print(f"feature {out['feature']}: fires on {out['frequency']:.4%} of tokens, max {out['max']:.3f}; "
+              f"top logits {[t['token'] for t in out['top_logits'][:5]]}"
+              + (f"; page {out['html']}" if "html" in out else ""))
+        for c in out["top"][:5]:
+            print(f"  {c['max_value']:8.3f}  {''.join(c['tokens'])!r}")
+    elif sub == "export":
+        print(f"{out['features']} features, {out['activations']} activations, {out['explanations']} explanations "
+              f"in {out['batches']} batches under {out['out']}")
