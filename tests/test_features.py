@@ -205,3 +205,28 @@ def test_bad_stores_and_inputs_are_one_line(tiny_models, corpus, tmp_path, capsy
         extract_features(model, [tmp_path / "sae"], tmp_path / "e", _cfg(str(empty)))
     with pytest.raises(InterpError, match="at least 2"):
         ExtractConfig(ctx=1)
+
+
+@pytest.mark.slow
+def test_embedded_model_store_dashboard_and_scorer_check(smol, tmp_path):
+    """Integration: the embedded model (no BOS: every context's first token is the sink), a random SAE at L2,
+    a dashboard from the store, and the scorer check on a known latent (reported in the README; the 135M
+    scorer is not asserted to separate the explanations, only to produce well-formed scores)."""
+    from saes.autointerp import scorer_check
+    from saes.dashboard import feature_dashboard
+
+    torch.manual_seed(0)
+    save_sae(make_sae(SAEConfig("topk", 576, 256, k=8, hook_name="blocks.2.hook_resid_post",
+                                model_name=smol.cfg.model_name)), tmp_path / "sae")
+    res = extract_features(smol, [tmp_path / "sae"], tmp_path / "store",
+                           ExtractConfig(corpus="bbc-news", tokens=1024, ctx=64, model_batch=8))
+    assert res.skipped_sink == res.contexts and res.tokens >= 1024
+    store = FeatureStore(tmp_path / "store")
+    f = store.query("SELECT feature FROM {features} ORDER BY fires DESC LIMIT 1")[0]["feature"]
+    dash = feature_dashboard(store, f)
+    assert dash.top and dash.top[0].max_value == pytest.approx(dash.max) and len(dash.top_logits) == 10
+    check = scorer_check(smol, "bbc-news", {str(i) for i in range(10)}, "numbers and digits", "names of animals", n=6)
+    for label in ("correct", "wrong"):
+        for kind in ("detection", "fuzzing"):
+            s = check[label][kind]
+            assert 0 <= s["low"] <= s["balanced_accuracy"] <= s["high"] <= 1 and s["n_positive"] == 6
