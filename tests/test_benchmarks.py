@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import benchmarks.features
 import benchmarks.generation
 import benchmarks.load
 import benchmarks.overhead
@@ -71,3 +72,19 @@ def test_sae_quality_benchmark(capsys, tmp_path):
                                         "--only", "topk", "--cache", str(tmp_path / "cache"),
                                         "--out", str(tmp_path / "runs")], capsys)
     assert out["main"]["eval"]["tokens"] > 0 and len(out["tradeoff"]) == 4
+
+
+def test_features_benchmark(capsys, tmp_path):
+    import torch
+
+    from saes import SAEConfig, make_sae, save_sae
+
+    torch.manual_seed(0)
+    save_sae(make_sae(SAEConfig("topk", 64, 48, k=4, hook_name="blocks.1.hook_resid_post", model_name="tiny-llama")),
+             tmp_path / "sae")
+    out = _run(benchmarks.features, ["--model", "tiny-llama", "--sae", str(tmp_path / "sae"), "--tokens", "512",
+                                     "--rounds", "1", "--store", str(tmp_path / "store"), "--build-tokens", "3000",
+                                     "--ctx", "32", "--features", "2", "--corpus", "bbc-news"], capsys)
+    assert out["extraction"]["extract_over_harvest"] > 0 and out["build"]["tokens"] >= 3000
+    q = out["queries"]
+    assert q["tokens"] == out["build"]["tokens"] and len(q["features"]) == 2 and q["bytes_per_token"] > 0
