@@ -4,7 +4,8 @@ Following delphi (Paulo et al. 2024, "Automatically Interpreting Millions of Fea
 in Large Language Models"):
 
 - the **explainer** reads the feature's top contexts and interval examples, with the
-  tokens where it fires marked «like this», and writes a one-line explanation;
+  tokens where it fires strongly marked «like this» and the most often marked tokens
+  listed, after one worked example, and writes a one-line explanation;
 - **detection** asks a scorer, for held-out contexts (activating ones from several
   intervals, and random ones where the feature never fires), whether the explanation
   applies to the text;
@@ -42,7 +43,7 @@ __all__ = ["PROMPT_VERSION", "Score", "explain", "format_example", "save_explana
            "score_fuzzing", "yes_no_margins"]
 
 PROMPT_VERSION = "v1"
-SYSTEM = "You study the features of a language model's internal activations and describe them precisely."
+SYSTEM = "You are a careful assistant. Answer briefly."
 
 
 def format_example(tokens: Sequence[str], marked: set[int] = frozenset()) -> str:
@@ -64,21 +65,48 @@ def _chat(model, user: str, answer_prefix: str = "") -> str:
     return text + answer_prefix
 
 
+MARK_FRACTION = 0.3
+"""The explainer sees marks on the tokens where the feature reaches this fraction of its maximum in the
+context: the strong activations, without the faint tail that blurs a pattern for a small explainer."""
+
+_SHOT = ("Sentences with some words marked «like this»:\n1: I flew from «Paris» to «London» last year\n"
+         "2: the train to «Berlin» was late\n3: she moved to «Tokyo» in May\n"
+         "Most often marked: Paris, London, Berlin, Tokyo\nIn a few words, what are the marked words?",
+         "Names of cities.")
+
+
 def explain(model, examples: Sequence[Context], max_new_tokens: int = 24) -> str:
-    """A one-line explanation of the feature behind ``examples`` (greedy, from the chat model ``model``)."""
+    """A one-line explanation of the feature behind ``examples`` (greedy, from the chat model ``model``).
+
+    The prompt shows the examples with their strong activations marked and lists the most often marked
+    tokens, after one worked example of the answer's form (a short noun phrase)."""
+    from collections import Counter
+
     from interp.generation import generate
 
     if not examples:
         raise InterpError("the feature never fired in the store: there is nothing to explain")
-    lines = [f"Example {i + 1}: {format_example(c.tokens, {j for j, v in enumerate(c.values) if v > 0})}"
-             for i, c in enumerate(examples)]
-    user = ("Below are text excerpts. In each, the tokens where one feature of a language model is active are "
-            "marked «like this».\n\n" + "\n".join(lines) +
-            "\n\nIn one short phrase, what do the marked tokens have in common?")
-    prefix = "The marked tokens are"
-    text = generate(model, _chat(model, user, prefix), max_new_tokens, stop_at_eos=True)
-    line = (prefix + text).split("\n")[0].strip()
-    return line.removeprefix("The marked tokens are").strip(" :.") or line
+    lines, marked = [], Counter()
+    for i, c in enumerate(examples):
+        on = {j for j, v in enumerate(c.values) if v > 0 and v >= MARK_FRACTION * c.max_value}
+        marked.update(c.tokens[j].strip() or repr(c.tokens[j]) for j in on)
+        lines.append(f"{i + 1}: {format_example(c.tokens, on)}")
+    common = ", ".join(format_example([w]) for w, _ in marked.most_common(6))
+    user = ("Sentences with some words marked «like this»:\n" + "\n".join(lines) +
+            f"\nMost often marked: {common}\nIn a few words, what are the marked words?")
+    tok = model.tokenizer
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": _SHOT[0]},
+                {"role": "assistant", "content": _SHOT[1]}, {"role": "user", "content": user}]
+    if getattr(tok, "chat_template", None):
+        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        prompt = f"{_SHOT[0]}\nAnswer: {_SHOT[1]}\n\n{user}\nAnswer:"
+    text = generate(model, prompt, max_new_tokens, stop_at_eos=True)
+    lines = [l.strip() for l in text.strip().split("\n") if l.strip()]
+    line = lines[0] if lines else ""
+    if line.endswith(":") and len(lines) > 1:  # "The marked words are:" with the answer on the next line
+        line = f"{line} {lines[1]}"
+    return line or "(no explanation)"
 
 
 @torch.no_grad()
