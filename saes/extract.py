@@ -177,6 +177,8 @@ def extract_features(model, sae_dirs: list[str | Path], out: str | Path, cfg: Ex
         n_ctx, n_shards = first + len(items), shard + 1
         size = sum(len(ids) for _, _, ids in items)
         bar.update(size)
+        if bar.total is not None and bar.n > bar.total:  # the last context ran past --tokens
+            bar.total = bar.n
         if shard % world != rank or _committed(out, shard):
             continue
         _write_shard(model, saes, out, shard, first, items, cfg, bos, stop_at)
