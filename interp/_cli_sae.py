@@ -1,7 +1,7 @@
 """``interp sae ...``: train and evaluate SAEs, extract their features into a store, and read it.
 
-Verbs that read a store (``top``, ``search``, ``dashboard``, ``export``) load no model: a
-store carries its vocabulary, so they answer in about a second. ``extract``, ``active``,
+Verbs that read a store (``top``, ``search``, ``dashboard``, ``export``) load no model and
+import no torch: a store carries its vocabulary, so they answer in about a second. ``extract``, ``active``,
 ``steer`` and ``explain`` load the model (and ``explain`` its explainer and scorer).
 """
 

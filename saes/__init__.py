@@ -11,20 +11,39 @@ store that :mod:`saes.store` queries with DuckDB; :mod:`saes.feature_stats` comp
 per-feature tables, :mod:`saes.dashboard` a feature page, :mod:`saes.export` Neuronpedia's
 layout, :mod:`saes.steer` clamps a feature during generation and :mod:`saes.autointerp`
 explains and scores it.
+
+Names load on first use (PEP 562), so reading a store (:mod:`saes.store`) does not import torch.
 """
 
-from saes.base import SAE, SAELoss, SAEOutput
-from saes.batchtopk import BatchTopKSAE
-from saes.config import ARCHITECTURES, SAEConfig
-from saes.dashboard import FeatureDashboard, feature_dashboard
-from saes.extract import ExtractConfig, extract_features
-from saes.io import load_sae, make_sae, resolve_hook, save_sae
-from saes.jumprelu import JumpReLUSAE
-from saes.relu import ReluSAE
-from saes.steer import steer_feature
-from saes.store import FeatureStore
-from saes.topk import TopKSAE
+from __future__ import annotations
 
-__all__ = ["SAE", "SAELoss", "SAEOutput", "SAEConfig", "ARCHITECTURES", "ReluSAE", "TopKSAE", "BatchTopKSAE",
-           "JumpReLUSAE", "make_sae", "save_sae", "load_sae", "resolve_hook", "ExtractConfig", "extract_features",
-           "FeatureStore", "FeatureDashboard", "feature_dashboard", "steer_feature"]
+import importlib
+
+_EXPORTS = {
+    "saes.base": ["SAE", "SAELoss", "SAEOutput"],
+    "saes.batchtopk": ["BatchTopKSAE"],
+    "saes.config": ["ARCHITECTURES", "SAEConfig"],
+    "saes.dashboard": ["FeatureDashboard", "feature_dashboard"],
+    "saes.extract": ["ExtractConfig", "extract_features"],
+    "saes.io": ["load_sae", "make_sae", "resolve_hook", "save_sae"],
+    "saes.jumprelu": ["JumpReLUSAE"],
+    "saes.relu": ["ReluSAE"],
+    "saes.steer": ["steer_feature"],
+    "saes.store": ["FeatureStore"],
+    "saes.topk": ["TopKSAE"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'saes' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -71,3 +71,19 @@ def test_model_verbs_active_steer_explain(store):
 def test_bad_input_is_one_line(store, args, message):
     fill = {"s": str(store / "store"), "sae": str(store / "sae"), "root": str(store)}
     assert_one_line_error("sae", *[a.format(**fill) for a in args], message=message)
+
+
+def test_store_verbs_never_import_torch(store):
+    """A store carries its vocabulary, so reading one needs neither the model nor torch (3.5 s -> 1.1 s a call)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from interp.cli import main\n"
+            f"main(['sae', 'dashboard', {str(store / 'store')!r}, '--feature', '3', '--json'])\n"
+            f"main(['sae', 'search', {str(store / 'store')!r}, '--token', ' the', '--json'])\n"
+            "print('torch' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
