@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from saes.store import Context, FeatureStore
 
-__all__ = ["FeatureDashboard", "feature_dashboard"]
+__all__ = ["FeatureDashboard", "context_html", "feature_dashboard"]
 
 
 @dataclass
@@ -105,10 +105,10 @@ class FeatureDashboard:
         parts.append("<div><h3>fire together (Jaccard)</h3><table>" + "".join(
             f"<tr><td>#{r['feature']}</td><td>{r['jaccard']:.3f}</td></tr>" for r in self.correlated) + "</table></div>")
         parts.append("</div><h2>top activations</h2>")
-        parts += [_context_html(c, self.max) for c in self.top]
+        parts += [context_html(c, self.max) for c in self.top]
         for lo, hi, members in self.groups:
             parts.append(f"<h2>interval {lo:.3f} &ndash; {hi:.3f}</h2>")
-            parts += [_context_html(c, self.max) for c in members]
+            parts += [context_html(c, self.max) for c in members]
         return "\n".join(parts) + "\n"
 
 
@@ -153,7 +153,9 @@ def _score(ex: dict, kind: str) -> str:
     return f"{v:.2f} [{ex[f'{kind}_low']:.2f}, {ex[f'{kind}_high']:.2f}]"
 
 
-def _context_html(c: Context, top: float) -> str:
+def context_html(c: Context, top: float) -> str:
+    """One context as HTML: each token shaded by its activation relative to ``top``, its value on hover,
+    the maximum in bold."""
     spans = []
     for i, (t, v) in enumerate(zip(c.tokens, c.values)):
         alpha = 0 if top <= 0 else min(1.0, v / top)

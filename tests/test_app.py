@@ -142,3 +142,40 @@ def test_probe_page_runs(monkeypatch):
     at.button(key="run").click().run()
     assert not at.exception, at.exception
     assert any("best layer" in c.value for c in at.caption)
+
+
+def test_features_page_dashboard_search_and_live_steering(monkeypatch, tmp_path):
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    from interp.models import load_model
+    from saes import SAEConfig, make_sae, save_sae
+    from saes.extract import ExtractConfig, extract_features
+
+    torch.manual_seed(0)
+    save_sae(make_sae(SAEConfig("topk", 64, 48, k=4, hook_name="blocks.1.hook_resid_post", model_name="tiny-llama")),
+             tmp_path / "sae")
+    extract_features(load_model("tiny-llama"), [tmp_path / "sae"], tmp_path / "store",
+                     ExtractConfig(corpus="bbc-news", tokens=2000, ctx=32, contexts_per_shard=16))
+    monkeypatch.setenv("INTERP_MODEL", "tiny-llama")
+    at = AppTest.from_file(str(APPS / "pages" / "6_Features.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert at.info and "interp sae extract" in at.info[0].value  # no store yet: how to make one
+    at.text_input(key="store").set_value(str(tmp_path / "store")).run()
+    assert not at.exception, at.exception
+    assert any("48 features" in c.value for c in at.caption)
+    at.number_input(key="feature").set_value(3).run()
+    assert any("Feature 3 fires on" in c.value for c in at.caption)
+    at.text_input(key="token").set_value(" the").run()
+    assert not at.exception and len(at.dataframe) == 1
+    at.button(key="run").click().run()
+    assert not at.exception, at.exception
+    assert any("clamped at" in m.value for m in at.markdown)
+    at.text_input(key="store").set_value(str(tmp_path / "nowhere")).run()
+    assert at.error and "not a feature store" in at.error[0].value
+    import gc
+
+    import streamlit as st
+
+    st.cache_resource.clear()  # the cached store's DuckDB connection, closed before the interpreter exits
+    gc.collect()
