@@ -230,3 +230,36 @@ def test_embedded_model_store_dashboard_and_scorer_check(smol, tmp_path):
         for kind in ("detection", "fuzzing"):
             s = check[label][kind]
             assert 0 <= s["low"] <= s["balanced_accuracy"] <= s["high"] <= 1 and s["n_positive"] == 6
+
+
+def test_sigkill_midway_then_the_same_command_finishes_the_store(tiny_models, corpus, tmp_path):
+    """A real kill: `interp sae extract` in a subprocess gets SIGKILL once two shards are committed; the
+    same command then writes only the rest, and the store equals an uninterrupted run's."""
+    import signal
+    import time
+
+    model = tiny_models["tiny-llama"]
+    tiny_sae(model, tmp_path / "sae")
+    args = [sys.executable, "-m", "interp", "sae", "extract", str(tmp_path / "sae"), "--model", "tiny-llama",
+            "--corpus", corpus, "--ctx", "16", "--contexts-per-shard", "4", "--model-batch", "1",
+            "--max-norm-ratio", "0", "--json"]
+    env = {**os.environ, "INTERP_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    shards = tmp_path / "killed" / "shards"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(shards.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the job finished before it could be killed"
+    done = len(list(shards.glob("*.json")))
+    resumed = subprocess.run(args + ["--out", str(tmp_path / "killed")], env=env, capture_output=True, text=True,
+                             cwd=ROOT, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    out = json.loads(resumed.stdout)
+    assert out["shards_written"] == out["shards"] - done and done >= 2
+    whole = subprocess.run(args + ["--out", str(tmp_path / "whole")], env=env, capture_output=True, text=True,
+                           cwd=ROOT, timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    assert _dump(tmp_path / "killed") == _dump(tmp_path / "whole")
