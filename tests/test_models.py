@@ -132,3 +132,20 @@ def test_a_device_map_dispatches_the_model_and_keeps_its_values():
             load_model("tiny-llama", device_map=bad)
     with pytest.raises(InterpError, match="not both"):
         load_model("tiny-llama", device="cpu", device_map="auto")
+
+
+def test_embedded_cache_key_is_content_not_mtime(tmp_path):
+    """Two installs of the same wheel (two checkouts' environments) share the dequantized cache; it used to
+    be keyed by the GGUF's mtime, so they rebuilt it (about 40 s) in turn."""
+    import os
+
+    from interp.models import _manifest
+
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    data = os.urandom(3 << 20)
+    a.write_bytes(data)
+    b.write_bytes(data)
+    os.utime(b, (1_000_000, 1_000_000))
+    assert _manifest(a) == _manifest(b)
+    b.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert _manifest(a) != _manifest(b)
