@@ -23,6 +23,7 @@ as Parquet files moved into place atomically, then committed by its record
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -161,6 +162,10 @@ def extract_features(model, sae_dirs: list[str | Path], out: str | Path, cfg: Ex
               "contexts_per_shard": cfg.contexts_per_shard, "model_batch": cfg.model_batch,
               "max_norm_ratio": cfg.max_norm_ratio, "bos": bos is not None, "saes": entries}
     rank, world = rank_world()
+    contexts = iter_contexts(model.tokenizer, cfg.corpus, cfg.ctx, cfg.tokens)
+    first_context = next(contexts, None)  # an empty corpus is refused before anything is written
+    if first_context is None:
+        raise InterpError(f"corpus {cfg.corpus or 'default'} has no text: no document of at least 2 tokens")
     _open_store(out, config, model, rank)
     hooks = sorted({h for _, h, _ in saes})
     layers = [int(h.split(".")[1]) for h in hooks if h.startswith("blocks.")]
@@ -171,8 +176,7 @@ def extract_features(model, sae_dirs: list[str | Path], out: str | Path, cfg: Ex
     n_ctx = n_shards = 0
     total = cfg.tokens or _corpus_tokens(model, cfg.corpus)
     bar = progress(total=total, desc="extract", unit="tok", disable=rank != 0)
-    for shard, items in _shards(iter_contexts(model.tokenizer, cfg.corpus, cfg.ctx, cfg.tokens),
-                                cfg.contexts_per_shard):
+    for shard, items in _shards(itertools.chain([first_context], contexts), cfg.contexts_per_shard):
         first = shard * cfg.contexts_per_shard
         n_ctx, n_shards = first + len(items), shard + 1
         size = sum(len(ids) for _, _, ids in items)
@@ -188,8 +192,6 @@ def extract_features(model, sae_dirs: list[str | Path], out: str | Path, cfg: Ex
         if on_shard is not None:
             on_shard(shard)
     bar.close()
-    if n_ctx == 0:
-        raise InterpError(f"corpus {cfg.corpus or 'default'} has no text: no document of at least 2 tokens")
     elapsed = time.perf_counter() - t0
     if world > 1:
         import torch.distributed as dist

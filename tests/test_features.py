@@ -203,6 +203,7 @@ def test_bad_stores_and_inputs_are_one_line(tiny_models, corpus, tmp_path, capsy
     empty.write_text("\n\n")
     with pytest.raises(InterpError, match="no text"):
         extract_features(model, [tmp_path / "sae"], tmp_path / "e", _cfg(str(empty)))
+    assert not (tmp_path / "e").exists()  # nothing written
     with pytest.raises(InterpError, match="at least 2"):
         ExtractConfig(ctx=1)
 
