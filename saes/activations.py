@@ -203,7 +203,10 @@ class ActivationStore:
         keep = torch.stack([typical_tokens(a, self.max_norm_ratio) for a in acts.values()]).all(0)
         if int(keep.sum()) < self.batches_per_block * self.batch_size:
             raise InterpError(f"block {block}: {int((~keep).sum())} of {len(keep)} tokens have activation norms above "
-                              f"{self.max_norm_ratio:g}x the median; raise max_norm_ratio (0 keeps everything)")
+                              f"{self.max_norm_ratio:g}x the median, leaving fewer than the {self.batches_per_block} "
+                              f"batches of {self.batch_size} the block must supply; choose a batch size that leaves "
+                              f"room (a block holds {self.tokens_per_block:,} tokens), or raise max_norm_ratio "
+                              "(0 keeps everything)")
         return {h: a[keep] for h, a in acts.items()}
 
     @torch.no_grad()
