@@ -226,7 +226,7 @@ def test_embedded_model_store_dashboard_and_scorer_check(smol, tmp_path):
     f = store.query("SELECT feature FROM {features} ORDER BY fires DESC LIMIT 1")[0]["feature"]
     dash = feature_dashboard(store, f)
     assert dash.top and dash.top[0].max_value == pytest.approx(dash.max) and len(dash.top_logits) == 10
-    check = scorer_check(smol, "bbc-news", {str(i) for i in range(10)}, "numbers and digits", "names of animals", n=6)
+    check = scorer_check(smol, "bbc-news", {str(i) for i in range(10)}, "numbers and digits", "names of animals", n=4)
     for label in ("correct", "wrong"):
         for kind in ("detection", "fuzzing"):
             s = check[label][kind]
