@@ -38,6 +38,7 @@ from interp.cache import atomic_path, write_json
 from interp.corpus import corpus_id, documents
 from interp.errors import InterpError
 from interp.progress import progress
+from saes.activations import typical_tokens
 from saes.store import FORMAT, ROW_GROUP, SKIP_MASSIVE, SKIP_SINK, file_record, sae_name
 
 __all__ = ["ExtractConfig", "ExtractResult", "encode_text", "extract_features", "iter_contexts"]
@@ -320,9 +321,8 @@ def _write_shard(model, saes, out: Path, shard: int, first: int, items: list, cf
         if cfg.max_norm_ratio > 0:
             cand = (valid & (skipped == 0)).to(model.cfg.device)
             heavy = torch.zeros_like(cand)
-            for h in hooks:
-                norms = cache[h][:, off:].float().norm(dim=-1)
-                heavy |= cand & (norms > cfg.max_norm_ratio * norms[cand].median())
+            for h in hooks:  # the trainer's rule, over this forward batch's tokens
+                heavy[cand] |= ~typical_tokens(cache[h][:, off:][cand], cfg.max_norm_ratio)
             skipped[heavy.cpu()] = SKIP_MASSIVE
         seen = valid & (skipped == 0)
         sink += int((valid & (skipped == SKIP_SINK)).sum())
@@ -379,10 +379,10 @@ def encode_text(model, sae, text: str, hook: str | None = None, max_norm_ratio: 
     skipped = [0] * len(ids)
     if bos is None:
         skipped[0] = SKIP_SINK
-    norms = x.float().norm(dim=-1)
     cand = torch.tensor([s == 0 for s in skipped], device=x.device)
     if max_norm_ratio > 0 and cand.any():
-        heavy = cand & (norms > max_norm_ratio * norms[cand].median())
+        heavy = torch.zeros_like(cand)
+        heavy[cand] = ~typical_tokens(x[cand], max_norm_ratio)
         skipped = [SKIP_MASSIVE if h else s for s, h in zip(skipped, heavy.tolist())]
     keep = torch.tensor([s == 0 for s in skipped], device=x.device)
     f = torch.zeros(len(ids), sae.cfg.d_sae, device=x.device)
