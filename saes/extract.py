@@ -199,24 +199,21 @@ def extract_features(model, sae_dirs: list[str | Path], out: str | Path, cfg: Ex
 
         dist.barrier()
     records = [json.loads((out / f"shards/{s:05d}.json").read_text()) for s in range(n_shards)]
+    totals = {"contexts": n_ctx, "tokens": sum(r["tokens"] for r in records), "seen": sum(r["seen"] for r in records),
+              "skipped_sink": sum(r["sink"] for r in records), "skipped_massive": sum(r["massive"] for r in records),
+              "documents": len({d for r in records for d in r["documents"]})}
     if rank == 0:
         from saes.feature_stats import write_feature_tables
 
         write_feature_tables(model, out, saes, records, cfg)
-        manifest = {**config, "shards": records, "complete": True, "contexts": n_ctx,
-                    "tokens": sum(r["tokens"] for r in records), "seen": sum(r["seen"] for r in records),
-                    "skipped_sink": sum(r["sink"] for r in records),
-                    "skipped_massive": sum(r["massive"] for r in records),
-                    "documents": len({d for r in records for d in r["documents"]})}
-        write_json(out / "manifest.json", manifest)
+        write_json(out / "manifest.json", {**config, "shards": records, "complete": True, **totals})
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
-    return ExtractResult(out, [n for n, _, _ in saes], sum(r["tokens"] for r in records), n_ctx,
-                         len({d for r in records for d in r["documents"]}), n_shards, written,
-                         sum(r["sink"] for r in records), sum(r["massive"] for r in records),
-                         time.perf_counter() - t0, written_tokens / elapsed if written else 0.0)
+    return ExtractResult(out, [n for n, _, _ in saes], totals["tokens"], n_ctx, totals["documents"], n_shards,
+                         written, totals["skipped_sink"], totals["skipped_massive"], time.perf_counter() - t0,
+                         written_tokens / elapsed if written else 0.0)
 
 
 def _corpus_tokens(model, corpus: str | None) -> int | None:

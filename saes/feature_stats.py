@@ -27,6 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.cache import atomic_path
+from saes.store import parquet_scan
 
 __all__ = ["activation_stats", "decoder_neighbours", "logit_effects", "write_feature_tables"]
 
@@ -66,7 +67,7 @@ def activation_stats(files: list[str], d_sae: int, seen: int, quantiles=(0.5, 0.
     db.execute("SET memory_limit = '1GB'")  # DuckDB spills past this instead of growing with the store
     if spill is not None:
         db.execute(f"SET temp_directory = '{str(spill / '.duckdb-tmp').replace(chr(39), chr(39) * 2)}'")
-    scan = "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
+    scan = parquet_scan(files)
     qs = "[" + ", ".join(str(float(q)) for q in quantiles) + "]"
     agg = db.execute(f"SELECT feature, count(*) AS n, max(value) AS mx, avg(value) AS mean, "
                      f"quantile_cont(value, {qs}) AS q FROM {scan} GROUP BY feature").fetchnumpy()

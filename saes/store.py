@@ -35,7 +35,7 @@ from typing import Any
 
 from interp.errors import InterpError
 
-__all__ = ["FORMAT", "ROW_GROUP", "FeatureStore", "file_record", "sae_name"]
+__all__ = ["FORMAT", "ROW_GROUP", "FeatureStore", "file_record", "parquet_scan", "sae_name"]
 
 FORMAT = 1
 ROW_GROUP = 32_768
@@ -176,9 +176,9 @@ class FeatureStore:
         return self._sql(sql, None, params)
 
     def _sql(self, sql: str, sae: str | None, params: list | None = None, **extra: str):
-        scans = {"tokens": _scan(self.files("tokens")), "acts": _scan(self.files("acts", sae)), **extra}
+        scans = {"tokens": parquet_scan(self.files("tokens")), "acts": parquet_scan(self.files("acts", sae)), **extra}
         if "{features}" in sql:
-            scans["features"] = _scan([str(self.features_path(sae))])
+            scans["features"] = parquet_scan([str(self.features_path(sae))])
         return _rows(self.db.execute(sql.format(**scans), params or []))
 
     def features_path(self, sae: str | None = None) -> Path:
@@ -305,7 +305,7 @@ class FeatureStore:
             return []
         where = "WHERE sae = ?" + (" AND feature = ?" if feature is not None else "")
         params = [self.sae(sae)["name"]] + ([feature] if feature is not None else [])
-        return _rows(self.db.execute(f"SELECT * FROM {_scan([str(f) for f in files])} {where} ORDER BY created DESC",
+        return _rows(self.db.execute(f"SELECT * FROM {parquet_scan([str(f) for f in files])} {where} ORDER BY created DESC",
                                      params))
 
 
@@ -314,7 +314,8 @@ def _rows(cursor) -> list[dict]:
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def _scan(files: list[str]) -> str:
+def parquet_scan(files: list[str]) -> str:
+    """DuckDB's ``read_parquet`` over ``files``, each path quoted as an SQL string."""
     if not files:
         raise InterpError("the store has no files for this table")
     return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
