@@ -33,7 +33,7 @@ from interp.errors import InterpError
 from interp.progress import progress
 from interp.tokens import to_tokens
 
-__all__ = ["generate", "generate_ids"]
+__all__ = ["generate", "generate_ids", "left_pad"]
 
 Mode = Literal["greedy", "sample"]
 
@@ -88,18 +88,24 @@ def generate_ids(model, prompts: Sequence[str], max_new_tokens: int = 30, *, mod
     return out
 
 
-def _decode(model, rows: list[list[int]], seeds: list[int], n: int, mode: Mode, top_k: int,
-            temperature: float, stop_at_eos: bool, use_cache: bool) -> list[list[int]]:
-    hf = model.original_model
-    device = model.cfg.device
-    eos = model.tokenizer.eos_token_id
-    pad = eos if eos is not None else 0
+def left_pad(rows: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows of different lengths as one batch padded on the left, and its attention mask."""
     width = max(map(len, rows))
     ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
     mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
     for b, row in enumerate(rows):
         ids[b, width - len(row):] = torch.tensor(row, device=device)
         mask[b, width - len(row):] = 1
+    return ids, mask
+
+
+def _decode(model, rows: list[list[int]], seeds: list[int], n: int, mode: Mode, top_k: int,
+            temperature: float, stop_at_eos: bool, use_cache: bool) -> list[list[int]]:
+    hf = model.original_model
+    device = model.cfg.device
+    eos = model.tokenizer.eos_token_id
+    pad = eos if eos is not None else 0
+    ids, mask = left_pad(rows, pad, device)
     generators = None
     if mode == "sample":
         generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]

@@ -112,6 +112,8 @@ def explain(model, examples: Sequence[Context], max_new_tokens: int = 24) -> str
 @torch.no_grad()
 def yes_no_margins(model, prompts: Sequence[str], batch_size: int = 8) -> list[float]:
     """log p(Yes) − log p(No) of the token after each prompt (left-padded batches)."""
+    from interp.generation import left_pad
+
     tok = model.tokenizer
 
     def first(word: str) -> int:
@@ -122,12 +124,7 @@ def yes_no_margins(model, prompts: Sequence[str], batch_size: int = 8) -> list[f
     out: list[float] = []
     for i in range(0, len(prompts), batch_size):
         rows = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts[i:i + batch_size]]
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), tok.eos_token_id or 0, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for b, r in enumerate(rows):
-            ids[b, width - len(r):] = torch.tensor(r, device=device)
-            mask[b, width - len(r):] = 1
+        ids, mask = left_pad(rows, tok.eos_token_id or 0, device)
         logits = hf(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
         lp = logits[:, -1].float().log_softmax(-1)
         for b, p in enumerate(prompts[i:i + batch_size]):
