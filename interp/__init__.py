@@ -7,7 +7,7 @@ torch and TransformerLens until an analysis runs.
 
 from __future__ import annotations
 
-import importlib
+from interp._lazy import lazy_exports
 
 _EXPORTS = {
     "interp.models": ["DEFAULT_MODEL", "list_models", "load_model"],
@@ -26,18 +26,4 @@ _EXPORTS = {
     "interp.probes": ["ProbeReport", "load_dataset", "probe_layers"],
     "interp.steering": ["SteeringCurve", "mean_difference", "probe_direction", "steer", "steering_curve"],
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'interp' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports("interp", _EXPORTS, globals())

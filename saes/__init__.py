@@ -17,7 +17,7 @@ Names load on first use (PEP 562), so reading a store (:mod:`saes.store`) does n
 
 from __future__ import annotations
 
-import importlib
+from interp._lazy import lazy_exports
 
 _EXPORTS = {
     "saes.base": ["SAE", "SAELoss", "SAEOutput"],
@@ -32,18 +32,4 @@ _EXPORTS = {
     "saes.store": ["FeatureStore"],
     "saes.topk": ["TopKSAE"],
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'saes' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports("saes", _EXPORTS, globals())
