@@ -35,7 +35,7 @@ def pick_model():
     except InterpError as err:
         st.error(str(err))
         st.stop()
-    from interp.rome import edits
+    from interp.knowledge.rome import edits
 
     if edits(model):  # an edited model says so on every page
         st.sidebar.warning("Edited by ROME: " + "; ".join(f"{e.subject} → {e.target!r}" for e in edits(model)))

@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from transformer_lens import patching as tl_patching
 
-    from interp.attribution import attribution_sweep
+    from interp.circuits.attribution import attribution_sweep
     from interp.metrics import make_task
     from interp.models import load_model
-    from interp.patching import patch_sweep
+    from interp.circuits.patching import patch_sweep
 
     model = load_model(args.model)
     task = make_task(model, CLEAN, CORRUPT, " Paris", " Rome")

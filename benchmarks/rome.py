@@ -1,6 +1,6 @@
 """ROME: key statistics and edit time.
 
-Key statistics: :func:`interp.covariance.key_moment` (the forward stops after the
+Key statistics: :func:`interp.knowledge.covariance.key_moment` (the forward stops after the
 edited layer) against the structure of ROME's ``layer_stats``, which runs the whole
 model over each batch and reads the layer's MLP input from a hook. Same corpus
 rows, same batches; prints both times, the ratio, and the largest difference of C.
@@ -24,7 +24,7 @@ TEMPLATE = "{} is located in the city of"
 def full_forward_moment(model, layer: int, tokens: int, seq_len: int = 256, batch_size: int = 8) -> torch.Tensor:
     """The peer: every batch through all layers, keys read by a hook, float64 sum."""
     from interp.corpus import token_rows
-    from interp.covariance import key_hook
+    from interp.knowledge.covariance import key_hook
 
     total = torch.zeros(model.cfg.d_mlp, model.cfg.d_mlp, dtype=torch.float64)
     rows = list(token_rows(model, None, tokens, seq_len))
@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--layer", type=int, default=4)
     args = ap.parse_args(argv)
 
-    from interp.covariance import key_moment
+    from interp.knowledge.covariance import key_moment
     from interp.models import load_model
-    from interp.rome import RomeConfig, edit
+    from interp.knowledge.rome import RomeConfig, edit
 
     model = load_model(args.model)
     ours = key_moment(model, args.layer, tokens=args.tokens, refresh=True)

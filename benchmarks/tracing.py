@@ -1,6 +1,6 @@
 """Causal tracing: the batched trace against a loop with ROME's structure, kind by kind.
 
-Peer: :func:`interp.tracing.trace_loop`, one forward of ``samples + 1`` rows per
+Peer: :func:`interp.knowledge.tracing.trace_loop`, one forward of ``samples + 1`` rows per
 (token, layer) cell as in ROME's ``trace_important_states``, with the same noise.
 Each kind (hidden, MLP, attention) is timed on its own, the two sides interleaved,
 ``--repeats`` times; prints the median ratio, its spread, and the largest score
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from interp.models import load_model
-    from interp.tracing import embedding_std, trace, trace_loop
+    from interp.knowledge.tracing import embedding_std, trace, trace_loop
 
     model = load_model(args.model)
     embedding_std(model)  # cached once per model; not part of either timing

@@ -70,7 +70,7 @@ def cmd_models(args) -> dict:
 
 @verb
 def cmd_attention(args) -> dict:
-    from interp.attention import attention_patterns
+    from interp.circuits.attention import attention_patterns
 
     model = _model(args)
     res = attention_patterns(model, args.prompt, args.layer, args.head, max_values=CLI_MAX_PATTERN_VALUES)
@@ -83,7 +83,7 @@ def cmd_attention(args) -> dict:
 
 @verb
 def cmd_heads(args) -> dict:
-    from interp.attention import detect_heads
+    from interp.circuits.attention import detect_heads
     from interp.tokens import str_tokens
 
     model = _model(args)
@@ -99,14 +99,14 @@ def cmd_heads(args) -> dict:
 
 
 def _first_repeated_row(model, args):
-    from interp.attention import repeated_random_tokens
+    from interp.circuits.attention import repeated_random_tokens
 
     return repeated_random_tokens(model, 1, args.seq_len, args.seed)[0]
 
 
 @verb
 def cmd_lens(args) -> dict:
-    from interp.lens import direct_logit_attribution, logit_lens
+    from interp.circuits.lens import direct_logit_attribution, logit_lens
     from interp.tokens import single_token
 
     model = _model(args)
@@ -146,14 +146,14 @@ def cmd_lens(args) -> dict:
 
 @verb
 def cmd_patch(args) -> dict:
-    from interp.patching import get_site, patch_sweep
+    from interp.circuits.patching import get_site, patch_sweep
 
     get_site(args.site)  # unknown site: fail before loading anything
     model, task, fields = _task(args)
     if args.method == "exact":
         result = patch_sweep(model, task, args.site, args.direction, args.metric)
     else:
-        from interp.attribution import attribution_sweep
+        from interp.circuits.attribution import attribution_sweep
 
         result = attribution_sweep(model, task, [args.site], args.direction, args.metric)[args.site]
     normalized = result.normalized()
@@ -163,7 +163,7 @@ def cmd_patch(args) -> dict:
            "clean_baseline": result.clean_baseline, "corrupt_baseline": result.corrupt_baseline,
            "seconds": result.seconds}
     if args.compare and args.method == "attribution":
-        from interp.attribution import agreement
+        from interp.circuits.attribution import agreement
 
         exact = patch_sweep(model, task, args.site, args.direction, args.metric)
         ag = agreement(exact, result)
@@ -174,7 +174,7 @@ def cmd_patch(args) -> dict:
 
 @verb
 def cmd_path_patch(args) -> dict:
-    from interp.path_patching import path_patch_sweep
+    from interp.circuits.path_patching import path_patch_sweep
 
     receivers = _receivers(args.receivers)
     model, task, fields = _task(args)
@@ -204,7 +204,7 @@ def _receivers(text: str):
 
 @verb
 def cmd_circuit(args) -> dict:
-    from interp.circuits import discover_circuit
+    from interp.circuits.eap import discover_circuit
 
     model, task, fields = _task(args)
     circuit = discover_circuit(model, task, args.edges, args.metric)
@@ -218,7 +218,7 @@ def cmd_circuit(args) -> dict:
 
 @verb
 def cmd_trace(args) -> dict:
-    from interp.tracing import KINDS, trace
+    from interp.knowledge.tracing import KINDS, trace
 
     kinds = list(KINDS) if args.kind == "all" else [args.kind]
     if args.average:
@@ -239,7 +239,7 @@ def cmd_trace(args) -> dict:
 
 
 def _average_trace(args, kinds) -> dict:
-    from interp.tracing import average_trace, load_facts
+    from interp.knowledge.tracing import average_trace, load_facts
 
     facts = load_facts(args.facts)
     if args.limit:
@@ -257,16 +257,16 @@ def _average_trace(args, kinds) -> dict:
 
 @verb
 def cmd_edit(args) -> dict:
-    from interp.rome import RomeConfig
+    from interp.knowledge.rome import RomeConfig
 
     config = RomeConfig(v_steps=args.steps, cov_tokens=args.cov_tokens, corpus=args.corpus)
     if args.eval:
         return _edit_eval(args, config)
     if not (args.prompt and args.subject and args.target):
         raise InterpError("edit needs --prompt '{} ...', --subject and --target (or --eval FILE)")
-    from interp.counterfact import target_probs
+    from interp.knowledge.counterfact import target_probs
     from interp.generation import generate
-    from interp.rome import check_request, edit
+    from interp.knowledge.rome import check_request, edit
     from interp.tokens import str_tokens, to_tokens
 
     model = _model(args)
@@ -292,7 +292,7 @@ def cmd_edit(args) -> dict:
 
 
 def _edit_eval(args, config) -> dict:
-    from interp.counterfact import evaluate, load_requests
+    from interp.knowledge.counterfact import evaluate, load_requests
 
     requests = load_requests(None if args.eval == "default" else args.eval)
     if args.limit:
@@ -306,7 +306,7 @@ def _edit_eval(args, config) -> dict:
 
 @verb
 def cmd_probe(args) -> dict:
-    from interp.probes import SHIPPED, collect_activations, load_dataset, probe_layers
+    from interp.representations.probes import SHIPPED, collect_activations, load_dataset, probe_layers
 
     names = list(SHIPPED) if args.dataset == ["all"] else args.dataset
     datasets = [load_dataset(n) for n in names]  # every file checked before any work
@@ -340,7 +340,7 @@ def _probe_sae(args, model):
 
 def _sae_cosines(report, sae) -> dict:
     """The SAE features closest to the probe direction at the SAE's own layer (if probed)."""
-    from interp.probes import feature_cosines
+    from interp.representations.probes import feature_cosines
 
     parts = sae.cfg.hook_name.split(".")
     layer = int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
@@ -361,8 +361,8 @@ def _layers(text: str | None, n: int) -> list[int] | None:
 
 @verb
 def cmd_steer(args) -> dict:
-    from interp.probes import collect_activations, load_dataset
-    from interp.steering import mean_difference, probe_direction, probe_scorer, steering_curve
+    from interp.representations.probes import collect_activations, load_dataset
+    from interp.representations.steering import mean_difference, probe_direction, probe_scorer, steering_curve
 
     ds = load_dataset(args.dataset)
     positive = args.positive or ds.labels[-1]

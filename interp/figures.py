@@ -5,8 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from interp.attention import AttentionPatterns, HeadScores
-from interp.lens import LogitAttribution, LogitLens
+from interp.circuits.attention import AttentionPatterns, HeadScores
+from interp.circuits.lens import LogitAttribution, LogitLens
 
 __all__ = ["attention_figure", "average_trace_figure", "circuit_figure", "dla_figure", "edit_eval_figure",
     "edit_figure", "head_scores_figure", "lens_figure", "patch_figure", "probe_figure",

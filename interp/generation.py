@@ -45,7 +45,7 @@ def generate(model, prompts: str | Sequence[str], max_new_tokens: int = 30, *, m
 
     ``mode="greedy"`` takes the most likely token; ``mode="sample"`` samples from the
     ``top_k`` most likely at ``temperature``, seeded per prompt. Hooks attached to the
-    model (``model.hooks(...)``, :func:`interp.steering.steer`) apply throughout.
+    model (``model.hooks(...)``, :func:`interp.representations.steering.steer`) apply throughout.
     """
     single = isinstance(prompts, str)
     ids = generate_ids(model, [prompts] if single else prompts, max_new_tokens, mode=mode, top_k=top_k,

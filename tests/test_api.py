@@ -10,8 +10,8 @@ def test_every_export_resolves_to_its_module():
     for name in interp.__all__:
         obj = getattr(interp, name)
         assert obj is not None and name in dir(interp)
-    assert interp.patch_sweep.__module__ == "interp.patching"
-    assert interp.trace.__module__ == "interp.tracing" and interp.edit.__module__ == "interp.rome"
+    assert interp.patch_sweep.__module__ == "interp.circuits.patching"
+    assert interp.trace.__module__ == "interp.knowledge.tracing" and interp.edit.__module__ == "interp.knowledge.rome"
 
 
 def test_importing_the_package_and_cli_help_leave_torch_unloaded():
@@ -44,8 +44,8 @@ def test_results_draw_themselves_with_the_figures_module(tiny_models):
 
 
 def test_json_fields_and_attributes_share_names():
-    from interp.attention import HeadScores
-    from interp.probes import ProbeReport
+    from interp.circuits.attention import HeadScores
+    from interp.representations.probes import ProbeReport
 
     assert {"loss_first_repeat", "loss_second_repeat"} <= set(HeadScores.__dataclass_fields__)
     assert isinstance(ProbeReport.best_layer, property) and isinstance(ProbeReport.best_accuracy, property)

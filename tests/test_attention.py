@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from interp import InterpError, attention_patterns, detect_heads
-from interp.attention import repeated_random_tokens
+from interp.circuits.attention import repeated_random_tokens
 from interp.tokens import to_tokens
 from tests.conftest import EIFFEL
 

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from interp.attribution import agreement, attribution_sweep
+from interp.circuits.attribution import agreement, attribution_sweep
 from interp.metrics import make_task, metric_per_pair
-from interp.patching import SITES, patch_sweep
+from interp.circuits.patching import SITES, patch_sweep
 from tests.conftest import EIFFEL
 
 COLOSSEUM = "The Colosseum is located in the city of"

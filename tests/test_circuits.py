@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from interp.circuits import build_graph, discover_circuit, edge_attribution, patched_edges_metric
+from interp.circuits.eap import build_graph, discover_circuit, edge_attribution, patched_edges_metric
 from interp.metrics import make_task, metric_per_pair
 from tests.conftest import EIFFEL
 

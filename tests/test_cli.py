@@ -370,7 +370,7 @@ def test_path_patch_verb_equals_the_library_sweep(tiny_models):
     import torch
 
     from interp.metrics import make_task
-    from interp.path_patching import path_patch_sweep
+    from interp.circuits.path_patching import path_patch_sweep
 
     out = run_json("path-patch", "--model", "tiny-gpt2", *PAIR, "--receivers", "L2H1", "--receiver-input", "v")
     model = tiny_models["tiny-gpt2"]

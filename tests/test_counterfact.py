@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from interp import counterfact, rome
+from interp.knowledge import counterfact, rome
 from interp.errors import InterpError
 from interp.tokens import to_tokens
 from tests.conftest import EIFFEL

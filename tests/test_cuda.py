@@ -5,8 +5,8 @@ import torch
 
 from interp import direct_logit_attribution, load_model
 from interp.metrics import make_task
-from interp.patching import patch_sweep
-from interp.tracing import trace
+from interp.circuits.patching import patch_sweep
+from interp.knowledge.tracing import trace
 from tests.conftest import EIFFEL
 
 pytestmark = [pytest.mark.cuda,

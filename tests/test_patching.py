@@ -6,7 +6,7 @@ from transformer_lens import patching as tl_patching
 
 from interp import InterpError
 from interp.metrics import make_task, metric_per_pair
-from interp.patching import SITES, grid_shape, patch_sweep
+from interp.circuits.patching import SITES, grid_shape, patch_sweep
 from tests.conftest import EIFFEL
 
 COLOSSEUM = "The Colosseum is located in the city of"

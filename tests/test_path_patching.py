@@ -3,7 +3,7 @@ import torch
 
 from interp import InterpError
 from interp.metrics import make_task, metric_per_pair
-from interp.path_patching import path_patch, path_patch_sweep
+from interp.circuits.path_patching import path_patch, path_patch_sweep
 from tests.conftest import EIFFEL
 
 COLOSSEUM = "The Colosseum is located in the city of"

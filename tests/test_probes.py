@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from interp import probes
+from interp.representations import probes
 from interp.errors import InterpError
 from interp.tokens import to_tokens
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from interp import covariance, rome
+from interp.knowledge import covariance, rome
 from interp.corpus import token_rows
 from interp.errors import InterpError
 from tests.conftest import EIFFEL
@@ -208,7 +208,7 @@ def test_target_equal_to_current_answer(tiny):
 def test_edit_on_the_embedded_model(smol):
     """A multi-token rewrite at layer 4 (the peak MLP effect): the model says the new object,
     the KL prompt barely moves, and undo restores the exact weights."""
-    from interp.counterfact import target_probs
+    from interp.knowledge.counterfact import target_probs
 
     config = rome.RomeConfig(cov_tokens=20_000)
     W = rome.out_proj(smol, 4).weight.detach().clone()

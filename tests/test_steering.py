@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from interp import probes, steering
+from interp.representations import probes, steering
 from interp.generation import generate
 from interp.tokens import to_tokens
 from tests.conftest import EIFFEL

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from interp import InterpError
-from interp.tracing import fill_template, load_facts, subject_span, trace, trace_loop
+from interp.knowledge.tracing import fill_template, load_facts, subject_span, trace, trace_loop
 from interp.tokens import single_token, to_tokens
 from tests.conftest import EIFFEL
 

@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _shared import pick_model, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
-from interp.attribution import attribution_sweep  # noqa: E402
+from interp.circuits.attribution import attribution_sweep  # noqa: E402
 from interp.figures import patch_figure  # noqa: E402
 from interp.metrics import make_task  # noqa: E402
-from interp.patching import SITES, patch_sweep  # noqa: E402
+from interp.circuits.patching import SITES, patch_sweep  # noqa: E402
 
 st.set_page_config(page_title="Activation patching", layout="wide")
 st.title("Activation patching")

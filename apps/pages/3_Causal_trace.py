@@ -13,7 +13,7 @@ from _shared import pick_model, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from interp.figures import trace_figure  # noqa: E402
-from interp.tracing import trace  # noqa: E402
+from interp.knowledge.tracing import trace  # noqa: E402
 
 st.set_page_config(page_title="Causal tracing", layout="wide")
 st.title("Causal tracing")

@@ -13,7 +13,7 @@ from _shared import pick_model, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from interp.generation import generate  # noqa: E402
-from interp.rome import RomeConfig, edit, edits  # noqa: E402
+from interp.knowledge.rome import RomeConfig, edit, edits  # noqa: E402
 
 st.set_page_config(page_title="ROME editing", layout="wide")
 st.title("ROME editing")

@@ -13,7 +13,7 @@ from _shared import pick_model, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from interp.figures import probe_figure  # noqa: E402
-from interp.probes import SHIPPED, collect_activations, load_dataset, probe_layers  # noqa: E402
+from interp.representations.probes import SHIPPED, collect_activations, load_dataset, probe_layers  # noqa: E402
 
 st.set_page_config(page_title="Probes", layout="wide")
 st.title("Linear probes")

@@ -7,7 +7,7 @@ activation ``a`` from ``a_base`` to ``a_src`` changes the metric by about
 
 One source forward, one base forward and one backward give the gradients and
 activations of every site at once; each cell's estimate is that dot product over the
-cell's entries. Results are :class:`~interp.patching.PatchResult` holding
+cell's entries. Results are :class:`~interp.circuits.patching.PatchResult` holding
 ``m_base + Δm``, directly comparable with exact sweeps.
 
 Known failure modes (Kramár et al. 2024, "AtP*"):
@@ -21,7 +21,7 @@ Known failure modes (Kramár et al. 2024, "AtP*"):
 * **Residual stream and MLP0.** Patching ``resid_pre`` or early MLPs changes the
   token identity the rest of the network reads, which is far from linear. AtP
   correlates poorly with exact patching there; check those sites exactly
-  (:func:`interp.patching.patch_sweep` is cheap for them). :func:`agreement` reports
+  (:func:`interp.circuits.patching.patch_sweep` is cheap for them). :func:`agreement` reports
   the Pearson r and top-k overlap per site, so you can see where it holds.
 """
 
@@ -37,7 +37,7 @@ from torch import Tensor
 from interp.errors import InterpError
 from interp._batching import LAST_POSITION
 from interp.metrics import Metric, Task, baselines, metric_per_pair
-from interp.patching import SITES, Direction, PatchResult, get_site
+from interp.circuits.patching import SITES, Direction, PatchResult, get_site
 
 __all__ = ["Agreement", "agreement", "attribution_sweep"]
 

@@ -11,7 +11,7 @@ the pair (k*, v*) with the least disturbance to other keys (§3.1, Eq. 2):
 so that ``W' k* = v*``. (ROME's released code, our default, makes the update exact at
 the rewrite prompt's own key instead: Λ = (v* − W k) / ((C⁻¹k*)ᵀ k); ``RomeConfig.update_key``
 picks.) Here ``C = E[k kᵀ]`` over a corpus
-(:mod:`interp.covariance`); ``k*`` is the key at the subject's last token averaged
+(:mod:`interp.knowledge.covariance`); ``k*`` is the key at the subject's last token averaged
 over the bare prompt and ~20 short prefixes the model itself writes (§3.1 "Step 1");
 ``v*`` is the MLP output at that token that makes the model say the target
 (§3.1 "Step 2"):
@@ -41,12 +41,12 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from interp.cache import cache_dir, slug, write_json
-from interp.covariance import key_hook, key_moment
+from interp.knowledge.covariance import key_hook, key_moment
 from interp.errors import InterpError, check_index
 from interp.generation import generate_ids
 from interp.progress import progress
 from interp.tokens import right_pad, str_tokens, to_tokens
-from interp.tracing import fill_template, load_facts, subject_span, trace
+from interp.knowledge.tracing import fill_template, load_facts, subject_span, trace
 
 __all__ = ["Edit", "RomeConfig", "check_request", "compute_key", "compute_value", "context_prefixes",
     "default_layer", "edit", "edits", "greedy", "is_edited", "out_proj", "rank_one_update",

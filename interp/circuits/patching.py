@@ -85,7 +85,7 @@ class PatchResult:
     direction: str
     metric: str
     method: str
-    """``exact`` or ``attribution`` (a first-order estimate, see interp.attribution)."""
+    """``exact`` or ``attribution`` (a first-order estimate, see interp.circuits.attribution)."""
     clean_baseline: float
     """Metric of the unpatched clean run."""
     corrupt_baseline: float

@@ -35,7 +35,7 @@ from interp._files import read_json
 from interp.errors import InterpError
 from interp.generation import generate
 from interp.progress import progress
-from interp.rome import RomeConfig, edit
+from interp.knowledge.rome import RomeConfig, edit
 from interp.tokens import right_pad, to_tokens
 
 __all__ = ["EvalResult", "Request", "evaluate", "load_requests", "ngram_entropy", 

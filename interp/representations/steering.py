@@ -1,6 +1,6 @@
 """Steering vectors: push the residual stream along a concept direction while generating.
 
-A direction comes from labelled activations at one layer (:mod:`interp.probes`):
+A direction comes from labelled activations at one layer (:mod:`interp.representations.probes`):
 the difference of class means (Turner et al. 2023's ActAdd uses a contrast pair;
 the mean over many pairs is the same idea, less noisy) or a probe's weight vector.
 :func:`steer` adds ``α·v`` to ``blocks.{layer}.hook_resid_post`` at every position of
@@ -25,7 +25,7 @@ from torch import Tensor
 
 from interp.errors import InterpError, check_index
 from interp.generation import generate
-from interp.probes import Activations, ProbeDataset, collect_activations, fit_probe
+from interp.representations.probes import Activations, ProbeDataset, collect_activations, fit_probe
 from interp.progress import progress
 
 __all__ = ["SteeringCurve", "mean_difference", "probe_direction", "probe_scorer", "steer",

@@ -26,7 +26,7 @@ from torch import Tensor
 from interp.errors import InterpError, check_index
 from interp._batching import LAST_POSITION, bind
 from interp.metrics import Metric, Task, baselines, metric_per_pair
-from interp.patching import Direction, PatchResult
+from interp.circuits.patching import Direction, PatchResult
 
 __all__ = ["path_patch", "path_patch_sweep"]
 

@@ -76,7 +76,7 @@ def _manifest(model, layer: int, corpus: str, tokens: int, seq_len: int) -> dict
 def key_moment(model, layer: int, corpus: str | None = None, tokens: int = 100_000, seq_len: int = 256,
                batch_size: int = 8, refresh: bool = False) -> KeyMoment:
     """Load or compute C for ``layer`` over the first ``tokens`` tokens of ``corpus``."""
-    from interp.rome import edits
+    from interp.knowledge.rome import edits
 
     layer = check_index(layer, model.cfg.n_layers, "layer")
     if tokens < seq_len:

@@ -1,0 +1,1 @@
+"""What a hidden state encodes: linear probes with control tasks, and steering vectors."""
