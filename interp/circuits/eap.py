@@ -30,7 +30,7 @@ from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
 __all__ = ["Circuit", "EdgeScores", "Graph", "build_graph", "discover_circuit", "edge_attribution",
-    "patched_edges_metric"]
+    "patched_edges_logits", "patched_edges_metric"]
 
 
 @dataclass
@@ -166,6 +166,13 @@ def edge_attribution(model, task: Task, metric: Metric = "logit_diff") -> EdgeSc
 
 def patched_edges_metric(model, task: Task, keep: Tensor, metric: Metric = "logit_diff") -> float:
     """Metric of the clean run with every edge where ``keep`` is False patched to corrupt."""
+    logits = patched_edges_logits(model, task, keep)
+    return metric_per_pair(logits, task.answer, task.wrong, metric).mean().item()
+
+
+def patched_edges_logits(model, task: Task, keep: Tensor) -> Tensor:
+    """Last-position logits ``[pair, d_vocab]`` of the clean run with every edge where ``keep`` is
+    False patched to corrupt."""
     graph = build_graph(model)
     if keep.shape != graph.valid.shape:
         raise InterpError(f"edge mask has shape {tuple(keep.shape)}, the graph {tuple(graph.valid.shape)}")
@@ -210,7 +217,7 @@ def patched_edges_metric(model, task: Task, keep: Tensor, metric: Metric = "logi
     fwd = [(nm, bind(record, name=nm)) for nm in ups] + [(nm, bind(patch_input, name=nm)) for nm in recv_index]
     with _SplitInputs(model), torch.no_grad():
         logits = model.run_with_hooks(task.clean, fwd_hooks=fwd)
-    return metric_per_pair(logits[:, -1], task.answer, task.wrong, metric).mean().item()
+    return logits[:, -1]
 
 
 @dataclass

@@ -38,7 +38,7 @@ from interp.progress import progress
 from interp.tokens import single_token, str_tokens, to_tokens
 
 __all__ = ["AverageTrace", "KINDS", "ROLES", "Trace", "average_trace", "embedding_std", "fill_template",
-    "load_facts", "subject_span", "trace", "trace_loop"]
+    "load_facts", "role_rows", "subject_span", "trace", "trace_loop"]
 
 Kind = Literal["hidden", "mlp", "attn"]
 KINDS: tuple[Kind, ...] = ("hidden", "mlp", "attn")
@@ -391,7 +391,7 @@ ROLES = ("first subject token", "middle subject tokens", "last subject token",
          "first subsequent token", "further tokens", "last token")
 
 
-def _role_rows(scores: Tensor, span: tuple[int, int]) -> Tensor:
+def role_rows(scores: Tensor, span: tuple[int, int]) -> Tensor:
     """``[role][layer]``: a trace's rows grouped by token role (ROME, Figure 2); NaN where
     a prompt has no token of that role."""
     a, b = span
@@ -435,7 +435,7 @@ def average_trace(model, facts: list[dict] | None = None, kinds: Sequence[Kind] 
         tr = trace(model, fill_template(fact["template"], fact["subject"]), fact["subject"],
                    fact["answer"], kinds, samples, noise, window, seed)
         for k in kinds:
-            per_kind[k].append(_role_rows(tr.scores[k] - tr.corrupt_prob, tr.subject_range))
+            per_kind[k].append(role_rows(tr.scores[k] - tr.corrupt_prob, tr.subject_range))
         clean.append(tr.clean_prob)
         corrupt.append(tr.corrupt_prob)
     effects = {k: torch.stack(v).nanmean(0) for k, v in per_kind.items()}

@@ -1,0 +1,672 @@
+"""Relations: linear relational embeddings, and fact recall replicated over a whole relation.
+
+A *relation* is a template and its (subject, object) samples: ``"The capital city of {} is"``
+with ``("France", " Paris")``, ... The shipped relations (``interp/data/relations``) keep
+only subjects whose object's first token is the embedded model's top-1 prediction, as
+Hernandez et al. (2024) keep only the facts their model knows.
+
+**Linear relational embeddings** (Hernandez et al. 2024, "Linearity of Relation Decoding
+in Transformer Language Models"). For subject i let ``s_i`` be the residual stream after
+block ℓ at the subject's last token, and ``o_i`` the last block's output at the prompt's
+last token (what the final norm and the unembedding read). The LRE is the first-order
+approximation of ``s ↦ o`` averaged over n examples::
+
+    W = mean_i ∂o_i/∂s_i,    b = mean_i (o_i − W s_i),    LRE(s) = β W s + b
+
+Each Jacobian is exact and batched. The prompt's positions before the subject's last token
+cannot see ``s``, so they run once into a key/value cache; the remaining positions run once
+with ``s`` as a leaf, and one backward pass vmapped over the rows of the identity
+(``torch.autograd.grad(..., is_grads_batched=True)``) gives all d_model rows of ∂o/∂s.
+
+* **Faithfulness**: on held-out subjects, the fraction where the top token of
+  ``unembed(norm(LRE(s)))`` equals the model's own top token.
+* **Causality**: edit ``s_i`` by ``Δs = W⁺_r (o_j − o_i)``, with ``W⁺_r`` the pseudo-inverse
+  of W kept to its top r singular values, so that it should say subject j's object; the
+  fraction of held-out subjects where the model then does.
+
+Objects longer than one token are scored by their first token.
+
+**Fact recall over a relation** (Nanda et al. 2023, "Fact Finding"). Resample ablation
+grafts one activation from another subject's prompt of the same relation (the same
+template and token length, a different object) into each prompt, and measures the share
+of the logit difference (own object − the other's) lost; averaged over the relation by
+token role. A relation circuit is EAP's top edges on training pairs; its accuracy is
+top-1 correctness on held-out subjects with every edge outside it resample-ablated.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from interp._batching import bind
+from interp._files import read_json
+from interp.circuits.eap import build_graph, edge_attribution, patched_edges_logits
+from interp.circuits.patching import patch_sweep
+from interp.errors import InterpError, check_index
+from interp.generation import left_pad
+from interp.knowledge.tracing import ROLES, role_rows, subject_span
+from interp.metrics import Task, normalize
+from interp.progress import progress
+from interp.tokens import str_tokens, to_tokens
+
+__all__ = ["KINDS", "LRE", "LRESweep", "Relation", "RelationCircuit", "ResampleSweep", "Sample",
+    "causality", "faithfulness", "first_token", "fit_lre", "jacobian", "list_relations", "load_relation",
+    "low_rank_pinv", "lre_sweep", "model_top1", "parse_relation", "relation_circuit", "resample_pairs",
+    "resample_sweep", "split_samples", "subject_states"]
+
+KINDS = ("factual", "linguistic", "commonsense")
+RESAMPLE_SITES = ("resid_pre", "attn_out", "mlp_out")
+
+
+@dataclass(frozen=True)
+class Sample:
+    subject: str
+    object: str
+    """As it follows the prompt, usually with a leading space: ``" Paris"``."""
+    prompt: str
+
+
+@dataclass
+class Relation:
+    """A named relation: a template and the samples filled into it."""
+
+    name: str
+    kind: str
+    template: str
+    samples: list[Sample]
+    description: str = ""
+
+    @property
+    def subjects(self) -> list[str]:
+        return [s.subject for s in self.samples]
+
+
+def _shipped() -> list[str]:
+    folder = resources.files("interp").joinpath("data/relations")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def list_relations() -> list[dict]:
+    """The shipped relations: name, kind, number of subjects, template and description."""
+    out = []
+    for name in _shipped():
+        rel = load_relation(name)
+        out.append({"name": rel.name, "kind": rel.kind, "n_subjects": len(rel.samples),
+                    "template": rel.template, "description": rel.description})
+    return out
+
+
+def load_relation(name_or_path: str) -> Relation:
+    """A shipped relation by name (``country_capital``), or a relation JSON file."""
+    shipped = _shipped()
+    if name_or_path in shipped:
+        return parse_relation(read_json(None, f"relations/{name_or_path}.json", "relation file"), name_or_path)
+    if not Path(name_or_path).suffix and not Path(name_or_path).exists():
+        raise InterpError(f"no shipped relation {name_or_path!r}: choose one of {', '.join(shipped)}, "
+                          "or give a relation JSON file")
+    data = read_json(name_or_path, "", "relation file")
+    return parse_relation(data, Path(name_or_path).stem, where=f"relation file {name_or_path}")
+
+
+def parse_relation(data, name: str = "relation", where: str = "relation") -> Relation:
+    """Check a relation's JSON (format in docs/cli.md) and fill its prompts."""
+    if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
+        raise InterpError(f"{where} needs an object with a 'samples' list of {{subject, object}}")
+    template = data.get("template")
+    if template is not None and (not isinstance(template, str) or "{}" not in template):
+        raise InterpError(f"{where}: the template {template!r} has no '{{}}' where the subject goes")
+    samples = []
+    for i, row in enumerate(data["samples"]):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k].strip()
+                                                for k in ("subject", "object")):
+            raise InterpError(f"{where}: sample {i} needs a non-empty 'subject' and 'object'")
+        prompt = row.get("prompt")
+        if prompt is None:
+            if template is None:
+                raise InterpError(f"{where}: sample {i} has no 'prompt' and the relation no 'template'")
+            prompt = template.replace("{}", row["subject"], 1)
+        if row["subject"] not in prompt:
+            raise InterpError(f"{where}: sample {i}'s subject {row['subject']!r} does not occur in its "
+                              f"prompt {prompt!r}")
+        samples.append(Sample(row["subject"], row["object"], prompt))
+    if not samples:
+        raise InterpError(f"{where} has no samples")
+    return Relation(str(data.get("relation", name)), str(data.get("kind", "unspecified")), template or "",
+                    samples, str(data.get("description", "")))
+
+
+def first_token(model, text: str) -> int:
+    """The first token of ``text`` (an object is scored by it)."""
+    ids = model.tokenizer.encode(text, add_special_tokens=False)
+    if not ids:
+        raise InterpError(f"the object {text!r} tokenizes to nothing")
+    return ids[0]
+
+
+_NOTED: set[str] = set()  # relations whose multi-token objects were pointed out once
+
+
+def _object_tokens(model, relation: Relation, samples: Sequence[Sample]) -> Tensor:
+    long = [s.object for s in samples if len(model.tokenizer.encode(s.object, add_special_tokens=False)) > 1]
+    if long and relation.name not in _NOTED:
+        _NOTED.add(relation.name)
+        shown = ", ".join(repr(x) for x in dict.fromkeys(long[:4]))
+        print(f"interp: note: {len(long)} objects of {relation.name} are several tokens long ({shown}"
+              f"{', ...' if len(long) > 4 else ''}); they are scored by their first token", file=sys.stderr)
+    return torch.tensor([first_token(model, s.object) for s in samples])
+
+
+def split_samples(relation: Relation, seed: int = 0, train_fraction: float = 0.5
+                  ) -> tuple[list[Sample], list[Sample]]:
+    """A seeded shuffle of the samples into (train, held-out)."""
+    order = list(relation.samples)
+    random.Random(seed).shuffle(order)
+    cut = max(1, min(len(order) - 1, round(len(order) * train_fraction)))
+    return order[:cut], order[cut:]
+
+
+# --- forward passes -----------------------------------------------------------------------------
+
+def _last_subject_token(model, sample: Sample) -> int:
+    return subject_span(model, sample.prompt, sample.subject)[1] - 1
+
+
+@torch.no_grad()
+def _run(model, rows: list[list[int]], positions: Sequence[int], layers: Sequence[int] = (),
+         edit: tuple[int, Tensor] | None = None, batch_size: int = 32) -> dict:
+    """One left-padded pass per batch through the hooked model: last-position logits, the final
+    block's output ``o`` there, ``s`` after each block of ``layers`` at ``positions[i]``, and
+    with ``edit=(layer, delta)`` ``delta[i]`` added after that block at ``positions[i]``."""
+    hf, n = model.original_model, model.cfg.n_layers
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    device = model.cfg.device
+    out = {"logits": [], "o": [], "s": {l: [] for l in layers}}
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        ids, mask = left_pad(chunk, pad, device)
+        at = torch.tensor([ids.shape[1] - len(r) + p for r, p in zip(chunk, positions[start:start + batch_size])],
+                          device=device)
+        b = torch.arange(len(chunk), device=device)
+        got: dict = {}
+
+        def capture(x, *, hook, layer):
+            got[layer] = x[b, at].float().cpu()
+            return x
+
+        def last(x, *, hook):
+            got["o"] = x[:, -1].float().cpu()
+            return x
+
+        hooks = [(f"blocks.{l}.hook_resid_post", bind(capture, layer=l)) for l in layers]
+        if edit is not None:
+            layer, delta = edit
+            d = delta[start:start + batch_size].to(device)
+
+            def add(x, *, hook):
+                x = x.clone()
+                x[b, at] = x[b, at] + d.to(x.dtype)
+                return x
+            hooks.append((f"blocks.{layer}.hook_resid_post", add))
+        hooks.append((f"blocks.{n - 1}.hook_resid_post", last))
+        with model.hooks(fwd_hooks=hooks):
+            logits = hf(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                        use_cache=False).logits[:, -1]
+        out["logits"].append(logits.float().cpu())
+        out["o"].append(got["o"])
+        for l in layers:
+            out["s"][l].append(got[l])
+    return {"logits": torch.cat(out["logits"]), "o": torch.cat(out["o"]),
+            "s": {l: torch.cat(v) for l, v in out["s"].items()}}
+
+
+def model_top1(model, prompts: Sequence[str]) -> list[int]:
+    """The model's top-1 next token after each prompt."""
+    rows = [to_tokens(model, p)[0].tolist() for p in prompts]
+    return _run(model, rows, [len(r) - 1 for r in rows])["logits"].argmax(-1).tolist()
+
+
+@dataclass
+class _States:
+    samples: list[Sample]
+    rows: list[list[int]]
+    positions: list[int]
+    s: dict[int, Tensor]
+    o: Tensor
+    top: Tensor
+    """The model's own top-1 token."""
+    objects: Tensor
+
+
+def subject_states(model, relation: Relation, samples: Sequence[Sample], layers: Sequence[int]) -> _States:
+    """``s`` at every layer of ``layers`` and ``o``, for each sample, in one pass per batch."""
+    samples = list(samples)
+    rows = [to_tokens(model, s.prompt)[0].tolist() for s in samples]
+    positions = [_last_subject_token(model, s) for s in samples]
+    run = _run(model, rows, positions, layers)
+    return _States(samples, rows, positions, run["s"], run["o"], run["logits"].argmax(-1),
+                   _object_tokens(model, relation, samples))
+
+
+def _decode(model, o: Tensor) -> Tensor:
+    """Logits of final-block outputs ``[n, d_model]`` through the model's final norm and unembedding."""
+    with torch.no_grad():
+        x = o.to(model.cfg.device, model.W_U.dtype)[:, None]
+        return model.unembed(model.ln_final(x))[:, 0].float().cpu()
+
+
+# --- the Jacobian and the LRE -------------------------------------------------------------------
+
+def jacobian(model, prompt: str, subject: str, layer: int, chunk: int | None = None
+             ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(∂o/∂s [d_model, d_model], s, o)`` at ``layer`` for the subject's last token of ``prompt``.
+
+    The positions before that token run once into a key/value cache; the rest run once with
+    ``s`` a leaf; one vmapped backward pass over the identity's rows (``chunk`` at a time,
+    default all) gives the Jacobian's rows."""
+    check_index(layer, model.cfg.n_layers, "layer")
+    row = to_tokens(model, prompt)[0]
+    p = subject_span(model, prompt, subject)[1] - 1
+    return _jacobian(model, row, p, layer % model.cfg.n_layers, chunk)
+
+
+def _jacobian(model, row: Tensor, p: int, layer: int, chunk: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    hf, n, d = model.original_model, model.cfg.n_layers, model.cfg.d_model
+    row = row.to(model.cfg.device)
+    cache = None
+    if p > 0:
+        with torch.no_grad():
+            cache = hf(input_ids=row[None, :p], use_cache=True).past_key_values
+    state: dict[str, Tensor] = {}
+
+    def inject(x, *, hook):
+        s = x[0, 0].detach().clone().requires_grad_(True)
+        state["s"] = s
+        return torch.cat([s[None, None], x[:, 1:]], 1)
+
+    def last(x, *, hook):
+        state["o"] = x[0, -1]
+        return x
+
+    hooks = [(f"blocks.{layer}.hook_resid_post", inject), (f"blocks.{n - 1}.hook_resid_post", last)]
+    kwargs = {"past_key_values": cache, "use_cache": True} if cache is not None else {"use_cache": False}
+    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+        hf(input_ids=row[None, p:], position_ids=torch.arange(p, len(row), device=row.device)[None], **kwargs)
+        s, o = state["s"], state["o"]
+        eye = torch.eye(d, dtype=o.dtype, device=o.device)
+        step = chunk or d
+        parts = []
+        for i in range(0, d, step):
+            (g,) = torch.autograd.grad(o, s, grad_outputs=eye[i:i + step], is_grads_batched=True,
+                                       retain_graph=i + step < d)
+            parts.append(g.float().cpu())
+    return torch.cat(parts), s.detach().float().cpu(), o.detach().float().cpu()
+
+
+def low_rank_pinv(matrix: Tensor, rank: int | None = None) -> Tensor:
+    """Moore–Penrose pseudo-inverse of ``matrix`` kept to its top ``rank`` singular values
+    (all of them when ``rank`` is None)."""
+    full = min(matrix.shape)
+    if rank is None:
+        rank = full
+    if not 1 <= rank <= full:
+        raise InterpError(f"rank {rank} is out of range: the matrix is {tuple(matrix.shape)}, so the rank "
+                          f"must be 1..{full} (at most d_model)")
+    u, sv, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+    return ((vh[:rank].T / sv[:rank]) @ u[:, :rank].T).to(matrix.dtype)
+
+
+BETAS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+
+
+@dataclass
+class LRE:
+    """``LRE(s) = β W s + b`` at one layer."""
+
+    relation: str
+    layer: int
+    beta: float
+    weight: Tensor
+    bias: Tensor
+    examples: list[str]
+    seconds: float
+    """Wall time of the Jacobians and the fit."""
+
+    def apply(self, s: Tensor) -> Tensor:
+        return self.beta * s @ self.weight.T + self.bias
+
+
+def fit_lre(model, relation: Relation, layer: int, n: int = 8, examples: Sequence[Sample] | None = None,
+            seed: int = 0, chunk: int | None = None, beta: float = 1.0) -> LRE:
+    """W and b from ``n`` examples (default: the first n of the seeded training split)."""
+    layer = check_index(layer, model.cfg.n_layers, "layer")
+    if examples is None:
+        train, _ = split_samples(relation, seed)
+        if n < 1 or len(train) < n:
+            raise InterpError(f"relation {relation.name} has {len(relation.samples)} samples, {len(train)} for "
+                              f"training; an LRE from n={n} examples needs at least {n} (and {2 * n} in all, "
+                              "half held out): lower --n or add samples")
+        examples = train[:n]
+    t0 = time.perf_counter()
+    js, ss, os_ = [], [], []
+    for sample in progress(list(examples), desc=f"Jacobians at layer {layer}", unit="example", leave=False):
+        j, s, o = jacobian(model, sample.prompt, sample.subject, layer, chunk)
+        js.append(j)
+        ss.append(s)
+        os_.append(o)
+    w = torch.stack(js).mean(0)
+    b = (torch.stack(os_) - torch.stack(ss) @ w.T).mean(0)
+    return LRE(relation.name, layer, beta, w, b, [s.subject for s in examples], time.perf_counter() - t0)
+
+
+def faithfulness(model, lre: LRE, states: _States) -> tuple[float, Tensor]:
+    """Fraction of samples where the LRE's top token equals the model's, and the LRE's tokens."""
+    pred = _decode(model, lre.apply(states.s[lre.layer])).argmax(-1)
+    return (pred == states.top).float().mean().item(), pred
+
+
+def _targets(states: _States) -> list[int]:
+    """For each sample, the next one (cyclically) whose object starts with another token; -1 if none."""
+    m = len(states.samples)
+    out = []
+    for i in range(m):
+        j = next((k % m for k in range(i + 1, i + m) if states.objects[k % m] != states.objects[i]), -1)
+        out.append(j)
+    return out
+
+
+def causality(model, lre: LRE, states: _States, rank: int | None = None) -> tuple[float, list[int]]:
+    """Fraction of samples i whose edited state ``s_i + W⁺_r (o_j − o_i)`` makes the model say
+    object j's first token (j: the next sample with another object); and the targets j."""
+    inv = low_rank_pinv(lre.weight, rank)
+    targets = _targets(states)
+    keep = [i for i, j in enumerate(targets) if j >= 0]
+    if not keep:
+        raise InterpError(f"every held-out subject of {lre.relation} has the same object: causality needs "
+                          "two different objects")
+    src = torch.tensor(keep)
+    dst = torch.tensor([targets[i] for i in keep])
+    delta = (states.o[dst] - states.o[src]) @ inv.T
+    rows = [states.rows[i] for i in keep]
+    pos = [states.positions[i] for i in keep]
+    logits = _run(model, rows, pos, edit=(lre.layer, delta))["logits"]
+    hit = logits.argmax(-1) == states.objects[dst]
+    return hit.float().mean().item(), targets
+
+
+def _choose_beta(model, lre: LRE, states: _States) -> float:
+    """The β of :data:`BETAS` with the best faithfulness on ``states`` (training subjects); ties go
+    to the smaller β."""
+    s = states.s[lre.layer]
+    best, best_f = 1.0, -1.0
+    for beta in BETAS:
+        pred = _decode(model, beta * s @ lre.weight.T + lre.bias).argmax(-1)
+        f = (pred == states.top).float().mean().item()
+        if f > best_f + 1e-9:
+            best, best_f = beta, f
+    return best
+
+
+@dataclass
+class LRESweep:
+    """Faithfulness and causality of one relation's LRE at each layer."""
+
+    relation: str
+    kind: str
+    layers: list[int]
+    faithfulness: list[float]
+    causality: list[float]
+    beta: list[float]
+    n: int
+    rank: int | None
+    n_train: int
+    n_test: int
+    seconds_per_lre: list[float]
+    seconds: float
+    n_sweep: dict = field(default_factory=dict)
+    """At the best layer: n → (faithfulness, causality)."""
+    rank_sweep: dict = field(default_factory=dict)
+    """At the best layer: rank → causality."""
+
+    @property
+    def best_layer(self) -> int:
+        """The layer with the highest faithfulness + causality (the earlier one on ties)."""
+        score = [f + c for f, c in zip(self.faithfulness, self.causality)]
+        return self.layers[max(range(len(score)), key=lambda i: (score[i], -i))]
+
+    def figure(self):
+        """This sweep as a plotly figure (:func:`interp.figures.lre_figure`)."""
+        from interp.figures import lre_figure
+
+        return lre_figure([self])
+
+
+def lre_sweep(model, relation: Relation, layers: Sequence[int] | None = None, n: int = 8,
+              rank: int | None = None, ns: Sequence[int] = (), ranks: Sequence[int] = (), seed: int = 0,
+              chunk: int | None = None) -> LRESweep:
+    """An LRE at each of ``layers`` (default all): faithfulness and causality on the held-out
+    subjects, β chosen on the training subjects. ``ns`` and ``ranks`` sweep the number of
+    examples and the pseudo-inverse's rank at the best layer."""
+    t0 = time.perf_counter()
+    n_layers = model.cfg.n_layers
+    layers = list(range(n_layers)) if layers is None else [check_index(l, n_layers, "layer") for l in layers]
+    if rank is not None:
+        low_rank_pinv(torch.zeros(model.cfg.d_model, model.cfg.d_model), rank)  # range check, before the work
+    train, test = split_samples(relation, seed)
+    if len(train) < max([n, *ns]):
+        raise InterpError(f"relation {relation.name} has {len(relation.samples)} samples, {len(train)} for "
+                          f"training; an LRE from n={max([n, *ns])} examples needs at least that many")
+    tr = subject_states(model, relation, train, layers)
+    te = subject_states(model, relation, test, layers)
+    faith, caus, betas, secs = [], [], [], []
+    for layer in progress(layers, desc=f"LRE {relation.name}", unit="layer"):
+        lre = fit_lre(model, relation, layer, n, examples=train[:n], chunk=chunk)
+        lre.beta = _choose_beta(model, lre, tr)
+        faith.append(faithfulness(model, lre, te)[0])
+        caus.append(causality(model, lre, te, rank)[0])
+        betas.append(lre.beta)
+        secs.append(lre.seconds)
+    result = LRESweep(relation.name, relation.kind, layers, faith, caus, betas, n, rank, len(train), len(test),
+                      secs, 0.0)
+    best = result.best_layer
+    for k in ns:
+        lre = fit_lre(model, relation, best, k, examples=train[:k], chunk=chunk)
+        lre.beta = _choose_beta(model, lre, tr)
+        result.n_sweep[k] = (faithfulness(model, lre, te)[0], causality(model, lre, te, rank)[0])
+    if ranks:
+        lre = fit_lre(model, relation, best, n, examples=train[:n], chunk=chunk)
+        for r in ranks:
+            result.rank_sweep[r] = causality(model, lre, te, r)[0]
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+# --- resample ablation over a relation ----------------------------------------------------------
+
+def resample_pairs(model, relation: Relation, seed: int = 0, samples: Sequence[Sample] | None = None
+                   ) -> list[tuple[int, int]]:
+    """``(i, j)`` index pairs into ``samples`` (default: all): j is a random other subject whose
+    prompt has the same token length and subject span as i's and whose object starts with
+    another token. Subjects without such a partner are left out, with a note."""
+    samples = list(relation.samples if samples is None else samples)
+    objects = _object_tokens(model, relation, samples)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        groups[(to_tokens(model, s.prompt).shape[1], subject_span(model, s.prompt, s.subject))].append(i)
+    rng = random.Random(seed)
+    pairs, lonely = [], 0
+    for members in groups.values():
+        for i in members:
+            options = [j for j in members if objects[j] != objects[i]]
+            if options:
+                pairs.append((i, rng.choice(options)))
+            else:
+                lonely += 1
+    if not pairs:
+        raise InterpError(f"no two prompts of {relation.name} have the same token length and different objects; "
+                          "resampling grafts activations between prompts of equal length: add subjects that "
+                          "tokenize alike")
+    if lonely:
+        print(f"interp: note: {lonely} of {len(samples)} subjects of {relation.name} have no partner of the same "
+              "token length with another object; they are left out of resampling", file=sys.stderr)
+    return pairs
+
+
+def _group_tasks(model, relation: Relation, samples: list[Sample], pairs: list[tuple[int, int]]
+                 ) -> list[tuple[Task, tuple[int, int]]]:
+    """One :class:`Task` per (token length, subject span): clean = sample i, corrupt = sample j,
+    answer = i's object, wrong = j's object; with the group's subject span."""
+    objects = _object_tokens(model, relation, samples) if pairs else None
+    by: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+    for i, j in pairs:
+        s = samples[i]
+        by[(to_tokens(model, s.prompt).shape[1], subject_span(model, s.prompt, s.subject))].append((i, j))
+    tasks = []
+    for (_, span), group in by.items():
+        clean = torch.cat([to_tokens(model, samples[i].prompt) for i, _ in group])
+        corrupt = torch.cat([to_tokens(model, samples[j].prompt) for _, j in group])
+        answer = objects[[i for i, _ in group]].to(clean.device)
+        wrong = objects[[j for _, j in group]].to(clean.device)
+        tasks.append((Task(clean, corrupt, answer, wrong, str_tokens(model, clean[0]),
+                           str_tokens(model, corrupt[0])), span))
+    return tasks
+
+
+@dataclass
+class ResampleSweep:
+    """Share of the logit difference lost when one activation is resampled, by token role and layer."""
+
+    relation: str
+    effects: dict[str, Tensor]
+    """Site → ``[role, layer]``: 1 − the normalised metric (0: nothing lost, 1: all of it)."""
+    roles: tuple[str, ...]
+    n_pairs: int
+    n_groups: int
+    clean_baseline: float
+    """Mean logit difference (own object − the other's) of the clean prompts."""
+    corrupt_baseline: float
+    """The same on the resampled prompts (negative when they say the other object)."""
+    seconds: float
+    axes: tuple[str, ...] = ("role", "layer")
+
+    def figure(self):
+        """This sweep as a plotly figure (:func:`interp.figures.resample_figure`)."""
+        from interp.figures import resample_figure
+
+        return resample_figure(self)
+
+
+def resample_sweep(model, relation: Relation, sites: Sequence[str] = RESAMPLE_SITES, seed: int = 0,
+                   max_pairs: int | None = None) -> ResampleSweep:
+    """Resample ablation of every (layer, position) of each site, averaged over the relation by
+    token role (weighted by the pairs of each token-length group)."""
+    t0 = time.perf_counter()
+    pairs = resample_pairs(model, relation, seed)
+    if max_pairs:
+        pairs = pairs[:max_pairs]
+    tasks = _group_tasks(model, relation, relation.samples, pairs)
+    n_layers = model.cfg.n_layers
+    sums = {site: torch.zeros(len(ROLES), n_layers) for site in sites}
+    weights = {site: torch.zeros(len(ROLES), 1) for site in sites}
+    clean_m = corrupt_m = 0.0
+    for task, span in progress(tasks, desc=f"resampling {relation.name}", unit="group", disable=len(tasks) < 2):
+        for site in sites:
+            res = patch_sweep(model, task, site, "noise", "logit_diff")
+            lost = 1.0 - normalize(res.values, res.clean_baseline, res.corrupt_baseline)  # layer, pos
+            rows = role_rows(lost.T, span)  # role, layer
+            ok = ~rows.isnan()
+            sums[site] += torch.where(ok, rows, torch.zeros_like(rows)) * task.n_pairs
+            weights[site] += ok[:, :1].float() * task.n_pairs
+        clean_m += res.clean_baseline * task.n_pairs
+        corrupt_m += res.corrupt_baseline * task.n_pairs
+    total = sum(t.n_pairs for t, _ in tasks)
+    effects = {site: sums[site] / weights[site] for site in sites}  # NaN for a role no prompt has
+    return ResampleSweep(relation.name, effects, ROLES, total, len(tasks), clean_m / total, corrupt_m / total,
+                         time.perf_counter() - t0)
+
+
+# --- a circuit for the relation -----------------------------------------------------------------
+
+@dataclass
+class RelationCircuit:
+    """Held-out accuracy of the relation's EAP circuit at several sizes."""
+
+    relation: str
+    sizes: list[int]
+    accuracy: list[float]
+    """Top-1 correct on held-out pairs with every edge outside the circuit resample-ablated."""
+    faithfulness: list[float]
+    """Held-out normalised logit difference, ``(m_circuit − m_ablated) / (m_model − m_ablated)``."""
+    model_accuracy: float
+    ablated_accuracy: float
+    """Accuracy with every edge resample-ablated (no circuit)."""
+    n_edges_total: int
+    n_train: int
+    n_test: int
+    top_edges: list[dict]
+    seconds: float
+
+    def figure(self):
+        """This result as a plotly figure (:func:`interp.figures.relation_circuit_figure`)."""
+        from interp.figures import relation_circuit_figure
+
+        return relation_circuit_figure(self)
+
+
+def relation_circuit(model, relation: Relation, sizes: Sequence[int] = (50, 100, 200, 500, 1000, 2000, 5000),
+                     seed: int = 0) -> RelationCircuit:
+    """EAP on the relation's training pairs (scores averaged over token-length groups, weighted by
+    pairs), then each size's top edges scored on held-out subjects."""
+    t0 = time.perf_counter()
+    train, test = split_samples(relation, seed)
+    tr_pairs = resample_pairs(model, relation, seed, train)
+    te_pairs = resample_pairs(model, relation, seed + 1, test)
+    graph = build_graph(model)
+    total = int(graph.valid.sum())
+    scores = torch.zeros(graph.valid.shape)
+    n_tr = 0
+    for task, _ in progress(_group_tasks(model, relation, train, tr_pairs), desc="EAP", unit="group", leave=False):
+        scores += edge_attribution(model, task).scores * task.n_pairs
+        n_tr += task.n_pairs
+    scores /= n_tr
+    flat = scores.abs().flatten().masked_fill(~graph.valid.flatten(), -1.0)
+    order = flat.argsort(descending=True)
+    te_tasks = _group_tasks(model, relation, test, te_pairs)
+
+    def evaluate(keep: Tensor) -> tuple[float, float]:
+        hits, diff, m = 0.0, 0.0, 0
+        for task, _ in te_tasks:
+            logits = patched_edges_logits(model, task, keep).float().cpu()
+            a, w = task.answer.cpu(), task.wrong.cpu()
+            hits += (logits.argmax(-1) == a).sum().item()
+            diff += (logits.gather(1, a[:, None]) - logits.gather(1, w[:, None])).sum().item()
+            m += task.n_pairs
+        return hits / m, diff / m
+
+    full_acc, full_m = evaluate(graph.valid.clone())
+    none_acc, none_m = evaluate(torch.zeros_like(graph.valid))
+    sizes = [min(k, total) for k in sizes]
+    acc, faith = [], []
+    for k in progress(sizes, desc="circuit sizes", unit="size", leave=False):
+        keep = torch.zeros_like(graph.valid)
+        keep.view(-1)[order[:k]] = True
+        a, m = evaluate(keep)
+        acc.append(a)
+        faith.append((m - none_m) / (full_m - none_m) if abs(full_m - none_m) > 1e-6 else float("nan"))
+    top = []
+    for i in order[:20].tolist():
+        r, u = divmod(i, len(graph.upstream))
+        top.append({"src": graph.upstream[u], "dst": graph.receivers[r], "input": graph.recv_input[r],
+                    "score": float(scores[r, u])})
+    n_te = sum(t.n_pairs for t, _ in te_tasks)
+    return RelationCircuit(relation.name, sizes, acc, faith, full_acc, none_acc, total, n_tr, n_te, top,
+                           time.perf_counter() - t0)
