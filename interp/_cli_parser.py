@@ -102,18 +102,25 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--wrong", help="with --answer: DLA of logit[answer] - logit[wrong], e.g. ' Rome'")
     s.add_argument("--top", type=count, default=5)
     s.add_argument("--html", help="write the logit-lens curve here")
-    def add_pairs(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--clean", required=True, action="append", help="clean prompt (repeat for a batch)")
-        s.add_argument("--corrupt", required=True, action="append", help="corrupt prompt, same token length")
-        s.add_argument("--answer", required=True, action="append", help="answer token, e.g. ' Paris'")
-        s.add_argument("--wrong", required=True, action="append", help="wrong token, e.g. ' Rome'")
+    def add_pairs(s: argparse.ArgumentParser, required: bool = True) -> None:
+        s.add_argument("--clean", required=required, action="append", help="clean prompt (repeat for a batch)")
+        s.add_argument("--corrupt", required=required, action="append", help="corrupt prompt, same token length")
+        s.add_argument("--answer", required=required, action="append", help="answer token, e.g. ' Paris'")
+        s.add_argument("--wrong", required=required, action="append", help="wrong token, e.g. ' Rome'")
         s.add_argument("--metric", choices=["logit_diff", "prob"], default="logit_diff")
 
-    s = add("patch", "activation patching sweep over one site (exact, batched; or attribution)")
-    add_pairs(s)
-    s.add_argument("--site", default="resid_pre",
-                   help="resid_pre, attn_out, mlp_out, head_out, head_out_all, q, k, v, q_all, "
-                        "k_all, v_all, pattern, pattern_all")
+    s = add("patch", "activation patching sweep over one site (exact, batched; or attribution); "
+                     "or resample ablation averaged over a relation")
+    add_pairs(s, required=False)
+    s.add_argument("--site", default=None,
+                   help="resid_pre (default), attn_out, mlp_out, head_out, head_out_all, q, k, v, q_all, "
+                        "k_all, v_all, pattern, pattern_all; with --resample: one of the first three "
+                        "(default: all three)")
+    s.add_argument("--resample", metavar="NAME|FILE",
+                   help="instead of prompt pairs: a relation (shipped name or JSON file); each prompt's source is "
+                        "another subject of the same token length, and effects are averaged by token role")
+    s.add_argument("--max-pairs", type=count, help="with --resample: at most this many prompts")
+    s.add_argument("--seed", type=index, default=0, help="with --resample: seed of the source draw")
     s.add_argument("--method", choices=["exact", "attribution"], default="exact")
     s.add_argument("--direction", choices=["denoise", "noise"], default="denoise")
     s.add_argument("--compare", action="store_true", help="with attribution: also run exact, report agreement")
@@ -127,9 +134,16 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--freeze-mlps", action="store_true",
                    help="freeze MLPs too, leaving only the direct head-to-head path")
     s.add_argument("--html", help="write the layer x head heatmap here")
-    s = add("circuit", "edge attribution patching (EAP): the top edges as a circuit, with faithfulness")
-    add_pairs(s)
+    s = add("circuit", "edge attribution patching (EAP): the top edges as a circuit, with faithfulness; "
+                       "or a relation's circuit scored on held-out subjects")
+    add_pairs(s, required=False)
     s.add_argument("--edges", type=count, default=200, help="keep this many top edges by |score|")
+    s.add_argument("--relation", metavar="NAME|FILE",
+                   help="instead of prompt pairs: EAP over a relation's training subjects (resampled sources), "
+                        "held-out top-1 accuracy for each of --sizes")
+    s.add_argument("--sizes", help="with --relation: comma-separated circuit sizes in edges "
+                                   "(default 50,100,200,500,1000,2000,5000)")
+    s.add_argument("--seed", type=index, default=0, help="with --relation: seed of the split and the sources")
     s.add_argument("--html", help="write the circuit graph here")
     s = add("trace", "ROME causal tracing: corrupt the subject, restore states one (token, layer) at a time")
     s.add_argument("--prompt", help="the fact's prompt, e.g. 'The Eiffel Tower is located in the city of'")
@@ -184,8 +198,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--scorer-layer", type=index, help="layer of the scoring probe (default: --layer)")
     s.add_argument("--seed", type=index, default=0)
     s.add_argument("--html", help="write the steering curve here")
+    from interp._cli_relation import add_relation_parser
     from interp._cli_sae import add_sae_parser
+    from interp._cli_weights import add_weights_parser
 
+    add_relation_parser(add)
+    add_weights_parser(add)
     add_sae_parser(add)
     s = add("app", "launch the Streamlit explorer on 127.0.0.1")
     s.add_argument("--port", type=count, default=8501)

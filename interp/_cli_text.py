@@ -25,7 +25,15 @@ def _ranked(grid, axes: list[str], tokens: list[str], key=abs, n: int = TOP) -> 
 
 def print_summary(verb_name: str, out: dict) -> None:
     """The short human-readable form of a verb's JSON object (without ``--json``)."""
-    if verb_name == "models":
+    if verb_name == "relation" or (verb_name in ("patch", "circuit") and "relation" in out):
+        from interp._cli_relation import relation_summary
+
+        relation_summary(verb_name, out)
+    elif verb_name == "weights":
+        from interp._cli_weights import weights_summary
+
+        weights_summary(out)
+    elif verb_name == "models":
         for m in out["models"]:
             print(f"{m['name']:<28} {m['kind']:<12} offline={m['offline']!s:<5} {m['description']}")
         for c in out["corpora"]:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from interp._cli_parser import build_parser
+from interp._cli_relation import cmd_relation, relation_circuit_out, resample_out
+from interp._cli_weights import cmd_weights
 from interp._cli_sae import cmd_sae
 from interp._cli_text import print_summary
 from interp.errors import InterpError
@@ -47,6 +49,11 @@ def _model(args):
 def _task(args):
     """Model and prompt-pair task of the patch/circuit verbs, and their shared output fields."""
     from interp.metrics import make_task
+
+    missing = [f"--{k}" for k in ("clean", "corrupt", "answer", "wrong") if not getattr(args, k)]
+    if missing:
+        alt = "--resample NAME|FILE" if args.verb == "patch" else "--relation NAME|FILE"
+        raise InterpError(f"{args.verb} needs {', '.join(missing)} (prompt pairs), or {alt}")
 
     model = _model(args)
     task = make_task(model, args.clean, args.corrupt, args.answer, args.wrong)
@@ -148,6 +155,9 @@ def cmd_lens(args) -> dict:
 def cmd_patch(args) -> dict:
     from interp.circuits.patching import get_site, patch_sweep
 
+    if args.resample:
+        return resample_out(args, _model, _with_html)
+    args.site = args.site or "resid_pre"
     get_site(args.site)  # unknown site: fail before loading anything
     model, task, fields = _task(args)
     if args.method == "exact":
@@ -206,6 +216,8 @@ def _receivers(text: str):
 def cmd_circuit(args) -> dict:
     from interp.circuits.eap import discover_circuit
 
+    if args.relation:
+        return relation_circuit_out(args, _model, _with_html)
     model, task, fields = _task(args)
     circuit = discover_circuit(model, task, args.edges, args.metric)
     out = {**fields, "axes": {"edges": ["edge"]}, "nodes": circuit.nodes, "edges": circuit.edges,
@@ -392,6 +404,8 @@ def cmd_steer(args) -> dict:
 
 
 VERBS["sae"] = cmd_sae
+VERBS["relation"] = lambda args: cmd_relation(args, _model, _with_html)
+VERBS["weights"] = lambda args: cmd_weights(args, _model, _with_html, _round)
 
 
 @verb

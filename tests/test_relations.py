@@ -245,3 +245,39 @@ def test_lre_on_the_embedded_model(smol):
     sweep = R.lre_sweep(smol, rel, layers=[12], n=4, rank=64)
     assert sweep.faithfulness[0] >= 0.5, sweep
     assert sweep.causality[0] >= 0.2, sweep
+
+
+def _cli(capsys, *args) -> tuple[int, dict | None, str]:
+    from interp.cli import main
+
+    code = main([*args, "--json"])
+    cap = capsys.readouterr()
+    return code, (json.loads(cap.out) if code == 0 else None), cap.err
+
+
+def test_relation_verbs_json_and_errors(capsys, tmp_path):
+    code, out, _ = _cli(capsys, "relation", "--list")
+    assert code == 0 and len(out["relations"]) == 8
+    html = tmp_path / "lre.html"
+    code, out, _ = _cli(capsys, "relation", "--model", "tiny-llama", "--dataset", "verb_past", "--layer", "1",
+                        "--n", "2", "--ranks", "8,16", "--html", str(html))
+    assert code == 0 and out["layers"] == [1] and out["best_layer"] == 1 and html.is_file()
+    assert {"faithfulness", "causality", "beta", "seconds_per_lre", "n_test", "rank_sweep"} <= set(out)
+    assert set(out["rank_sweep"]) == {"8", "16"} and out["axes"]["faithfulness"] == ["layer"]
+    code, out, _ = _cli(capsys, "patch", "--model", "tiny-llama", "--resample", "country_capital",
+                        "--max-pairs", "6", "--site", "mlp_out")
+    assert code == 0 and out["sites"] == ["mlp_out"] and out["n_pairs"] == 6
+    assert len(out["effects"]["mlp_out"]) == len(out["roles"]) and len(out["effects"]["mlp_out"][0]) == 3
+    code, out, _ = _cli(capsys, "circuit", "--model", "tiny-llama", "--relation", "animal_sound", "--sizes", "10,40")
+    assert code == 0 and out["sizes"] == [10, 40] and len(out["accuracy"]) == 2 and out["n_test"] > 0
+    for args, message in [
+        (("relation", "--model", "tiny-llama", "--dataset", "verb_past", "--rank", "65"),
+         "rank 65 is out of range"),
+        (("relation", "--model", "tiny-llama"), "relation needs --dataset"),
+        (("patch", "--model", "tiny-llama", "--resample", "verb_past", "--site", "head_out"),
+         "--resample sweeps (layer, position) sites"),
+        (("patch", "--model", "tiny-llama"), "patch needs --clean, --corrupt, --answer, --wrong"),
+    ]:
+        code, _, err = _cli(capsys, *args)
+        lines = [l for l in err.splitlines() if l.startswith("interp:")]
+        assert code == 2 and len(lines) == 1 and message in lines[0], err
