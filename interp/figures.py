@@ -8,9 +8,10 @@ from plotly.subplots import make_subplots
 from interp.circuits.attention import AttentionPatterns, HeadScores
 from interp.circuits.lens import LogitAttribution, LogitLens
 
-__all__ = ["attention_figure", "average_trace_figure", "circuit_figure", "dla_figure", "edit_eval_figure",
-    "edit_figure", "head_scores_figure", "lens_figure", "patch_figure", "probe_figure",
-    "sae_tradeoff_figure", "steering_figure", "trace_figure"]
+__all__ = ["attention_figure", "average_trace_figure", "circuit_figure", "composition_figure", "copying_figure",
+    "dla_figure", "edit_eval_figure", "full_circuit_figure",
+    "edit_figure", "head_scores_figure", "lens_figure", "lre_figure", "mimetic_figure", "patch_figure", "probe_figure",
+    "relation_circuit_figure", "resample_figure", "sae_tradeoff_figure", "steering_figure", "trace_figure"]
 
 
 def _labels(tokens: list[str]) -> list[str]:
@@ -305,4 +306,123 @@ def sae_tradeoff_figure(points: list[dict]) -> go.Figure:
     fig.update_layout(title="SAE sparsity / reconstruction trade-off (held-out activations)",
                       xaxis_title="L0 (active latents per token)", yaxis_title="FVU (1 − explained variance)",
                       xaxis_type="log")
+    return fig
+
+
+def lre_figure(sweeps: list) -> go.Figure:
+    """LRE faithfulness and causality against layer, one line per relation (dashed: linguistic,
+    dotted: commonsense, solid: factual)."""
+    fig = make_subplots(1, 2, shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=("Faithfulness (held-out)", "Causality (held-out)"))
+    dash = {"factual": "solid", "linguistic": "dash", "commonsense": "dot"}
+    for i, sw in enumerate(sweeps):
+        style = {"color": _PALETTE[i % len(_PALETTE)], "dash": dash.get(sw.kind, "solid")}
+        for col, values in ((1, sw.faithfulness), (2, sw.causality)):
+            fig.add_trace(go.Scatter(x=sw.layers, y=values, mode="lines+markers", name=f"{sw.relation} ({sw.kind})",
+                                     legendgroup=sw.relation, showlegend=col == 1, line=style,
+                                     hovertemplate=f"{sw.relation} L%{{x}}: %{{y:.2f}}<extra></extra>"), 1, col)
+    fig.update_yaxes(range=[0, 1.02], title_text="fraction of held-out subjects", row=1, col=1)
+    fig.update_xaxes(title_text="layer ℓ of s")
+    rank = sweeps[0].rank if sweeps else None
+    fig.update_layout(title=f"Linear relational embeddings by layer (n = {sweeps[0].n if sweeps else '?'} "
+                            f"examples, causality at rank {rank if rank else 'full'})", height=460)
+    return fig
+
+
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf"]
+
+
+def resample_figure(result) -> go.Figure:
+    """Resample ablation averaged over a relation: the share of the logit difference lost, by token
+    role and layer, for each site."""
+    sites = list(result.effects)
+    fig = make_subplots(rows=1, cols=len(sites), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=sites)
+    for i, site in enumerate(sites, start=1):
+        e = result.effects[site]
+        fig.add_trace(go.Heatmap(z=e.numpy(), x=[f"L{l}" for l in range(e.shape[1])], y=list(result.roles),
+                                 colorscale="RdBu_r", zmid=0, zmin=-1, zmax=1, showscale=(i == len(sites)),
+                                 colorbar={"title": "share lost"},
+                                 hovertemplate="%{y} %{x}: %{z:.3f}<extra>" + site + "</extra>"), row=1, col=i)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=(f"Resample ablation over {result.relation}: {result.n_pairs} prompts "
+                             f"(logit difference {result.clean_baseline:.2f} clean, "
+                             f"{result.corrupt_baseline:.2f} resampled)"), height=420)
+    return fig
+
+
+def relation_circuit_figure(result) -> go.Figure:
+    """Held-out top-1 accuracy of the relation circuit against its number of edges."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=result.sizes, y=result.accuracy, mode="lines+markers", name="circuit accuracy"))
+    fig.add_trace(go.Scatter(x=result.sizes, y=result.faithfulness, mode="lines+markers",
+                             name="circuit logit-difference recovered", line={"dash": "dash"}))
+    for y, name in ((result.model_accuracy, "whole model"), (result.ablated_accuracy, "every edge resampled")):
+        fig.add_hline(y=y, line_dash="dot", annotation_text=f"{name}: {y:.2f}")
+    fig.update_xaxes(type="log", title_text=f"edges kept (of {result.n_edges_total:,})")
+    fig.update_yaxes(title_text="held-out", range=[-0.05, 1.1])
+    fig.update_layout(title=(f"A circuit for {result.relation}: EAP on {result.n_train} training pairs, "
+                             f"scored on {result.n_test} held-out pairs"), height=420)
+    return fig
+
+
+def composition_figure(result) -> go.Figure:
+    """Q-, K- and V-composition of every writer head (rows) with every later reader head (columns)."""
+    kinds = list(result.scores)
+    fig = make_subplots(1, len(kinds), subplot_titles=[f"{k.upper()}-composition (random ≈ {result.baseline[k][0]:.3f})"
+                                                       for k in kinds], horizontal_spacing=0.06)
+    for i, k in enumerate(kinds, start=1):
+        fig.add_trace(go.Heatmap(z=result.scores[k].numpy(), x=result.heads, y=result.heads, colorscale="Viridis",
+                                 showscale=i == len(kinds), colorbar={"title": "score"},
+                                 hovertemplate="%{y} → %{x}: %{z:.3f}<extra>" + k + "</extra>"), 1, i)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False, title_text="reader head (layer-major)")
+    fig.update_yaxes(title_text="writer head (layer-major)", row=1, col=1)
+    fig.update_layout(title="Composition scores ‖W_A W_B‖_F / (‖W_A‖_F ‖W_B‖_F)"
+                            + (" (norm gains folded)" if result.folded else ""), height=480)
+    return fig
+
+
+def mimetic_figure(result) -> go.Figure:
+    """cos(M, I) and the diagonal z-score of QK and OV against depth: each head a dot, each layer's
+    summed circuit a line (Trockman & Kolter 2023)."""
+    fig = make_subplots(1, 2, subplot_titles=("cos(M, I) = tr M / (√d ‖M‖_F)", "diagonal z-score"))
+    n_layers, n_heads = result.head["qk_cos"].shape
+    for col, stat in ((1, "cos"), (2, "z")):
+        for kind, color in (("qk", "#1f77b4"), ("ov", "#d62728")):
+            h = result.head[f"{kind}_{stat}"]
+            fig.add_trace(go.Scatter(x=[l for l in range(n_layers) for _ in range(n_heads)], y=h.flatten().tolist(),
+                                     mode="markers", marker={"color": color, "size": 4, "opacity": 0.5},
+                                     name=f"{kind.upper()} heads", legendgroup=kind, showlegend=col == 1,
+                                     text=[f"L{l}H{i}" for l in range(n_layers) for i in range(n_heads)],
+                                     hovertemplate="%{text}: %{y:.3f}<extra></extra>"), 1, col)
+            fig.add_trace(go.Scatter(x=list(range(n_layers)), y=result.layer[f"{kind}_{stat}"].tolist(),
+                                     mode="lines", line={"color": color}, name=f"{kind.upper()} layer (sum of heads)",
+                                     legendgroup=kind, showlegend=col == 1), 1, col)
+    fig.update_xaxes(title_text="layer")
+    offset = "" if result.offset is None else f", QK at relative offset {result.offset}"
+    fig.update_layout(title=f"Mimetic statistics against depth{' (norm gains folded)' if result.folded else ''}{offset}",
+                      height=440)
+    return fig
+
+
+def copying_figure(scores, title: str = "OV copying score Σλ/Σ|λ| of W_E W_V W_O W_U") -> go.Figure:
+    """``[layer, head]`` copying scores as a heatmap (+1: the head copies the tokens it attends to)."""
+    z = scores.numpy()
+    fig = go.Figure(go.Heatmap(z=z, x=[f"H{h}" for h in range(z.shape[1])], y=[f"L{l}" for l in range(z.shape[0])],
+                               colorscale="RdBu_r", zmid=0, zmin=-1, zmax=1, colorbar={"title": "copying"},
+                               hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=520)
+    return fig
+
+
+def full_circuit_figure(matrix, tokens: list[str], title: str, rows: str, cols: str) -> go.Figure:
+    """A head's full QK or OV circuit over a token subset."""
+    fig = go.Figure(go.Heatmap(z=matrix.numpy(), x=tokens, y=tokens, colorscale="RdBu_r", zmid=0,
+                               hovertemplate=f"{rows} %{{y}}, {cols} %{{x}}: %{{z:.3f}}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title_text=rows)
+    fig.update_xaxes(title_text=cols)
+    fig.update_layout(title=title, height=560)
     return fig

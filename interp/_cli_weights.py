@@ -1,0 +1,105 @@
+"""``interp weights``: circuits read from the weights alone (no forward pass)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from interp._cli_parser import count, index
+from interp.errors import InterpError
+
+__all__ = ["add_weights_parser", "cmd_weights", "weights_summary"]
+
+DEFAULT_TOKENS = " the, of, and, to, in, is, was, for, on, that, he, she, it, they, one, two, three, Paris, London, Mary, John"
+
+
+def _offset(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer offset, got {text!r}") from None
+
+
+def add_weights_parser(add) -> None:
+    s = add("weights", "read circuits from the weights: QK/OV, copying, composition and mimetic statistics")
+    s.add_argument("--stat", required=True, choices=["qk", "ov", "copying", "composition", "mimetic"],
+                   help="qk/ov: one head's circuit (--layer, --head); copying: every head's OV copying score; "
+                        "composition: Q/K/V-composition of every head pair; mimetic: identity-likeness against depth")
+    s.add_argument("--layer", type=index, help="with qk/ov: the layer")
+    s.add_argument("--head", type=index, help="with qk/ov: the (query) head")
+    s.add_argument("--fold", action="store_true", help="fold the norms' gains into the weights")
+    s.add_argument("--offset", type=_offset, default=None,
+                   help="rotary models: QK at this key − query offset (−1: the previous token); default none")
+    s.add_argument("--tokens", default=DEFAULT_TOKENS,
+                   help="with qk/ov: comma-separated words whose full circuit to show (each must be one token)")
+    s.add_argument("--top", type=count, default=10, help="with composition/copying: how many top entries to list")
+    s.add_argument("--html", help="write the figure here")
+
+
+def cmd_weights(args: argparse.Namespace, model_of, with_html, round_) -> dict:
+    from interp.circuits import weights as W
+
+    if args.stat in ("qk", "ov") and (args.layer is None or args.head is None):
+        raise InterpError(f"--stat {args.stat} shows one head: give --layer and --head")
+    model = model_of(args)
+    t0 = time.perf_counter()
+    hw = W.head_weights(model, fold=args.fold)
+    out = {"model": model.cfg.model_name, "stat": args.stat, "folded": args.fold, "offset": args.offset,
+           "rotary": hw.rotary, "rope_base": hw.rope_base}
+    if args.stat in ("qk", "ov"):
+        from interp.tokens import single_token
+
+        layer, head = W.check_head(hw, args.layer, args.head)
+        words = [w for w in args.tokens.split(",") if w.strip()]
+        ids = [single_token(model, w, "token") for w in words]
+        m = hw.qk(layer, head, args.offset) if args.stat == "qk" else hw.ov(layer, head)
+        cos, z = W.identity_stats(m.A, m.B)
+        full = W.full_circuit(hw, args.stat, layer, head, ids, args.offset)
+        rows, cols = ("query", "key") if args.stat == "qk" else ("source", "output")
+        out.update({"layer": layer, "head": head, "singular_values": round_(m.S.tolist()),
+                    "frobenius": m.norm().item(), "cos_identity": cos, "diag_z": z, "tokens": words,
+                    "axes": {"full": [rows, cols]}, "full": round_(full.tolist())})
+        out["seconds"] = time.perf_counter() - t0
+        return with_html(out, args, "full_circuit_figure", full, words, f"Full {args.stat.upper()} circuit of "
+                         f"L{layer}H{head}" + ("" if args.offset is None else f" at offset {args.offset}"), rows, cols)
+    if args.stat == "copying":
+        scores = W.copying_scores(hw)
+        flat = scores.flatten()
+        top = flat.topk(min(args.top, len(flat))).indices.tolist()
+        out.update({"axes": {"copying": ["layer", "head"]}, "copying": round_(scores.tolist()),
+                    "top": [{"head": f"L{i // hw.n_heads}H{i % hw.n_heads}", "copying": flat[i].item()} for i in top],
+                    "seconds": time.perf_counter() - t0})
+        return with_html(out, args, "copying_figure", scores)
+    if args.stat == "composition":
+        comp = W.composition_scores(hw)
+        out.update({"heads": comp.heads, "axes": {f"scores.{k}": ["writer", "reader"] for k in comp.scores},
+                    "scores": {k: round_(v.tolist()) for k, v in comp.scores.items()},
+                    "baseline": {k: {"mean": m, "std": s} for k, (m, s) in comp.baseline.items()},
+                    "top": {k: comp.top(k, args.top) for k in comp.scores}, "seconds": time.perf_counter() - t0})
+        return with_html(out, args, "composition_figure", comp)
+    mim = W.mimetic_stats(hw, args.offset)
+    out.update({"axes": {**{f"head.{k}": ["layer", "head"] for k in mim.head},
+                         **{f"layer.{k}": ["layer"] for k in mim.layer}},
+                "head": {k: round_(v.tolist()) for k, v in mim.head.items()},
+                "layer": {k: round_(v.tolist()) for k, v in mim.layer.items()}, "seconds": time.perf_counter() - t0})
+    return with_html(out, args, "mimetic_figure", mim)
+
+
+def weights_summary(out: dict) -> None:
+    stat = out["stat"]
+    if stat in ("qk", "ov"):
+        print(f"L{out['layer']}H{out['head']} {stat.upper()}: ‖M‖_F {out['frobenius']:.3f}, cos(M, I) "
+              f"{out['cos_identity']:+.3f}, diagonal z {out['diag_z']:+.2f}; top singular values "
+              + ", ".join(f"{v:.2f}" for v in out["singular_values"][:5]))
+    elif stat == "copying":
+        for t in out["top"]:
+            print(f"  {t['head']:<8} copying {t['copying']:+.3f}")
+    elif stat == "composition":
+        for k, rows in out["top"].items():
+            b = out["baseline"][k]
+            print(f"{k.upper()}-composition (random {b['mean']:.3f} ± {b['std']:.3f}):")
+            for r in rows[:5]:
+                print(f"  {r['writer']:>7} → {r['reader']:<7} {r['score']:.3f} (z {r['z']:+.1f})")
+    else:
+        for l, (qc, oc) in enumerate(zip(out["layer"]["qk_cos"], out["layer"]["ov_cos"])):
+            print(f"  L{l:<3} QK cos(M, I) {qc:+.3f}   OV cos(M, I) {oc:+.3f}")

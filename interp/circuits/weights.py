@@ -1,0 +1,302 @@
+"""Reading circuits from the weights: QK and OV circuits, copying, composition and mimetic statistics.
+
+Following Elhage et al. (2021, "A Mathematical Framework for Transformer Circuits"), in the
+row-vector convention of TransformerLens (``x W``):
+
+* a head's **QK circuit** ``W_Q W_Kᵀ`` (d_model × d_model) scores a query residual against
+  a key residual; its **OV circuit** ``W_V W_O`` is what it writes for what it reads. Both
+  are kept as :class:`transformer_lens.FactoredMatrix` (rank d_head) and never formed
+  densely unless asked (:meth:`HeadWeights.dense`);
+* the **full circuits** run through the embedding and unembedding, restricted to a token
+  subset: ``W_E[S] W_Q W_Kᵀ W_E[S]ᵀ`` and ``W_E[S] W_V W_O W_U[:, S]``;
+* the **copying score** of a head is ``Σ λ / Σ |λ|`` over the eigenvalues λ of its full OV
+  circuit on the whole vocabulary, computed from the d_head × d_head matrix with the same
+  non-zero eigenvalues;
+* the **composition scores** of a writer head A and a later reader head B are
+  ``‖W_A W_B‖_F / (‖W_A‖_F ‖W_B‖_F)`` with ``W_A = OV_A`` and ``W_B = QK_B`` (Q-composition),
+  ``QK_Bᵀ`` (K-composition) or ``OV_B`` (V-composition), each against the same score of
+  Gaussian matrices of the same factored shapes;
+* the **mimetic statistics** (Trockman & Kolter 2023, "Mimetic Initialization of
+  Self-Attention Layers"): ``cos(M, I) = tr M / (√d ‖M‖_F)`` and the z-score of M's
+  diagonal against its off-diagonal entries, for M = QK and M = OV, per head and per layer
+  (the layer's M is the sum over its heads).
+
+Every statistic is computed from the factors, never from a d_model × d_model product.
+GQA's shared K and V heads are expanded to the query heads that read them (head i uses KV
+head ``i // (n_heads / n_kv_heads)``, as the model's own ``repeat_kv``). With
+``fold=True`` the norms' gains are folded in: the reading layer's ``ln1`` gain scales the
+rows of W_Q, W_K and W_V, and ``ln_final``'s gain the rows of W_U (a LayerNorm's centring
+and bias are left out). For rotary models, QK is defined without the rotation by default
+(``offset=None``), which equals the bilinear form of a query and a key at the same
+position; ``offset=Δ`` inserts the rotation between a query at position m and a key at
+m + Δ (Δ = −1: the previous token), ``W_Q R(Δ) W_Kᵀ``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from interp.errors import InterpError, check_index
+
+__all__ = ["Composition", "HeadWeights", "Mimetic", "check_head", "composition_score", "composition_scores",
+    "copying_scores",
+    "full_circuit", "head_weights", "identity_stats", "mimetic_stats", "rope_rotation"]
+
+
+@dataclass
+class HeadWeights:
+    """Every head's factors, GQA expanded: ``[layer, head, d_model, d_head]`` (``W_O``:
+    ``[layer, head, d_head, d_model]``)."""
+
+    W_Q: Tensor
+    W_K: Tensor
+    W_V: Tensor
+    W_O: Tensor
+    W_E: Tensor
+    W_U: Tensor
+    folded: bool
+    rotary: bool
+    rope_base: float | None
+
+    @property
+    def n_layers(self) -> int:
+        return self.W_Q.shape[0]
+
+    @property
+    def n_heads(self) -> int:
+        return self.W_Q.shape[1]
+
+    def qk(self, layer: int, head: int, offset: int | None = None):
+        """The head's QK circuit as a FactoredMatrix (``W_Q R(offset)``, ``W_Kᵀ``)."""
+        from transformer_lens import FactoredMatrix
+
+        q = self.W_Q[layer, head]
+        if offset is not None and self.rotary:
+            q = q @ rope_rotation(q.shape[-1], offset, self.rope_base, q.dtype)
+        return FactoredMatrix(q, self.W_K[layer, head].T)
+
+    def ov(self, layer: int, head: int):
+        """The head's OV circuit as a FactoredMatrix (``W_V``, ``W_O``)."""
+        from transformer_lens import FactoredMatrix
+
+        return FactoredMatrix(self.W_V[layer, head], self.W_O[layer, head])
+
+    def dense(self, kind: str, layer: int, head: int, offset: int | None = None) -> Tensor:
+        """The d_model × d_model matrix itself (only when asked)."""
+        return (self.qk(layer, head, offset) if kind == "qk" else self.ov(layer, head)).AB
+
+
+def _gain(norm) -> Tensor | None:
+    w = getattr(norm, "w", None)
+    return None if w is None else w.detach().float()
+
+
+def _rope_base(model) -> float | None:
+    cfg = model.original_model.config
+    params = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    base = params.get("rope_theta") if isinstance(params, dict) else None
+    return float(base or getattr(cfg, "rope_theta", None) or model.cfg.rotary_base or 10000.0)
+
+
+def head_weights(model, fold: bool = False) -> HeadWeights:
+    """The model's attention weights per query head (K/V heads expanded), float32 on the CPU,
+    with the norms' gains folded in when ``fold``."""
+    with torch.no_grad():
+        wq, wk, wv, wo = (w.detach().float().cpu() for w in (model.W_Q, model.W_K, model.W_V, model.W_O))
+        n_heads = wq.shape[1]
+        if wk.shape[1] != n_heads:  # GQA: query head i reads KV head i // group
+            group = n_heads // wk.shape[1]
+            wk, wv = wk.repeat_interleave(group, 1), wv.repeat_interleave(group, 1)
+        w_e, w_u = model.W_E.detach().float().cpu(), model.W_U.detach().float().cpu()
+        if fold:
+            for l in range(wq.shape[0]):
+                g = _gain(model.blocks[l].ln1)
+                if g is not None:
+                    g = g.cpu()[None, :, None]
+                    wq[l], wk[l], wv[l] = wq[l] * g, wk[l] * g, wv[l] * g
+            gf = _gain(model.ln_final)
+            if gf is not None:
+                w_u = w_u * gf.cpu()[:, None]
+    rotary = getattr(model.cfg, "positional_embedding_type", "") == "rotary"
+    return HeadWeights(wq, wk, wv, wo, w_e, w_u, fold, rotary, _rope_base(model) if rotary else None)
+
+
+def rope_rotation(d_head: int, offset: int, base: float, dtype=torch.float32) -> Tensor:
+    """``R`` with ``rope(q, m) · rope(k, m + offset) = q R kᵀ`` for the rotate-half layout
+    (dimension pairs i and i + d_head/2 at frequency ``base^(−2i/d_head)``)."""
+    half = d_head // 2
+    theta = offset * base ** (-torch.arange(half, dtype=torch.float64) * 2 / d_head)
+    c, s = torch.cos(theta), torch.sin(theta)
+    r = torch.zeros(d_head, d_head, dtype=torch.float64)
+    i = torch.arange(half)
+    r[i, i], r[i + half, i + half] = c, c
+    r[i, i + half], r[i + half, i] = -s, s
+    return r.to(dtype)
+
+
+def check_head(hw: HeadWeights, layer: int, head: int) -> tuple[int, int]:
+    return check_index(layer, hw.n_layers, "layer"), check_index(head, hw.n_heads, "head")
+
+
+def full_circuit(hw: HeadWeights, kind: str, layer: int, head: int, tokens: list[int],
+                 offset: int | None = None) -> Tensor:
+    """``[|S|, |S|]`` over the token ids ``tokens``: QK ``W_E[S] W_Q W_Kᵀ W_E[S]ᵀ`` (query rows,
+    key columns), or OV ``W_E[S] W_V W_O W_U[:, S]`` (source rows, output-logit columns)."""
+    layer, head = check_head(hw, layer, head)
+    if not tokens:
+        raise InterpError("the token subset is empty")
+    e = hw.W_E[tokens]
+    if kind == "qk":
+        m = hw.qk(layer, head, offset)
+        return (e @ m.A) @ (m.B @ e.T)
+    if kind == "ov":
+        return (e @ hw.W_V[layer, head]) @ (hw.W_O[layer, head] @ hw.W_U[:, tokens])
+    raise InterpError(f"unknown circuit {kind!r}; choose qk or ov")
+
+
+def copying_scores(hw: HeadWeights) -> Tensor:
+    """``[layer, head]``: ``Σ λ / Σ |λ|`` over the eigenvalues of ``W_E W_V W_O W_U`` on the whole
+    vocabulary (from ``W_O W_U W_E W_V``, d_head × d_head, the same non-zero eigenvalues)."""
+    ue = hw.W_U.double() @ hw.W_E.double()  # d_model × d_model: the unembedding read of each embedding
+    out = torch.empty(hw.n_layers, hw.n_heads)
+    for l in range(hw.n_layers):
+        for h in range(hw.n_heads):
+            small = hw.W_O[l, h].double() @ ue @ hw.W_V[l, h].double()  # d_head × d_head
+            lam = torch.linalg.eigvals(small)
+            out[l, h] = (lam.sum().real / lam.abs().sum()).item()
+    return out
+
+
+def composition_score(a: Tensor, b: Tensor) -> float:
+    """The textbook form on dense matrices: ``‖A B‖_F / (‖A‖_F ‖B‖_F)``."""
+    return ((a @ b).norm() / (a.norm() * b.norm())).item()
+
+
+@dataclass
+class Composition:
+    """Q-, K- and V-composition of every (writer, later reader) head pair."""
+
+    scores: dict[str, Tensor]
+    """``q``/``k``/``v`` → ``[writer, reader]`` over heads in layer-major order (NaN unless the
+    writer's layer is before the reader's)."""
+    baseline: dict[str, tuple[float, float]]
+    """The same score of Gaussian factors of the same shapes: (mean, standard deviation)."""
+    heads: list[str]
+    folded: bool
+
+    def top(self, kind: str, k: int = 10) -> list[dict]:
+        s = self.scores[kind].nan_to_num(-1.0)
+        idx = s.flatten().topk(k).indices.tolist()
+        mean, std = self.baseline[kind]
+        n = len(self.heads)
+        return [{"writer": self.heads[i // n], "reader": self.heads[i % n], "score": s.flatten()[i].item(),
+                 "z": (s.flatten()[i].item() - mean) / std} for i in idx]
+
+    def figure(self):
+        from interp.figures import composition_figure
+
+        return composition_figure(self)
+
+
+def _fro2(ga: Tensor, m: Tensor, gb: Tensor) -> Tensor:
+    """``‖V M Kᵀ‖_F²`` from ``ga = VᵀV``, ``gb = KᵀK`` and M ``[..., h, h]``: ``tr(ga M gb Mᵀ)``."""
+    return ((ga @ m) * (m @ gb)).sum((-2, -1))
+
+
+def composition_scores(hw: HeadWeights, baseline_samples: int = 64, seed: int = 0) -> Composition:
+    """All three composition scores from d_head × d_head Gram matrices (never a d_model × d_model
+    product), and their random baselines."""
+    L, H = hw.n_layers, hw.n_heads
+    n = L * H
+    q, k, v = (w.double().reshape(n, *w.shape[2:]) for w in (hw.W_Q, hw.W_K, hw.W_V))
+    o = hw.W_O.double().reshape(n, *hw.W_O.shape[2:])
+    gq, gk, gv = q.transpose(1, 2) @ q, k.transpose(1, 2) @ k, v.transpose(1, 2) @ v
+    go = o @ o.transpose(1, 2)
+    ov_norm = (gv * go).sum((-2, -1)).sqrt()  # ‖V O‖_F = √tr(VᵀV O Oᵀ)
+    qk_norm = (gq * gk).sum((-2, -1)).sqrt()
+    layer = torch.arange(n) // H
+    later = layer[:, None] < layer[None, :]
+    scores = {x: torch.full((n, n), float("nan")) for x in "qkv"}
+    for a in range(n):
+        oa = o[a]  # h × d
+        mq, mk, mv = oa @ q, oa @ k, oa @ v  # [n, h, h] each: the inner matrix of each product
+        scores["q"][a] = (_fro2(gv[a], mq, gk).sqrt() / (ov_norm[a] * qk_norm)).float()
+        scores["k"][a] = (_fro2(gv[a], mk, gq).sqrt() / (ov_norm[a] * qk_norm)).float()
+        scores["v"][a] = (_fro2(gv[a], mv, go).sqrt() / (ov_norm[a] * ov_norm)).float()
+    for x in scores:
+        scores[x][~later] = float("nan")
+    baseline = _random_baseline(q.shape[1], q.shape[2], baseline_samples, seed)
+    return Composition(scores, baseline, [f"L{l}H{h}" for l in range(L) for h in range(H)], hw.folded)
+
+
+def _random_baseline(d: int, h: int, samples: int, seed: int) -> dict[str, tuple[float, float]]:
+    """Composition scores of i.i.d. Gaussian factors of the model's shapes (d_model × d_head)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {x: [] for x in "qkv"}
+    for _ in range(samples):
+        va, oa, qb, kb, vb, ob = (torch.randn(*s, generator=gen, dtype=torch.float64)
+                                  for s in ((d, h), (h, d), (d, h), (d, h), (d, h), (h, d)))
+        for x, (b1, b2) in (("q", (qb, kb.T)), ("k", (kb, qb.T)), ("v", (vb, ob))):
+            num = (va @ ((oa @ b1) @ b2)).norm()
+            den = (va @ oa).norm() * (b1 @ b2).norm()
+            out[x].append((num / den).item())
+    return {x: (sum(v) / len(v), float(torch.tensor(v).std())) for x, v in out.items()}
+
+
+def identity_stats(a: Tensor, b: Tensor) -> tuple[float, float]:
+    """For ``M = A B`` (``A [d, r]``, ``B [r, d]``), from the factors: ``cos(M, I) = tr M / (√d ‖M‖_F)``
+    and the z-score ``(mean diag − mean off-diag) / std off-diag``."""
+    a, b = a.double(), b.double()
+    d = a.shape[0]
+    diag = (a * b.T).sum(1)
+    trace = diag.sum()
+    fro2 = ((a.T @ a) * (b @ b.T)).sum()
+    total = a.sum(0) @ b.sum(1)
+    m_off = d * d - d
+    mean_off = (total - trace) / m_off
+    var_off = (fro2 - (diag ** 2).sum()) / m_off - mean_off ** 2
+    cos = trace / (math.sqrt(d) * fro2.sqrt())
+    z = (diag.mean() - mean_off) / var_off.clamp_min(1e-30).sqrt()
+    return cos.item(), z.item()
+
+
+@dataclass
+class Mimetic:
+    """Identity-likeness of QK and OV against depth."""
+
+    head: dict[str, Tensor]
+    """``qk_cos``, ``qk_z``, ``ov_cos``, ``ov_z`` → ``[layer, head]``."""
+    layer: dict[str, Tensor]
+    """The same → ``[layer]``, for the layer's summed circuit."""
+    folded: bool
+    offset: int | None
+    extra: dict = field(default_factory=dict)
+
+    def figure(self):
+        from interp.figures import mimetic_figure
+
+        return mimetic_figure(self)
+
+
+def mimetic_stats(hw: HeadWeights, offset: int | None = None) -> Mimetic:
+    """cos(M, I) and the diagonal z-score of QK and OV for every head and every layer."""
+    L, H = hw.n_layers, hw.n_heads
+    head = {k: torch.empty(L, H) for k in ("qk_cos", "qk_z", "ov_cos", "ov_z")}
+    layer = {k: torch.empty(L) for k in head}
+    for l in range(L):
+        qs, ks, vs, os_ = [], [], [], []
+        for h in range(H):
+            qk, ov = hw.qk(l, h, offset), hw.ov(l, h)
+            head["qk_cos"][l, h], head["qk_z"][l, h] = identity_stats(qk.A, qk.B)
+            head["ov_cos"][l, h], head["ov_z"][l, h] = identity_stats(ov.A, ov.B)
+            qs.append(qk.A)
+            ks.append(qk.B)
+            vs.append(ov.A)
+            os_.append(ov.B)
+        layer["qk_cos"][l], layer["qk_z"][l] = identity_stats(torch.cat(qs, 1), torch.cat(ks, 0))
+        layer["ov_cos"][l], layer["ov_z"][l] = identity_stats(torch.cat(vs, 1), torch.cat(os_, 0))
+    return Mimetic(head, layer, hw.folded, offset)
