@@ -29,6 +29,10 @@ def print_summary(verb_name: str, out: dict) -> None:
         from interp._cli_relation import relation_summary
 
         relation_summary(verb_name, out)
+    elif verb_name == "gcg":
+        from interp._cli_gcg import gcg_summary
+
+        gcg_summary(out)
     elif verb_name == "weights":
         from interp._cli_weights import weights_summary
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from interp._cli_gcg import cmd_gcg
 from interp._cli_parser import build_parser
 from interp._cli_relation import cmd_relation, relation_circuit_out, resample_out
 from interp._cli_weights import cmd_weights
@@ -406,6 +407,7 @@ def cmd_steer(args) -> dict:
 VERBS["sae"] = cmd_sae
 VERBS["relation"] = lambda args: cmd_relation(args, _model, _with_html)
 VERBS["weights"] = lambda args: cmd_weights(args, _model, _with_html, _round)
+VERBS["gcg"] = lambda args: cmd_gcg(args, _model)
 
 
 @verb

@@ -208,29 +208,34 @@ def _fro2(ga: Tensor, m: Tensor, gb: Tensor) -> Tensor:
 
 
 def composition_scores(hw: HeadWeights, baseline_samples: int = 64, seed: int = 0) -> Composition:
-    """All three composition scores from d_head × d_head Gram matrices (never a d_model × d_model
-    product), and their random baselines."""
+    """All three composition scores from d_head × d_head matrices (never a d_model × d_model
+    product), one writer layer at a time against every later reader head; and their random
+    baselines."""
     L, H = hw.n_layers, hw.n_heads
     n = L * H
-    q, k, v = (w.double().reshape(n, *w.shape[2:]) for w in (hw.W_Q, hw.W_K, hw.W_V))
-    o = hw.W_O.double().reshape(n, *hw.W_O.shape[2:])
-    gq, gk, gv = q.transpose(1, 2) @ q, k.transpose(1, 2) @ k, v.transpose(1, 2) @ v
-    go = o @ o.transpose(1, 2)
+    q, k, v = (w.reshape(n, *w.shape[2:]) for w in (hw.W_Q, hw.W_K, hw.W_V))  # [n, d, h]
+    o = hw.W_O.reshape(n, *hw.W_O.shape[2:])  # [n, h, d]
+    gram = lambda x: x.transpose(1, 2).double() @ x.double()  # noqa: E731
+    gq, gk, gv = gram(q), gram(k), gram(v)
+    go = o.double() @ o.transpose(1, 2).double()
     ov_norm = (gv * go).sum((-2, -1)).sqrt()  # ‖V O‖_F = √tr(VᵀV O Oᵀ)
     qk_norm = (gq * gk).sum((-2, -1)).sqrt()
-    layer = torch.arange(n) // H
-    later = layer[:, None] < layer[None, :]
     scores = {x: torch.full((n, n), float("nan")) for x in "qkv"}
-    for a in range(n):
-        oa = o[a]  # h × d
-        mq, mk, mv = oa @ q, oa @ k, oa @ v  # [n, h, h] each: the inner matrix of each product
-        scores["q"][a] = (_fro2(gv[a], mq, gk).sqrt() / (ov_norm[a] * qk_norm)).float()
-        scores["k"][a] = (_fro2(gv[a], mk, gq).sqrt() / (ov_norm[a] * qk_norm)).float()
-        scores["v"][a] = (_fro2(gv[a], mv, go).sqrt() / (ov_norm[a] * ov_norm)).float()
-    for x in scores:
-        scores[x][~later] = float("nan")
+    h = q.shape[-1]
+    for la in range(L - 1):
+        a = slice(la * H, (la + 1) * H)
+        b = slice((la + 1) * H, n)
+        o_flat = o[a].reshape(H * h, -1)  # writer heads' W_O rows
+
+        def inner(x: Tensor) -> Tensor:  # [writer, reader, h, h]: O_A X_B for every pair
+            m = o_flat @ x[b].permute(1, 0, 2).reshape(x.shape[1], -1)
+            return m.reshape(H, h, -1, h).permute(0, 2, 1, 3).double()
+
+        for kind, x, g_right, right_norm in (("q", q, gk, qk_norm), ("k", k, gq, qk_norm), ("v", v, go, ov_norm)):
+            fro = _fro2(gv[a][:, None], inner(x), g_right[b][None]).clamp_min(0).sqrt()
+            scores[kind][a, b] = (fro / (ov_norm[a][:, None] * right_norm[b][None])).float()
     baseline = _random_baseline(q.shape[1], q.shape[2], baseline_samples, seed)
-    return Composition(scores, baseline, [f"L{l}H{h}" for l in range(L) for h in range(H)], hw.folded)
+    return Composition(scores, baseline, [f"L{l}H{h_}" for l in range(L) for h_ in range(H)], hw.folded)
 
 
 def _random_baseline(d: int, h: int, samples: int, seed: int) -> dict[str, tuple[float, float]]:
