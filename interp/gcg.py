@@ -154,11 +154,9 @@ def _allowed(tokenizer, allow_non_ascii: bool) -> Tensor:
     for i in tokenizer.all_special_ids:
         if i < vocab:
             ok[i] = False
-    for i in range(vocab):
-        if ok[i]:
-            s = tokenizer.decode([i])
-            if not s or (not allow_non_ascii and not (s.isascii() and s.isprintable())):
-                ok[i] = False
+    for i, s in enumerate(tokenizer.batch_decode([[i] for i in range(vocab)])):
+        if not s or (not allow_non_ascii and not (s.isascii() and s.isprintable())):
+            ok[i] = False
     return ok
 
 

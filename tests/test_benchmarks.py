@@ -7,10 +7,12 @@ import json
 import pytest
 
 import benchmarks.features
+import benchmarks.gcg
 import benchmarks.generation
 import benchmarks.load
 import benchmarks.overhead
 import benchmarks.patching
+import benchmarks.relations
 import benchmarks.rome
 import benchmarks.sae_quality
 import benchmarks.saes
@@ -88,3 +90,16 @@ def test_features_benchmark(capsys, tmp_path):
     assert out["extraction"]["extract_over_harvest"] > 0 and out["build"]["tokens"] >= 3000
     q = out["queries"]
     assert q["tokens"] == out["build"]["tokens"] and len(q["features"]) == 2 and q["bytes_per_token"] > 0
+
+
+def test_relations_benchmark(capsys):
+    out = _run(benchmarks.relations, ["--model", "tiny-llama", "--layer", "1", "--n", "2", "--repeats", "1"], capsys)
+    assert out["jacobian"]["relative_diff"] < 1e-4 and out["jacobian"]["speedup"] > 0
+    assert out["one_lre"]["n"] == 2 and len(out["one_lre"]["seconds"]) == 1
+
+
+def test_gcg_benchmark_without_the_peer(capsys):
+    out = _run(benchmarks.gcg, ["--model", "tiny-llama", "--steps", "2", "--search-width", "8", "--topk", "8",
+                                "--init", "x x", "--repeats", "1", "--no-peer"], capsys)
+    run = out["runs"]["workbench"][0]
+    assert len(run["losses"]) == 2 and run["losses"][1] <= run["losses"][0] and not out["runs"]["nanogcg"]
