@@ -1,8 +1,10 @@
 """GCG against nanoGCG on the same transformers model, target, span length and search width.
 
 Both sides wrap the prompt in the model's chat template with the span at its end, score the
-mean NLL of the target, keep one best string (nanoGCG's ``buffer_size=0``), and run the same
-number of steps; the two are interleaved, ``--repeats`` times each. nanoGCG 0.3.0's prefix cache
+mean NLL of the target, keep the best string found so far as the next base (a buffer of one;
+nanoGCG's default ``buffer_size=0`` instead moves to each step's best even when it is worse),
+and use the same search width, top-k and span; ``--our-steps`` lets the workbench run about
+as long in wall time as the peer's ``--steps``. The two are interleaved, ``--repeats`` times each. nanoGCG 0.3.0's prefix cache
 indexes the key/value cache as a list of tuples, which transformers' ``DynamicCache`` no longer
 is (``TypeError: 'DynamicCache' object is not subscriptable``), so the peer runs without it. nanoGCG's per-step times
 come from timestamping its candidate-loss call (one per step). Prints each side's loss
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompt", default="Write a short note about the weather.")
     ap.add_argument("--target", default="Sure, here is")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--our-steps", type=int, default=None, help="the workbench's steps (default: --steps)")
     ap.add_argument("--search-width", type=int, default=64)
     ap.add_argument("--topk", type=int, default=64)
     ap.add_argument("--init", default="x x x x x x x x x x")
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, list[dict]] = {"workbench": [], "nanogcg": []}
 
     def ours(seed: int) -> dict:
-        cfg = G.GCGConfig(steps=args.steps, search_width=args.search_width, topk=args.topk, optim_init=args.init,
+        cfg = G.GCGConfig(steps=args.our_steps or args.steps, search_width=args.search_width, topk=args.topk, optim_init=args.init,
                           buffer_size=1, early_stop=False, batch_size=args.search_width, seed=seed)
         t0 = time.perf_counter()
         res = G.gcg(model, args.prompt + G.SLOT, G.target_objective(model, args.target), cfg, chat=True)
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         ng.GCG._compute_candidates_loss_original = stamped
         try:
             cfg = nanogcg.GCGConfig(num_steps=args.steps, optim_str_init=args.init, search_width=args.search_width,
-                                    topk=args.topk, buffer_size=0, seed=seed, verbosity="ERROR",
+                                    topk=args.topk, buffer_size=1, seed=seed, verbosity="ERROR",
                                     use_prefix_cache=False)  # its cache indexing fails on this transformers
             t0 = time.perf_counter()
             res = nanogcg.run(hf, tok, args.prompt, args.target, cfg)

@@ -13,7 +13,7 @@ __all__ = ["add_gcg_parser", "cmd_gcg", "gcg_summary"]
 def add_gcg_parser(add) -> None:
     s = add("gcg", "GCG: optimise prompt tokens to force a target, or to maximise an SAE feature")
     s.add_argument("--prompt", help="the prompt; {optim} marks the optimised string (default: appended at the end; "
-                                     "with --sae: the prompt is just {optim})")
+                                     "with --sae the prompt defaults to 'The{optim}')")
     s.add_argument("--target", help="the text to force after the prompt, e.g. ' Sure, here is'")
     s.add_argument("--sae", help="SAELens-format SAE directory: maximise --feature at the prompt's last token")
     s.add_argument("--feature", type=index, help="with --sae: the feature to maximise")
@@ -22,7 +22,9 @@ def add_gcg_parser(add) -> None:
     s.add_argument("--topk", type=count, default=256, help="tokens kept per position from the gradient")
     s.add_argument("--n-replace", type=count, default=1, help="positions swapped per candidate")
     s.add_argument("--buffer", type=count, default=4, help="best strings kept")
-    s.add_argument("--init", default=" x" * 20, help="the starting string (its token count is the span's length)")
+    s.add_argument("--init", default=None,
+                   help="the starting string, whose token count is the span's length (default: ' x' * 20; with --sae "
+                        "' one two three four five': a repeated token puts every position in the same state)")
     s.add_argument("--fluency", type=float, default=0.0, help="λ: weight of the span's own NLL (EPO)")
     s.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     s.add_argument("--non-ascii", action="store_true", help="allow non-ASCII tokens")
@@ -38,7 +40,8 @@ def cmd_gcg(args: argparse.Namespace, model_of) -> dict:
         raise InterpError("gcg needs either --target TEXT (force a completion) or --sae DIR --feature F")
     if args.sae and args.feature is None:
         raise InterpError("--sae needs --feature F, the feature to maximise")
-    prompt = args.prompt if args.prompt is not None else ("" if args.sae else None)
+    prompt = args.prompt if args.prompt is not None else ("The" if args.sae else None)
+    init = args.init if args.init is not None else (" one two three four five" if args.sae else " x" * 20)
     if prompt is None:
         raise InterpError("gcg --target needs --prompt (the benign prompt the string is appended to)")
     if G.SLOT not in prompt:
@@ -52,7 +55,7 @@ def cmd_gcg(args: argparse.Namespace, model_of) -> dict:
     else:
         objective = G.target_objective(model, args.target)
     cfg = G.GCGConfig(steps=args.steps, search_width=args.search_width, topk=args.topk, n_replace=args.n_replace,
-                      buffer_size=args.buffer, optim_init=args.init, allow_non_ascii=args.non_ascii,
+                      buffer_size=args.buffer, optim_init=init, allow_non_ascii=args.non_ascii,
                       fluency=args.fluency, batch_size=args.batch_size, seed=args.seed)
     res = G.gcg(model, prompt, objective, cfg, chat=args.chat)
     from interp.generation import generate
@@ -70,7 +73,11 @@ def cmd_gcg(args: argparse.Namespace, model_of) -> dict:
            "strings": res.strings, "times": res.times, "filled_prompt": filled, "continuation": continuation,
            "seconds": res.seconds}
     if args.sae:
-        out["feature"], out["activation"] = args.feature, -res.best_loss
+        from saes.extract import encode_text
+
+        _, feats, _ = encode_text(model, sae, filled)
+        out["feature"], out["pre_activation"] = args.feature, -res.best_loss
+        out["activation"] = float(feats[-1, args.feature])  # the feature itself at the last token
     return out
 
 

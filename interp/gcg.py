@@ -114,8 +114,11 @@ def direction_objective(hook: str, vector: Tensor, bias: float = 0.0, position: 
     return Objective(name or f"direction at {hook}", loss, (hook,))
 
 
-def feature_objective(sae, feature: int, position: int | None = None) -> Objective:
-    """Maximise SAE ``feature``'s activation at its hook (default: the prompt's last position)."""
+def feature_objective(sae, feature: int, position: int | None = None, pre: bool = True) -> Objective:
+    """Maximise SAE ``feature`` at its hook (default: the prompt's last position). With ``pre`` (the
+    default) the encoder's pre-activation is maximised: a ReLU or TopK feature is zero, and flat,
+    on most strings, so its activation alone gives no gradient to start from; the activation rises
+    with the pre-activation once the feature fires."""
     d_sae = sae.W_dec.shape[0]
     if not 0 <= feature < d_sae:
         raise InterpError(f"feature {feature} is out of range: the SAE has {d_sae} (valid 0..{d_sae - 1})")
@@ -123,9 +126,11 @@ def feature_objective(sae, feature: int, position: int | None = None) -> Objecti
 
     def loss(logits, acts, lay: _Layout) -> Tensor:
         pos = lay.last_prompt if position is None else position
-        return -sae.encode(acts[hook][:, pos].to(sae.W_dec.dtype))[:, feature].float()
+        x = acts[hook][:, pos].to(sae.W_dec.dtype)
+        value = sae.pre_acts(x) if pre else sae.encode(x)
+        return -value[:, feature].float()
 
-    return Objective(f"SAE feature {feature} at {hook}", loss, (hook,))
+    return Objective(f"SAE feature {feature} {'pre-activation ' if pre else ''}at {hook}", loss, (hook,))
 
 
 def weighted_objective(parts: Sequence[tuple[float, Objective]]) -> Objective:

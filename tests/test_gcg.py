@@ -95,7 +95,8 @@ def test_feature_objective_and_the_gcg_verb(tiny_models, capsys, tmp_path):
     code = main(["gcg", "--model", "tiny-llama", "--sae", str(tmp_path / "sae"), "--feature", "5", "--steps", "2",
                  "--search-width", "16", "--topk", "8", "--init", " x x", "--max-new-tokens", "2", "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert code == 0 and out["feature"] == 5 and out["activation"] == pytest.approx(-out["best_loss"])
+    assert code == 0 and out["feature"] == 5 and out["pre_activation"] == pytest.approx(-out["best_loss"])
+    assert out["activation"] >= 0
     assert len(out["losses"]) == out["steps_run"] and out["best_suffix"] in out["filled_prompt"]
     code = main(["gcg", "--model", "tiny-llama", "--sae", str(tmp_path / "missing"), "--feature", "1", "--json"])
     err = capsys.readouterr().err
