@@ -101,3 +101,19 @@ def test_feature_objective_and_the_gcg_verb(tiny_models, capsys, tmp_path):
     code = main(["gcg", "--model", "tiny-llama", "--sae", str(tmp_path / "missing"), "--feature", "1", "--json"])
     err = capsys.readouterr().err
     assert code == 2 and "is not an SAE directory" in err
+
+
+def test_fluency_sweep_marks_the_pareto_front(tiny_models):
+    """Each λ's point carries its objective and fluency; ``pareto`` is true exactly for the points
+    no other point beats on both (checked by the definition, pair by pair)."""
+    model = tiny_models["tiny-llama"]
+    d = model.cfg.d_model
+    obj = G.direction_objective("blocks.2.hook_resid_post", torch.ones(d) / d ** 0.5, name="mean direction")
+    cfg = G.GCGConfig(steps=2, search_width=16, topk=8, optim_init=" x x x", batch_size=16)
+    points = G.fluency_sweep(model, "Hello{optim} world", obj, [0.0, 1.0, 10.0], cfg)
+    assert [p["lambda"] for p in points] == [0.0, 1.0, 10.0]
+    for p in points:
+        beaten = any(q is not p and q["objective"] <= p["objective"] and q["fluency_nll"] <= p["fluency_nll"]
+                     and (q["objective"], q["fluency_nll"]) != (p["objective"], p["fluency_nll"]) for q in points)
+        assert p["pareto"] == (not beaten) and p["fluency_nll"] > 0
+    assert any(p["pareto"] for p in points)
