@@ -53,11 +53,8 @@ def cmd_relation(args: argparse.Namespace, model_of, with_html) -> dict:
     layers = [args.layer] if args.layer is not None else (_ints(args.layers, "--layers") or None)
     ns, ranks = _ints(args.ns, "--ns"), _ints(args.ranks, "--ranks")
     model = model_of(args)
-    d = model.cfg.d_model
     for r in [args.rank, *ranks]:
-        if r > d or r < 1:
-            raise InterpError(f"rank {r} is out of range: the pseudo-inverse of the {d}×{d} W has rank at most "
-                              f"d_model = {d}")
+        R.check_rank(r, model.cfg.d_model)
     sweep = R.lre_sweep(model, relation, layers, args.n, args.rank, ns, ranks, args.seed)
     out = {"model": model.cfg.model_name, "relation": sweep.relation, "kind": sweep.kind,
            "template": relation.template, "n": sweep.n, "rank": sweep.rank, "n_train": sweep.n_train,

@@ -29,8 +29,8 @@ from interp._batching import bind
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
-__all__ = ["Circuit", "EdgeScores", "Graph", "build_graph", "discover_circuit", "edge_attribution",
-    "patched_edges_logits", "patched_edges_metric"]
+__all__ = ["Circuit", "EdgeScores", "Graph", "build_graph", "discover_circuit", "edge_attribution", "edge_mask",
+    "edge_order", "edge_rows", "patched_edges_logits", "patched_edges_metric"]
 
 
 @dataclass
@@ -220,6 +220,28 @@ def patched_edges_logits(model, task: Task, keep: Tensor) -> Tensor:
     return logits[:, -1]
 
 
+def edge_order(graph: Graph, scores: Tensor) -> Tensor:
+    """Flat indices of the graph's edges, strongest |score| first (edges that do not exist last)."""
+    return scores.abs().flatten().masked_fill(~graph.valid.flatten(), -1.0).argsort(descending=True)
+
+
+def edge_mask(graph: Graph, indices: Tensor) -> Tensor:
+    """``[receiver, upstream]`` bool: True at the flat ``indices``."""
+    keep = torch.zeros_like(graph.valid)
+    keep.view(-1)[indices] = True
+    return keep
+
+
+def edge_rows(graph: Graph, scores: Tensor, indices: Tensor) -> list[dict]:
+    """``{"src", "dst", "input", "score"}`` for each flat edge index."""
+    rows = []
+    for i in indices.tolist():
+        r, u = divmod(i, len(graph.upstream))
+        rows.append({"src": graph.upstream[u], "dst": graph.receivers[r], "input": graph.recv_input[r],
+                     "score": float(scores[r, u])})
+    return rows
+
+
 @dataclass
 class Circuit:
     """The top edges by |EAP score| and how much of the behaviour they carry."""
@@ -252,18 +274,12 @@ def discover_circuit(model, task: Task, n_edges: int = 200, metric: Metric = "lo
     total = int(g.valid.sum())
     if n_edges < 1:
         raise InterpError(f"a circuit needs at least 1 edge (asked for {n_edges})")
-    flat = eap.scores.abs().flatten().masked_fill(~g.valid.flatten(), -1.0)
-    top = flat.topk(min(n_edges, total)).indices
-    keep = torch.zeros_like(g.valid)
-    keep.view(-1)[top] = True
+    top = edge_order(g, eap.scores)[:min(n_edges, total)]
+    keep = edge_mask(g, top)
     m = patched_edges_metric(model, task, keep, metric)
     faith = normalize(torch.tensor(m), eap.clean_baseline, eap.corrupt_baseline).item()
-    edges, nodes = [], set()
-    for i in top.tolist():
-        r, u = divmod(i, len(g.upstream))
-        edges.append({"src": g.upstream[u], "dst": g.receivers[r], "input": g.recv_input[r],
-                      "score": float(eap.scores[r, u])})
-        nodes |= {g.upstream[u], g.receivers[r]}
+    edges = edge_rows(g, eap.scores, top)
+    nodes = {e["src"] for e in edges} | {e["dst"] for e in edges}
     order = {name: i for i, name in enumerate(g.upstream + g.receivers)}
     return Circuit(sorted(nodes, key=lambda x: order.get(x, 1 << 30)), edges, total, eap.clean_baseline,
                    eap.corrupt_baseline, m, faith, time.perf_counter() - t0, keep)

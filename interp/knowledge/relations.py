@@ -40,7 +40,7 @@ import random
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
@@ -50,18 +50,18 @@ from torch import Tensor
 
 from interp._batching import bind
 from interp._files import read_json
-from interp.circuits.eap import build_graph, edge_attribution, patched_edges_logits
+from interp.circuits.eap import build_graph, edge_attribution, edge_mask, edge_order, edge_rows, patched_edges_logits
 from interp.circuits.patching import patch_sweep
 from interp.errors import InterpError, check_index
 from interp.generation import left_pad
 from interp.knowledge.tracing import ROLES, role_rows, subject_span
-from interp.metrics import Task, normalize
+from interp.metrics import Task, metric_per_pair, normalize
 from interp.progress import progress
 from interp.tokens import str_tokens, to_tokens
 
 __all__ = ["KINDS", "LRE", "LRESweep", "Relation", "RelationCircuit", "ResampleSweep", "Sample",
-    "causality", "faithfulness", "first_token", "fit_lre", "jacobian", "list_relations", "load_relation",
-    "low_rank_pinv", "lre_sweep", "model_top1", "parse_relation", "relation_circuit", "resample_pairs",
+    "causality", "check_rank", "faithfulness", "first_token", "fit_lre", "jacobian", "list_relations",
+    "load_relation", "low_rank_pinv", "lre_sweep", "model_top1", "parse_relation", "relation_circuit", "resample_pairs",
     "resample_sweep", "split_samples", "subject_states"]
 
 KINDS = ("factual", "linguistic", "commonsense")
@@ -273,10 +273,10 @@ def jacobian(model, prompt: str, subject: str, layer: int, chunk: int | None = N
     The positions before that token run once into a key/value cache; the rest run once with
     ``s`` a leaf; one vmapped backward pass over the identity's rows (``chunk`` at a time,
     default all) gives the Jacobian's rows."""
-    check_index(layer, model.cfg.n_layers, "layer")
+    layer = check_index(layer, model.cfg.n_layers, "layer")
     row = to_tokens(model, prompt)[0]
     p = subject_span(model, prompt, subject)[1] - 1
-    return _jacobian(model, row, p, layer % model.cfg.n_layers, chunk)
+    return _jacobian(model, row, p, layer, chunk)
 
 
 def _jacobian(model, row: Tensor, p: int, layer: int, chunk: int | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -312,15 +312,19 @@ def _jacobian(model, row: Tensor, p: int, layer: int, chunk: int | None) -> tupl
     return torch.cat(parts), s.detach().float().cpu(), o.detach().float().cpu()
 
 
+def check_rank(rank: int, full: int) -> int:
+    """``rank`` if a pseudo-inverse of a ``full``-rank (d_model) matrix can keep that many singular values."""
+    if not 1 <= rank <= full:
+        raise InterpError(f"rank {rank} is out of range: W is {full}×{full}, so the rank must be 1..{full} "
+                          "(at most d_model)")
+    return rank
+
+
 def low_rank_pinv(matrix: Tensor, rank: int | None = None) -> Tensor:
     """Moore–Penrose pseudo-inverse of ``matrix`` kept to its top ``rank`` singular values
     (all of them when ``rank`` is None)."""
     full = min(matrix.shape)
-    if rank is None:
-        rank = full
-    if not 1 <= rank <= full:
-        raise InterpError(f"rank {rank} is out of range: the matrix is {tuple(matrix.shape)}, so the rank "
-                          f"must be 1..{full} (at most d_model)")
+    rank = full if rank is None else check_rank(rank, full)
     u, sv, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
     return ((vh[:rank].T / sv[:rank]) @ u[:, :rank].T).to(matrix.dtype)
 
@@ -406,11 +410,9 @@ def causality(model, lre: LRE, states: _States, rank: int | None = None) -> tupl
 def _choose_beta(model, lre: LRE, states: _States) -> float:
     """The β of :data:`BETAS` with the best faithfulness on ``states`` (training subjects); ties go
     to the smaller β."""
-    s = states.s[lre.layer]
     best, best_f = 1.0, -1.0
     for beta in BETAS:
-        pred = _decode(model, beta * s @ lre.weight.T + lre.bias).argmax(-1)
-        f = (pred == states.top).float().mean().item()
+        f = faithfulness(model, replace(lre, beta=beta), states)[0]
         if f > best_f + 1e-9:
             best, best_f = beta, f
     return best
@@ -459,15 +461,15 @@ def lre_sweep(model, relation: Relation, layers: Sequence[int] | None = None, n:
     t0 = time.perf_counter()
     n_layers = model.cfg.n_layers
     layers = list(range(n_layers)) if layers is None else [check_index(l, n_layers, "layer") for l in layers]
-    if rank is not None:
-        low_rank_pinv(torch.zeros(model.cfg.d_model, model.cfg.d_model), rank)  # range check, before the work
+    for r in ([] if rank is None else [rank]) + list(ranks):  # before the work
+        check_rank(r, model.cfg.d_model)
     train, test = split_samples(relation, seed)
     if len(train) < max([n, *ns]):
         raise InterpError(f"relation {relation.name} has {len(relation.samples)} samples, {len(train)} for "
                           f"training; an LRE from n={max([n, *ns])} examples needs at least that many")
     tr = subject_states(model, relation, train, layers)
     te = subject_states(model, relation, test, layers)
-    faith, caus, betas, secs = [], [], [], []
+    faith, caus, betas, secs, fitted = [], [], [], [], {}
     for layer in progress(layers, desc=f"LRE {relation.name}", unit="layer"):
         lre = fit_lre(model, relation, layer, n, examples=train[:n], chunk=chunk)
         lre.beta = _choose_beta(model, lre, tr)
@@ -475,22 +477,26 @@ def lre_sweep(model, relation: Relation, layers: Sequence[int] | None = None, n:
         caus.append(causality(model, lre, te, rank)[0])
         betas.append(lre.beta)
         secs.append(lre.seconds)
+        fitted[layer] = lre
     result = LRESweep(relation.name, relation.kind, layers, faith, caus, betas, n, rank, len(train), len(test),
                       secs, 0.0)
     best = result.best_layer
     for k in ns:
-        lre = fit_lre(model, relation, best, k, examples=train[:k], chunk=chunk)
+        lre = fitted[best] if k == n else fit_lre(model, relation, best, k, examples=train[:k], chunk=chunk)
         lre.beta = _choose_beta(model, lre, tr)
         result.n_sweep[k] = (faithfulness(model, lre, te)[0], causality(model, lre, te, rank)[0])
-    if ranks:
-        lre = fit_lre(model, relation, best, n, examples=train[:n], chunk=chunk)
-        for r in ranks:
-            result.rank_sweep[r] = causality(model, lre, te, r)[0]
+    for r in ranks:  # the best layer's LRE again: causality reads W alone
+        result.rank_sweep[r] = causality(model, fitted[best], te, r)[0]
     result.seconds = time.perf_counter() - t0
     return result
 
 
 # --- resample ablation over a relation ----------------------------------------------------------
+
+def _resample_group(model, sample: Sample) -> tuple[int, tuple[int, int]]:
+    """Prompts that may swap activations: the same token length and the same subject span."""
+    return to_tokens(model, sample.prompt).shape[1], subject_span(model, sample.prompt, sample.subject)
+
 
 def resample_pairs(model, relation: Relation, seed: int = 0, samples: Sequence[Sample] | None = None
                    ) -> list[tuple[int, int]]:
@@ -501,7 +507,7 @@ def resample_pairs(model, relation: Relation, seed: int = 0, samples: Sequence[S
     objects = _object_tokens(model, relation, samples)
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
-        groups[(to_tokens(model, s.prompt).shape[1], subject_span(model, s.prompt, s.subject))].append(i)
+        groups[_resample_group(model, s)].append(i)
     rng = random.Random(seed)
     pairs, lonely = [], 0
     for members in groups.values():
@@ -528,8 +534,7 @@ def _group_tasks(model, relation: Relation, samples: list[Sample], pairs: list[t
     objects = _object_tokens(model, relation, samples) if pairs else None
     by: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
     for i, j in pairs:
-        s = samples[i]
-        by[(to_tokens(model, s.prompt).shape[1], subject_span(model, s.prompt, s.subject))].append((i, j))
+        by[_resample_group(model, samples[i])].append((i, j))
     tasks = []
     for (_, span), group in by.items():
         clean = torch.cat([to_tokens(model, samples[i].prompt) for i, _ in group])
@@ -638,8 +643,7 @@ def relation_circuit(model, relation: Relation, sizes: Sequence[int] = (50, 100,
         scores += edge_attribution(model, task).scores * task.n_pairs
         n_tr += task.n_pairs
     scores /= n_tr
-    flat = scores.abs().flatten().masked_fill(~graph.valid.flatten(), -1.0)
-    order = flat.argsort(descending=True)
+    order = edge_order(graph, scores)
     te_tasks = _group_tasks(model, relation, test, te_pairs)
 
     def evaluate(keep: Tensor) -> tuple[float, float]:
@@ -648,7 +652,7 @@ def relation_circuit(model, relation: Relation, sizes: Sequence[int] = (50, 100,
             logits = patched_edges_logits(model, task, keep).float().cpu()
             a, w = task.answer.cpu(), task.wrong.cpu()
             hits += (logits.argmax(-1) == a).sum().item()
-            diff += (logits.gather(1, a[:, None]) - logits.gather(1, w[:, None])).sum().item()
+            diff += metric_per_pair(logits, a, w, "logit_diff").sum().item()
             m += task.n_pairs
         return hits / m, diff / m
 
@@ -657,16 +661,10 @@ def relation_circuit(model, relation: Relation, sizes: Sequence[int] = (50, 100,
     sizes = [min(k, total) for k in sizes]
     acc, faith = [], []
     for k in progress(sizes, desc="circuit sizes", unit="size", leave=False):
-        keep = torch.zeros_like(graph.valid)
-        keep.view(-1)[order[:k]] = True
-        a, m = evaluate(keep)
+        a, m = evaluate(edge_mask(graph, order[:k]))
         acc.append(a)
         faith.append((m - none_m) / (full_m - none_m) if abs(full_m - none_m) > 1e-6 else float("nan"))
-    top = []
-    for i in order[:20].tolist():
-        r, u = divmod(i, len(graph.upstream))
-        top.append({"src": graph.upstream[u], "dst": graph.receivers[r], "input": graph.recv_input[r],
-                    "score": float(scores[r, u])})
+    top = edge_rows(graph, scores, order[:20])
     n_te = sum(t.n_pairs for t, _ in te_tasks)
     return RelationCircuit(relation.name, sizes, acc, faith, full_acc, none_acc, total, n_tr, n_te, top,
                            time.perf_counter() - t0)
