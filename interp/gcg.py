@@ -23,7 +23,6 @@ over λ. ``prompts`` may hold several prompts: one span optimised for all (unive
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -205,11 +204,14 @@ def _encode(model, text: str, bos: bool) -> Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def _prefix(model, before: Tensor):
+def _prefix(model, before: Tensor) -> tuple[object | None, Tensor | None]:
+    """The key/value cache of the tokens before the span, and their last logits (which predict the
+    span's first token, for the fluency term); ``(None, None)`` when nothing comes before."""
     if len(before) == 0:
-        return None
+        return None, None
     with torch.no_grad():
-        return model.original_model(input_ids=before[None].to(model.cfg.device), use_cache=True).past_key_values
+        out = model.original_model(input_ids=before[None].to(model.cfg.device), use_cache=True)
+    return out.past_key_values, out.logits[0, -1]
 
 
 def _expand(model, prefix, rows: int):
@@ -320,13 +322,10 @@ def gcg(model, prompts: str | Sequence[str], objective: Objective | Sequence[Obj
         target = torch.tensor(tok.encode(obj.target, add_special_tokens=False) if obj.target else [], dtype=torch.long)
         lay = _Layout(_encode(model, before, True), _encode(model, after, False), target, len(span))
         layouts.append(lay)
-        prefixes.append(_prefix(model, lay.before))
-        firsts.append(None)
-        if cfg.fluency and len(lay.before):
-            with torch.no_grad():
-                firsts[-1] = model.original_model(input_ids=lay.before[None].to(model.cfg.device)).logits[0, -1]
+        prefix, first = _prefix(model, lay.before)
+        prefixes.append(prefix)
+        firsts.append(first)
     gen = torch.Generator().manual_seed(cfg.seed)
-    random.seed(cfg.seed)
 
     def evaluate(cands: Tensor) -> tuple[Tensor, Tensor]:
         """Loss of each candidate, and whether each meets every target."""
@@ -394,10 +393,9 @@ def fluency_sweep(model, prompt: str, objective: Objective, lambdas: Sequence[fl
         before, after = _split(model, prompt, False)
         lay = _Layout(_encode(model, before, True), _encode(model, after, False), torch.tensor([], dtype=torch.long),
                       len(ids))
-        prefix = _prefix(model, lay.before)
+        prefix, first = _prefix(model, lay.before)
         with torch.no_grad():
             logits, acts = _forward(model, lay, prefix, ids=ids[None], hooks=objective.hooks)
-            first = model.original_model(input_ids=lay.before[None]).logits[0, -1] if len(lay.before) else None
             obj = objective.loss(logits, acts, lay).item()
             flu = _fluency(logits, ids[None], first).item()
         points.append({"lambda": lam, "string": res.best_string, "objective": obj, "fluency_nll": flu})

@@ -23,17 +23,17 @@ def _layout(model, prompt=PROMPT, target=" Paris", init=" x x x x"):
 
 def test_onehot_gradient_equals_the_gradient_through_the_embedding(tiny):
     lay, span, obj = _layout(tiny)
-    prefix = G._prefix(tiny, lay.before)
+    prefix, _ = G._prefix(tiny, lay.before)
     grad = G.onehot_gradient(tiny, lay, prefix, span, obj)
     emb = tiny.original_model.get_input_embeddings().weight
     e = emb[span].detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        logits, acts = G._forward(tiny, lay, G._prefix(tiny, lay.before), embeds=e[None])
+        logits, acts = G._forward(tiny, lay, G._prefix(tiny, lay.before)[0], embeds=e[None])
         (g_e,) = torch.autograd.grad(obj.loss(logits, acts, lay).sum(), e)
     torch.testing.assert_close(grad, g_e @ emb.detach().T, atol=1e-5, rtol=1e-4)
     # and the loss it differentiates is the loss of the token ids themselves
     with torch.no_grad():
-        by_ids = obj.loss(*G._forward(tiny, lay, G._prefix(tiny, lay.before), ids=span[None]), lay)
+        by_ids = obj.loss(*G._forward(tiny, lay, G._prefix(tiny, lay.before)[0], ids=span[None]), lay)
         full = torch.cat([lay.before, span, lay.after, lay.target])[None]
         ref = tiny(full)[0]
     n0 = len(lay.before) + lay.last_prompt
