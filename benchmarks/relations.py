@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--figures", help="write the figures (PNG) into this folder")
     args = ap.parse_args(argv)
 
+    from interp.knowledge import fact_recall as F
     from interp.knowledge import relations as R
     from interp.models import load_model
 
@@ -119,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         from interp.figures import relation_circuit_figure, resample_figure
 
         recall = R.load_relation(args.recall)
-        res = R.resample_sweep(model, recall, max_pairs=args.max_pairs)
-        circuit = R.relation_circuit(model, recall, [int(x) for x in args.sizes.split(",")])
+        res = F.resample_sweep(model, recall, max_pairs=args.max_pairs)
+        circuit = F.relation_circuit(model, recall, [int(x) for x in args.sizes.split(",")])
         peaks = {}
         for site, grid in res.effects.items():
             for role, row in zip(res.roles, grid.tolist()):

@@ -25,8 +25,8 @@ _EXPORTS = {
     "interp.knowledge.counterfact": ["EvalResult", "evaluate", "load_requests"],
     "interp.representations.probes": ["ProbeReport", "load_dataset", "probe_layers"],
     "interp.representations.steering": ["SteeringCurve", "mean_difference", "probe_direction", "steer", "steering_curve"],
-    "interp.knowledge.relations": ["LRE", "Relation", "fit_lre", "list_relations", "load_relation", "lre_sweep",
-                                   "relation_circuit", "resample_sweep"],
+    "interp.knowledge.relations": ["LRE", "Relation", "fit_lre", "list_relations", "load_relation", "lre_sweep"],
+    "interp.knowledge.fact_recall": ["relation_circuit", "resample_sweep"],
     "interp.circuits.weights": ["composition_scores", "copying_scores", "head_weights", "mimetic_stats"],
     "interp.gcg": ["GCGConfig", "feature_objective", "target_objective"],  # the gcg function: interp.gcg.gcg
 }

@@ -71,9 +71,10 @@ def cmd_relation(args: argparse.Namespace, model_of, with_html) -> dict:
 def resample_out(args: argparse.Namespace, model_of, with_html) -> dict:
     """``interp patch --resample NAME|FILE``: resample ablation averaged over a relation."""
     from interp.circuits.patching import get_site
+    from interp.knowledge import fact_recall as F
     from interp.knowledge import relations as R
 
-    sites = [args.site] if args.site else list(R.RESAMPLE_SITES)
+    sites = [args.site] if args.site else list(F.RESAMPLE_SITES)
     for site in sites:
         if get_site(site).axes != ("layer", "pos"):
             raise InterpError(f"--resample sweeps (layer, position) sites: resid_pre, attn_out or mlp_out, "
@@ -82,7 +83,7 @@ def resample_out(args: argparse.Namespace, model_of, with_html) -> dict:
         raise InterpError("--resample runs exact patching only (leave out --method attribution)")
     relation = R.load_relation(args.resample)
     model = model_of(args)
-    res = R.resample_sweep(model, relation, sites, args.seed, args.max_pairs)
+    res = F.resample_sweep(model, relation, sites, args.seed, args.max_pairs)
     out = {"model": model.cfg.model_name, "relation": res.relation, "direction": "noise (resample)",
            "metric": "logit_diff", "sites": sites, "roles": list(res.roles), "n_pairs": res.n_pairs,
            "n_groups": res.n_groups, "clean_baseline": res.clean_baseline,
@@ -94,12 +95,13 @@ def resample_out(args: argparse.Namespace, model_of, with_html) -> dict:
 
 def relation_circuit_out(args: argparse.Namespace, model_of, with_html) -> dict:
     """``interp circuit --relation NAME|FILE``: EAP over the relation, held-out accuracy by size."""
+    from interp.knowledge import fact_recall as F
     from interp.knowledge import relations as R
 
     sizes = _ints(args.sizes, "--sizes") or [50, 100, 200, 500, 1000, 2000, 5000]
     relation = R.load_relation(args.relation)
     model = model_of(args)
-    res = R.relation_circuit(model, relation, sizes, args.seed)
+    res = F.relation_circuit(model, relation, sizes, args.seed)
     out = {"model": model.cfg.model_name, "relation": res.relation, "metric": "logit_diff",
            "axes": {"accuracy": ["size"], "faithfulness": ["size"]}, "sizes": res.sizes,
            "accuracy": res.accuracy, "faithfulness": _nan_none(res.faithfulness),

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from interp.errors import InterpError
+from interp.knowledge import fact_recall as F
 from interp.knowledge import relations as R
 from interp.models import load_model
 
@@ -180,7 +181,7 @@ def test_relation_files_and_bad_input(tmp_path, tiny_models):
     path.write_text(json.dumps({"template": "The capital of {} is", "samples": [
         {"subject": "France", "object": " Paris"}, {"subject": "the Czech Republic", "object": " Prague"}]}))
     with pytest.raises(InterpError, match="same token length"):
-        R.resample_pairs(model, R.load_relation(str(path)))
+        F.resample_pairs(model, R.load_relation(str(path)))
 
 
 def test_multi_token_objects_are_named(tiny_models, capsys):
@@ -195,7 +196,7 @@ def test_multi_token_objects_are_named(tiny_models, capsys):
 def test_resample_pairs_share_length_and_differ_in_object(tiny_models):
     model = tiny_models["tiny-llama"]
     rel = R.load_relation("country_capital")
-    pairs = R.resample_pairs(model, rel, seed=3)
+    pairs = F.resample_pairs(model, rel, seed=3)
     objects = R._object_tokens(model, rel, rel.samples)
     assert len(pairs) >= len(rel.samples) - 5
     for i, j in pairs:
