@@ -19,7 +19,7 @@ _EXPORTS = {
     "interp.circuits.patching": ["PatchResult", "patch_sweep"],
     "interp.circuits.attribution": ["Agreement", "agreement", "attribution_sweep"],
     "interp.circuits.path_patching": ["path_patch", "path_patch_sweep"],
-    "interp.circuits.eap": ["Circuit", "EdgeScores", "discover_circuit", "edge_attribution"],
+    "interp.circuits.eap": ["Circuit", "EdgeScores", "discover_circuit", "edge_attribution", "faithfulness_curve"],
     "interp.knowledge.tracing": ["AverageTrace", "Trace", "average_trace", "trace"],
     "interp.knowledge.rome": ["Edit", "RomeConfig", "edit"],
     "interp.knowledge.counterfact": ["EvalResult", "evaluate", "load_requests"],

@@ -141,8 +141,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--relation", metavar="NAME|FILE",
                    help="instead of prompt pairs: EAP over a relation's training subjects (resampled sources), "
                         "held-out top-1 accuracy for each of --sizes")
-    s.add_argument("--sizes", help="with --relation: comma-separated circuit sizes in edges "
-                                   "(default 50,100,200,500,1000,2000,5000)")
+    s.add_argument("--sizes", help="comma-separated circuit sizes in edges: the faithfulness curve of prompt pairs, "
+                                   "or with --relation the held-out accuracy (default 50,100,200,500,1000,2000,5000)")
     s.add_argument("--seed", type=index, default=0, help="with --relation: seed of the split and the sources")
     s.add_argument("--html", help="write the circuit graph here")
     s = add("trace", "ROME causal tracing: corrupt the subject, restore states one (token, layer) at a time")

@@ -72,6 +72,9 @@ def print_summary(verb_name: str, out: dict) -> None:
               f"faithfulness {out['faithfulness']:.3f}")
         for e in out["edges"][:10]:
             print(f"  {e['src']:>8} -> {e['dst']:<8} ({e['input']}) {e['score']:+.3f}")
+        if "curve" in out:
+            print("faithfulness by size: " + ", ".join(
+                f"{k} {f:.2f}" for k, f in zip(out["curve"]["sizes"], out["curve"]["faithfulness"])))
     elif verb_name == "trace" and "effects" in out:
         print(f"average over {out['n_facts']} facts: clean {out['mean_clean_prob']:.3f}, "
               f"corrupted {out['mean_corrupt_prob']:.3f}")

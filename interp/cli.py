@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from interp._cli_gcg import cmd_gcg
 from interp._cli_parser import build_parser
-from interp._cli_relation import cmd_relation, relation_circuit_out, resample_out
+from interp._cli_relation import _ints, cmd_relation, relation_circuit_out, resample_out
 from interp._cli_weights import cmd_weights
 from interp._cli_sae import cmd_sae
 from interp._cli_text import print_summary
@@ -215,17 +215,23 @@ def _receivers(text: str):
 
 @verb
 def cmd_circuit(args) -> dict:
-    from interp.circuits.eap import discover_circuit
+    from interp.circuits.eap import discover_circuit, faithfulness_curve
 
     if args.relation:
         return relation_circuit_out(args, _model, _with_html)
     model, task, fields = _task(args)
+    sizes = _ints(args.sizes, "--sizes")
     circuit = discover_circuit(model, task, args.edges, args.metric)
     out = {**fields, "axes": {"edges": ["edge"]}, "nodes": circuit.nodes, "edges": circuit.edges,
            "n_edges": len(circuit.edges), "n_edges_total": circuit.n_edges_total,
            "clean_baseline": circuit.clean_baseline, "corrupt_baseline": circuit.corrupt_baseline,
            "circuit_metric": circuit.circuit_metric, "faithfulness": circuit.faithfulness,
            "seconds": circuit.seconds}
+    if sizes:
+        curve = faithfulness_curve(model, task, sizes, args.metric)
+        out["curve"] = {"sizes": curve.sizes, "faithfulness": curve.faithfulness}
+        out["axes"]["curve.faithfulness"] = ["size"]
+        out["seconds"] += curve.seconds
     return _with_html(out, args, "circuit_figure", circuit, model.cfg.n_layers)
 
 

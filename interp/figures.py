@@ -9,7 +9,7 @@ from interp.circuits.attention import AttentionPatterns, HeadScores
 from interp.circuits.lens import LogitAttribution, LogitLens
 
 __all__ = ["attention_figure", "average_trace_figure", "circuit_figure", "composition_figure", "copying_figure",
-    "dla_figure", "edit_eval_figure", "full_circuit_figure",
+    "dla_figure", "edit_eval_figure", "faithfulness_figure", "full_circuit_figure",
     "edit_figure", "head_scores_figure", "lens_figure", "lre_figure", "mimetic_figure", "patch_figure", "probe_figure",
     "relation_circuit_figure", "resample_figure", "sae_tradeoff_figure", "steering_figure", "trace_figure"]
 
@@ -349,6 +349,17 @@ def resample_figure(result) -> go.Figure:
     fig.update_layout(title=(f"Resample ablation over {result.relation}: {result.n_pairs} prompts "
                              f"(logit difference {result.clean_baseline:.2f} clean, "
                              f"{result.corrupt_baseline:.2f} resampled)"), height=420)
+    return fig
+
+
+def faithfulness_figure(curve) -> go.Figure:
+    """Faithfulness of the EAP circuit against its number of edges."""
+    fig = go.Figure(go.Scatter(x=curve.sizes, y=curve.faithfulness, mode="lines+markers", name="faithfulness"))
+    for y, name in ((1.0, "clean model"), (0.0, "every edge corrupted")):
+        fig.add_hline(y=y, line_dash="dot", annotation_text=name)
+    fig.update_xaxes(type="log", title_text=f"edges kept, strongest |EAP score| first (of {curve.n_edges_total:,})")
+    fig.update_yaxes(title_text="(m_circuit − m_corrupt) / (m_clean − m_corrupt)")
+    fig.update_layout(title="Circuit faithfulness by size", height=400)
     return fig
 
 

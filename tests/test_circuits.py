@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from interp.circuits.eap import build_graph, discover_circuit, edge_attribution, patched_edges_metric
+from interp.circuits.eap import build_graph, discover_circuit, edge_attribution, faithfulness_curve, patched_edges_metric
+from interp.errors import InterpError
 from interp.metrics import make_task, metric_per_pair
 from tests.conftest import EIFFEL
 
@@ -135,6 +136,27 @@ def test_graph_shape(tiny):
     assert not g.valid[g.receivers.index("L1H0"), g.upstream.index("L1H0")]
     assert g.valid[g.receivers.index("MLP1"), g.upstream.index("L1H0")]
     assert not g.valid[g.receivers.index("MLP1"), g.upstream.index("MLP1")]
+
+
+def test_faithfulness_curve_is_the_definition_at_each_size(tiny):
+    task = make_task(tiny, EIFFEL, COLOSSEUM, " Paris", " Rome")
+    eap = edge_attribution(tiny, task)
+    curve = faithfulness_curve(tiny, task, [4, 10**6], scores=eap)
+    total = int(eap.graph.valid.sum())
+    assert curve.sizes == [4, total] and curve.n_edges_total == total
+    # The top 4 by |score|, chosen by hand among the edges that exist.
+    flat = [(abs(float(eap.scores[r, u])), r, u) for r in range(eap.scores.shape[0])
+            for u in range(eap.scores.shape[1]) if eap.graph.valid[r, u]]
+    keep = torch.zeros_like(eap.graph.valid)
+    for _, r, u in sorted(flat, reverse=True)[:4]:
+        keep[r, u] = True
+    m = _naive_edge_patched_metric(tiny, task, keep)
+    expected = (m - eap.corrupt_baseline) / (eap.clean_baseline - eap.corrupt_baseline)
+    assert curve.faithfulness[0] == pytest.approx(expected, abs=1e-3)
+    assert curve.faithfulness[1] == pytest.approx(1.0, abs=1e-3)
+    assert curve.figure().data
+    with pytest.raises(InterpError, match="at least 1 edge"):
+        faithfulness_curve(tiny, task, [0, 5], scores=eap)
 
 
 def test_discover_circuit(tiny):

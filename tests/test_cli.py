@@ -137,8 +137,12 @@ def test_patch_attribution_with_agreement():
 
 
 def test_circuit_json_on_tiny_gpt2(tmp_path):
-    out = run_json("circuit", "--model", "tiny-gpt2", *PAIR, "--edges", "20", "--html", str(tmp_path / "c.html"))
+    out = run_json("circuit", "--model", "tiny-gpt2", *PAIR, "--edges", "20", "--sizes", "20,5,100000",
+                   "--html", str(tmp_path / "c.html"))
     assert out["n_edges"] == 20 and len(out["edges"]) == 20 and out["n_edges_total"] > 20
+    assert out["curve"]["sizes"] == [5, 20, out["n_edges_total"]]
+    assert out["curve"]["faithfulness"][1] == pytest.approx(out["faithfulness"], abs=1e-6)
+    assert out["curve"]["faithfulness"][2] == pytest.approx(1.0, abs=1e-3)
     assert {"src", "dst", "input", "score"} <= set(out["edges"][0])
     assert isinstance(out["faithfulness"], float) and (tmp_path / "c.html").exists()
 

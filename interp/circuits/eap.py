@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -29,8 +30,8 @@ from interp._batching import bind
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
-__all__ = ["Circuit", "EdgeScores", "Graph", "build_graph", "discover_circuit", "edge_attribution", "edge_mask",
-    "edge_order", "edge_rows", "patched_edges_logits", "patched_edges_metric"]
+__all__ = ["Circuit", "EdgeScores", "FaithfulnessCurve", "Graph", "build_graph", "discover_circuit", "edge_attribution",
+    "edge_mask", "edge_order", "edge_rows", "faithfulness_curve", "patched_edges_logits", "patched_edges_metric"]
 
 
 @dataclass
@@ -283,3 +284,40 @@ def discover_circuit(model, task: Task, n_edges: int = 200, metric: Metric = "lo
     order = {name: i for i, name in enumerate(g.upstream + g.receivers)}
     return Circuit(sorted(nodes, key=lambda x: order.get(x, 1 << 30)), edges, total, eap.clean_baseline,
                    eap.corrupt_baseline, m, faith, time.perf_counter() - t0, keep)
+
+
+@dataclass
+class FaithfulnessCurve:
+    """How much of the behaviour the top-k edges carry, for several k."""
+
+    sizes: list[int]
+    faithfulness: list[float]
+    """``(m_circuit − m_corrupt) / (m_clean − m_corrupt)`` at each size."""
+    circuit_metric: list[float]
+    n_edges_total: int
+    clean_baseline: float
+    corrupt_baseline: float
+    seconds: float
+
+    def figure(self):
+        """This curve as a plotly figure (:func:`interp.figures.faithfulness_figure`)."""
+        from interp.figures import faithfulness_figure
+
+        return faithfulness_figure(self)
+
+
+def faithfulness_curve(model, task: Task, sizes: Sequence[int] = (50, 100, 200, 500, 1000, 2000, 5000),
+                       metric: Metric = "logit_diff", scores: EdgeScores | None = None) -> FaithfulnessCurve:
+    """Faithfulness of the top-k edges by |EAP score| for each k in ``sizes`` (one EAP pass, reused
+    from ``scores`` when given; one patched forward per size)."""
+    t0 = time.perf_counter()
+    if not sizes or min(sizes) < 1:
+        raise InterpError(f"circuit sizes must be at least 1 edge (got {list(sizes)})")
+    eap = scores or edge_attribution(model, task, metric)
+    total = int(eap.graph.valid.sum())
+    order = edge_order(eap.graph, eap.scores)
+    ks = sorted({min(int(k), total) for k in sizes})
+    ms = [patched_edges_metric(model, task, edge_mask(eap.graph, order[:k]), metric) for k in ks]
+    faith = normalize(torch.tensor(ms), eap.clean_baseline, eap.corrupt_baseline).tolist()
+    return FaithfulnessCurve(ks, faith, ms, total, eap.clean_baseline, eap.corrupt_baseline,
+                             time.perf_counter() - t0)
