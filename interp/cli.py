@@ -283,30 +283,13 @@ def cmd_edit(args) -> dict:
         return _edit_eval(args, config)
     if not (args.prompt and args.subject and args.target):
         raise InterpError("edit needs --prompt '{} ...', --subject and --target (or --eval FILE)")
-    from interp.knowledge.counterfact import target_probs
-    from interp.generation import generate
-    from interp.knowledge.rome import check_request, edit
-    from interp.tokens import str_tokens, to_tokens
+    from interp.knowledge.counterfact import edit_report
 
     model = _model(args)
-    text, _ = check_request(model, args.prompt, args.subject, args.target)  # fail before loading statistics
-    prompts = [text, f"{args.subject} is", *(args.generate or [])]
-    t0 = time.perf_counter()
-    answer = model.tokenizer.decode(model(to_tokens(model, text))[0, -1].argmax())
-    before = generate(model, prompts, args.max_new_tokens)
-    p_before = target_probs(model, [text], [args.target, answer])[0].tolist()
-    e = edit(model, args.prompt, args.subject, args.target, args.layer, config)
-    after = generate(model, prompts, args.max_new_tokens)
-    p_after = target_probs(model, [text], [args.target, answer])[0].tolist()
-    out = {"model": model.cfg.model_name, "prompt": args.prompt, "subject": args.subject,
-           "target": args.target, "previous_answer": answer, "layer": e.layer,
-           "tokens": str_tokens(model, to_tokens(model, text)[0]),
-           "axes": {"completions.before": ["prompt"], "completions.after": ["prompt"]},
-           "completion_prompts": prompts,
-           "completions": {"before": before, "after": after},
-           "probs": {"before": {"target": p_before[0], "previous_answer": p_before[1]},
-                     "after": {"target": p_after[0], "previous_answer": p_after[1]}},
-           "edit": e.summary(), "seconds": time.perf_counter() - t0}
+    report = edit_report(model, args.prompt, args.subject, args.target, args.layer, config, args.generate or [],
+                         args.max_new_tokens)
+    out = {"model": model.cfg.model_name, **report.to_dict(),
+           "axes": {"completions.before": ["prompt"], "completions.after": ["prompt"]}}
     return _with_html(out, args, "edit_figure", out)
 
 

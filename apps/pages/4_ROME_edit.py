@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _shared import pick_model, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
-from interp.generation import generate  # noqa: E402
-from interp.knowledge.rome import RomeConfig, edit, edits  # noqa: E402
+from interp.knowledge.counterfact import edit_report  # noqa: E402
+from interp.knowledge.rome import RomeConfig, edits  # noqa: E402
 
 st.set_page_config(page_title="ROME editing", layout="wide")
 st.title("ROME editing")
@@ -27,16 +27,15 @@ cov_tokens = st.sidebar.number_input("Corpus tokens for C", 1024, 1_000_000, 100
 
 if st.button("Edit", type="primary", key="run"):
     try:
-        text = prompt.replace("{}", subject, 1)
-        prompts = [text, f"{subject} is"]
-        before = generate(model, prompts, 20)
         with st.spinner("Key statistics (cached after the first time), k*, v*, the rank-one update…"):
-            e = edit(model, prompt, subject, target, None if layer < 0 else int(layer),
-                     RomeConfig(cov_tokens=int(cov_tokens)))
-        after = generate(model, prompts, 20)
+            report = edit_report(model, prompt, subject, target, None if layer < 0 else int(layer),
+                                 RomeConfig(cov_tokens=int(cov_tokens)))
+        e = report.edit
         st.caption(f"Edited layer {e.layer} in {e.stats['seconds']:.1f} s "
                    f"({e.stats['steps']} Adam steps, target NLL {e.stats['target_nll']:.3f}).")
-        st.table({"prompt": prompts, "before": before, "after": after})
+        st.table({"prompt": report.completion_prompts, "before": report.completions["before"],
+                  "after": report.completions["after"]})
+        st.plotly_chart(report.figure(), width="stretch")
     except InterpError as err:
         show_error(err)
 

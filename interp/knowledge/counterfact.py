@@ -35,10 +35,10 @@ from interp._files import read_json
 from interp.errors import InterpError
 from interp.generation import generate
 from interp.progress import progress
-from interp.knowledge.rome import RomeConfig, edit
-from interp.tokens import right_pad, to_tokens
+from interp.knowledge.rome import Edit, RomeConfig, check_request, edit
+from interp.tokens import right_pad, str_tokens, to_tokens
 
-__all__ = ["EvalResult", "Request", "evaluate", "load_requests", "ngram_entropy", 
+__all__ = ["EditReport", "EvalResult", "Request", "edit_report", "evaluate", "load_requests", "ngram_entropy",
     "target_probs"]
 
 
@@ -150,6 +150,13 @@ class EvalResult:
         return {"pre": self.pre, "post": self.post, "requests": self.requests, "seconds": round(self.seconds, 3),
                 "edit_seconds_mean": round(sum(self.edit_seconds) / len(self.edit_seconds), 3)}
 
+    def figure(self, model_name: str = ""):
+        """Success rates before and after, and each request's efficacy margin
+        (:func:`interp.figures.edit_eval_figure`)."""
+        from interp.figures import edit_eval_figure
+
+        return edit_eval_figure({"model": model_name, "n_requests": len(self.requests), **self.to_dict()})
+
 
 def _mean(rows: list[dict]) -> dict:
     keys = ["ES", "EM", "PS", "PM", "NS", "NM", "fluency"]
@@ -186,3 +193,60 @@ def evaluate(model, requests: list[Request], layer: int | None = None, config: R
 def _fluency(model, r: Request) -> tuple[float, list[str]]:
     texts = generate(model, list(r.generation_prompts), 40, mode="sample", top_k=5)
     return sum(ngram_entropy(t) for t in texts) / len(texts), texts
+
+
+@dataclass
+class EditReport:
+    """One ROME edit with what it changed: greedy completions and target probabilities, before and after."""
+
+    edit: Edit
+    """The edit, still applied: ``report.edit.undo()`` restores the weights exactly."""
+    prompt: str
+    subject: str
+    target: str
+    previous_answer: str
+    """The model's top next token on the rewrite prompt before the edit."""
+    tokens: list[str]
+    completion_prompts: list[str]
+    completions: dict[str, list[str]]
+    """``{"before": [...], "after": [...]}``, one greedy continuation per completion prompt."""
+    probs: dict[str, dict[str, float]]
+    """``{"before"|"after": {"target": P, "previous_answer": P}}`` on the rewrite prompt."""
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.prompt, "subject": self.subject, "target": self.target,
+                "previous_answer": self.previous_answer, "layer": self.edit.layer, "tokens": self.tokens,
+                "completion_prompts": self.completion_prompts, "completions": self.completions,
+                "probs": self.probs, "edit": self.edit.summary(), "seconds": self.seconds}
+
+    def figure(self):
+        """P(target) and P(previous answer) before/after, and the v* optimisation
+        (:func:`interp.figures.edit_figure`)."""
+        from interp.figures import edit_figure
+
+        return edit_figure(self.to_dict())
+
+
+def edit_report(model, prompt: str, subject: str, target: str, layer: int | None = None,
+                config: RomeConfig | None = None, prompts: list[str] | tuple[str, ...] = (),
+                max_new_tokens: int = 20) -> EditReport:
+    """Edit ``prompt.format(subject)`` → ``target`` (:func:`interp.knowledge.rome.edit`), and report
+    greedy completions of the rewrite prompt, ``"{subject} is"`` and ``prompts``, and P(target)
+    and P(previous answer), before and after. The edit stays applied."""
+    text, _ = check_request(model, prompt, subject, target)  # fail before loading statistics
+    completion_prompts = [text, f"{subject} is", *prompts]
+    t0 = time.perf_counter()
+    ids = to_tokens(model, text)
+    with torch.no_grad():
+        answer = model.tokenizer.decode(model(ids)[0, -1].argmax())
+    before = generate(model, completion_prompts, max_new_tokens)
+    p_before = target_probs(model, [text], [target, answer])[0].tolist()
+    e = edit(model, prompt, subject, target, layer, config)
+    after = generate(model, completion_prompts, max_new_tokens)
+    p_after = target_probs(model, [text], [target, answer])[0].tolist()
+    return EditReport(e, prompt, subject, target, answer, str_tokens(model, ids[0]), completion_prompts,
+                      {"before": before, "after": after},
+                      {"before": {"target": p_before[0], "previous_answer": p_before[1]},
+                       "after": {"target": p_after[0], "previous_answer": p_after[1]}},
+                      time.perf_counter() - t0)
