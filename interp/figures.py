@@ -9,7 +9,7 @@ from interp.circuits.attention import AttentionPatterns, HeadScores
 from interp.circuits.lens import LogitAttribution, LogitLens
 
 __all__ = ["attention_figure", "average_trace_figure", "circuit_figure", "composition_figure", "copying_figure",
-    "dla_figure", "edit_eval_figure", "faithfulness_figure", "full_circuit_figure",
+    "dla_figure", "edit_eval_figure", "faithfulness_figure", "full_circuit_figure", "gcg_figure",
     "edit_figure", "head_scores_figure", "lens_figure", "lre_figure", "mimetic_figure", "patch_figure", "probe_figure",
     "relation_circuit_figure", "resample_figure", "sae_tradeoff_figure", "steering_figure", "trace_figure"]
 
@@ -360,6 +360,24 @@ def faithfulness_figure(curve) -> go.Figure:
     fig.update_xaxes(type="log", title_text=f"edges kept, strongest |EAP score| first (of {curve.n_edges_total:,})")
     fig.update_yaxes(title_text="(m_circuit − m_corrupt) / (m_clean − m_corrupt)")
     fig.update_layout(title="Circuit faithfulness by size", height=400)
+    return fig
+
+
+def gcg_figure(result) -> go.Figure:
+    """A GCG run: the best loss so far (never rises) and each step's best candidate, against the step;
+    hovering a point shows the best string and the seconds elapsed."""
+    steps = list(range(1, len(result.losses) + 1))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=steps, y=result.step_losses, mode="markers", name="step's best candidate",
+                             marker={"size": 5, "opacity": 0.6}))
+    fig.add_trace(go.Scatter(x=steps, y=result.losses, mode="lines", name="best so far", line={"shape": "hv"},
+                             customdata=[[s, t] for s, t in zip(result.strings, result.times)],
+                             hovertemplate="step %{x}: %{y:.3f}<br>%{customdata[0]}<br>%{customdata[1]:.1f} s"
+                                           "<extra></extra>"))
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="loss")
+    fig.update_layout(title=f"GCG on {result.objective}: best {result.best_string!r} ({result.best_loss:.3f})",
+                      height=400)
     return fig
 
 

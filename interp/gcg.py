@@ -183,6 +183,12 @@ class GCGResult:
     seconds: float
     extra: dict = field(default_factory=dict)
 
+    def figure(self):
+        """Best loss so far and each step's best candidate, against the step (:func:`interp.figures.gcg_figure`)."""
+        from interp.figures import gcg_figure
+
+        return gcg_figure(self)
+
 
 def _split(model, prompt: str, chat: bool) -> tuple[str, str]:
     if prompt.count(SLOT) != 1:

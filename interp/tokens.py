@@ -40,10 +40,13 @@ def right_pad(model, rows: list[list[int]]) -> Int[Tensor, "batch pos"]:
     return torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], device=model.cfg.device)
 
 
-def str_tokens(model, tokens: Int[Tensor, "pos"]) -> list[str]:
-    """The string of each token id (not joined), e.g. ``[' E', 'iffel', ' Tower']``. A byte-level
-    token that is only part of a character (CJK, emoji) shows its bytes, ``' \\xe6'``, rather than
-    the ``'�'`` that decoding it alone gives, so figure axes and JSON stay readable."""
+def str_tokens(model, tokens: Int[Tensor, "pos"] | str) -> list[str]:
+    """The string of each token id (not joined), e.g. ``[' E', 'iffel', ' Tower']``; a text is
+    tokenized first, as the model reads it (:func:`to_tokens`). A byte-level token that is only
+    part of a character (CJK, emoji) shows its bytes, ``' \\xe6'``, rather than the ``'�'`` that
+    decoding it alone gives, so figure axes and JSON stay readable."""
+    if isinstance(tokens, str):
+        tokens = to_tokens(model, tokens)[0]
     return [display_token(model.tokenizer, int(t)) for t in tokens]
 
 

@@ -50,6 +50,8 @@ def test_gcg_lowers_the_target_loss_best_so_far(tiny_models):
     assert res.best_loss == pytest.approx(min(res.step_losses + [res.extra["initial_loss"]]), abs=1e-6)
     tok = model.tokenizer
     assert tok.encode(res.best_string, add_special_tokens=False) == res.best_ids  # re-tokenises to itself
+    fig = res.figure()  # the best-so-far line is the result's own losses
+    assert list(fig.data[1].y) == res.losses and list(fig.data[0].y) == res.step_losses
 
 
 def test_universal_and_direction_objectives(tiny_models):

@@ -26,6 +26,7 @@ def test_bos_conventions(tiny_models):
     gpt2, llama = tiny_models["tiny-gpt2"], tiny_models["tiny-llama"]
     assert to_tokens(gpt2, "hello world")[0, 0] == gpt2.tokenizer.bos_token_id
     assert str_tokens(llama, to_tokens(llama, "hello world")[0]) == ["hello", " world"]
+    assert str_tokens(llama, "hello world") == ["hello", " world"]  # a text is tokenized first
 
 
 def test_single_token(tiny):

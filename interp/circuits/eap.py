@@ -82,9 +82,10 @@ class EdgeScores:
 def _upstream_outputs(model, cache) -> Tensor:
     """``[upstream, batch, pos, d_model]``: what each upstream node wrote."""
     outs = [cache["blocks.0.hook_resid_pre"]]
+    W_O = model.W_O  # the bridge stacks every block's weights on each access: once, not per layer
     for l in range(model.cfg.n_layers):
         z = cache[f"blocks.{l}.attn.hook_z"]
-        outs += list(torch.einsum("bphd,hdm->hbpm", z, model.W_O[l]).unbind(0))
+        outs += list(torch.einsum("bphd,hdm->hbpm", z, W_O[l]).unbind(0))
         outs.append(cache[f"blocks.{l}.hook_mlp_out"])
     return torch.stack(outs)
 
@@ -195,6 +196,7 @@ def patched_edges_logits(model, task: Task, keep: Tensor) -> Tensor:
         recv_index[f"blocks.{l}.ln2.hook_in"] = (r, r + 1)
         r += 1
     recv_index["ln_final.hook_in"] = (r, r + 1)
+    W_O = model.W_O  # stacked once (each access stacks every block's weights)
 
     def record(x, *, hook, name):
         cache[name] = x
@@ -202,7 +204,7 @@ def patched_edges_logits(model, task: Task, keep: Tensor) -> Tensor:
             delta[0] = x - corrupt_out[0]
         elif name.endswith("hook_z"):
             l = int(name.split(".")[1])
-            out = torch.einsum("bphd,hdm->hbpm", x, model.W_O[l])
+            out = torch.einsum("bphd,hdm->hbpm", x, W_O[l])
             start = 1 + l * (h + 1)
             delta[start:start + h] = out - corrupt_out[start:start + h]
         else:
