@@ -1,5 +1,7 @@
 """The `interp` command: JSON contract and one-line errors, through a real subprocess."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -16,9 +18,32 @@ def run(*args, env=None):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def assert_one_line_error(*args, message):
+def run_in_process(*args):
+    """``interp.cli.main`` in this process, as ``python -m interp`` runs it: the exit code and what it
+    wrote. A subprocess costs ~9 s of imports on 2 cores; the process path itself is tested once,
+    in ``test_one_line_error_through_a_real_process``."""
+    from interp.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    offline = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # as run() sets it for the subprocess
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's errors
+                code = exit_.code
+    finally:
+        if offline is None:
+            os.environ.pop("HF_HUB_OFFLINE")
+        else:
+            os.environ["HF_HUB_OFFLINE"] = offline
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(*args, message, process=False):
     """Bad input: exit 2, nothing on stdout, exactly one `interp:` line naming the problem."""
-    code, out, err = run(*args, "--json")
+    code, out, err = (run if process else run_in_process)(*args, "--json")
     assert code == 2 and out == ""
     lines = [l for l in err.splitlines() if l.startswith("interp:")]
     assert len(lines) == 1 and message in lines[0], err
@@ -29,6 +54,15 @@ def run_json(*args, env=None):
     code, out, err = run(*args, "--json", env=env)
     assert code == 0, err
     return json.loads(out)
+
+
+def test_one_line_error_through_a_real_process(monkeypatch):
+    """The same bad input gives the same single line and exit status in a real `python -m interp`
+    process as in :func:`run_in_process`, and no traceback."""
+    args = ("lens", "--model", "tiny-llama", "--prompt", "", "--json")
+    code, out, err = run(*args)
+    assert (code, out) == (2, "") and err.count("interp:") == 1 and "Traceback" not in err
+    assert run_in_process(*args) == (code, out, err)
 
 
 def test_models_json():
