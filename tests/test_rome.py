@@ -66,6 +66,16 @@ def test_killed_statistics_job_resumes(tiny, monkeypatch):
     torch.testing.assert_close(resumed.C, full.C, rtol=1e-6, atol=1e-7)
 
 
+def test_default_layer_caches_only_the_shipped_facts(tiny_models):
+    """A layer chosen from a caller's facts is never cached as the model's default."""
+    model = tiny_models["tiny-llama"]
+    path = rome.cache_dir("rome") / f"{rome.slug(model.cfg.model_name)}-layer.json"
+    facts = [{"template": "{} is located in the city of", "subject": "The Eiffel Tower", "answer": " Paris"}]
+    picked = rome.default_layer(model, facts)
+    assert 0 <= picked["layer"] < model.cfg.n_layers and len(picked["effect"]) == model.cfg.n_layers
+    assert not path.exists()
+
+
 def test_rank_one_update_on_hand_set_weights():
     torch.manual_seed(0)
     d_mlp, d_model = 12, 5

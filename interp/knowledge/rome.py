@@ -228,9 +228,12 @@ def templates(model, prompt: str, config: RomeConfig) -> list[str]:
 
 def default_layer(model, facts: list[dict] | None = None) -> dict:
     """The layer where restoring the MLP at the last subject token helps most, on average over
-    the known facts (ROME §2, Fig. 2); cached per model. Returns ``{"layer", "effect"}``."""
+    the known facts (ROME §2, Fig. 2); cached per model for the shipped facts (a ``facts`` list is
+    computed every time and never cached, so it cannot stand in for the default). Returns
+    ``{"layer", "effect"}``."""
     path = cache_dir("rome") / f"{slug(model.cfg.model_name)}-layer.json"
-    if facts is None:
+    default = facts is None
+    if default:
         try:
             cached = json.loads(path.read_text())
             if len(cached["effect"]) == model.cfg.n_layers:
@@ -247,7 +250,8 @@ def default_layer(model, facts: list[dict] | None = None) -> dict:
     effect = torch.stack(effects).mean(0)
     result = {"layer": int(effect.argmax()), "effect": [round(float(e), 5) for e in effect],
               "facts": len(facts)}
-    write_json(path, result)
+    if default:
+        write_json(path, result)
     return result
 
 
