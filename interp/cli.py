@@ -215,20 +215,21 @@ def _receivers(text: str):
 
 @verb
 def cmd_circuit(args) -> dict:
-    from interp.circuits.eap import discover_circuit, faithfulness_curve
+    from interp.circuits.eap import discover_circuit, edge_attribution, faithfulness_curve
 
     if args.relation:
         return relation_circuit_out(args, _model, _with_html)
     model, task, fields = _task(args)
     sizes = _ints(args.sizes, "--sizes")
-    circuit = discover_circuit(model, task, args.edges, args.metric)
+    scores = edge_attribution(model, task, args.metric)  # one EAP pass for the circuit and its curve
+    circuit = discover_circuit(model, task, args.edges, args.metric, scores)
     out = {**fields, "axes": {"edges": ["edge"]}, "nodes": circuit.nodes, "edges": circuit.edges,
            "n_edges": len(circuit.edges), "n_edges_total": circuit.n_edges_total,
            "clean_baseline": circuit.clean_baseline, "corrupt_baseline": circuit.corrupt_baseline,
            "circuit_metric": circuit.circuit_metric, "faithfulness": circuit.faithfulness,
-           "seconds": circuit.seconds}
+           "seconds": scores.seconds + circuit.seconds}
     if sizes:
-        curve = faithfulness_curve(model, task, sizes, args.metric)
+        curve = faithfulness_curve(model, task, sizes, args.metric, scores)
         out["curve"] = {"sizes": curve.sizes, "faithfulness": curve.faithfulness}
         out["axes"]["curve.faithfulness"] = ["size"]
         out["seconds"] += curve.seconds

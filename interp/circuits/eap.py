@@ -269,10 +269,12 @@ class Circuit:
         return circuit_figure(self, n_layers)
 
 
-def discover_circuit(model, task: Task, n_edges: int = 200, metric: Metric = "logit_diff") -> Circuit:
-    """EAP, keep the ``n_edges`` strongest edges, then measure the circuit's faithfulness."""
+def discover_circuit(model, task: Task, n_edges: int = 200, metric: Metric = "logit_diff",
+                     scores: EdgeScores | None = None) -> Circuit:
+    """EAP (or the given ``scores``), keep the ``n_edges`` strongest edges, then measure the
+    circuit's faithfulness."""
     t0 = time.perf_counter()
-    eap = edge_attribution(model, task, metric)
+    eap = scores or edge_attribution(model, task, metric)
     g = eap.graph
     total = int(g.valid.sum())
     if n_edges < 1:
