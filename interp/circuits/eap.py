@@ -30,8 +30,9 @@ from interp._batching import bind
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
-__all__ = ["Circuit", "EdgeScores", "FaithfulnessCurve", "Graph", "build_graph", "discover_circuit", "edge_attribution",
-    "edge_mask", "edge_order", "edge_rows", "faithfulness_curve", "patched_edges_logits", "patched_edges_metric"]
+__all__ = ["Circuit", "EdgeScores", "FaithfulnessCurve", "Graph", "build_graph", "corrupt_outputs",
+    "discover_circuit", "edge_attribution", "edge_mask", "edge_order", "edge_rows", "faithfulness_curve",
+    "patched_edges_logits", "patched_edges_metric"]
 
 
 @dataclass
@@ -166,23 +167,33 @@ def edge_attribution(model, task: Task, metric: Metric = "logit_diff") -> EdgeSc
     return EdgeScores(graph, scores, m_clean, m.item(), time.perf_counter() - t0)
 
 
-def patched_edges_metric(model, task: Task, keep: Tensor, metric: Metric = "logit_diff") -> float:
+def patched_edges_metric(model, task: Task, keep: Tensor, metric: Metric = "logit_diff",
+                         corrupt_out: Tensor | None = None) -> float:
     """Metric of the clean run with every edge where ``keep`` is False patched to corrupt."""
-    logits = patched_edges_logits(model, task, keep)
+    logits = patched_edges_logits(model, task, keep, corrupt_out)
     return metric_per_pair(logits, task.answer, task.wrong, metric).mean().item()
 
 
-def patched_edges_logits(model, task: Task, keep: Tensor) -> Tensor:
+def corrupt_outputs(model, task: Task) -> Tensor:
+    """``[upstream, batch, pos, d_model]``: what each upstream node writes on the corrupt prompts
+    (one forward), for :func:`patched_edges_logits` to reuse across several masks."""
+    ups = set(_up_hooks(model.cfg.n_layers))
+    with torch.no_grad():
+        _, corrupt = model.run_with_cache(task.corrupt, names_filter=lambda x: x in ups)
+    return _upstream_outputs(model, corrupt)
+
+
+def patched_edges_logits(model, task: Task, keep: Tensor, corrupt_out: Tensor | None = None) -> Tensor:
     """Last-position logits ``[pair, d_vocab]`` of the clean run with every edge where ``keep`` is
-    False patched to corrupt."""
+    False patched to corrupt (``corrupt_out``: :func:`corrupt_outputs` of ``task``, computed here
+    when not given)."""
     graph = build_graph(model)
     if keep.shape != graph.valid.shape:
         raise InterpError(f"edge mask has shape {tuple(keep.shape)}, the graph {tuple(graph.valid.shape)}")
     n = model.cfg.n_layers
     ups = set(_up_hooks(n))
-    with torch.no_grad():
-        _, corrupt = model.run_with_cache(task.corrupt, names_filter=lambda x: x in ups)
-    corrupt_out = _upstream_outputs(model, corrupt)  # up batch pos d
+    if corrupt_out is None:
+        corrupt_out = corrupt_outputs(model, task)  # up batch pos d
     drop = (graph.valid & ~keep.bool()).float().to(corrupt_out.device)  # receiver, upstream
     delta = torch.zeros_like(corrupt_out)  # current − corrupt, filled as the run proceeds
     cache: dict[str, Tensor] = {}
@@ -321,7 +332,8 @@ def faithfulness_curve(model, task: Task, sizes: Sequence[int] = (50, 100, 200, 
     total = int(eap.graph.valid.sum())
     order = edge_order(eap.graph, eap.scores)
     ks = sorted({min(int(k), total) for k in sizes})
-    ms = [patched_edges_metric(model, task, edge_mask(eap.graph, order[:k]), metric) for k in ks]
+    corrupt_out = corrupt_outputs(model, task)  # one corrupt forward for every size
+    ms = [patched_edges_metric(model, task, edge_mask(eap.graph, order[:k]), metric, corrupt_out) for k in ks]
     faith = normalize(torch.tensor(ms), eap.clean_baseline, eap.corrupt_baseline).tolist()
     return FaithfulnessCurve(ks, faith, ms, total, eap.clean_baseline, eap.corrupt_baseline,
                              time.perf_counter() - t0)
