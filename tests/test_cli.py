@@ -1,4 +1,5 @@
-"""The `interp` command: JSON contract and one-line errors, through a real subprocess."""
+"""The `interp` command: its JSON contract through a real subprocess, and one-line errors (run in
+this process, with one check that a real process gives the same)."""
 
 import contextlib
 import io
@@ -6,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 
@@ -25,25 +27,19 @@ def run_in_process(*args):
     from interp.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    offline = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"  # as run() sets it for the subprocess
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exit_:  # argparse's errors
-                code = exit_.code
-    finally:
-        if offline is None:
-            os.environ.pop("HF_HUB_OFFLINE")
-        else:
-            os.environ["HF_HUB_OFFLINE"] = offline
+    # HF_HUB_OFFLINE as run() sets it for the subprocess
+    with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's errors
+            code = exit_.code
     return code, out.getvalue(), err.getvalue()
 
 
-def assert_one_line_error(*args, message, process=False):
+def assert_one_line_error(*args, message):
     """Bad input: exit 2, nothing on stdout, exactly one `interp:` line naming the problem."""
-    code, out, err = (run if process else run_in_process)(*args, "--json")
+    code, out, err = run_in_process(*args, "--json")
     assert code == 2 and out == ""
     lines = [l for l in err.splitlines() if l.startswith("interp:")]
     assert len(lines) == 1 and message in lines[0], err
