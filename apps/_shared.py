@@ -1,6 +1,12 @@
-"""What every explorer page shares: the model picker and cached library calls.
+"""What every explorer page shares: the model picker, inputs that live in the URL, and cached
+library calls.
 
 Pages only call library functions and draw their results; nothing here computes.
+
+**Shareable views.** :func:`shared` binds a widget to a name that lives in the page's URL
+(``st.query_params``) and in the session, so a copied link reopens the same view and a prompt
+typed on one page is the starting value on the next. The URL wins over the session, the session
+over the default.
 """
 
 from __future__ import annotations
@@ -9,29 +15,110 @@ import os
 
 import streamlit as st
 
-from interp import InterpError, detect_heads, load_model
+from interp import InterpError, load_model
 from interp.models import BUILTIN, DEFAULT_MODEL
 
 DEFAULT_PROMPT = "The Eiffel Tower is located in the city of"
 
 
-@st.cache_resource(show_spinner="Loading model…")
+def _cast(raw: str, default, kw: dict):
+    """A URL value as the widget's type, or the default when it does not fit the widget."""
+    try:
+        value = type(default)(raw) if not isinstance(default, bool) else raw == "True"
+    except (TypeError, ValueError):
+        return default
+    if "options" in kw and value not in kw["options"]:
+        return value if kw.get("accept_new_options") else default
+    lo, hi = kw.get("min_value"), kw.get("max_value")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        return default
+    return value
+
+
+def shared(widget, label: str, name: str, default, **kw):
+    """``widget(label, **kw)`` whose value starts from the URL's ``name`` when the URL is new (a
+    shared link, or another page sent it), else from this session (another page may have set it),
+    else ``default``; the value is written back to both."""
+    key = "w_" + name
+    raw = st.query_params.get(name)
+    page = _page()
+    arrived = st.session_state.get("page_of_" + name) != page  # the first run since another page drew it
+    st.session_state["page_of_" + name] = page
+    if raw is not None and raw != st.session_state.get("url_" + name):
+        st.session_state[key] = _cast(raw, default, kw)
+    elif arrived or key not in st.session_state:  # a widget's state does not cross pages: set it again
+        st.session_state[key] = st.session_state.get("keep_" + name, default)
+    value = widget(label, key=key, **kw)
+    st.session_state["keep_" + name] = value
+    if raw != str(value):
+        st.query_params[name] = str(value)
+    st.session_state["url_" + name] = st.query_params.get(name)  # as the URL holds it (it may normalise)
+    return value
+
+
+def _page() -> str:
+    """The page this run draws (Streamlit's script hash of it)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return getattr(ctx, "page_script_hash", "") if ctx is not None else ""
+
+
+def remembered(name: str, default=None):
+    """A shared value as the last page left it (for pages that read it without a widget)."""
+    return st.session_state.get("keep_" + name, default)
+
+
+def edits_key(model) -> str:
+    """Changes whenever ROME edits change the weights, so cached results are keyed on the weights."""
+    from interp.knowledge.rome import edits
+
+    return ";".join(f"{e.layer}:{e.subject}->{e.target}" for e in edits(model))
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=2)
 def cached_model(name: str):
     return load_model(name)
 
 
-@st.cache_data(show_spinner="Scoring heads on repeated random tokens…")
-def cached_head_scores(name: str, n_seqs: int = 8, seq_len: int = 50):
-    return detect_heads(cached_model(name), n_seqs=n_seqs, seq_len=seq_len)
+@st.cache_data(show_spinner="Direct logit attribution…", max_entries=32)
+def cached_dla(name: str, prompt: str, answer: str, wrong: str, edited: str):
+    from interp import direct_logit_attribution
+
+    return direct_logit_attribution(cached_model(name), prompt, answer, wrong)
+
+
+@st.cache_resource(show_spinner="Head weights…", max_entries=2)
+def cached_head_weights(name: str, edited: str):
+    from interp.circuits.weights import head_weights
+
+    return head_weights(cached_model(name))
+
+
+@st.cache_data(show_spinner="OV copying scores of every head…", max_entries=2)
+def cached_copying(name: str, edited: str):
+    from interp.circuits.weights import copying_scores
+
+    return copying_scores(cached_head_weights(name, edited))
+
+
+@st.cache_resource(show_spinner="Loading the SAE…", max_entries=4)
+def cached_sae(path: str):
+    from saes.io import load_sae
+
+    return load_sae(path)
 
 
 def pick_model():
-    """Sidebar model picker; returns (name, model) or stops the page with the error line."""
+    """Sidebar model picker (a built-in name, a cached Hugging Face name or a local directory);
+    returns (name, model) or stops the page with the error line."""
     start = os.environ.get("INTERP_MODEL", DEFAULT_MODEL)
-    options = list(dict.fromkeys([start, *BUILTIN]))
-    name = st.sidebar.selectbox("Model", options, index=0, key="model_name")
+    asked = [v for v in (st.query_params.get("model"), remembered("model")) if v]  # a link's or a typed name
+    options = list(dict.fromkeys([start, *BUILTIN, *_cached_repos(), *asked]))
+    name = shared(st.sidebar.selectbox, "Model", "model", start, options=options, accept_new_options=True,
+                  help="a built-in name, a Hugging Face name already in the cache, or a local model directory")
     try:
-        model = cached_model(name)
+        model = cached_model(name.strip())
     except InterpError as err:
         st.error(str(err))
         st.stop()
@@ -42,6 +129,65 @@ def pick_model():
     return name, model
 
 
+@st.cache_data(show_spinner=False, ttl=600)
+def _cached_repos() -> list[str]:
+    from interp.models import list_models
+
+    return [r["name"] for r in list_models() if r["kind"] == "huggingface" and r["cached"]]
+
+
+def prompt_input(label: str = "Prompt", name: str = "prompt", default: str = DEFAULT_PROMPT, area: bool = False) -> str:
+    """The prompt that carries over between pages."""
+    return shared(st.text_area if area else st.text_input, label, name, default, **({"height": 80} if area else {}))
+
+
+def head_from_selection(event) -> tuple[int, int] | None:
+    """The (layer, head) of a clicked :func:`interp.figures.click_targets` marker, if any."""
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    for p in points:
+        data = p.get("customdata")
+        if isinstance(data, (list, tuple)) and len(data) == 2:
+            return int(data[0]), int(data[1])
+    return None
+
+
 def show_error(err: InterpError) -> None:
     st.error(str(err))
     st.stop()
+
+
+def apply_click(chart_key: str, targets: tuple[str, str] = ("layer", "head")) -> None:
+    """Before the widgets are drawn: a new click on chart ``chart_key`` (its selection from the last
+    run) sets the shared layer and head, once per click."""
+    picked = head_from_selection(st.session_state.get(chart_key))
+    if picked is not None and st.session_state.get(chart_key + "_applied") != picked:
+        st.session_state[chart_key + "_applied"] = picked
+        for name, value in zip(targets, picked):
+            st.session_state["w_" + name] = value
+            st.session_state["keep_" + name] = value
+
+
+def token_attention_html(tokens: list[str], pattern, height: int = 160) -> None:
+    """CircuitsVis-style view of one head: hover a query token and its keys shade by attention. The
+    frame runs script, so every token is HTML-escaped and the pattern goes in as JSON numbers."""
+    import html
+    import json
+
+    spans = "".join(f'<span class="t" data-i="{i}">{html.escape(t).replace(" ", "&nbsp;") or "&nbsp;"}</span>'
+                    for i, t in enumerate(tokens))
+    st.iframe(f"""
+<style>body{{font-family:monospace;font-size:15px;line-height:2}} .t{{padding:2px 1px;margin:0 1px;border-radius:3px;
+cursor:default;border:1px solid #ddd}} .q{{outline:2px solid #d62728}}</style>
+<div id="toks">{spans}</div><div id="info" style="color:#555;font-size:13px">hover a token: its keys shade by
+attention</div>
+<script>
+const P = {json.dumps([[round(float(v), 4) for v in row] for row in pattern.tolist()])};
+const els = [...document.querySelectorAll('.t')];
+els.forEach(el => el.addEventListener('mouseenter', () => {{
+  const q = +el.dataset.i;
+  els.forEach((k, j) => {{ const a = j <= q ? P[q][j] : 0;
+    k.style.background = `rgba(31,119,180,${{a}})`; k.classList.toggle('q', j === q); }});
+  let best = 0; P[q].forEach((a, j) => {{ if (a > P[q][best]) best = j; }});
+  document.getElementById('info').textContent = `query ${{q}} attends most to key ${{best}} (${{P[q][best].toFixed(3)}})`;
+}}));
+</script>""", height=height)

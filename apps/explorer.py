@@ -1,6 +1,10 @@
-"""Interp explorer: attention maps and head detectors on one hooked model.
+"""Interp explorer, first page: the model and the prompt every other page starts from.
 
-Run with ``interp app`` (or the README's main command); it listens on 127.0.0.1.
+Run with ``interp app`` (or the README's main command); it listens on 127.0.0.1. The pages
+follow a question from start to end: which heads attend where (Attention), which components
+carry the answer (Lens, Circuits, Head), where a fact lives and what editing it does (Trace and
+edit), what is linearly readable and steerable (Probes and steering), which features are active
+(Features), and what inputs or weights do (Token search and weights).
 """
 
 from __future__ import annotations
@@ -12,39 +16,38 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _shared when run by path
 
-from _shared import DEFAULT_PROMPT, cached_head_scores, pick_model, show_error  # noqa: E402
+from _shared import cached_model, edits_key, pick_model, prompt_input, shared, show_error  # noqa: E402
 
-from interp import InterpError, attention_patterns  # noqa: E402
-from interp.figures import attention_figure, head_scores_figure  # noqa: E402
+from interp import InterpError  # noqa: E402
+from interp.predictions import predict  # noqa: E402
+
+
+@st.cache_data(show_spinner="Running the prompt…", max_entries=64)
+def cached_prediction(name: str, prompt: str, k: int, edited: str):
+    return predict(cached_model(name), prompt, k)
+
 
 st.set_page_config(page_title="Interp explorer", layout="wide")
-st.title("Attention and heads")
+st.title("Model and prompt")
 name, model = pick_model()
 cfg = model.cfg
-st.caption(f"{name}: {cfg.n_layers} layers, {cfg.n_heads} query heads"
-           f"{f' over {cfg.n_key_value_heads} KV heads' if getattr(cfg, 'n_key_value_heads', None) else ''}"
-           f", d_model {cfg.d_model}")
+kv = getattr(cfg, "n_key_value_heads", None)
+st.caption(f"{name}: {cfg.n_layers} layers, {cfg.n_heads} query heads{f' over {kv} KV heads' if kv else ''}, "
+           f"d_model {cfg.d_model}, d_vocab {cfg.d_vocab:,}, on {cfg.device}")
 
-prompt = st.text_area("Prompt", DEFAULT_PROMPT, height=80)
-col_layer, col_head = st.columns(2)
-layer = col_layer.number_input("Layer", 0, cfg.n_layers - 1, min(18, cfg.n_layers - 1), key="layer")
-head = col_head.number_input("Head", 0, cfg.n_heads - 1, min(6, cfg.n_heads - 1), key="head")
-
+prompt = prompt_input(area=True)
+k = shared(st.slider, "Top next tokens", "k", 10, min_value=1, max_value=50)
 try:
-    result = attention_patterns(model, prompt, layer=int(layer))
+    pred = cached_prediction(name, prompt, int(k), edits_key(model))
 except InterpError as err:
     show_error(err)
 
 st.subheader("Tokens")
-st.markdown(" ".join(f"`{i}:{t!r}`" for i, t in enumerate(result.tokens)))
-
-st.subheader(f"Attention pattern L{int(layer)}H{int(head)}")
-st.plotly_chart(attention_figure(result, int(layer), int(head)), width="stretch")
-
-st.subheader("Head detectors")
-st.caption("Mean attention on 8 sequences of 50 random tokens repeated twice: induction "
-           "(to the token after the earlier copy) and previous-token.")
-scores = cached_head_scores(name)
-st.plotly_chart(head_scores_figure(scores, ["induction", "previous"]), width="stretch")
-top = scores.top("induction", 5)
-st.write("Top induction heads: " + ", ".join(f"{h['name']} ({h['score']:.2f})" for h in top))
+st.markdown(" ".join(f"`{i}:{t!r}`" for i, t in enumerate(pred.tokens)))
+left, right = st.columns([2, 1])
+right.subheader("Next token")
+right.dataframe([{"token": repr(t), "probability": round(p, 4)} for t, p in zip(pred.top_tokens, pred.top_probs)],
+                hide_index=True)
+left.plotly_chart(pred.figure(), width="stretch", key="prediction")
+st.caption(f"Mean loss {pred.mean_loss:.3f} nats over {len(pred.tokens) - 1} predicted tokens; "
+           f"{pred.seconds * 1000:.0f} ms. This prompt is where the other pages start.")

@@ -16,6 +16,7 @@ _EXPORTS = {
     "interp.circuits.attention": ["AttentionPatterns", "HeadScores", "attention_patterns", "detect_heads"],
     "interp.circuits.lens": ["LogitAttribution", "LogitLens", "direct_logit_attribution", "logit_lens"],
     "interp.metrics": ["Task", "make_task"],
+    "interp.predictions": ["Prediction", "predict"],
     "interp.circuits.patching": ["PatchResult", "patch_sweep"],
     "interp.circuits.attribution": ["Agreement", "agreement", "attribution_sweep"],
     "interp.circuits.path_patching": ["path_patch", "path_patch_sweep"],

@@ -8,7 +8,8 @@ from plotly.subplots import make_subplots
 from interp.circuits.attention import AttentionPatterns, HeadScores
 from interp.circuits.lens import LogitAttribution, LogitLens
 
-__all__ = ["attention_figure", "average_trace_figure", "circuit_figure", "composition_figure", "copying_figure",
+__all__ = ["attention_figure", "attention_grid_figure", "average_trace_figure", "circuit_figure", "click_targets",
+    "composition_figure", "copying_figure", "prediction_figure",
     "dla_figure", "edit_eval_figure", "faithfulness_figure", "full_circuit_figure", "gcg_figure",
     "edit_figure", "head_scores_figure", "lens_figure", "lre_figure", "mimetic_figure", "patch_figure", "probe_figure",
     "relation_circuit_figure", "resample_figure", "sae_tradeoff_figure", "steering_figure", "trace_figure"]
@@ -65,9 +66,68 @@ def head_scores_figure(result: HeadScores, detectors: list[str] | None = None) -
                                  hovertemplate="%{y}%{x}: %{z:.3f}<extra>" + name + "</extra>"),
                       row=1, col=i)
         fig.update_yaxes(autorange="reversed", row=1, col=i)
+        click_targets(fig, s.shape[0], s.shape[1], row=1, col=i)
     fig.update_layout(title=(f"Head detectors on {result.n_seqs}×{result.seq_len} repeated random tokens "
                              f"(loss {result.loss_first_repeat:.2f} → {result.loss_second_repeat:.2f} nats)"),
                       height=max(360, 18 * result.scores[detectors[0]].shape[0] + 120))
+    return fig
+
+
+def click_targets(fig: go.Figure, n_layers: int, n_heads: int, row: int | None = None, col: int | None = None,
+                  x=None, y=None, size: float = 10) -> None:
+    """Near-invisible markers over a layer × head grid, so a click selects a head: each point's
+    ``customdata`` is ``[layer, head]`` (plotly selects scatter points, not heatmap cells). ``x``/``y``
+    place the markers; by default they sit on the ``H{h}``/``L{l}`` categories of the heatmaps here."""
+    layers = [l for l in range(n_layers) for _ in range(n_heads)]
+    heads = [h for _ in range(n_layers) for h in range(n_heads)]
+    fig.add_trace(go.Scatter(x=x if x is not None else [f"H{h}" for h in heads],
+                             y=y if y is not None else [f"L{l}" for l in layers],
+                             customdata=[[l, h] for l, h in zip(layers, heads)], mode="markers",
+                             marker={"symbol": "square", "size": size, "opacity": 0.01, "color": "white"},
+                             hoverinfo="skip", showlegend=False, name="heads"), row=row, col=col)
+
+
+def attention_grid_figure(result: AttentionPatterns, tile: int = 24) -> go.Figure:
+    """Every head's pattern as a thumbnail on a layer × head grid (patterns longer than ``tile``
+    tokens are average-pooled to ``tile`` × ``tile``); a click on a thumbnail selects its head."""
+    import torch
+
+    p = result.pattern
+    n_l, n_h, s = p.shape[0], p.shape[1], p.shape[-1]
+    if s > tile:
+        p = torch.nn.functional.adaptive_avg_pool2d(p.reshape(n_l * n_h, 1, s, s), tile).reshape(n_l, n_h, tile, tile)
+        s = tile
+    gap = 1
+    z = torch.full((n_l * (s + gap), n_h * (s + gap)), float("nan"))
+    for li in range(n_l):
+        for hi in range(n_h):
+            z[li * (s + gap):li * (s + gap) + s, hi * (s + gap):hi * (s + gap) + s] = p[li, hi]
+    fig = go.Figure(go.Heatmap(z=z.numpy(), colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
+    centre = (s - 1) / 2
+    click_targets(fig, n_l, n_h, x=[hi * (s + gap) + centre for _ in range(n_l) for hi in range(n_h)],
+                  y=[li * (s + gap) + centre for li in range(n_l) for _ in range(n_h)], size=14)
+    fig.data[-1].update(hovertemplate="L%{customdata[0]}H%{customdata[1]}<extra></extra>", hoverinfo=None)
+    fig.update_xaxes(tickvals=[hi * (s + gap) + centre for hi in range(n_h)], showgrid=False, zeroline=False,
+                     ticktext=[f"H{result.heads[hi]}" for hi in range(n_h)], side="top")
+    fig.update_yaxes(tickvals=[li * (s + gap) + centre for li in range(n_l)], autorange="reversed", showgrid=False,
+                     ticktext=[f"L{result.layers[li]}" for li in range(n_l)], zeroline=False, scaleanchor="x")
+    fig.update_layout(title=f"Every head's attention on {len(result.tokens)} tokens (click one to zoom)",
+                      height=max(360, 30 * n_l + 120), margin={"l": 50, "r": 10, "t": 80, "b": 10},
+                      plot_bgcolor="white")
+    return fig
+
+
+def prediction_figure(result) -> go.Figure:
+    """Each token's loss given the ones before it, and the top next tokens."""
+    fig = make_subplots(1, 2, column_widths=[0.68, 0.32], horizontal_spacing=0.12,
+                        subplot_titles=(f"loss per token (mean {result.mean_loss:.2f} nats)", "next token"))
+    fig.add_trace(go.Bar(x=_labels(result.tokens), y=result.losses.tolist(), marker_color="#4c78a8",
+                         hovertemplate="%{x}: %{y:.2f} nats<extra></extra>", showlegend=False), 1, 1)
+    fig.add_trace(go.Bar(y=[repr(t) for t in result.top_tokens][::-1], x=result.top_probs[::-1], orientation="h",
+                         marker_color="#f58518", hovertemplate="%{y}: %{x:.3f}<extra></extra>", showlegend=False), 1, 2)
+    fig.update_yaxes(title_text="nats", row=1, col=1)
+    fig.update_xaxes(title_text="probability", row=1, col=2)
+    fig.update_layout(height=420)
     return fig
 
 
@@ -97,6 +157,7 @@ def dla_figure(result: LogitAttribution) -> go.Figure:
                              x=[f"H{h}" for h in range(heads.shape[1])],
                              y=[f"L{l}" for l in range(heads.shape[0])],
                              hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"), row=1, col=1)
+    click_targets(fig, heads.shape[0], heads.shape[1], row=1, col=1)
     fig.add_trace(go.Bar(x=result.mlps.numpy(), y=[f"L{l}" for l in range(len(result.mlps))],
                          orientation="h", showlegend=False), row=1, col=2)
     fig.update_yaxes(autorange="reversed")
@@ -175,7 +236,7 @@ def circuit_figure(circuit, n_layers: int) -> go.Figure:
                                          name=f"{'+' if sign > 0 else '−'} score ≥ {lo:.0%} of max"))
     fig.add_trace(go.Scatter(x=[pos[n][0] for n in circuit.nodes], y=[pos[n][1] for n in circuit.nodes],
                              mode="markers+text", text=circuit.nodes, textposition="middle right",
-                             marker={"size": 9, "color": "black"}, name="nodes",
+                             customdata=circuit.nodes, marker={"size": 11, "color": "black"}, name="nodes",
                              hovertemplate="%{text}<extra></extra>"))
     fig.update_layout(title=(f"EAP circuit: {len(circuit.edges)} of {circuit.n_edges_total} edges, "
                              f"faithfulness {circuit.faithfulness:.2f}"),
@@ -198,6 +259,7 @@ def trace_figure(result) -> go.Figure:
                                  zmin=result.corrupt_prob, zmax=max(result.clean_prob, float(s.max())),
                                  showscale=(i == len(kinds)), colorbar={"title": f"P({result.answer!r})"},
                                  hovertemplate="%{y} %{x}: %{z:.3f}<extra>" + k + "</extra>"), row=1, col=i)
+        fig.add_hrect(y0=a - 0.5, y1=b - 0.5, line={"color": "black", "width": 1.5}, row=1, col=i)  # the subject
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=(f"Causal trace: P({result.answer!r}) clean {result.clean_prob:.3f}, "
                              f"subject (*) corrupted {result.corrupt_prob:.3f}; {result.samples} noise samples"),
@@ -442,6 +504,7 @@ def copying_figure(scores, title: str = "OV copying score Σλ/Σ|λ| of W_E W_V
     fig = go.Figure(go.Heatmap(z=z, x=[f"H{h}" for h in range(z.shape[1])], y=[f"L{l}" for l in range(z.shape[0])],
                                colorscale="RdBu_r", zmid=0, zmin=-1, zmax=1, colorbar={"title": "copying"},
                                hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"))
+    click_targets(fig, z.shape[0], z.shape[1])
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=title, height=520)
     return fig

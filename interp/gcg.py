@@ -304,9 +304,11 @@ def _retokenizes(tokenizer, cand: Tensor) -> Tensor:
 
 
 def gcg(model, prompts: str | Sequence[str], objective: Objective | Sequence[Objective],
-        config: GCGConfig | None = None, chat: bool = False) -> GCGResult:
+        config: GCGConfig | None = None, chat: bool = False,
+        on_step: Callable[[int, float, str], None] | None = None) -> GCGResult:
     """Optimise the ``{optim}`` span of ``prompts`` (one, or several for a universal string) to
-    minimise ``objective`` (one per prompt, or one for all)."""
+    minimise ``objective`` (one per prompt, or one for all). ``on_step(step, best_loss, best_string)``
+    is called after every step (the explorer draws its live loss curve from it)."""
     cfg = config or GCGConfig()
     t0 = time.perf_counter()
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -377,6 +379,8 @@ def gcg(model, prompts: str | Sequence[str], objective: Objective | Sequence[Obj
         strings.append(tok.decode(buffer[0][1].tolist()))
         times.append(time.perf_counter() - t0)
         bar.set_postfix(loss=f"{buffer[0][0]:.3f}")
+        if on_step is not None:
+            on_step(len(losses), losses[-1], strings[-1])
         if cfg.early_stop and buffer[0][2]:
             break
     bar.close()

@@ -148,6 +148,27 @@ class FeatureStore:
             raise InterpError(f"the store has no SAE {name!r}; it holds {', '.join(self.saes)}")
         return self.saes[name]
 
+    def match(self, model_name: str, sae_dir: str | Path | None = None) -> str:
+        """The name of the store's SAE read with ``model_name`` and, if given, the SAE in ``sae_dir``
+        (matched by its weights' SHA-256); one clear error when the store was written for another
+        model or another SAE."""
+        if self.manifest.get("model") != model_name:
+            raise InterpError(f"{self.path} was extracted with model {self.manifest.get('model')!r}, not "
+                              f"{model_name!r}; pick that model, or extract a store with this one")
+        if sae_dir is None:
+            return self.sae()["name"]
+        from saes.io import WEIGHTS
+
+        weights = Path(sae_dir) / WEIGHTS
+        if not weights.exists():
+            raise InterpError(f"{sae_dir} is not an SAE directory (no {WEIGHTS})")
+        digest = file_record(weights)["sha256"]
+        for entry in self.manifest["saes"]:
+            if entry.get("weights_sha256") == digest:
+                return entry["name"]
+        raise InterpError(f"{self.path} was extracted from another SAE than {sae_dir} (its weights differ from "
+                          f"{', '.join(self.saes)}); extract a store from this SAE with `interp sae extract`")
+
     def check_feature(self, feature: int, sae: str | None = None) -> int:
         d_sae = self.sae(sae)["d_sae"]
         if not 0 <= feature < d_sae:

@@ -140,3 +140,30 @@ def test_byte_level_tokens_show_their_bytes_not_replacement_characters(tiny):
     shown = str_tokens(tiny, to_tokens(tiny, text, prepend_bos=False)[0])
     assert "\ufffd" not in "".join(shown) and any("\\x" in s for s in shown)
     assert b"".join(codecs.escape_decode(s.encode())[0] for s in shown) == text.encode()
+
+
+def test_attention_grid_tiles_are_the_patterns_and_clicks_name_heads(tiny_models):
+    """Each thumbnail of the grid is its head's pattern (no pooling at this length), and the click
+    markers sit on the tile centres with [layer, head] as their data, as on the detector heatmaps."""
+    import numpy as np
+
+    from interp.circuits.attention import attention_patterns, detect_heads
+    from interp.figures import attention_grid_figure
+
+    model = tiny_models["tiny-llama"]
+    res = attention_patterns(model, "The cat sat on the mat")
+    fig = attention_grid_figure(res)
+    z, s = np.asarray(fig.data[0].z, dtype=float), len(res.tokens)
+    for l in range(len(res.layers)):
+        for h in range(len(res.heads)):
+            tile = z[l * (s + 1):l * (s + 1) + s, h * (s + 1):h * (s + 1) + s]
+            assert np.allclose(tile, res.pattern[l, h].numpy(), atol=1e-6)
+    marks = fig.data[-1]
+    i = 1 * len(res.heads) + 2
+    assert list(marks.customdata[i]) == [1, 2]
+    assert marks.x[i] == 2 * (s + 1) + (s - 1) / 2 and marks.y[i] == 1 * (s + 1) + (s - 1) / 2
+    long = attention_grid_figure(attention_patterns(model, " ".join(["word"] * 40)), tile=8)
+    assert np.asarray(long.data[0].z, dtype=float).shape == (len(res.layers) * 9, len(res.heads) * 9)
+    scores = detect_heads(model, n_seqs=2, seq_len=8).figure()
+    clicks = [t for t in scores.data if t.type == "scatter"]
+    assert len(clicks) == 3 and list(clicks[0].customdata[5]) == [5 // 4, 5 % 4]

@@ -136,6 +136,14 @@ def test_graph_shape(tiny):
     assert not g.valid[g.receivers.index("L1H0"), g.upstream.index("L1H0")]
     assert g.valid[g.receivers.index("MLP1"), g.upstream.index("L1H0")]
     assert not g.valid[g.receivers.index("MLP1"), g.upstream.index("MLP1")]
+    # Every node names its component (the explorer's graph clicks through with it).
+    from interp.circuits.eap import node_component
+
+    for node in set(g.upstream + g.receivers) - {"input", "logits"}:
+        c = node_component(node, h, kv)
+        assert c is not None and 0 <= c["layer"] < n and (c["node"] == "mlp" or 0 <= c["head"] < h)
+    assert node_component("L3KV1", 9, 3) == {"node": "head", "layer": 3, "head": 3}
+    assert node_component("logits", h, kv) is None and node_component("input", h, kv) is None
 
 
 def test_faithfulness_curve_is_the_definition_at_each_size(tiny):

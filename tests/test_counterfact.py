@@ -85,6 +85,28 @@ def test_evaluate_edits_and_restores_the_model(tiny, tmp_path, monkeypatch):
     assert res.requests[0]["post"]["generations"]
 
 
+def test_edit_report_scores_its_prompts_against_target_probs(tiny_models, tmp_path, monkeypatch):
+    """The report's CounterFact scores, before and after, equal a direct count over target_probs; the
+    scores without prompts are left out; the edit stays applied until undone."""
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
+    model = tiny_models["tiny-llama"]
+    config = rome.RomeConfig(cov_tokens=1024, corpus="bbc-news", n_prefixes=2, v_steps=3)
+    para = ["Where is the Eiffel Tower? It is in the city of", "The Eiffel Tower stands in"]
+    rep = counterfact.edit_report(model, "{} is located in the city of", "The Eiffel Tower", " Rome", 1, config,
+                                  max_new_tokens=3, paraphrases=para)
+    try:
+        assert set(rep.metrics["after"]) == {"ES", "EM", "PS", "PM"}  # no neighbourhood prompts given
+        p = counterfact.target_probs(model, para, [" Rome", rep.previous_answer])
+        assert rep.metrics["after"]["PS"] == pytest.approx(float((p[:, 0] > p[:, 1]).float().mean()))
+        assert rep.metrics["after"]["PM"] == pytest.approx(float((p[:, 0] - p[:, 1]).mean()), abs=1e-5)
+        after = rep.probs["after"]
+        assert rep.metrics["after"]["EM"] == pytest.approx(after["target"] - after["previous_answer"], abs=1e-5)
+        assert rep.to_dict()["metrics"] == rep.metrics
+    finally:
+        rep.edit.undo()
+    assert not rome.edits(model)
+
+
 def test_harmonic_mean():
     assert counterfact._harmonic(100, 50, 100) == pytest.approx(75.0)
     assert counterfact._harmonic(100, 0, 100) == 0.0

@@ -44,7 +44,10 @@ def test_onehot_gradient_equals_the_gradient_through_the_embedding(tiny):
 def test_gcg_lowers_the_target_loss_best_so_far(tiny_models):
     model = tiny_models["tiny-llama"]
     cfg = G.GCGConfig(steps=6, search_width=48, topk=24, optim_init=" x x x x", batch_size=48, early_stop=False)
-    res = G.gcg(model, PROMPT, G.target_objective(model, " Paris"), cfg)
+    seen = []
+    res = G.gcg(model, PROMPT, G.target_objective(model, " Paris"), cfg,
+                on_step=lambda step, loss, best: seen.append((step, loss, best)))
+    assert seen == list(zip(range(1, 7), res.losses, res.strings))  # the live curve sees every step
     assert len(res.losses) == 6 and all(b <= a + 1e-6 for a, b in zip(res.losses, res.losses[1:]))
     assert res.losses[-1] < res.extra["initial_loss"]
     assert res.best_loss == pytest.approx(min(res.step_losses + [res.extra["initial_loss"]]), abs=1e-6)

@@ -85,6 +85,22 @@ def test_full_circuits_on_a_token_subset():
         W.full_circuit(hw, "ov", 0, 3, toks)
 
 
+def test_ov_promotes_is_the_top_of_the_full_ov_row():
+    """Each attended token's top-k output logits over the whole vocabulary: every kept logit equals the
+    full OV circuit's entry, and no left-out token scores higher (a loop over the vocabulary)."""
+    hw = _hand_set()
+    toks = [3, 7]
+    values, ids = W.ov_promotes(hw, 1, 2, toks, k=4)
+    assert values.shape == ids.shape == (2, 4)
+    for row, t in enumerate(toks):
+        full = [W.full_circuit(hw, "ov", 1, 2, [t, j])[0, 1].item() for j in range(hw.W_U.shape[1])]
+        assert values[row].tolist() == pytest.approx([full[j] for j in ids[row].tolist()], abs=1e-4)
+        left_out = [v for j, v in enumerate(full) if j not in ids[row].tolist()]
+        assert max(left_out) <= values[row].min().item() + 1e-5
+    with pytest.raises(InterpError, match="empty"):
+        W.ov_promotes(hw, 0, 0, [])
+
+
 def test_rope_rotation_matches_the_models_rotary_embedding():
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 

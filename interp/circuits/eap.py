@@ -19,6 +19,7 @@ one forward pass. It reports ``(m_circuit − m_corrupt) / (m_clean − m_corrup
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -30,7 +31,7 @@ from interp._batching import bind
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
-__all__ = ["Circuit", "EdgeScores", "FaithfulnessCurve", "Graph", "build_graph", "corrupt_outputs",
+__all__ = ["Circuit", "EdgeScores", "FaithfulnessCurve", "Graph", "build_graph", "corrupt_outputs", "node_component",
     "discover_circuit", "edge_attribution", "edge_mask", "edge_order", "edge_rows", "faithfulness_curve",
     "patched_edges_logits", "patched_edges_metric"]
 
@@ -254,6 +255,19 @@ def edge_rows(graph: Graph, scores: Tensor, indices: Tensor) -> list[dict]:
         rows.append({"src": graph.upstream[u], "dst": graph.receivers[r], "input": graph.recv_input[r],
                      "score": float(scores[r, u])})
     return rows
+
+
+def node_component(node: str, n_heads: int, n_kv: int | None = None) -> dict | None:
+    """The model component a graph node names: ``L3H2`` a query head, ``L3KV1`` a K/V group (its
+    first query head), ``MLP3`` an MLP; ``{"node": "head"|"mlp", "layer", "head"?}``, None for
+    ``input`` and ``logits``."""
+    if m := re.fullmatch(r"L(\d+)H(\d+)", node):
+        return {"node": "head", "layer": int(m[1]), "head": int(m[2])}
+    if m := re.fullmatch(r"L(\d+)KV(\d+)", node):
+        return {"node": "head", "layer": int(m[1]), "head": int(m[2]) * (n_heads // (n_kv or n_heads))}
+    if m := re.fullmatch(r"MLP(\d+)", node):
+        return {"node": "mlp", "layer": int(m[1])}
+    return None
 
 
 @dataclass

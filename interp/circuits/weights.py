@@ -44,7 +44,7 @@ from interp.errors import InterpError, check_index
 
 __all__ = ["Composition", "HeadWeights", "Mimetic", "check_head", "composition_score", "composition_scores",
     "copying_scores",
-    "full_circuit", "head_weights", "identity_stats", "mimetic_stats", "rope_rotation"]
+    "full_circuit", "head_weights", "identity_stats", "mimetic_stats", "ov_promotes", "rope_rotation"]
 
 
 @dataclass
@@ -156,6 +156,18 @@ def full_circuit(hw: HeadWeights, kind: str, layer: int, head: int, tokens: list
     if kind == "ov":
         return (e @ hw.W_V[layer, head]) @ (hw.W_O[layer, head] @ hw.W_U[:, tokens])
     raise InterpError(f"unknown circuit {kind!r}; choose qk or ov")
+
+
+def ov_promotes(hw: HeadWeights, layer: int, head: int, tokens: list[int], k: int = 5
+                ) -> tuple[Tensor, Tensor]:
+    """What the head writes when it attends to each token of ``tokens``: the ``k`` largest logits of
+    ``W_E[t] W_V W_O W_U`` over the whole vocabulary, as ``(values, ids)``, each ``[|tokens|, k]``."""
+    layer, head = check_head(hw, layer, head)
+    if not tokens:
+        raise InterpError("the token subset is empty")
+    logits = (hw.W_E[tokens] @ hw.W_V[layer, head]) @ (hw.W_O[layer, head] @ hw.W_U)
+    top = logits.topk(min(k, logits.shape[-1]), dim=-1)
+    return top.values, top.indices
 
 
 def copying_scores(hw: HeadWeights) -> Tensor:

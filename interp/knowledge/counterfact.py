@@ -28,6 +28,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 
@@ -213,12 +214,16 @@ class EditReport:
     probs: dict[str, dict[str, float]]
     """``{"before"|"after": {"target": P, "previous_answer": P}}`` on the rewrite prompt."""
     seconds: float
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``{"before"|"after": {...}}``: CounterFact's efficacy (ES, EM), and paraphrase (PS, PM) and
+    neighbourhood (NS, NM) scores where those prompts were given, as fractions, with the previous
+    answer as the true object."""
 
     def to_dict(self) -> dict:
         return {"prompt": self.prompt, "subject": self.subject, "target": self.target,
                 "previous_answer": self.previous_answer, "layer": self.edit.layer, "tokens": self.tokens,
                 "completion_prompts": self.completion_prompts, "completions": self.completions,
-                "probs": self.probs, "edit": self.edit.summary(), "seconds": self.seconds}
+                "probs": self.probs, "metrics": self.metrics, "edit": self.edit.summary(), "seconds": self.seconds}
 
     def figure(self):
         """P(target) and P(previous answer) before/after, and the v* optimisation
@@ -230,23 +235,37 @@ class EditReport:
 
 def edit_report(model, prompt: str, subject: str, target: str, layer: int | None = None,
                 config: RomeConfig | None = None, prompts: list[str] | tuple[str, ...] = (),
-                max_new_tokens: int = 20) -> EditReport:
+                max_new_tokens: int = 20, paraphrases: Sequence[str] = (), neighbours: Sequence[str] = ()
+                ) -> EditReport:
     """Edit ``prompt.format(subject)`` → ``target`` (:func:`interp.knowledge.rome.edit`), and report
-    greedy completions of the rewrite prompt, ``"{subject} is"`` and ``prompts``, and P(target)
-    and P(previous answer), before and after. The edit stays applied."""
+    greedy completions of the rewrite prompt, ``"{subject} is"`` and ``prompts``, P(target)
+    and P(previous answer), and CounterFact's scores on ``paraphrases`` (prompts that should now
+    give the target) and ``neighbours`` (other subjects' prompts that should keep the previous
+    answer), before and after. The edit stays applied."""
     text, _ = check_request(model, prompt, subject, target)  # fail before loading statistics
     completion_prompts = [text, f"{subject} is", *prompts]
     t0 = time.perf_counter()
     ids = to_tokens(model, text)
     with torch.no_grad():
         answer = model.tokenizer.decode(model(ids)[0, -1].argmax())
+    request = Request(prompt, subject, target, answer, tuple(p for p in paraphrases if p.strip()),
+                      tuple(p for p in neighbours if p.strip()))
     before = generate(model, completion_prompts, max_new_tokens)
     p_before = target_probs(model, [text], [target, answer])[0].tolist()
+    m_before = _given(_scores(model, request), request)
     e = edit(model, prompt, subject, target, layer, config)
     after = generate(model, completion_prompts, max_new_tokens)
     p_after = target_probs(model, [text], [target, answer])[0].tolist()
+    m_after = _given(_scores(model, request), request)
     return EditReport(e, prompt, subject, target, answer, str_tokens(model, ids[0]), completion_prompts,
                       {"before": before, "after": after},
                       {"before": {"target": p_before[0], "previous_answer": p_before[1]},
                        "after": {"target": p_after[0], "previous_answer": p_after[1]}},
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, {"before": m_before, "after": m_after})
+
+
+def _given(scores: dict, r: Request) -> dict:
+    """The scores a request's prompts support: efficacy always, the rest where prompts were given."""
+    keep = ["ES", "EM"] + (["PS", "PM"] if r.paraphrase_prompts else [])
+    keep += ["NS", "NM"] if r.neighborhood_prompts else []
+    return {k: scores[k] for k in keep}
