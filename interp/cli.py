@@ -402,7 +402,7 @@ VERBS["gcg"] = lambda args: cmd_gcg(args, _model)
 
 @verb
 def cmd_app(args) -> dict:
-    script = Path(__file__).resolve().parent.parent / "apps" / "explorer.py"
+    script = Path(__file__).resolve().parent.parent / "apps" / "Model_and_prompt.py"
     if not script.is_file():
         raise InterpError(f"the explorer is not next to this install ({script} missing); "
                           "run from a source checkout (pip install -e .)")

@@ -33,7 +33,7 @@ def _ok(at):
 def test_model_and_prompt_page(tiny_models):
     from interp.predictions import predict
 
-    at = page("explorer.py").run()
+    at = page("Model_and_prompt.py").run()
     _ok(at)
     assert at.title[0].value == "Model and prompt"
     at.text_area(key="w_prompt").set_value("The cat sat on the mat").run()
@@ -41,17 +41,17 @@ def test_model_and_prompt_page(tiny_models):
     assert "0:'The'" in at.markdown[0].value and "5:' mat'" in at.markdown[0].value
     expected = predict(tiny_models["tiny-llama"], "The cat sat on the mat", 10)
     assert any(f"Mean loss {expected.mean_loss:.3f} nats over 5" in c.value for c in at.caption)
-    assert at.dataframe[0].value["token"].tolist() == [repr(t) for t in expected.top_tokens]
+    assert at.table[0].value["token"].tolist() == [repr(t) for t in expected.top_tokens]
     assert at.query_params["prompt"] == "The cat sat on the mat"  # the view is in the URL
 
 
 def test_empty_prompt_and_unknown_model_are_one_line_each():
-    at = page("explorer.py").run()
+    at = page("Model_and_prompt.py").run()
     at.text_area(key="w_prompt").set_value("   ").run()
     assert len(at.error) == 1 and "empty prompt" in at.error[0].value
     at.text_area(key="w_prompt").set_value("Hello there").run()
     _ok(at)
-    at = page("explorer.py", model="no-such-model").run()  # typed into the picker, or in a link
+    at = page("Model_and_prompt.py", model="no-such-model").run()  # typed into the picker, or in a link
     assert not at.exception and len(at.error) == 1 and "unknown model 'no-such-model'" in at.error[0].value
     at.selectbox(key="w_model").set_value("tiny-llama").run()  # still usable
     _ok(at)
@@ -77,7 +77,7 @@ def test_attention_page_and_a_shared_url():
 
 
 def test_prompt_carries_over_to_the_next_page():
-    at = page("explorer.py").run()
+    at = page("Model_and_prompt.py").run()
     at.text_area(key="w_prompt").set_value("Paris is the capital of").run()
     at.switch_page("pages/2_Lens.py").run()
     _ok(at)
@@ -241,7 +241,9 @@ def _release_stores():
 def test_token_search_and_weights_page():
     at = page("pages/8_Token_search_and_weights.py", gcg_steps=3).run()
     _ok(at)
-    assert len(at.get("plotly_chart")) == 4  # copying, the full circuit, composition, mimetic
+    assert len(at.get("plotly_chart")) == 3  # copying, the full circuit, mimetic
+    at.button(key="compose").click().run()
+    assert len(at.get("plotly_chart")) == 4  # and composition, on request
     at.button(key="gcg").click().run()
     _ok(at)
     assert at.success and "in 3 steps" in at.success[0].value or "Target reached" in at.success[0].value

@@ -59,10 +59,14 @@ if st.session_state.get("traced") == request:  # drawn again on later reruns, fr
     except InterpError as err:
         show_error(err)
     st.plotly_chart(result.figure(), width="stretch", key="trace")
-    peak = int(result.scores["mlp"][result.subject_range[1] - 1].argmax()) if "mlp" in result.scores else -1
+    peak, where = -1, ""
+    if "mlp" in result.scores:  # the strongest restored MLP state among the subject's tokens
+        a, b = result.subject_range
+        flat = int(result.scores["mlp"][a:b].argmax())
+        row, peak = divmod(flat, result.scores["mlp"].shape[1])
+        where = f" The MLP effect on the subject peaks at layer {peak} (token {a + row}, {result.tokens[a + row]!r})."
     st.caption(f"P({result.answer!r}): clean {result.clean_prob:.3f}, subject corrupted {result.corrupt_prob:.3f}; "
-               f"{result.seconds:.1f} s." + (f" The MLP effect at the subject's last token peaks at layer {peak}."
-                                             if peak >= 0 else ""))
+               f"{result.seconds:.1f} s." + where)
     st.button("Send this fact to the editor", key="send", on_click=send_to_editor, args=(prompt, subject, peak))
 
 st.header("Edit")

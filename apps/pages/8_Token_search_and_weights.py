@@ -147,7 +147,10 @@ with weights:
         st.plotly_chart(full_circuit_figure(full_circuit(hw, kind, layer_w, head_w, ids).float().cpu(), labels,
                                             f"L{layer_w}H{head_w} {kind.upper()} circuit", rows, cols),
                         width="stretch", key="full_circuit")
-        st.plotly_chart(cached_composition(name, ek).figure(), width="stretch", key="composition")
+        if st.button("Composition between every pair of heads (about 20 s for 270 heads on a CPU)", key="compose"):
+            st.session_state["composed"] = (name, ek)
+        if st.session_state.get("composed") == (name, ek):
+            st.plotly_chart(cached_composition(name, ek).figure(), width="stretch", key="composition")
         st.plotly_chart(cached_mimetic(name, ek).figure(), width="stretch", key="mimetic")
     except InterpError as err:
         show_error(err)

@@ -46,8 +46,7 @@ st.subheader("Tokens")
 st.markdown(" ".join(f"`{i}:{t!r}`" for i, t in enumerate(pred.tokens)))
 left, right = st.columns([2, 1])
 right.subheader("Next token")
-right.dataframe([{"token": repr(t), "probability": round(p, 4)} for t, p in zip(pred.top_tokens, pred.top_probs)],
-                hide_index=True)
+right.table({"token": [repr(t) for t in pred.top_tokens], "probability": [f"{p:.4f}" for p in pred.top_probs]})
 left.plotly_chart(pred.figure(), width="stretch", key="prediction")
 st.caption(f"Mean loss {pred.mean_loss:.3f} nats over {len(pred.tokens) - 1} predicted tokens; "
            f"{pred.seconds * 1000:.0f} ms. This prompt is where the other pages start.")

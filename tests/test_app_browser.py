@@ -1,0 +1,212 @@
+"""The explorer as a user meets it: `interp app` on the embedded model, driven in headless Chromium.
+
+One pass visits every page and performs one action on each, clicks a thumbnail to zoom a head, clicks
+an EAP graph node through to its head page, opens a shared URL in a fresh browser context, asserts on
+the rendered DOM and saves a screenshot per page. It also times what a user waits for (reported, never
+asserted). To refresh the README's screenshots and latencies:
+
+    INTERP_SCREENSHOTS=docs/figures .venv/bin/python -m pytest tests/test_app_browser.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chromium_path
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _idle(page, timeout: int = 300_000) -> None:
+    """Wait until Streamlit has finished the script run the last action started."""
+    page.wait_for_timeout(250)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def _click_point(page, point) -> None:
+    """A real mouse click on one plotly marker (plotly listens on the plot area, not the marker)."""
+    point.scroll_into_view_if_needed()
+    page.wait_for_timeout(200)
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def _no_errors(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("body")[:2000]
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0, page.inner_text("body")[:2000]
+
+
+@pytest.fixture(scope="module")
+def embedded_sae(tmp_path_factory):
+    """A small TopK SAE trained on the embedded model's L3 residual stream, and its feature store."""
+    from interp import load_model
+    from saes.extract import ExtractConfig, extract_features
+    from saes.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("explorer-sae")
+    model = load_model("smollm2-135m", device="cpu")
+    train(model, TrainConfig(hook="blocks.3.hook_resid_post", d_sae=1152, k=16, tokens=24_576, batch_size=1024,
+                             lr=1e-3, corpus="bbc-news"), root / "sae")
+    extract_features(model, [root / "sae"], root / "store",
+                     ExtractConfig(corpus="bbc-news", tokens=4096, ctx=64, model_batch=16))
+    return str(root / "sae"), str(root / "store")
+
+
+def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("chromium is not installed (the README's test command installs it)")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("INTERP_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    latency: dict[str, float] = {}
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    t_start = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "interp", "app", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        latency["server_listening_s"] = time.perf_counter() - t_start
+        # Only the loopback interface is served: every listener on the port is 127.0.0.1.
+        listeners = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                     if line.split()[3] == "0A" and line.split()[1].endswith(f":{port:04X}")]
+        assert listeners == [f"0100007F:{port:04X}"], listeners
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+
+            # Model and prompt: tokens, next tokens and the loss per token.
+            page.goto(base + "/")
+            page.wait_for_selector("text=Mean loss", timeout=300_000)
+            latency["first_page_interactive_s"] = time.perf_counter() - t_start
+            _idle(page)
+            body = page.inner_text("body")
+            assert "smollm2-135m: 30 layers, 9 query heads over 3 KV heads" in body
+            assert "0:'The'" in body and "Next token" in body and "' Paris'" in body
+            page.screenshot(path=str(shots / "explorer-model-and-prompt.png"), full_page=True)
+
+            # Attention: change the head, then click a thumbnail to zoom it.
+            page.goto(base + "/Attention")
+            page.wait_for_selector("text=Top induction heads", timeout=300_000)
+            _idle(page)
+            assert "L18H6 (0.9" in page.inner_text("body")
+            t = time.perf_counter()
+            page.locator(".st-key-w_head button").last.click()
+            page.wait_for_selector("h3:has-text('Attention pattern L18H7')", timeout=60_000)
+            latency["attention_switch_head_s"] = time.perf_counter() - t
+            _idle(page)
+            t = time.perf_counter()
+            page.locator(".st-key-w_layer button").first.click()
+            page.wait_for_selector("h3:has-text('Attention pattern L17H7')", timeout=60_000)
+            latency["attention_switch_layer_s"] = time.perf_counter() - t
+            _idle(page)
+            _click_point(page, page.locator(".st-key-grid .scatterlayer .point").nth(3 * 9 + 4))
+            page.wait_for_selector("h3:has-text('Attention pattern L3H4')", timeout=60_000)
+            _idle(page)
+            assert "layer=3" in page.url and "head=4" in page.url  # the view is in the URL
+            page.screenshot(path=str(shots / "explorer-attention.png"), full_page=True)
+
+            # Lens: the logit lens, and DLA for another answer.
+            page.goto(base + "/Lens")
+            page.wait_for_selector("text=The parts sum to", timeout=120_000)
+            _idle(page)
+            _no_errors(page)
+            page.screenshot(path=str(shots / "explorer-lens.png"), full_page=True)
+
+            # Circuits: patching, the EAP graph; a click on a head node opens its page.
+            page.goto(base + "/Circuits")
+            page.wait_for_selector(".st-key-graph .js-plotly-plot", timeout=300_000)
+            _idle(page)
+            _no_errors(page)
+            assert "Faithfulness of the circuit" in page.inner_text("body")
+            page.screenshot(path=str(shots / "explorer-circuits.png"), full_page=True)
+            nodes = page.locator(".st-key-graph .scatterlayer .trace").last
+            names = nodes.locator(".textpoint text").evaluate_all("els => els.map(e => e.textContent)")
+            i, node = next((i, n) for i, n in enumerate(names) if re.fullmatch(r"L\d+H\d+", n))
+            _click_point(page, nodes.locator(".point").nth(i))
+            page.wait_for_function("() => location.pathname.endsWith('/Head')", timeout=60_000)
+            page.wait_for_selector(f"h1:has-text('{node}')", timeout=120_000)
+            _idle(page)
+            _no_errors(page)
+            assert "OV copying score" in page.inner_text("body")
+            page.screenshot(path=str(shots / "explorer-head.png"), full_page=True)
+
+            # Trace and edit: trace the fact, send it to the editor.
+            page.goto(base + "/Trace_and_edit?samples=3")
+            page.get_by_role("button", name="Trace", exact=True).click()
+            page.wait_for_selector("text=subject corrupted", timeout=300_000)
+            _idle(page)
+            page.get_by_role("button", name="Send this fact to the editor", exact=True).click()
+            _idle(page)
+            assert page.locator(".st-key-w_template input").input_value() == "{} is located in the city of"
+            page.screenshot(path=str(shots / "explorer-trace-and-edit.png"), full_page=True)
+
+            # Probes and steering: steer towards positive sentiment.
+            page.goto(base + "/Probes_and_steering?alpha=6.0&steer_layer=10")
+            page.wait_for_selector("text=Steering playground", timeout=120_000)
+            page.get_by_role("button", name="Generate", exact=True).click()
+            page.wait_for_selector("text=P(positive) of the generations", timeout=300_000)
+            _idle(page)
+            _no_errors(page)
+            page.screenshot(path=str(shots / "explorer-probes-and-steering.png"), full_page=True)
+
+            # Features: a dashboard from the store, the next feature's, live features and steering.
+            sae_dir, store = embedded_sae
+            page.goto(f"{base}/Features?sae_dir={sae_dir}&store={store}&feature=0")
+            page.wait_for_selector("text=Feature 0 fires on", timeout=120_000)
+            _idle(page)
+            t = time.perf_counter()
+            page.locator(".st-key-w_feature button").last.click()
+            page.wait_for_selector("text=Feature 1 fires on", timeout=60_000)
+            latency["feature_dashboard_s"] = time.perf_counter() - t
+            _idle(page)
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.wait_for_selector("text=clamped at", timeout=120_000)
+            _idle(page)
+            _no_errors(page)
+            page.screenshot(path=str(shots / "explorer-features.png"), full_page=True)
+
+            # Token search and weights: a short GCG run with its live curve.
+            page.goto(base + "/Token_search_and_weights?gcg_steps=4")
+            page.get_by_role("button", name="Search", exact=True).click()
+            page.wait_for_selector("text=/(Best found|Target reached) in/", timeout=300_000)
+            _idle(page)
+            _no_errors(page)
+            page.screenshot(path=str(shots / "explorer-token-search-and-weights.png"), full_page=True)
+
+            # A shared link reopens the same view in a fresh browser (no session to carry it).
+            other = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
+            other.goto(base + "/Attention?layer=5&head=2&prompt=A+shared+view+of+a+prompt")
+            other.wait_for_selector("h3:has-text('Attention pattern L5H2')", timeout=120_000)
+            assert other.locator(".st-key-w_prompt input").input_value() == "A shared view of a prompt"
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    (shots / "explorer-latency.json").write_text(json.dumps({k: round(v, 2) for k, v in latency.items()}, indent=1))
+    print("explorer latency:", json.dumps({k: round(v, 2) for k, v in latency.items()}))
