@@ -1,5 +1,6 @@
-"""The `interp` command: its JSON contract through a real subprocess, and one-line errors (run in
-this process, with one check that a real process gives the same)."""
+"""The `interp` command: its JSON contract and one-line errors, through ``interp.cli.main`` as
+`python -m interp` runs it, with checks that a real process gives the same (exit code, output, and
+the torch-free `interp models`)."""
 
 import contextlib
 import io
@@ -14,21 +15,22 @@ import pytest
 from tests.conftest import EIFFEL
 
 
-def run(*args, env=None):
+def run_process(*args, env=None):
+    """``python -m interp ARGS`` in a real process: the exit code, stdout and stderr."""
     proc = subprocess.run([sys.executable, "-m", "interp", *args], capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, timeout=600)
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def run_in_process(*args):
+def run_in_process(*args, env=None):
     """``interp.cli.main`` in this process, as ``python -m interp`` runs it: the exit code and what it
     wrote. A subprocess costs ~9 s of imports on 2 cores; the process path itself is tested once,
     in ``test_one_line_error_through_a_real_process``."""
     from interp.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    # HF_HUB_OFFLINE as run() sets it for the subprocess
-    with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"}), contextlib.redirect_stdout(out), \
+    # HF_HUB_OFFLINE as run_process() sets it for the subprocess
+    with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1", **(env or {})}), contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(err):
         try:
             code = main(list(args))
@@ -47,7 +49,7 @@ def assert_one_line_error(*args, message):
 
 
 def run_json(*args, env=None):
-    code, out, err = run(*args, "--json", env=env)
+    code, out, err = run_in_process(*args, "--json", env=env)
     assert code == 0, err
     return json.loads(out)
 
@@ -56,7 +58,7 @@ def test_one_line_error_through_a_real_process(monkeypatch):
     """The same bad input gives the same single line and exit status in a real `python -m interp`
     process as in :func:`run_in_process`, and no traceback."""
     args = ("lens", "--model", "tiny-llama", "--prompt", "", "--json")
-    code, out, err = run(*args)
+    code, out, err = run_process(*args)
     assert (code, out) == (2, "") and err.count("interp:") == 1 and "Traceback" not in err
     assert run_in_process(*args) == (code, out, err)
 
@@ -118,13 +120,13 @@ def test_bad_input_is_one_line(args, message):
 
 def test_model_directory_without_weights(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    code, _, err = run("attention", "--model", str(tmp_path), "--prompt", "hi")
+    code, _, err = run_in_process("attention", "--model", str(tmp_path), "--prompt", "hi")
     assert code == 2 and "has no weights" in err and "Traceback" not in err
 
 
 def test_html_is_not_written_on_error(tmp_path):
     html = tmp_path / "out.html"
-    code, _, _ = run("attention", "--model", "tiny-llama", "--prompt", "", "--html", str(html))
+    code, _, _ = run_in_process("attention", "--model", "tiny-llama", "--prompt", "", "--html", str(html))
     assert code == 2 and not html.exists()
 
 
@@ -138,7 +140,7 @@ def test_embedded_heads_verb_finds_induction_heads():
 
 @pytest.mark.slow
 def test_embedded_lens_verb():
-    code, stdout, err = run("lens", "--prompt", EIFFEL, "--answer", " Paris", "--wrong", " Rome", "--json")
+    code, stdout, err = run_in_process("lens", "--prompt", EIFFEL, "--answer", " Paris", "--wrong", " Rome", "--json")
     assert code == 0 and "Loading weights" not in err  # transformers' bar is silenced in the CLI
     out = json.loads(stdout)
     assert out["model"] == "smollm2-135m" and out["tokens"][1] == " E"
@@ -244,7 +246,7 @@ def test_trace_average_json(tmp_path):
                    "--kind", "mlp")
     assert out["n_facts"] == 2 and len(out["roles"]) == 6
     assert len(out["effects"]["mlp"]) == 6 and len(out["effects"]["mlp"][0]) == 3
-    code, _, err = run("trace", "--model", "tiny-llama", "--average", "--facts", str(tmp_path / "none.json"))
+    code, _, err = run_in_process("trace", "--model", "tiny-llama", "--average", "--facts", str(tmp_path / "none.json"))
     assert code == 2 and "cannot read facts file" in err
 
 
@@ -367,9 +369,9 @@ def test_bad_sizes_indices_and_devices_are_one_line_before_any_work(args, messag
 
 
 def test_version_and_help_show_defaults():
-    code, out, _ = run("--version")
+    code, out, _ = run_in_process("--version")
     assert code == 0 and out.startswith("interp ")
-    code, out, _ = run("heads", "--help")
+    code, out, _ = run_in_process("heads", "--help")
     assert code == 0 and "(default: 10)" in out and "(default: induction)" in out
 
 
@@ -386,13 +388,13 @@ def test_progress_off_a_terminal_is_plain_lines(capsys):
 def test_terminal_summaries_tell_the_result():
     """Without --json: attention names its strongest query -> key pairs, patch its top cells with
     token and layer, lens honours --top and lists the largest DLA parts."""
-    code, out, _ = run("attention", "--model", "tiny-gpt2", "--prompt", "The cat sat on the mat", "--layer", "1")
+    code, out, _ = run_in_process("attention", "--model", "tiny-gpt2", "--prompt", "The cat sat on the mat", "--layer", "1")
     pairs = out.split("(first position left out):")[1].strip().splitlines()[:-1]  # the last line: seconds
     assert code == 0 and len(pairs) == 5 and all(l.strip().startswith("L1H") and "->" in l for l in pairs)
-    code, out, _ = run("patch", "--model", "tiny-gpt2", *PAIR, "--site", "resid_pre")
+    code, out, _ = run_in_process("patch", "--model", "tiny-gpt2", *PAIR, "--site", "resid_pre")
     cells = out.split("strongest normalised cells:")[1].strip().splitlines()[:5]
     assert code == 0 and all(l.strip().startswith("L") and "'@" in l for l in cells)
-    code, out, _ = run("lens", "--model", "tiny-gpt2", "--prompt", EIFFEL, "--answer", " Paris", "--wrong", " Rome",
+    code, out, _ = run_in_process("lens", "--model", "tiny-gpt2", "--prompt", EIFFEL, "--answer", " Paris", "--wrong", " Rome",
                        "--top", "3")
     layer0 = next(l for l in out.splitlines() if l.startswith("L0 "))
     assert code == 0 and layer0.split("|")[0].count("'") >= 6 and "largest parts:" in out

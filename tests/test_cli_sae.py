@@ -1,4 +1,5 @@
-"""`interp sae extract/top/search/dashboard/export/active/steer/explain` on a tiny model, through a subprocess."""
+"""`interp sae extract/top/search/dashboard/export/active/steer/explain` on a tiny model, through
+``interp.cli.main`` as `python -m interp` runs it (tests/test_cli.py checks that the two agree)."""
 
 import gzip
 import json
