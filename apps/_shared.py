@@ -188,6 +188,7 @@ els.forEach(el => el.addEventListener('mouseenter', () => {{
   els.forEach((k, j) => {{ const a = j <= q ? P[q][j] : 0;
     k.style.background = `rgba(31,119,180,${{a}})`; k.classList.toggle('q', j === q); }});
   let best = 0; P[q].forEach((a, j) => {{ if (a > P[q][best]) best = j; }});
-  document.getElementById('info').textContent = `query ${{q}} attends most to key ${{best}} (${{P[q][best].toFixed(3)}})`;
+  document.getElementById('info').textContent =
+    `query ${{q}} attends most to key ${{best}} (${{P[q][best].toFixed(3)}})`;
 }}));
 </script>""", height=height)

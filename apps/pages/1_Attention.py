@@ -77,5 +77,6 @@ st.subheader("Head detectors")
 st.caption("Mean attention on 8 sequences of 50 random tokens repeated twice: induction (to the token after the "
            "earlier copy), previous-token and duplicate-token. Click a cell to open that head above.")
 scores = cached_head_scores(name, ek)
-st.plotly_chart(cached_scores_figure(name, ek), width="stretch", key="detectors", on_select="rerun", selection_mode="points")
+st.plotly_chart(cached_scores_figure(name, ek), width="stretch", key="detectors", on_select="rerun",
+                selection_mode="points")
 st.write("Top induction heads: " + ", ".join(f"{h['name']} ({h['score']:.2f})" for h in scores.top("induction", 5)))

@@ -10,8 +10,8 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import (cached_dla, cached_model, edits_key, head_from_selection, pick_model, prompt_input, shared,  # noqa: E402
-                     show_error)
+from _shared import (cached_dla, cached_model, edits_key, head_from_selection, pick_model,  # noqa: E402
+                     prompt_input, shared, show_error)
 
 from interp import InterpError, logit_lens  # noqa: E402
 

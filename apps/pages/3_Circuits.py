@@ -97,7 +97,8 @@ try:
                       selection_mode="points")
     left.caption("Click a head or MLP node to open what it reads and writes.")
     right.plotly_chart(cached_curve(*args, ek).figure(), width="stretch", key="curve")
-    right.dataframe([{"from": e["src"], "to": f"{e['dst']}.{e['input']}", "score": round(e["score"], 4)}
+    right.dataframe([{"from": e["src"], "to": e["dst"] if e["dst"] == e["input"] else f"{e['dst']}.{e['input']}",
+                      "score": round(e["score"], 4)}
                      for e in circuit.edges[:15]], hide_index=True)
 except InterpError as err:
     show_error(err)

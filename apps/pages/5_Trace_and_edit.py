@@ -92,7 +92,8 @@ if st.button("Edit", type="primary", key="edit"):
     try:
         with st.spinner("Key statistics (cached after the first time), k*, v*, the rank-one update…"):
             st.session_state["report"] = edit_report(
-                model, template, subject_e, target, None if layer < 0 else layer, RomeConfig(cov_tokens=int(cov_tokens)),
+                model, template, subject_e, target, None if layer < 0 else layer,
+                RomeConfig(cov_tokens=int(cov_tokens)),
                 paraphrases=paraphrases.splitlines(), neighbours=neighbours.splitlines())
     except InterpError as err:
         show_error(err)

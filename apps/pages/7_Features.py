@@ -12,7 +12,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_sae, pick_model, shared, show_error  # noqa: E402
+from _shared import cached_sae, pick_model, remembered, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from saes.dashboard import context_html, feature_dashboard  # noqa: E402
@@ -70,37 +70,45 @@ if entry is not None:
 else:
     st.caption(f"{sae_model.cfg.hook_name} · {d_sae:,} features · no store: live features and steering only")
 
-left, right = st.columns([1, 2])
-feature = int(shared(right.number_input, "Feature", "feature", 0, min_value=0, max_value=d_sae - 1))
-if store is not None:
-    token = left.text_input("Search features by token", "", key="token", help="a token's text, e.g. ' Paris'")
-    if token:
+@st.fragment
+def dashboard_view() -> None:
+    """The feature picker, search and dashboard; a new feature reruns only this part of the page."""
+    left, right = st.columns([1, 2])
+    feature = int(shared(right.number_input, "Feature", "feature", 0, min_value=0, max_value=d_sae - 1))
+    if store is not None:
+        token = left.text_input("Search features by token", "", key="token", help="a token's text, e.g. ' Paris'")
+        if token:
+            try:
+                rows = store.search_token(token, 10, entry["name"])
+                left.dataframe([{"feature": r["feature"], "mean": round(r["mean_value"], 3),
+                                 "fires": f"{r['fire_rate']:.0%}"} for r in rows], hide_index=True)
+            except InterpError as err:
+                left.error(str(err))
         try:
-            rows = store.search_token(token, 10, entry["name"])
-            left.dataframe([{"feature": r["feature"], "mean": round(r["mean_value"], 3), "fires": f"{r['fire_rate']:.0%}"}
-                            for r in rows], hide_index=True)
+            d = cached_dashboard(path, feature, entry["name"])
         except InterpError as err:
-            left.error(str(err))
-    try:
-        d = cached_dashboard(path, feature, entry["name"])
-    except InterpError as err:
-        show_error(err)
-    right.caption(f"Feature {feature} fires on {d.fires:,} tokens ({d.frequency:.4%}); max {d.max:.3f}, mean when "
-                  f"firing {d.mean:.3f}; nearest by decoder: "
-                  + ", ".join(f"#{f} ({c:.2f})" for f, c in d.neighbours[:5])
-                  + "; fire together: " + ", ".join(f"#{r['feature']} ({r['jaccard']:.2f})" for r in d.correlated[:5]))
-    for ex in d.explanations[:2]:
-        det = ex.get("detection_balanced_accuracy")
-        right.info(f"“{ex['explanation']}” ({ex['explainer']}" + (f"; detection {det:.2f}" if det is not None else "")
-                   + ")")
-    if not d.explanations:
-        right.caption("No explanation yet: `interp sae explain STORE` writes them.")
-    st.plotly_chart(d.figure(), width="stretch", key="dashboard")
-    st.subheader("Top activations")
-    st.html("".join(context_html(c, d.max) for c in d.top) or "<p>The feature never fired in this store.</p>")
-    for lo, hi, members in d.groups:
-        with st.expander(f"Interval {lo:.2f} – {hi:.2f}"):
-            st.html("".join(context_html(c, d.max) for c in members))
+            show_error(err)
+        right.caption(f"Feature {feature} fires on {d.fires:,} tokens ({d.frequency:.4%}); max {d.max:.3f}, mean "
+                      f"when firing {d.mean:.3f}; nearest by decoder: "
+                      + ", ".join(f"#{f} ({c:.2f})" for f, c in d.neighbours[:5]) + "; fire together: "
+                      + ", ".join(f"#{r['feature']} ({r['jaccard']:.2f})" for r in d.correlated[:5]))
+        for ex in d.explanations[:2]:
+            det = ex.get("detection_balanced_accuracy")
+            right.info(f"“{ex['explanation']}” ({ex['explainer']}"
+                       + (f"; detection {det:.2f}" if det is not None else "") + ")")
+        if not d.explanations:
+            right.caption("No explanation yet: `interp sae explain STORE` writes them.")
+        st.plotly_chart(d.figure(), width="stretch", key="dashboard")
+        st.subheader("Top activations")
+        st.html("".join(context_html(c, d.max) for c in d.top) or "<p>The feature never fired in this store.</p>")
+        for lo, hi, members in d.groups:
+            with st.expander(f"Interval {lo:.2f} – {hi:.2f}"):
+                st.html("".join(context_html(c, d.max) for c in members))
+
+
+dashboard_view()
+feature = int(remembered("feature", 0))
+d = cached_dashboard(path, feature, entry["name"]) if store is not None else None
 
 st.subheader("Live: the features of a text, and steering")
 text = shared(st.text_input, "Text", "text", "The new restaurant is located in")

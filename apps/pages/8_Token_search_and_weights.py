@@ -110,7 +110,8 @@ with vis:
     if st.button("Optimise", type="primary", key="vis"):
         try:
             if source == "concept direction":
-                objective = direction_objective(f"blocks.{layer}.hook_resid_post", cached_direction(name, dataset, layer, ek),
+                objective = direction_objective(f"blocks.{layer}.hook_resid_post",
+                                                cached_direction(name, dataset, layer, ek),
                                                 name=f"{dataset} direction at L{layer}")
             else:
                 from saes.io import resolve_hook
