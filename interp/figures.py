@@ -66,7 +66,7 @@ def head_scores_figure(result: HeadScores, detectors: list[str] | None = None) -
                                  hovertemplate="%{y}%{x}: %{z:.3f}<extra>" + name + "</extra>"),
                       row=1, col=i)
         fig.update_yaxes(autorange="reversed", row=1, col=i)
-        click_targets(fig, s.shape[0], s.shape[1], row=1, col=i)
+        click_targets(fig, s.shape[0], s.shape[1], row=1, col=i, values=s, label=name)
     fig.update_layout(title=(f"Head detectors on {result.n_seqs}×{result.seq_len} repeated random tokens "
                              f"(loss {result.loss_first_repeat:.2f} → {result.loss_second_repeat:.2f} nats)"),
                       height=max(360, 18 * result.scores[detectors[0]].shape[0] + 120))
@@ -74,17 +74,24 @@ def head_scores_figure(result: HeadScores, detectors: list[str] | None = None) -
 
 
 def click_targets(fig: go.Figure, n_layers: int, n_heads: int, row: int | None = None, col: int | None = None,
-                  x=None, y=None, size: float = 10) -> None:
+                  x=None, y=None, size: float = 10, values=None, label: str = "") -> None:
     """Near-invisible markers over a layer × head grid, so a click selects a head: each point's
     ``customdata`` is ``[layer, head]`` (plotly selects scatter points, not heatmap cells). ``x``/``y``
-    place the markers; by default they sit on the ``H{h}``/``L{l}`` categories of the heatmaps here."""
+    place the markers; by default they sit on the ``H{h}``/``L{l}`` categories of the heatmaps here.
+    With ``values`` (``[layer][head]``) the markers carry the hover instead of the heatmap just drawn
+    under them, so a click anywhere on a cell lands on its marker."""
     layers = [l for l in range(n_layers) for _ in range(n_heads)]
     heads = [h for _ in range(n_layers) for h in range(n_heads)]
+    hover = {"hoverinfo": "skip"}
+    if values is not None:
+        fig.data[-1].update(hoverinfo="skip", hovertemplate=None)
+        hover = {"text": [f"{float(values[l][h]):.3f}" for l, h in zip(layers, heads)],
+                 "hovertemplate": "L%{customdata[0]}H%{customdata[1]}: %{text}<extra>" + label + "</extra>"}
     fig.add_trace(go.Scatter(x=x if x is not None else [f"H{h}" for h in heads],
                              y=y if y is not None else [f"L{l}" for l in layers],
                              customdata=[[l, h] for l, h in zip(layers, heads)], mode="markers",
                              marker={"symbol": "square", "size": size, "opacity": 0.01, "color": "white"},
-                             hoverinfo="skip", showlegend=False, name="heads"), row=row, col=col)
+                             showlegend=False, name="heads", **hover), row=row, col=col)
 
 
 def attention_grid_figure(result: AttentionPatterns, tile: int = 24) -> go.Figure:
@@ -157,7 +164,7 @@ def dla_figure(result: LogitAttribution) -> go.Figure:
                              x=[f"H{h}" for h in range(heads.shape[1])],
                              y=[f"L{l}" for l in range(heads.shape[0])],
                              hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"), row=1, col=1)
-    click_targets(fig, heads.shape[0], heads.shape[1], row=1, col=1)
+    click_targets(fig, heads.shape[0], heads.shape[1], row=1, col=1, values=heads, label="DLA")
     fig.add_trace(go.Bar(x=result.mlps.numpy(), y=[f"L{l}" for l in range(len(result.mlps))],
                          orientation="h", showlegend=False), row=1, col=2)
     fig.update_yaxes(autorange="reversed")
@@ -504,7 +511,7 @@ def copying_figure(scores, title: str = "OV copying score Σλ/Σ|λ| of W_E W_V
     fig = go.Figure(go.Heatmap(z=z, x=[f"H{h}" for h in range(z.shape[1])], y=[f"L{l}" for l in range(z.shape[0])],
                                colorscale="RdBu_r", zmid=0, zmin=-1, zmax=1, colorbar={"title": "copying"},
                                hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"))
-    click_targets(fig, z.shape[0], z.shape[1])
+    click_targets(fig, z.shape[0], z.shape[1], values=z, label="copying")
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=title, height=520)
     return fig

@@ -164,6 +164,10 @@ def test_attention_grid_tiles_are_the_patterns_and_clicks_name_heads(tiny_models
     assert marks.x[i] == 2 * (s + 1) + (s - 1) / 2 and marks.y[i] == 1 * (s + 1) + (s - 1) / 2
     long = attention_grid_figure(attention_patterns(model, " ".join(["word"] * 40)), tile=8)
     assert np.asarray(long.data[0].z, dtype=float).shape == (len(res.layers) * 9, len(res.heads) * 9)
-    scores = detect_heads(model, n_seqs=2, seq_len=8).figure()
+    heads = detect_heads(model, n_seqs=2, seq_len=8)
+    scores = heads.figure()
     clicks = [t for t in scores.data if t.type == "scatter"]
     assert len(clicks) == 3 and list(clicks[0].customdata[5]) == [5 // 4, 5 % 4]
+    # The markers carry the hover (so a click on the cell reaches them), with the cell's own score.
+    assert clicks[0].text[5] == f"{heads.scores['induction'][1, 1].item():.3f}"
+    assert all(t.hoverinfo == "skip" for t in scores.data if t.type == "heatmap")
