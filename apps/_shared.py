@@ -27,12 +27,18 @@ def _cast(raw: str, default, kw: dict):
         value = type(default)(raw) if not isinstance(default, bool) else raw == "True"
     except (TypeError, ValueError):
         return default
-    if "options" in kw and value not in kw["options"]:
-        return value if kw.get("accept_new_options") else default
+    return value if _fits(value, kw) else default
+
+
+def _fits(value, kw: dict) -> bool:
+    """Whether the widget built with ``kw`` can hold ``value`` (a layer of another model may not)."""
+    if "options" in kw and value not in kw["options"] and not kw.get("accept_new_options"):
+        return False
     lo, hi = kw.get("min_value"), kw.get("max_value")
-    if lo is not None and value < lo or hi is not None and value > hi:
-        return default
-    return value
+    try:
+        return not (lo is not None and value < lo or hi is not None and value > hi)
+    except TypeError:
+        return False
 
 
 def shared(widget, label: str, name: str, default, **kw):
@@ -48,6 +54,8 @@ def shared(widget, label: str, name: str, default, **kw):
         st.session_state[key] = _cast(raw, default, kw)
     elif arrived or key not in st.session_state:  # a widget's state does not cross pages: set it again
         st.session_state[key] = st.session_state.get("keep_" + name, default)
+    if not _fits(st.session_state[key], kw):  # e.g. layer 18 after switching to a 3-layer model
+        st.session_state[key] = default
     value = widget(label, key=key, **kw)
     st.session_state["keep_" + name] = value
     if raw != str(value):

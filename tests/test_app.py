@@ -74,6 +74,17 @@ def test_attention_page_and_a_shared_url():
     assert again.text_input(key="w_prompt").value == "A B C A B"
     bad = page("pages/1_Attention.py", layer=99, head="x").run()  # out of range: the defaults, no crash
     _ok(bad)
+    # A layer of a larger model, carried from another page or left in the widget after switching to a
+    # 3-layer model, does not exist here: the page falls back instead of failing.
+    carried = page("pages/1_Attention.py")
+    carried.session_state["keep_layer"] = 18
+    carried.run()
+    _ok(carried)
+    assert carried.number_input(key="w_layer").value == 2
+    carried.session_state["w_layer"] = 7
+    carried.run()
+    _ok(carried)
+    assert 0 <= carried.number_input(key="w_layer").value <= 2
 
 
 def test_prompt_carries_over_to_the_next_page():
