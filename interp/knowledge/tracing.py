@@ -315,13 +315,19 @@ def _run_cells(model, setup: _Setup, cells, starts, window: int, t: int | None, 
         for hook, tok in _batched_restores(kind, token, layer, window, n):
             by_hook.setdefault(hook, []).append((n_base * (c + 1), tok))
 
+    n_pos = base.shape[1]
+
     def restore(name: str):
         rows = torch.tensor([r + s for r, _ in by_hook[name] for s in range(n_base)])
         toks = torch.tensor([tok for _, tok in by_hook[name] for _ in range(n_base)])
         value = setup.clean[_clean_key(name)][0]
 
         def hook(x, *, hook):
-            x[rows.to(x.device), (toks - offset).to(x.device)] = value[toks.to(value.device)]
+            # x may hold only the last positions (the last MLP runs on the last one alone): a
+            # restore at an earlier position there cannot reach the scored position, so it is dropped.
+            pos = toks - offset - (n_pos - x.shape[1])
+            keep = pos >= 0
+            x[rows[keep].to(x.device), pos[keep].to(x.device)] = value[toks[keep].to(value.device)]
             return x
 
         return hook
@@ -336,6 +342,9 @@ def _run_cells(model, setup: _Setup, cells, starts, window: int, t: int | None, 
         return x
 
     hooks = [(name, restore(name)) for name in by_hook]
+    last_mlp = f"blocks.{n - 1}.ln2.hook_in"
+    if last_mlp in model.hook_dict:  # only the last position is scored: the last MLP runs on it alone
+        hooks.append((last_mlp, lambda x, *, hook: x[:, -1:]))
     noise_hook = [("hook_embed", add_noise)]
     if not t:
         logits = forward_with_cells(model, base, starts, hooks, base_hooks=noise_hook)
