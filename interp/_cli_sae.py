@@ -28,7 +28,8 @@ def add_sae_parser(add) -> None:
     t.add_argument("--d-sae", type=index, default=0, help="latents (default 16 x d_in)")
     t.add_argument("--tokens", type=count, default=2_000_000)
     t.add_argument("--batch-size", type=count, default=4096)
-    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--lr", type=float, default=0.0,
+                   help="learning rate (default 2e-4 x sqrt(16384 / d_sae): 2.7e-4 at 9216 latents)")
     t.add_argument("--l1", type=float, default=5.0, help="ReLU's L1 coefficient")
     t.add_argument("--l0", type=float, default=1.0, help="JumpReLU's L0 coefficient")
     t.add_argument("--init-l0", type=float, default=0.0,

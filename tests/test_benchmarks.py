@@ -14,6 +14,7 @@ import benchmarks.overhead
 import benchmarks.patching
 import benchmarks.relations
 import benchmarks.rome
+import benchmarks.sae_efficiency
 import benchmarks.sae_quality
 import benchmarks.saes
 import benchmarks.tracing
@@ -74,6 +75,17 @@ def test_sae_quality_benchmark(capsys, tmp_path):
                                         "--only", "topk", "--cache", str(tmp_path / "cache"),
                                         "--out", str(tmp_path / "runs")], capsys)
     assert out["main"]["eval"]["tokens"] > 0 and len(out["tradeoff"]) == 4
+
+
+def test_sae_efficiency_benchmark(capsys, tmp_path):
+    """The workbench side alone (SAELens needs its own environment): one run per budget, each scored on
+    the held-out block past the longest run's blocks."""
+    out = _run(benchmarks.sae_efficiency, ["--model", "tiny-llama", "--layer", "1", "--d-sae", "64", "--k", "4",
+                                           "--batch", "1024", "--budgets", "2048,40000", "--lrs", "auto",
+                                           "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "runs")], capsys)
+    (run,) = out["runs"]
+    assert run["lr"] == pytest.approx(2e-4 * 16) and [p["tokens"] for p in run["points"]] == [2048, 39936]
+    assert out["held_out"]["block"] == 2 and all(0 < p["fvu"] < 2 and p["l0"] <= 4 for p in run["points"])
 
 
 def test_features_benchmark(capsys, tmp_path):

@@ -294,3 +294,17 @@ def test_a_run_longer_than_the_corpus_needs_epochs(tiny_models, small_corpus, tm
     res = train(model, _cfg(**cfg, epochs=30), tmp_path / "long")
     lines = [json.loads(l) for l in (tmp_path / "long" / "metrics.jsonl").read_text().splitlines()]
     assert res.steps == 30 and lines[-1]["epoch"] > 1 and [l["epoch"] for l in lines] == sorted(l["epoch"] for l in lines)
+
+
+def test_default_learning_rate_falls_with_the_root_of_the_width(tiny_models, corpus, tmp_path):
+    """lr 0 is Gao et al.'s 2e-4 · sqrt(2^14 / d_sae): the optimiser runs at it (its warm-up and decay
+    factors applied) and train_config.json records it."""
+    from saes.train import _lr_factor, default_lr
+
+    assert default_lr(2**14) == pytest.approx(2e-4) and default_lr(4 * 2**14) == pytest.approx(1e-4)
+    cfg = _cfg(corpus, lr=0.0, d_sae=256)
+    train(tiny_models["tiny-llama"], cfg, tmp_path)
+    want = 2e-4 * (16384 / 256) ** 0.5
+    assert json.loads((tmp_path / "train_config.json").read_text())["lr"] == pytest.approx(want)
+    first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["lr"] == pytest.approx(want * _lr_factor(first["step"], cfg))
