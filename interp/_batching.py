@@ -25,14 +25,18 @@ LAST_POSITION: Hook = ("unembed.hook_in", lambda x, *, hook: x[:, -1:])
 
 
 def forward_with_cells(model, base_tokens: Int[Tensor, "base pos"], starts: Sequence[int],
-                       hooks: Sequence[Hook], base_hooks: Sequence[Hook] = (), **forward_kwargs
+                       hooks: Sequence[Hook], base_hooks: Sequence[Hook] = (),
+                       sources: Sequence[int | None] | None = None, **forward_kwargs
                        ) -> Float[Tensor, "rows d_vocab"]:
     """Last-position logits of the base rows followed by each cell's copy of them.
 
     ``starts`` (ascending) is each cell's start layer; ``base_hooks`` run before the rows
     grow (e.g. noise on the embeddings); ``hooks`` run after, on the grown batch.
-    ``forward_kwargs`` go to the model (e.g. a prefix ``past_key_values`` whose layer ``l``
-    already holds as many rows as will exist there: see :func:`rows_at_layers`).
+    ``sources[c]``, when given and not None, is an earlier-starting cell whose rows cell ``c``
+    copies at its start instead of the base rows (a cell that shares that cell's interventions
+    below its start branches off it). ``forward_kwargs`` go to the model (e.g. a prefix
+    ``past_key_values`` whose layer ``l`` already holds as many rows as will exist there: see
+    :func:`rows_at_layers`).
     """
     if list(starts) != sorted(starts):
         raise ValueError("cells must be sorted by start layer")
@@ -43,9 +47,19 @@ def forward_with_cells(model, base_tokens: Int[Tensor, "base pos"], starts: Sequ
         offsets[layer] = row
         row += counts[layer] * n_base
 
+    joining: dict[int, list[int | None]] = {}  # layer -> the source cell of each cell starting there
+    for c, layer in enumerate(starts):
+        src = sources[c] if sources is not None else None
+        if src is not None and not (src < c and starts[src] < layer):
+            raise ValueError(f"cell {c} cannot branch off cell {src}, which does not start below it")
+        joining.setdefault(layer, []).append(src)
+
     def expand(x: Float[Tensor, "rows pos d_model"], *, hook, layer: int):
         assert x.shape[0] == offsets[layer], "rows out of step with the cells"
-        return torch.cat([x, x[:n_base].repeat(counts[layer], 1, 1)])
+        if all(src is None for src in joining[layer]):
+            return torch.cat([x, x[:n_base].repeat(counts[layer], 1, 1)])
+        first = [0 if src is None else n_base * (src + 1) for src in joining[layer]]  # the source's first row
+        return torch.cat([x, *(x[r:r + n_base] for r in first)])
 
     fwd = list(base_hooks)
     fwd += [(f"blocks.{layer}.hook_resid_pre", bind(expand, layer=layer)) for layer in sorted(counts)]

@@ -21,6 +21,33 @@ def test_batched_trace_equals_rome_loop(tiny, kind, trim):
     assert fast.scores[kind].std() > 0
 
 
+def test_bottom_edge_cells_branch_off_the_longest_window():
+    """Window 10 over 30 layers: the MLP cells at layers 0…4 of a token restore blocks 0…l+4, a prefix
+    of layer 5's window, so they copy layer 5's rows at block l+5 and restore nothing themselves."""
+    from interp.knowledge.tracing import _batched_restores, _branch
+
+    cells = [("mlp", 3, l) for l in range(8)] + [("hidden", 3, 0)]
+    restores = [_batched_restores(k, t, l, 10, 30) for k, t, l in cells]
+    starts = [min(int(h.split(".")[1]) for h, _ in r) for r in restores]
+    order, new_starts, sources, own = _branch(cells, starts, restores)
+    by_cell = {order[i]: (new_starts[i], sources[i], own[i]) for i in range(len(order))}
+    trunk = order.index(5)
+    for l in range(5):
+        assert by_cell[l] == (l + 5, trunk, [])
+    assert by_cell[5] == (0, None, restores[5]) and by_cell[6][1] is None and by_cell[8][1] is None
+    assert new_starts == sorted(new_starts)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "attn"])
+def test_branched_trace_in_one_pass_equals_rome_loop(tiny, kind):
+    """Three layers, window 2: layer 0's cell restores block 0 only, a prefix of layer 1's window, so it
+    runs as a branch of layer 1's rows when both are in one pass."""
+    fast = trace(tiny, EIFFEL, "The Eiffel Tower", " Paris", kinds=[kind], samples=3, window=2, trim=False)
+    ref = trace_loop(tiny, EIFFEL, "The Eiffel Tower", " Paris", kinds=[kind], samples=3, window=2)
+    assert fast.extra["cells_per_pass"] >= fast.scores[kind].numel()
+    assert torch.allclose(fast.scores[kind], ref.scores[kind], atol=1e-6, rtol=1e-4)
+
+
 def test_trace_reference_semantics(tiny):
     """Restoring the whole last position's residual stream at the last layer gives back the
     clean probability; restoring a token before the subject changes nothing."""

@@ -310,9 +310,11 @@ def _run_cells(model, setup: _Setup, cells, starts, window: int, t: int | None, 
     base = setup.tokens[:, offset:].repeat(setup.noise.shape[0], 1)
     noise = setup.noise
     n_base = base.shape[0]
+    restores = [_batched_restores(kind, token, layer, window, n) for kind, token, layer in cells]
+    order, starts, sources, restores = _branch(cells, list(starts), restores)
     by_hook: dict[str, list[tuple[int, int]]] = {}  # hook -> (first row, token)
-    for c, (kind, token, layer) in enumerate(cells):
-        for hook, tok in _batched_restores(kind, token, layer, window, n):
+    for c, cell_restores in enumerate(restores):
+        for hook, tok in cell_restores:
             by_hook.setdefault(hook, []).append((n_base * (c + 1), tok))
 
     n_pos = base.shape[1]
@@ -347,13 +349,44 @@ def _run_cells(model, setup: _Setup, cells, starts, window: int, t: int | None, 
         hooks.append((last_mlp, lambda x, *, hook: x[:, -1:]))
     noise_hook = [("hook_embed", add_noise)]
     if not t:
-        logits = forward_with_cells(model, base, starts, hooks, base_hooks=noise_hook)
+        logits = forward_with_cells(model, base, starts, hooks, base_hooks=noise_hook, sources=sources)
     else:
         cache = _prefix_cache(model, prefix, t, rows_at_layers(n_base, starts, n))
         with _bridge_builds_masks(model):
-            logits = forward_with_cells(model, base, starts, hooks, base_hooks=noise_hook,
+            logits = forward_with_cells(model, base, starts, hooks, base_hooks=noise_hook, sources=sources,
                                         past_key_values=cache, use_cache=True)
-    return logits.float().softmax(-1)[:, setup.answer_id].cpu()
+    probs = logits.float().softmax(-1)[:, setup.answer_id].cpu().view(-1, n_base)
+    back = [0] + [1 + order.index(c) for c in range(len(cells))]  # rows back in the callers' cell order
+    return probs[back].reshape(-1)
+
+
+def _branch(cells, starts: list[int], restores: list[list[tuple[str, int]]]):
+    """Cells that share another cell's restores up to some block run as a branch of it from there.
+
+    At the bottom edge the MLP and attention windows are clipped to start at block 0: the cells of
+    one token and kind at layers 0…w/2 restore blocks 0…e−1 for growing e, so each equals the
+    longest of them (the trunk) until its own window ends, and copies the trunk's rows at that block
+    rather than running blocks 0…e−1 itself. Returns the cells' order (sorted by start), and in that
+    order their starts, the cell each branches off (None: the base rows) and their own restores."""
+    def layer(hook: str) -> int:
+        return int(hook.split(".")[1])
+
+    groups: dict[tuple, list[int]] = {}
+    for c, (kind, token, _) in enumerate(cells):
+        if kind in ("mlp", "attn") and restores[c]:
+            groups.setdefault((kind, token, starts[c]), []).append(c)
+    source: dict[int, int] = {}
+    for members in groups.values():
+        trunk = max(members, key=lambda c: len(restores[c]))
+        for c in members:
+            end = layer(restores[c][-1][0]) + 1
+            below = [r for r in restores[trunk] if layer(r[0]) < end]
+            if len(restores[c]) < len(restores[trunk]) and below == restores[c]:
+                source[c], starts[c], restores[c] = trunk, end, []
+    order = sorted(range(len(cells)), key=lambda c: starts[c])
+    position = {c: i for i, c in enumerate(order)}
+    return (order, [starts[c] for c in order], [position.get(source.get(c, -1)) for c in order],
+            [restores[c] for c in order])
 
 
 def trace_loop(model, prompt: str, subject: str, answer: str | None = None,
