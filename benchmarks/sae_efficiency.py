@@ -17,7 +17,8 @@ total variance), L0 and the fraction of latents that never fire there.
 The batch is the same for both (``--batch``, 4096 = both trainers' default).
 
     python -m benchmarks.sae_efficiency --saelens benchmarks/.saelens-venv/bin/python \\
-        [--d-sae 2304 --k 32 --budgets 200000,1000000,2000000 --lrs auto,2e-4 --saelens-lrs default,auto]
+        [--d-sae 2304 --k 32 --budgets 200000,1000000,2000000 --lrs auto,2e-4 --saelens-lrs default,auto
+         --html FIGURE.html]
 """
 
 from __future__ import annotations
@@ -43,6 +44,23 @@ def _lr(spec: str, d_sae: int) -> float:
     if spec == "default":
         return SAELENS_DEFAULT_LR
     return float(spec)
+
+
+def figure(result: dict):
+    """Held-out FVU against training tokens, one line per trainer and learning rate."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for run in result["runs"]:
+        pts = run["points"]
+        fig.add_trace(go.Scatter(x=[p["tokens"] for p in pts], y=[p["fvu"] for p in pts], mode="lines+markers",
+                                 name=f"{run['trainer']} lr {run['lr']:.2g} ({run['lr_setting']})",
+                                 line={"dash": "solid" if run["trainer"] == "workbench" else "dot"},
+                                 customdata=[p["dead_frac"] for p in pts],
+                                 hovertemplate="%{x:,} tokens: FVU %{y:.3f}, dead %{customdata:.0%}<extra></extra>"))
+    fig.update_layout(title=f"TopK-{result['k']} SAE, {result['d_sae']} latents, {result['hook']}: held-out FVU",
+                      xaxis_title="training tokens", yaxis_title="FVU (held out)", template="plotly_white")
+    return fig
 
 
 def export(store, hook: str, blocks: int, held_block: int, folder: Path) -> None:
@@ -80,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", default="benchmarks/.sae-activations", help="activation shards (shared)")
     ap.add_argument("--out", default="benchmarks/.sae-efficiency", help="exported batches and trained SAEs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--html", help="write the FVU-against-tokens figure here")
     args = ap.parse_args(argv)
 
     from interp.models import load_model
@@ -132,6 +151,9 @@ def main(argv: list[str] | None = None) -> None:
             theirs = json.loads(proc.stdout.strip().splitlines()[-1])
             result["runs"].append({"trainer": "saelens", "lr_setting": spec, **theirs})
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.html:
+        figure(result).write_html(args.html, include_plotlyjs=True)  # offline: no CDN
+        result["html"] = args.html
     emit(result)
 
 

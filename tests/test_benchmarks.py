@@ -82,8 +82,10 @@ def test_sae_efficiency_benchmark(capsys, tmp_path):
     the held-out block past the longest run's blocks."""
     out = _run(benchmarks.sae_efficiency, ["--model", "tiny-llama", "--layer", "1", "--d-sae", "64", "--k", "4",
                                            "--batch", "1024", "--budgets", "2048,40000", "--lrs", "auto",
-                                           "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "runs")], capsys)
+                                           "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "runs"),
+                                           "--html", str(tmp_path / "fvu.html")], capsys)
     (run,) = out["runs"]
+    assert (tmp_path / "fvu.html").stat().st_size > 0
     assert run["lr"] == pytest.approx(2e-4 * 16) and [p["tokens"] for p in run["points"]] == [2048, 39936]
     assert out["held_out"]["block"] == 2 and all(0 < p["fvu"] < 2 and p["l0"] <= 4 for p in run["points"])
 
