@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import os
 
+import _preload
 import streamlit as st
 
-from interp import InterpError, load_model
-from interp.models import BUILTIN, DEFAULT_MODEL
+if _preload.pending():  # `interp app` is still loading the model: let it finish before importing
+    with st.spinner("Loading the model…"):
+        _preload.wait()
+
+from interp import InterpError, load_model  # noqa: E402
+from interp.models import BUILTIN, DEFAULT_MODEL  # noqa: E402
 
 DEFAULT_PROMPT = "The Eiffel Tower is located in the city of"
 
@@ -86,7 +91,13 @@ def edits_key(model) -> str:
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=2)
 def cached_model(name: str):
-    return load_model(name)
+    _preload.wait()
+    model = _preload.take(name)  # loaded while the server started (`interp app`), and frozen
+    if model is None:
+        model = load_model(name)
+        if _preload.serving():  # only in the server: a test process keeps its collector as it is
+            _preload.freeze()
+    return model
 
 
 @st.cache_data(show_spinner="Direct logit attribution…", max_entries=32)

@@ -402,16 +402,19 @@ VERBS["gcg"] = lambda args: cmd_gcg(args, _model)
 
 @verb
 def cmd_app(args) -> dict:
-    script = Path(__file__).resolve().parent.parent / "apps" / "Model_and_prompt.py"
+    script = Path(__file__).resolve().parent.parent / "apps" / "_serve.py"
     if not script.is_file():
         raise InterpError(f"the explorer is not next to this install ({script} missing); "
                           "run from a source checkout (pip install -e .)")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+    from interp.models import DEFAULT_MODEL
+
+    # The server script starts loading the model at once, while Streamlit starts and the browser
+    # connects (about 9 s of imports and set-up on a 2-core CPU), then runs `streamlit run`.
+    model = args.model or os.environ.get("INTERP_MODEL") or DEFAULT_MODEL
+    cmd = [sys.executable, str(script), model, "--server.address", "127.0.0.1",
            "--server.port", str(args.port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false"]
-    env = dict(os.environ)
-    if args.model:
-        env["INTERP_MODEL"] = args.model
+    env = dict(os.environ, INTERP_MODEL=model)  # the model the pages start from is the one loading
     print(f"interp: explorer on http://127.0.0.1:{args.port}", file=sys.stderr)
     sys.stderr.flush()
     # Become the Streamlit server (no child left behind when this process is stopped).

@@ -45,6 +45,39 @@ def test_model_and_prompt_page(tiny_models):
     assert at.query_params["prompt"] == "The cat sat on the mat"  # the view is in the URL
 
 
+def test_the_model_interp_app_loads_while_starting_is_the_one_the_pages_use(monkeypatch):
+    import gc
+
+    monkeypatch.syspath_prepend(str(APPS))
+    import _preload
+    import _shared
+
+    monkeypatch.setenv("INTERP_MODEL", "tiny-gpt2")
+    monkeypatch.setattr(_preload, "_started", False)  # this process is a server only for this test
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))  # the test process keeps its collector
+    frozen: list[bool] = []
+    _shared.cached_model.clear()
+
+    def loaded_again(name, *a, **kw):
+        raise AssertionError(f"the page loaded {name} itself")
+
+    with monkeypatch.context() as m:
+        m.setattr(_shared, "load_model", loaded_again)
+        _preload.start("tiny-gpt2")  # what apps/_serve.py does before Streamlit serves the first page
+        at = page("Model_and_prompt.py").run()  # the page waits for the load, then takes the model
+        _ok(at)
+    assert any("tiny-gpt2: 3 layers, 4 query heads," in c.value for c in at.caption)
+    assert not _preload.pending() and _preload.take("tiny-gpt2") is None  # handed over once
+    assert frozen == [True] and gc.isenabled()  # the loader collected once, then froze what it loaded
+    _shared.cached_model("tiny-llama")  # a model picked later: loaded by the page, then frozen
+    assert frozen == [True, True]
+    _preload.start("no-such-model")  # a failed load is left to the page, which shows the error line
+    _preload.wait()
+    assert _preload.take("no-such-model") is None
+    at = page("Model_and_prompt.py", model="no-such-model").run()
+    assert not at.exception and len(at.error) == 1 and "unknown model 'no-such-model'" in at.error[0].value
+
+
 def test_empty_prompt_and_unknown_model_are_one_line_each():
     at = page("Model_and_prompt.py").run()
     at.text_area(key="w_prompt").set_value("   ").run()
