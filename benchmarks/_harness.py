@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -26,6 +27,11 @@ def machine() -> dict:
     except (OSError, StopIteration):
         info["cpu"] = platform.processor()
     return info
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (``scripts/setup.sh --browser`` installs it), or ``None``."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def sync() -> None:

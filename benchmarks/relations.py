@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from benchmarks._harness import emit, interleaved, machine, ratio
+from benchmarks._harness import chromium_path, emit, interleaved, machine, ratio
 
 
 def _loop_jacobian(model, prompt: str, subject: str, layer: int) -> torch.Tensor:
@@ -55,14 +55,13 @@ def _loop_jacobian(model, prompt: str, subject: str, layer: int) -> torch.Tensor
 
 def _save(fig, folder: str, stem: str, width: int, height: int) -> None:
     """The figure as self-contained HTML, and as PNG when a headless Chromium is installed."""
-    import shutil
     import subprocess
     from pathlib import Path
 
     html = Path(folder) / f"{stem}.html"
     fig.update_layout(width=width, height=height)
     fig.write_html(html, include_plotlyjs=True, config={"displayModeBar": False})
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    browser = chromium_path()
     if browser:
         subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                         f"--screenshot={Path(folder).resolve() / f'{stem}.png'}", f"--window-size={width},{height}",

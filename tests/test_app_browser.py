@@ -38,6 +38,15 @@ def _idle(page, timeout: int = 300_000) -> None:
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
 
 
+def _shot(page, path: Path) -> None:
+    """A full-page screenshot once every plotly chart on the page has drawn (plotly draws after the
+    run that sent it has finished)."""
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+                                    .every(c => c.querySelector('.main-svg'))""", timeout=60_000)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(path), full_page=True)
+
+
 def _click_point(page, point) -> None:
     """A real mouse click on one plotly marker (plotly listens on the plot area, not the marker)."""
     point.scroll_into_view_if_needed()
@@ -108,7 +117,7 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
             body = page.inner_text("body")
             assert "smollm2-135m: 30 layers, 9 query heads over 3 KV heads" in body
             assert "0:'The'" in body and "Next token" in body and "' Paris'" in body
-            page.screenshot(path=str(shots / "explorer-model-and-prompt.png"), full_page=True)
+            _shot(page, shots / "explorer-model-and-prompt.png")
             # A second visitor finds the model loaded: only the page itself runs.
             t = time.perf_counter()
             second = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()
@@ -140,14 +149,14 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
             page.wait_for_selector("h3:has-text('Attention pattern L3H4')", timeout=60_000)
             _idle(page)
             assert "layer=3" in page.url and "head=4" in page.url  # the view is in the URL
-            page.screenshot(path=str(shots / "explorer-attention.png"), full_page=True)
+            _shot(page, shots / "explorer-attention.png")
 
             # Lens: the logit lens and DLA; a click on a head's DLA cell opens its page.
             page.goto(base + "/Lens")
             page.wait_for_selector("text=The parts sum to", timeout=120_000)
             _idle(page)
             _no_errors(page)
-            page.screenshot(path=str(shots / "explorer-lens.png"), full_page=True)
+            _shot(page, shots / "explorer-lens.png")
             _click_point(page, page.locator(".st-key-dla .scatterlayer .point").nth(20 * 9 + 1))
             page.wait_for_function("() => location.pathname.endsWith('/Head')", timeout=60_000)
             page.wait_for_selector("h1:has-text('L20H1')", timeout=120_000)
@@ -159,7 +168,7 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
             _idle(page)
             _no_errors(page)
             assert "Faithfulness of the circuit" in page.inner_text("body")
-            page.screenshot(path=str(shots / "explorer-circuits.png"), full_page=True)
+            _shot(page, shots / "explorer-circuits.png")
             nodes = page.locator(".st-key-graph .scatterlayer .trace").last
             names = nodes.locator(".textpoint text").evaluate_all("els => els.map(e => e.textContent)")
             i, node = next((i, n) for i, n in enumerate(names) if re.fullmatch(r"L\d+H\d+", n))
@@ -169,7 +178,7 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
             _idle(page)
             _no_errors(page)
             assert "OV copying score" in page.inner_text("body")
-            page.screenshot(path=str(shots / "explorer-head.png"), full_page=True)
+            _shot(page, shots / "explorer-head.png")
 
             # Trace and edit: trace the fact, send it to the editor.
             page.goto(base + "/Trace_and_edit?samples=3")
@@ -179,7 +188,7 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
             page.get_by_role("button", name="Send this fact to the editor", exact=True).click()
             _idle(page)
             assert page.locator(".st-key-w_template input").input_value() == "{} is located in the city of"
-            page.screenshot(path=str(shots / "explorer-trace-and-edit.png"), full_page=True)
+            _shot(page, shots / "explorer-trace-and-edit.png")
 
             # Probes and steering: steer towards positive sentiment.
             page.goto(base + "/Probes_and_steering?alpha=6.0&steer_layer=10")
@@ -188,7 +197,7 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
             page.wait_for_selector("text=P(positive) of the generations", timeout=300_000)
             _idle(page)
             _no_errors(page)
-            page.screenshot(path=str(shots / "explorer-probes-and-steering.png"), full_page=True)
+            _shot(page, shots / "explorer-probes-and-steering.png")
 
             # Features: a dashboard from the store, the next feature's, live features and steering.
             sae_dir, store = embedded_sae
@@ -204,7 +213,7 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
             page.wait_for_selector("text=clamped at", timeout=120_000)
             _idle(page)
             _no_errors(page)
-            page.screenshot(path=str(shots / "explorer-features.png"), full_page=True)
+            _shot(page, shots / "explorer-features.png")
 
             # Token search and weights: a short GCG run with its live curve.
             page.goto(base + "/Token_search_and_weights?gcg_steps=4")
@@ -212,7 +221,7 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
             page.wait_for_selector("text=/(Best found|Target reached) in/", timeout=300_000)
             _idle(page)
             _no_errors(page)
-            page.screenshot(path=str(shots / "explorer-token-search-and-weights.png"), full_page=True)
+            _shot(page, shots / "explorer-token-search-and-weights.png")
 
             # A shared link reopens the same view in a fresh browser (no session to carry it).
             other = browser.new_context(viewport={"width": 1400, "height": 1800}).new_page()

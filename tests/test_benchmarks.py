@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import benchmarks.explorer_start
 import benchmarks.features
 import benchmarks.gcg
 import benchmarks.generation
@@ -117,3 +118,18 @@ def test_gcg_benchmark_without_the_peer(capsys):
                                 "--init", "x x", "--repeats", "1", "--no-peer"], capsys)
     run = out["runs"]["workbench"][0]
     assert len(run["losses"]) == 2 and run["losses"][1] <= run["losses"][0] and not out["runs"]["nanogcg"]
+
+
+def test_explorer_start_benchmark(capsys):
+    from tests.conftest import chromium_path
+
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed (the README's test command installs it)")
+    out = _run(benchmarks.explorer_start, ["--model", "tiny-llama", "--delays", "0", "--repeats", "1", "--no-warmup"],
+               capsys)
+    row = out["by_delay"]["0s"]
+    for side in ("streamlit_run", "interp_app"):
+        t = {k: v["median_s"] for k, v in row[side].items()}
+        assert 0 < t["listen_s"] < t["first_page_from_start_s"]
+        assert t["first_page_from_visit_s"] <= t["first_page_from_start_s"]
+    assert row["streamlit_run_over_interp_app_from_visit"]["median"] > 0
