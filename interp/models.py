@@ -34,9 +34,9 @@ from interp.errors import InterpError
 if TYPE_CHECKING:  # torch is imported where a model is built, so `interp models` stays light
     import torch
 
-__all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "check_device",
-    "default_device", "embedded_cached", "embedded_gguf", "hf_cached_snapshot", "list_models",
-    "load_embedded_tokenizer", "load_model"]
+__all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "check_device", "check_kv_cache",
+           "default_device", "embedded_cached", "embedded_gguf", "hf_cached_snapshot", "list_models",
+           "load_embedded_tokenizer", "load_model"]
 
 DEFAULT_MODEL = "smollm2-135m"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -145,7 +145,29 @@ def load_model(name: str | None = None, device: str | None = None,
     if spec is not None and spec.prepend_bos is not None:
         bridge.cfg.default_prepend_bos = spec.prepend_bos
     bridge.eval()
+    check_kv_cache(bridge)
     return bridge
+
+
+def check_kv_cache(model) -> None:
+    """Raise :class:`InterpError` unless a cached forward through the bridge fills the key/value
+    cache. Generation, tracing, GCG and relations reuse that cache; when the installed
+    ``transformers`` hands it to attention under a name the TransformerLens bridge does not read
+    (transformers 5.24 with TransformerLens 4.3), it stays empty and their results would be
+    silently wrong."""
+    import torch
+
+    ids = torch.zeros((1, 2), dtype=torch.long, device=model.cfg.device)
+    with torch.no_grad():
+        cache = model.original_model(input_ids=ids, use_cache=True).past_key_values
+    if cache is None or not hasattr(cache, "get_seq_length"):
+        return  # an architecture without an HF cache: nothing reuses one
+    if cache.get_seq_length() != 2:
+        from importlib.metadata import version
+
+        raise InterpError(f"transformers {version('transformers')} does not fill the key/value cache through "
+                          f"TransformerLens {version('transformer-lens')}'s bridge; "
+                          "install a supported pair: pip install 'transformers>=5.9,<5.24'")
 
 
 def _place(hf_model, device: str, device_map):

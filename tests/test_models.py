@@ -150,3 +150,25 @@ def test_embedded_cache_key_is_content_not_mtime(tmp_path):
     assert _manifest(a) == _manifest(b)
     b.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     assert _manifest(a) != _manifest(b)
+
+
+def test_a_bridge_that_leaves_the_kv_cache_empty_is_refused(tiny, monkeypatch):
+    """The installed transformers fills the cache through the bridge; when it does not (as
+    transformers 5.24 with TransformerLens 4.3), loading says so instead of every cached
+    analysis going silently wrong."""
+    from transformers import DynamicCache
+
+    from interp.models import check_kv_cache
+
+    check_kv_cache(tiny)  # the installed pair works
+    hf = tiny.original_model
+    forward = hf.forward
+
+    def unfilled(*args, **kwargs):
+        out = forward(*args, **{**kwargs, "use_cache": False})
+        out.past_key_values = DynamicCache()
+        return out
+
+    monkeypatch.setattr(hf, "forward", unfilled)
+    with pytest.raises(InterpError, match=r"does not fill the key/value cache.*transformers>=5\.9,<5\.24"):
+        check_kv_cache(tiny)
