@@ -37,7 +37,9 @@ def add_sae_parser(add) -> None:
     t.add_argument("--corpus", help="corpus (default: the offline default corpus)")
     t.add_argument("--epochs", type=count, default=1,
                    help="passes allowed over the corpus; later passes revisit its blocks in a new order, reshuffled")
-    t.add_argument("--seed", type=index, default=0)
+    t.add_argument("--seed", type=index, default=0, help="seeds the corpus shuffle and, by default, the initial weights")
+    t.add_argument("--init-seed", type=index, default=None,
+                   help="seeds only the initial weights: runs differing in it see the same tokens (and share --activation-cache)")
     t.add_argument("--checkpoint-every", type=count, default=200)
     t.add_argument("--activation-cache", help="folder for activation shards reused by later runs")
     t.add_argument("--compile", action="store_true", help="torch.compile the training step")
@@ -141,7 +143,7 @@ def _train(args) -> dict:
     model = _model(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
     cfg = TrainConfig(hook=args.hook, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
                       batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
-                      l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0,
+                      init_seed=args.init_seed, l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0,
                       max_norm_ratio=args.max_norm_ratio, checkpoint_every=args.checkpoint_every,
                       compile=args.compile, activation_cache=args.activation_cache, epochs=args.epochs)
     res = train(model, cfg, args.out)

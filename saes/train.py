@@ -84,6 +84,12 @@ class TrainConfig:
     block_rows: int = 256
     corpus: str | None = None
     seed: int = 0
+    """Seeds the corpus's shuffle (and so keys the activation cache) and, unless ``init_seed`` is
+    set, the SAE's initial weights."""
+    init_seed: int | None = None
+    """Seeds the SAE's initial weights alone (None: ``seed``). Runs that differ only in it train
+    on the same tokens in the same order, so they share one activation cache: a seed spread
+    without a second harvest."""
     checkpoint_every: int = 200
     log_every: int = 20
     dead_tokens: int = 0
@@ -180,7 +186,7 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
         store.epoch_of((cfg.steps - 1) // store.batches_per_block)
     sample = store.sample(min(cfg.batch_size, 8192))[cfg.hook]
     d_in = sample.shape[-1]
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
     sae = make_sae(SAEConfig(cfg.architecture, d_in, cfg.d_sae or 16 * d_in, hook_name=cfg.hook,
                              model_name=model.cfg.model_name, k=cfg.k, l1_coefficient=cfg.l1_coefficient,
                              l0_coefficient=cfg.l0_coefficient, train_corpus=corpus_id(cfg.corpus),
@@ -279,6 +285,8 @@ def _comparable(cfg: TrainConfig) -> dict:
     # epochs only bounds the run: batch i is the same for any number of epochs that reaches it
     for k in ("checkpoint_every", "log_every", "compile", "cuda_graphs", "activation_cache", "epochs"):
         d.pop(k)
+    if d["init_seed"] is None:
+        d.pop("init_seed")  # the default: checkpoints written before the field existed still resume
     return d
 
 

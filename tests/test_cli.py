@@ -319,9 +319,11 @@ def test_steer_json_on_tiny_llama():
 def test_sae_train_and_eval_json(tmp_path):
     out = run_json("sae", "train", "--model", "tiny-llama", "--hook", "blocks.1.hook_resid_post", "--arch", "relu",
                    "--d-sae", "128", "--tokens", "4096", "--batch-size", "512", "--corpus", "bbc-news",
-                   "--out", str(tmp_path / "sae"))
+                   "--init-seed", "3", "--out", str(tmp_path / "sae"))
     assert out["steps"] == 8 and out["d_sae"] == 128 and {"l0", "fvu", "dead_frac"} <= set(out["final"])
     assert (tmp_path / "sae" / "cfg.json").exists() and (tmp_path / "sae" / "metrics.jsonl").exists()
+    recorded = json.loads((tmp_path / "sae" / "train_config.json").read_text())
+    assert (recorded["seed"], recorded["init_seed"]) == (0, 3)
     ev = run_json("sae", "eval", str(tmp_path / "sae"), "--model", "tiny-llama", "--corpus", "bbc-news",
                   "--tokens", "1024", "--skip-rows", "500")
     assert ev["tokens"] == 8 * 127 and 0 <= ev["dead_frac"] <= 1 and "ce_loss_recovered" in ev  # sinks skipped

@@ -308,3 +308,31 @@ def test_default_learning_rate_falls_with_the_root_of_the_width(tiny_models, cor
     assert json.loads((tmp_path / "train_config.json").read_text())["lr"] == pytest.approx(want)
     first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert first["lr"] == pytest.approx(want * _lr_factor(first["step"], cfg))
+
+
+def test_init_seed_changes_the_weights_and_not_the_tokens(tiny_models, corpus, tmp_path, monkeypatch):
+    """--init-seed reseeds only the initial weights: the batches are the ones --seed alone gives,
+    init_seed == seed reproduces the default run, and checkpoints without the field still resume."""
+    from saes.train import _comparable
+
+    model = tiny_models["tiny-llama"]
+    real, seen = ActivationStore.batch, []
+
+    def record(self, i):
+        out = real(self, i)
+        seen.append(out[HOOK].sum().item())
+        return out
+
+    monkeypatch.setattr(ActivationStore, "batch", record)
+    runs = {}
+    for name, kw in [("default", {}), ("same", {"init_seed": 0}), ("other", {"init_seed": 1}),
+                     ("data", {"seed": 1})]:
+        seen.clear()
+        res = train(model, _cfg(corpus, tokens=256 * 4, **kw), tmp_path / name)
+        runs[name] = (res.sae.state_dict(), list(seen))
+    default, same, other, data = (runs[k] for k in ("default", "same", "other", "data"))
+    assert all(torch.equal(default[0][k], same[0][k]) for k in default[0])
+    assert not torch.equal(default[0]["W_enc"], other[0]["W_enc"])
+    assert other[1] == default[1] and data[1] != default[1]
+    assert "init_seed" not in _comparable(_cfg(corpus)) and _comparable(_cfg(corpus, init_seed=3))["init_seed"] == 3
+    assert json.loads((tmp_path / "other" / "train_config.json").read_text())["init_seed"] == 1
