@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import sys
 import time
@@ -32,6 +33,35 @@ def machine() -> dict:
 def chromium_path() -> str | None:
     """Debian's chromium (``scripts/setup.sh --browser`` installs it), or ``None``."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# Headless Chromium on a machine without a network: no GPU, no sandbox (root), and none of the
+# background connections it would otherwise try at every start.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, server, timeout: float = 120) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``; raise ``RuntimeError``
+    when the ``server`` process exits first or ``timeout`` seconds pass."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited (code {server.returncode}) before listening on port {port}")
+            if time.time() > deadline:
+                raise RuntimeError(f"nothing listened on port {port} within {timeout:g} s")
+            time.sleep(0.05)
 
 
 def sync() -> None:

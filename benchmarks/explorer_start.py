@@ -17,22 +17,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks._harness import chromium_path, emit, machine, ratio
+from benchmarks._harness import CHROMIUM_ARGS, chromium_path, emit, free_port, machine, ratio, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _command(side: str, port: int, model: str) -> list[str]:
@@ -45,21 +38,16 @@ def _command(side: str, port: int, model: str) -> list[str]:
 
 def first_page(browser, side: str, model: str, delay: float) -> dict:
     """One start of the server: seconds until it listens and until the first page has results."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, INTERP_MODEL=model)
     t0 = time.perf_counter()
     server = subprocess.Popen(_command(side, port, model), cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit(f"explorer_start: the {side} server did not listen on port {port}")
-                time.sleep(0.05)
+        try:
+            wait_listening(port, server)
+        except RuntimeError as err:
+            raise SystemExit(f"explorer_start: {side}: {err}") from err
         listen = time.perf_counter() - t0
         time.sleep(delay)
         t_visit = time.perf_counter()
@@ -95,8 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     sides = ("streamlit_run", "interp_app")
     runs = {(d, s): [] for d in delays for s in sides}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args.chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         if not args.no_warmup:
             first_page(browser, "streamlit_run", args.model, 0)  # warm the file cache for both sides
         for _ in range(args.repeats):

@@ -6,7 +6,6 @@ suite fast on 2 cores.
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
@@ -37,7 +36,3 @@ def smol():
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
-
-
-def chromium_path() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")

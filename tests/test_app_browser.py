@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import chromium_path
+from benchmarks._harness import CHROMIUM_ARGS, chromium_path, free_port, wait_listening
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _idle(page, timeout: int = 300_000) -> None:
@@ -85,28 +78,20 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
     shots = Path(os.environ.get("INTERP_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     latency: dict[str, float] = {}
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     t_start = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "interp", "app", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_listening(port, server)
         latency["server_listening_s"] = time.perf_counter() - t_start
         # Only the loopback interface is served: every listener on the port is 127.0.0.1.
         listeners = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
                      if line.split()[3] == "0A" and line.split()[1].endswith(f":{port:04X}")]
         assert listeners == [f"0100007F:{port:04X}"], listeners
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
 
             # Model and prompt: tokens, next tokens and the loss per token.

@@ -19,6 +19,7 @@ import benchmarks.sae_efficiency
 import benchmarks.sae_quality
 import benchmarks.saes
 import benchmarks.tracing
+from benchmarks._harness import chromium_path
 
 
 def _run(module, argv, capsys) -> dict:
@@ -121,8 +122,6 @@ def test_gcg_benchmark_without_the_peer(capsys):
 
 
 def test_explorer_start_benchmark(capsys):
-    from tests.conftest import chromium_path
-
     if chromium_path() is None:
         pytest.skip("chromium is not installed (the README's test command installs it)")
     out = _run(benchmarks.explorer_start, ["--model", "tiny-llama", "--delays", "0", "--repeats", "1", "--no-warmup"],
