@@ -162,7 +162,7 @@ def check_kv_cache(model) -> None:
         cache = model.original_model(input_ids=ids, use_cache=True).past_key_values
     if cache is None or not hasattr(cache, "get_seq_length"):
         return  # an architecture without an HF cache: nothing reuses one
-    if cache.get_seq_length() != 2:
+    if cache.get_seq_length() != ids.shape[1]:
         from importlib.metadata import version
 
         raise InterpError(f"transformers {version('transformers')} does not fill the key/value cache through "
