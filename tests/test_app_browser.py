@@ -160,6 +160,8 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
             _click_point(page, nodes.locator(".point").nth(i))
             page.wait_for_function("() => location.pathname.endsWith('/Head')", timeout=60_000)
             page.wait_for_selector(f"h1:has-text('{node}')", timeout=120_000)
+            # The page draws top-down: its heading and attention come before the whole run ends.
+            page.wait_for_selector("text=OV copying score", timeout=120_000)
             _idle(page)
             _no_errors(page)
             assert "OV copying score" in page.inner_text("body")
