@@ -198,10 +198,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     s.add_argument("--scorer-layer", type=index, help="layer of the scoring probe (default: --layer)")
     s.add_argument("--seed", type=index, default=0)
     s.add_argument("--html", help="write the steering curve here")
-    from interp._cli_gcg import add_gcg_parser
-    from interp._cli_relation import add_relation_parser
-    from interp._cli_sae import add_sae_parser
-    from interp._cli_weights import add_weights_parser
+    from interp.cli.gcg import add_gcg_parser
+    from interp.cli.relation import add_relation_parser
+    from interp.cli.sae import add_sae_parser
+    from interp.cli.weights import add_weights_parser
 
     add_relation_parser(add)
     add_weights_parser(add)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from interp._cli_parser import count, index
+from interp.cli._parser import count, index
 from interp.errors import InterpError
 
 __all__ = ["add_gcg_parser", "cmd_gcg", "gcg_summary"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from interp._cli_parser import count, index
+from interp.cli._parser import count, index
 from interp.errors import InterpError
 
 __all__ = ["add_relation_parser", "cmd_relation", "relation_circuit_out", "resample_out", "relation_summary"]

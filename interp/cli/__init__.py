@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from interp._cli_gcg import cmd_gcg
-from interp._cli_parser import build_parser
-from interp._cli_relation import _ints, cmd_relation, relation_circuit_out, resample_out
-from interp._cli_weights import cmd_weights
-from interp._cli_sae import cmd_sae
-from interp._cli_text import print_summary
+from interp.cli.gcg import cmd_gcg
+from interp.cli._parser import build_parser
+from interp.cli.relation import _ints, cmd_relation, relation_circuit_out, resample_out
+from interp.cli.weights import cmd_weights
+from interp.cli.sae import cmd_sae
+from interp.cli._text import print_summary
 from interp.errors import InterpError
 
 __all__ = ["main"]
@@ -402,7 +402,7 @@ VERBS["gcg"] = lambda args: cmd_gcg(args, _model)
 
 @verb
 def cmd_app(args) -> dict:
-    script = Path(__file__).resolve().parent.parent / "apps" / "_serve.py"
+    script = Path(__file__).resolve().parent.parent.parent / "apps" / "_serve.py"
     if not script.is_file():
         raise InterpError(f"the explorer is not next to this install ({script} missing); "
                           "run from a source checkout (pip install -e .)")

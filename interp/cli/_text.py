@@ -26,15 +26,15 @@ def _ranked(grid, axes: list[str], tokens: list[str], key=abs, n: int = TOP) -> 
 def print_summary(verb_name: str, out: dict) -> None:
     """The short human-readable form of a verb's JSON object (without ``--json``)."""
     if verb_name == "relation" or (verb_name in ("patch", "circuit") and "relation" in out):
-        from interp._cli_relation import relation_summary
+        from interp.cli.relation import relation_summary
 
         relation_summary(verb_name, out)
     elif verb_name == "gcg":
-        from interp._cli_gcg import gcg_summary
+        from interp.cli.gcg import gcg_summary
 
         gcg_summary(out)
     elif verb_name == "weights":
-        from interp._cli_weights import weights_summary
+        from interp.cli.weights import weights_summary
 
         weights_summary(out)
     elif verb_name == "models":
@@ -115,7 +115,7 @@ def print_summary(verb_name: str, out: dict) -> None:
         for a, m, g in zip(out["alphas"], out["mean_score"], out["generations"]):
             print(f"alpha {a:+6.1f}: P({out['positive']}) {m:.3f}  e.g. {g[0][:70]!r}")
     elif verb_name.startswith("sae "):
-        from interp._cli_sae import sae_summary
+        from interp.cli.sae import sae_summary
 
         sae_summary(verb_name.split()[1], out)
     elif verb_name == "attention":

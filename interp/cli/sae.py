@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from interp._cli_parser import count, index
+from interp.cli._parser import count, index
 from interp.errors import InterpError
 
 __all__ = ["add_sae_parser", "cmd_sae", "sae_summary"]
