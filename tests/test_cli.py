@@ -423,7 +423,7 @@ def test_path_patch_verb_equals_the_library_sweep(tiny_models):
 def test_every_flag_has_help():
     import argparse
 
-    from interp.cli._parser import build_parser
+    from interp.cli import build_parser
 
     missing = []
 

@@ -32,7 +32,7 @@ def test_two_ranks_on_one_gpu_or_too_few_gpus_are_refused():
 def test_trainer_and_cli_use_the_rank_device(monkeypatch):
     """`interp sae train` under torchrun loads the model on the rank's device, and the trainer's
     DDP wrapper, store and SAE follow the model (checked on the CPU: the rule, not the GPUs)."""
-    import interp.cli as cli
+    from interp.cli._common import model_of
 
     seen = {}
     monkeypatch.setenv("LOCAL_RANK", "1")
@@ -41,5 +41,5 @@ def test_trainer_and_cli_use_the_rank_device(monkeypatch):
 
     class Args:
         model, device = None, None
-    cli._model(Args())
+    model_of(Args())
     assert seen["device"] == "cuda:1"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from interp.cli._parser import count, index
+from interp.cli._common import AddParser, count, index, model_of
 from interp.errors import InterpError
 
-__all__ = ["add_gcg_parser", "cmd_gcg", "gcg_summary"]
+__all__ = ["COMMANDS", "add_parsers", "summary"]
 
 
-def add_gcg_parser(add) -> None:
+def add_parsers(add: AddParser) -> None:
     s = add("gcg", "GCG: optimise prompt tokens to force a target, or to maximise an SAE feature")
     s.add_argument("--prompt", help="the prompt; {optim} marks the optimised string (default: appended at the end; "
                                      "with --sae the prompt defaults to 'The{optim}')")
@@ -33,7 +33,7 @@ def add_gcg_parser(add) -> None:
     s.add_argument("--seed", type=index, default=0)
 
 
-def cmd_gcg(args: argparse.Namespace, model_of) -> dict:
+def cmd_gcg(args: argparse.Namespace) -> dict:
     from interp import gcg as G
 
     if bool(args.target) == bool(args.sae):
@@ -81,7 +81,11 @@ def cmd_gcg(args: argparse.Namespace, model_of) -> dict:
     return out
 
 
-def gcg_summary(out: dict) -> None:
+COMMANDS = {"gcg": cmd_gcg}
+
+
+def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
+    """The loss before and after, the best string, and the completion it gives."""
     print(f"{out['objective']}: loss {out['initial_loss']:.3f} -> {out['best_loss']:.3f} in {out['steps_run']} steps"
           + (" (target reached)" if out["success"] else ""))
     print(f"  best string: {out['best_suffix']!r}")

@@ -1,20 +1,20 @@
-"""The relation verbs: ``interp relation`` (LREs), ``interp patch --resample`` and
-``interp circuit --relation`` (fact recall over a whole relation)."""
+"""``interp relation``: linear relational embeddings (LREs) of a relation, by layer. The same
+relations drive ``interp patch --resample`` and ``interp circuit --relation`` (interp.cli.circuits)."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from interp.cli._parser import count, index
+from interp.cli._common import AddParser, count, index, ints, model_of, with_html
 from interp.errors import InterpError
 
-__all__ = ["add_relation_parser", "cmd_relation", "relation_circuit_out", "resample_out", "relation_summary"]
+__all__ = ["COMMANDS", "add_parsers", "summary"]
 
 DEFAULT_RANK = 64
 
 
-def add_relation_parser(add) -> None:
+def add_parsers(add: AddParser) -> None:
     s = add("relation", "linear relational embeddings (Hernandez et al. 2024): faithfulness and causality by layer")
     s.add_argument("--dataset", help="a shipped relation (see --list) or a relation JSON file")
     s.add_argument("--list", action="store_true", help="list the shipped relations")
@@ -29,19 +29,7 @@ def add_relation_parser(add) -> None:
     s.add_argument("--html", help="write faithfulness and causality against layer here")
 
 
-def _ints(text: str | None, what: str) -> list[int]:
-    if not text:
-        return []
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InterpError(f"{what} {text!r}: give comma-separated integers, e.g. 4,8") from None
-    if any(v < 0 for v in values):
-        raise InterpError(f"{what} {text!r}: values must be 0 or more")
-    return values
-
-
-def cmd_relation(args: argparse.Namespace, model_of, with_html) -> dict:
+def cmd_relation(args: argparse.Namespace) -> dict:
     from interp.knowledge import relations as R
 
     t0 = time.perf_counter()
@@ -50,8 +38,8 @@ def cmd_relation(args: argparse.Namespace, model_of, with_html) -> dict:
     if not args.dataset:
         raise InterpError("relation needs --dataset NAME|FILE (or --list for the shipped relations)")
     relation = R.load_relation(args.dataset)
-    layers = [args.layer] if args.layer is not None else (_ints(args.layers, "--layers") or None)
-    ns, ranks = _ints(args.ns, "--ns"), _ints(args.ranks, "--ranks")
+    layers = [args.layer] if args.layer is not None else (ints(args.layers, "--layers") or None)
+    ns, ranks = ints(args.ns, "--ns"), ints(args.ranks, "--ranks")
     model = model_of(args)
     for r in [args.rank, *ranks]:
         R.check_rank(r, model.cfg.d_model)
@@ -68,62 +56,15 @@ def cmd_relation(args: argparse.Namespace, model_of, with_html) -> dict:
     return with_html(out, args, "lre_figure", [sweep])
 
 
-def resample_out(args: argparse.Namespace, model_of, with_html) -> dict:
-    """``interp patch --resample NAME|FILE``: resample ablation averaged over a relation."""
-    from interp.circuits.patching import get_site
-    from interp.knowledge import fact_recall as F
-    from interp.knowledge import relations as R
-
-    sites = [args.site] if args.site else list(F.RESAMPLE_SITES)
-    for site in sites:
-        if get_site(site).axes != ("layer", "pos"):
-            raise InterpError(f"--resample sweeps (layer, position) sites: resid_pre, attn_out or mlp_out, "
-                              f"not {site}")
-    if args.method != "exact":
-        raise InterpError("--resample runs exact patching only (leave out --method attribution)")
-    relation = R.load_relation(args.resample)
-    model = model_of(args)
-    res = F.resample_sweep(model, relation, sites, args.seed, args.max_pairs)
-    out = {"model": model.cfg.model_name, "relation": res.relation, "direction": "noise (resample)",
-           "metric": "logit_diff", "sites": sites, "roles": list(res.roles), "n_pairs": res.n_pairs,
-           "n_groups": res.n_groups, "clean_baseline": res.clean_baseline,
-           "corrupt_baseline": res.corrupt_baseline,
-           "axes": {f"effects.{s}": ["role", "layer"] for s in sites},
-           "effects": {s: _nan_none(v.tolist()) for s, v in res.effects.items()}, "seconds": res.seconds}
-    return with_html(out, args, "resample_figure", res)
+COMMANDS = {"relation": cmd_relation}
 
 
-def relation_circuit_out(args: argparse.Namespace, model_of, with_html) -> dict:
-    """``interp circuit --relation NAME|FILE``: EAP over the relation, held-out accuracy by size."""
-    from interp.knowledge import fact_recall as F
-    from interp.knowledge import relations as R
-
-    sizes = _ints(args.sizes, "--sizes") or [50, 100, 200, 500, 1000, 2000, 5000]
-    relation = R.load_relation(args.relation)
-    model = model_of(args)
-    res = F.relation_circuit(model, relation, sizes, args.seed)
-    out = {"model": model.cfg.model_name, "relation": res.relation, "metric": "logit_diff",
-           "axes": {"accuracy": ["size"], "faithfulness": ["size"]}, "sizes": res.sizes,
-           "accuracy": res.accuracy, "faithfulness": _nan_none(res.faithfulness),
-           "model_accuracy": res.model_accuracy, "ablated_accuracy": res.ablated_accuracy,
-           "n_edges_total": res.n_edges_total, "n_train": res.n_train, "n_test": res.n_test,
-           "top_edges": res.top_edges, "seconds": res.seconds}
-    return with_html(out, args, "relation_circuit_figure", res)
-
-
-def _nan_none(x):
-    if isinstance(x, list):
-        return [_nan_none(v) for v in x]
-    if isinstance(x, float):
-        return round(x, 5) if x == x else None
-    return x
-
-
-def relation_summary(verb_name: str, out: dict) -> None:
-    if verb_name == "relation" and "relations" in out:
+def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
+    """The shipped relations (``--list``), or the LRE sweep by layer."""
+    if "relations" in out:
         for r in out["relations"]:
             print(f"{r['name']:<22} {r['kind']:<12} {r['n_subjects']:>3} subjects  {r['template']!r}")
-    elif verb_name == "relation":
+    else:
         print(f"{out['relation']} ({out['kind']}): LRE from n={out['n']} examples, {out['n_test']} held-out subjects, "
               f"causality at rank {out['rank']}")
         print(f"  {'layer':>5} {'faithful':>9} {'causal':>7} {'beta':>5} {'s/LRE':>6}")
@@ -135,18 +76,3 @@ def relation_summary(verb_name: str, out: dict) -> None:
             print(f"  n={k}: faithfulness {v['faithfulness']:.3f}, causality {v['causality']:.3f}")
         for k, v in out["rank_sweep"].items():
             print(f"  rank {k}: causality {v:.3f}")
-    elif verb_name == "patch":  # --resample
-        print(f"resample ablation over {out['relation']}: {out['n_pairs']} prompts, logit difference "
-              f"{out['clean_baseline']:.2f} clean, {out['corrupt_baseline']:.2f} resampled; peak share lost:")
-        for site, grid in out["effects"].items():
-            for role, row in zip(out["roles"], grid):
-                vals = [(v, l) for l, v in enumerate(row) if v is not None]
-                if vals:
-                    v, l = max(vals)
-                    print(f"  {site:<9} {role:<24} {v:.3f} at L{l}")
-    elif verb_name == "circuit":  # --relation
-        print(f"circuit for {out['relation']}: held-out accuracy {out['model_accuracy']:.2f} whole model, "
-              f"{out['ablated_accuracy']:.2f} with every edge resampled")
-        for k, a, f in zip(out["sizes"], out["accuracy"], out["faithfulness"]):
-            print(f"  {k:>6} edges: accuracy {a:.3f}, logit difference recovered "
-                  f"{'-' if f is None else f'{f:.3f}'}")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from interp.cli._parser import count, index
+from interp.cli._common import AddParser, count, index, model_of
 from interp.errors import InterpError
 
-__all__ = ["add_sae_parser", "cmd_sae", "sae_summary"]
+__all__ = ["COMMANDS", "add_parsers", "summary"]
 
 
-def add_sae_parser(add) -> None:
+def add_parsers(add: AddParser) -> None:
     s = add("sae", "sparse autoencoders: train, evaluate, extract features into a store, and read, steer "
                    "and explain them")
     sub = s.add_subparsers(dest="sae_cmd", required=True, metavar="CMD")
@@ -127,12 +127,6 @@ def cmd_sae(args) -> dict:
             "export": _export}[args.sae_cmd](args)
 
 
-def _model(args):
-    from interp.cli import _model as load
-
-    return load(args)
-
-
 def _train(args) -> dict:
     from saes.config import ARCHITECTURES
     from saes.train import TrainConfig, init_distributed, train
@@ -140,7 +134,7 @@ def _train(args) -> dict:
     if args.arch not in ARCHITECTURES:
         raise InterpError(f"unknown SAE architecture {args.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     init_distributed(args.device)
-    model = _model(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
+    model = model_of(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
     cfg = TrainConfig(hook=args.hook, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
                       batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
                       init_seed=args.init_seed, l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0,
@@ -158,7 +152,7 @@ def _eval(args) -> dict:
     from saes.io import load_sae
 
     sae = load_sae(args.dir)
-    model = _model(args)
+    model = model_of(args)
     res = evaluate_sae(model, sae, args.corpus, args.tokens, skip_rows=args.skip_rows,
                        max_norm_ratio=args.max_norm_ratio, force=args.force)
     return {"model": model.cfg.model_name, "dir": args.dir, "architecture": sae.cfg.architecture,
@@ -173,7 +167,7 @@ def _extract(args) -> dict:
                         contexts_per_shard=args.contexts_per_shard, model_batch=args.model_batch,
                         max_norm_ratio=args.max_norm_ratio)  # --ctx checked before the model loads
     init_distributed(args.device)
-    model = _model(args)
+    model = model_of(args)
     res = extract_features(model, args.dirs, args.out, cfg)
     return {"model": model.cfg.model_name, **res.to_dict(), "axes": {}}
 
@@ -183,7 +177,7 @@ def _active(args) -> dict:
     from saes.io import load_sae, resolve_hook
 
     sae = load_sae(args.dir)
-    model = _model(args)
+    model = model_of(args)
     resolve_hook(model, sae)
     sae = sae.to(model.cfg.device)
     t0 = time.perf_counter()
@@ -221,7 +215,7 @@ def _steer(args) -> dict:
 
     if not math.isfinite(args.scale):
         raise InterpError(f"--scale must be a finite number, not {args.scale}")
-    model = _model(args)
+    model = model_of(args)
     resolve_hook(model, sae)
     res = steer_feature(model, sae.to(model.cfg.device), args.feature, args.scale, args.prompt, max_act, args.mode,
                         positions, args.max_new_tokens, greedy=not args.sample, seed=args.seed)
@@ -326,8 +320,12 @@ def _export(args) -> dict:
             "axes": {}}
 
 
-def sae_summary(sub: str, out: dict) -> None:
+COMMANDS = {"sae": cmd_sae}
+
+
+def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
     """The terminal form of ``interp sae <sub>`` (without ``--json``)."""
+    sub = args.sae_cmd
     if sub == "eval":
         print(f"L0 {out['l0']:.1f}  FVU {out['fvu']:.3f}  CE recovered {out['ce_loss_recovered']:.3f}  "
               f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")

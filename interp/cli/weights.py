@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from interp.cli._parser import count, index
+from interp.cli._common import AddParser, count, index, model_of, round_floats, with_html
 from interp.errors import InterpError
 
-__all__ = ["add_weights_parser", "cmd_weights", "weights_summary"]
+__all__ = ["COMMANDS", "add_parsers", "summary"]
 
 DEFAULT_TOKENS = " the, of, and, to, in, is, was, for, on, that, he, she, it, they, one, two, three, Paris, London, Mary, John"
 
@@ -20,7 +20,7 @@ def _offset(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer offset, got {text!r}") from None
 
 
-def add_weights_parser(add) -> None:
+def add_parsers(add: AddParser) -> None:
     s = add("weights", "read circuits from the weights: QK/OV, copying, composition and mimetic statistics")
     s.add_argument("--stat", required=True, choices=["qk", "ov", "copying", "composition", "mimetic"],
                    help="qk/ov: one head's circuit (--layer, --head); copying: every head's OV copying score; "
@@ -36,7 +36,7 @@ def add_weights_parser(add) -> None:
     s.add_argument("--html", help="write the figure here")
 
 
-def cmd_weights(args: argparse.Namespace, model_of, with_html, round_) -> dict:
+def cmd_weights(args: argparse.Namespace) -> dict:
     from interp.circuits import weights as W
 
     if args.stat in ("qk", "ov") and (args.layer is None or args.head is None):
@@ -56,9 +56,9 @@ def cmd_weights(args: argparse.Namespace, model_of, with_html, round_) -> dict:
         cos, z = W.identity_stats(m.A, m.B)
         full = W.full_circuit(hw, args.stat, layer, head, ids, args.offset)
         rows, cols = ("query", "key") if args.stat == "qk" else ("source", "output")
-        out.update({"layer": layer, "head": head, "singular_values": round_(m.S.tolist()),
+        out.update({"layer": layer, "head": head, "singular_values": round_floats(m.S.tolist()),
                     "frobenius": m.norm().item(), "cos_identity": cos, "diag_z": z, "tokens": words,
-                    "axes": {"full": [rows, cols]}, "full": round_(full.tolist())})
+                    "axes": {"full": [rows, cols]}, "full": round_floats(full.tolist())})
         out["seconds"] = time.perf_counter() - t0
         return with_html(out, args, "full_circuit_figure", full, words, f"Full {args.stat.upper()} circuit of "
                          f"L{layer}H{head}" + ("" if args.offset is None else f" at offset {args.offset}"), rows, cols)
@@ -66,26 +66,30 @@ def cmd_weights(args: argparse.Namespace, model_of, with_html, round_) -> dict:
         scores = W.copying_scores(hw)
         flat = scores.flatten()
         top = flat.topk(min(args.top, len(flat))).indices.tolist()
-        out.update({"axes": {"copying": ["layer", "head"]}, "copying": round_(scores.tolist()),
+        out.update({"axes": {"copying": ["layer", "head"]}, "copying": round_floats(scores.tolist()),
                     "top": [{"head": f"L{i // hw.n_heads}H{i % hw.n_heads}", "copying": flat[i].item()} for i in top],
                     "seconds": time.perf_counter() - t0})
         return with_html(out, args, "copying_figure", scores)
     if args.stat == "composition":
         comp = W.composition_scores(hw)
         out.update({"heads": comp.heads, "axes": {f"scores.{k}": ["writer", "reader"] for k in comp.scores},
-                    "scores": {k: round_(v.tolist()) for k, v in comp.scores.items()},
+                    "scores": {k: round_floats(v.tolist()) for k, v in comp.scores.items()},
                     "baseline": {k: {"mean": m, "std": s} for k, (m, s) in comp.baseline.items()},
                     "top": {k: comp.top(k, args.top) for k in comp.scores}, "seconds": time.perf_counter() - t0})
         return with_html(out, args, "composition_figure", comp)
     mim = W.mimetic_stats(hw, args.offset)
     out.update({"axes": {**{f"head.{k}": ["layer", "head"] for k in mim.head},
                          **{f"layer.{k}": ["layer"] for k in mim.layer}},
-                "head": {k: round_(v.tolist()) for k, v in mim.head.items()},
-                "layer": {k: round_(v.tolist()) for k, v in mim.layer.items()}, "seconds": time.perf_counter() - t0})
+                "head": {k: round_floats(v.tolist()) for k, v in mim.head.items()},
+                "layer": {k: round_floats(v.tolist()) for k, v in mim.layer.items()}, "seconds": time.perf_counter() - t0})
     return with_html(out, args, "mimetic_figure", mim)
 
 
-def weights_summary(out: dict) -> None:
+COMMANDS = {"weights": cmd_weights}
+
+
+def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
+    """The head's circuit, the top copying heads or head pairs, or the mimetic statistics by layer."""
     stat = out["stat"]
     if stat in ("qk", "ov"):
         print(f"L{out['layer']}H{out['head']} {stat.upper()}: ‖M‖_F {out['frobenius']:.3f}, cos(M, I) "

@@ -1,0 +1,143 @@
+"""What every verb family of the ``interp`` command shares, and nothing that knows a family.
+
+Sizes and counts are checked while parsing, before a model loads: ``count`` (at least 1) and
+``index`` (at least 0; layers and heads are never negative, so ``--layer -1`` is refused
+rather than silently meaning the last layer). A bad argument is one ``interp: error:`` line
+and exit status 2, like every other bad input. ``model_of`` loads the model a verb names,
+``with_html`` draws a result's figure for ``--html``, and ``round_floats`` makes JSON of floats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from interp.errors import InterpError
+
+AddParser = Callable[[str, str], argparse.ArgumentParser]
+"""``add(name, help)``: a verb's sub-parser, already holding ``--model --device --device-map --json``."""
+
+
+
+def count(text: str) -> int:
+    """An integer of at least 1 (tokens, steps, samples, top-N ...)."""
+    n = _int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def index(text: str) -> int:
+    """An integer of at least 0 (a layer, a head, a seed): negative indices are refused."""
+    n = _int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n} (negative indices are not supported; "
+                                         "`interp models` lists each model's layer count)")
+    return n
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``interp: error: <verb> --flag: message`` and exit 2."""
+
+    def add_argument(self, *args, **kwargs):
+        if args and str(args[0]).startswith("-") and not kwargs.get("help") and kwargs.get("default") is not None:
+            kwargs["help"] = "(default: %(default)s)"  # argparse shows no default for a flag without help
+        return super().add_argument(*args, **kwargs)
+
+    def error(self, message: str):
+        sys.stderr.write(f"interp: error: {self.prog.removeprefix('interp ')}: {message}\n")
+        sys.exit(2)
+
+
+class Help(argparse.RawDescriptionHelpFormatter):
+    """Show each flag's default where it has one and the help does not already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+def ints(text: str | None, what: str) -> list[int]:
+    """Comma-separated integers of at least 0 (``--layers 0,5,10``, ``--sizes 50,100``); ``[]`` for none."""
+    if not text:
+        return []
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InterpError(f"{what} {text!r}: give comma-separated integers, e.g. 4,8") from None
+    if any(v < 0 for v in values):
+        raise InterpError(f"{what} {text!r}: values must be 0 or more")
+    return values
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("interp-workbench")
+    except PackageNotFoundError:
+        return "source checkout"
+
+
+def root_parser(description: str) -> tuple[argparse.ArgumentParser, AddParser]:
+    """The ``interp`` parser and the ``add`` through which each family adds its verbs."""
+    p = Parser(prog="interp", description=description, formatter_class=Help)
+    p.add_argument("--version", action="version", version=f"interp {version()}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help_, description=help_, formatter_class=Help)
+        s.add_argument("--model", default=None, help="model name or directory (default: smollm2-135m)")
+        s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+        s.add_argument("--device-map", choices=["auto"], default=None,
+                       help="split a model too large for one GPU over every GPU, then the CPU (instead of --device)")
+        s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        return s
+
+    return p, add
+
+
+def model_of(args: argparse.Namespace):
+    """The model a verb's ``--model`` names, on this rank's device (``--device-map`` splits it instead)."""
+    from transformers.utils import logging as hf_logging
+
+    from interp.distributed import local_device
+    from interp.models import load_model
+
+    hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bar; our load line stays
+    if getattr(args, "device_map", None):  # load_model refuses a --device beside it
+        return load_model(args.model, device=args.device, device_map=args.device_map)
+    return load_model(args.model, device=local_device(args.device))
+
+
+def round_floats(x, nd: int = 5):
+    """Floats rounded for JSON; NaN (a cell with no value, e.g. no path) becomes null, which every
+    JSON parser reads."""
+    if isinstance(x, list):
+        return [round_floats(v, nd) for v in x]
+    if isinstance(x, float):
+        return round(x, nd) if x == x else None
+    return x
+
+
+def with_html(out: dict, args: argparse.Namespace, figure: str, *fig_args) -> dict:
+    """With ``--html``, draw ``interp.figures.<figure>(*fig_args)`` there and say so in ``out``."""
+    if args.html:
+        from interp import figures
+        from interp.cache import atomic_path
+
+        with atomic_path(args.html) as tmp:
+            getattr(figures, figure)(*fig_args).write_html(tmp, include_plotlyjs=True)  # offline: no CDN
+        out["html"] = args.html
+    return out

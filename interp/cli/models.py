@@ -1,0 +1,40 @@
+"""``interp models``: the embedded, built-in, known and cached models, and the default corpora."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from interp.cli._common import AddParser
+
+__all__ = ["COMMANDS", "add_parsers", "summary"]
+
+
+def add_parsers(add: AddParser) -> None:
+    add("models", "list embedded, built-in, known and cached models")
+
+
+def cmd_models(args) -> dict:
+    from interp.cache import cache_dir
+    from interp.corpus import describe_corpora
+    from interp.models import DEFAULT_MODEL, list_models, load_embedded_tokenizer
+
+    t0 = time.perf_counter()
+    rows = list_models()
+    corpora = describe_corpora(load_embedded_tokenizer, DEFAULT_MODEL)
+    return {"default": DEFAULT_MODEL, "cache_dir": str(cache_dir()), "models": rows,
+            "corpora": corpora, "corpus_tokenizer": DEFAULT_MODEL, "seconds": time.perf_counter() - t0}
+
+
+
+COMMANDS = {"models": cmd_models}
+
+
+def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
+    """One line per model and per corpus."""
+    if verb_name == "models":
+        for m in out["models"]:
+            print(f"{m['name']:<28} {m['kind']:<12} offline={m['offline']!s:<5} {m['description']}")
+        for c in out["corpora"]:
+            size = f"{c['tokens']:>10,} tokens {c['documents']:>6,} docs" if c["available"] else "not installed"
+            print(f"corpus {c['name']:<10} {size}  {c['description']} ({c['package']})")
