@@ -1,6 +1,17 @@
 """Plotly figures for analysis results, grouped by the researcher's question. Pure: each function
 takes a result and returns a figure. Every figure is importable from here
-(``from interp.figures import patch_figure``)."""
+(``from interp.figures import patch_figure``).
+
+Figures depend on results, never the reverse, and the rule that keeps it so has two halves:
+
+- a figure reads a result by its fields (duck typing); the result classes are imported only
+  under ``TYPE_CHECKING``, for annotations, so importing the figures imports no analysis;
+- a result's ``.figure()`` method is the one place an analysis reaches the figures, and it
+  imports ``interp.figures`` inside the method, never at module level.
+
+So no import cycle runs between an analysis and its figure, at import time or at any other.
+import-linter checks the first half (``pyproject.toml``: figures import no analysis).
+"""
 
 from __future__ import annotations
 

@@ -3,11 +3,14 @@ DLA, patching, EAP circuits and their faithfulness, and the weight-space views o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from interp.circuits.attention import AttentionPatterns, HeadScores
-from interp.circuits.lens import LogitAttribution, LogitLens
+if TYPE_CHECKING:  # results are read by their fields; figures never import an analysis at run time
+    from interp.circuits.attention import AttentionPatterns, HeadScores
+    from interp.circuits.lens import LogitAttribution, LogitLens
 
 __all__ = ["attention_figure", "attention_grid_figure", "circuit_figure", "click_targets",
            "composition_figure", "copying_figure", "dla_figure", "faithfulness_figure",

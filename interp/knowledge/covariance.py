@@ -32,6 +32,7 @@ from torch import Tensor
 from interp.cache import atomic_path, cache_dir, slug
 from interp.corpus import DEFAULT, corpus_id, token_rows
 from interp.errors import InterpError, check_index
+from interp.knowledge.edits import edits
 from interp.progress import progress
 
 __all__ = ["FORMAT", "KeyMoment", "key_hook", "key_moment"]
@@ -76,8 +77,6 @@ def _manifest(model, layer: int, corpus: str, tokens: int, seq_len: int) -> dict
 def key_moment(model, layer: int, corpus: str | None = None, tokens: int = 100_000, seq_len: int = 256,
                batch_size: int = 8, refresh: bool = False) -> KeyMoment:
     """Load or compute C for ``layer`` over the first ``tokens`` tokens of ``corpus``."""
-    from interp.knowledge.rome import edits
-
     layer = check_index(layer, model.cfg.n_layers, "layer")
     if tokens < seq_len:
         raise InterpError(f"covariance needs at least one row of {seq_len} tokens, not {tokens}")

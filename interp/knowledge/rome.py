@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from interp.cache import cache_dir, slug, write_json
 from interp.knowledge.covariance import key_hook, key_moment
+from interp.knowledge.edits import edits, is_edited
 from interp.errors import InterpError, check_index
 from interp.generation import generate_ids
 from interp.progress import progress
@@ -144,15 +145,6 @@ class Edit:
     def summary(self) -> dict:
         return {"prompt": self.prompt, "subject": self.subject, "target": self.target, "layer": self.layer,
                 "active": self.active, **self.stats}
-
-
-def edits(model) -> list[Edit]:
-    """The edits the model carries, oldest first (empty for an unedited model)."""
-    return model.__dict__.setdefault("_interp_edits", [])
-
-
-def is_edited(model) -> bool:
-    return bool(edits(model))
 
 
 def out_proj(model, layer: int) -> nn.Module:
