@@ -1,7 +1,7 @@
 """Feature-store speed: extraction against harvesting, top-k queries, whole dashboards.
 
 - **Extraction** (the bar: at least 80% of harvesting's tokens/s at the same layer):
-  tokens/s of :func:`saes.extract.extract_features` writing a fresh store (model pass,
+  tokens/s of :func:`saes.features.extract.extract_features` writing a fresh store (model pass,
   SAE encode, Parquet writes and commit records; the per-feature tables that follow are
   a fixed cost per store, reported apart) against
   :class:`saes.activations.ActivationStore` harvesting the same number of tokens at the
@@ -11,7 +11,7 @@
   fire, each timed ``--rounds`` times, against a full read of the activation shards with
   pyarrow and a numpy filter (what a store without DuckDB and row-group statistics
   costs). Reports the store's size on disk and bytes per token.
-- **Dashboards**: :func:`saes.dashboard.feature_dashboard` for the same features, from a
+- **Dashboards**: :func:`saes.features.dashboard.feature_dashboard` for the same features, from a
   freshly opened store (a cold call, as the CLI makes it).
 
     python -m benchmarks.features --sae DIR [--store STORE --build-tokens 1000000 --tokens 8192]
@@ -32,7 +32,7 @@ from benchmarks._harness import emit, interleaved, machine, ratio
 
 def extraction(model, sae_dir: str, tokens: int, rounds: int, corpus: str | None) -> dict:
     from saes.activations import ActivationStore
-    from saes.extract import ExtractConfig, extract_features
+    from saes.features.extract import ExtractConfig, extract_features
     from saes.io import load_sae
 
     hook = load_sae(sae_dir).cfg.hook_name
@@ -71,8 +71,8 @@ def queries(store_path: str, n_features: int, rounds: int, seed: int = 0) -> dic
     import numpy as np
     import pyarrow.parquet as pq
 
-    from saes.dashboard import feature_dashboard
-    from saes.store import FeatureStore
+    from saes.features.dashboard import feature_dashboard
+    from saes.features.store import FeatureStore
 
     store = FeatureStore(store_path)
     size = sum(f.stat().st_size for f in Path(store_path).rglob("*") if f.is_file())
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip-extraction", action="store_true")
     args = p.parse_args(argv)
     from interp.models import load_model
-    from saes.extract import ExtractConfig, extract_features
+    from saes.features.extract import ExtractConfig, extract_features
 
     model = load_model(args.model)
     out = {"benchmark": "features", "machine": machine(), "model": args.model}

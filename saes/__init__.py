@@ -6,13 +6,13 @@ and JumpReLU, each in its own file. Files use SAELens's layout (:mod:`saes.io`).
 cached on disk), :mod:`saes.train` trains on one hook (exact resume, DDP under
 ``torchrun``), and :mod:`saes.evaluate` measures L0, FVU and CE loss recovered.
 
-Features: :mod:`saes.extract` writes an SAE's activations over a corpus into a Parquet
-store that :mod:`saes.store` queries with DuckDB; :mod:`saes.feature_stats` computes the
-per-feature tables, :mod:`saes.dashboard` a feature page, :mod:`saes.export` Neuronpedia's
-layout, :mod:`saes.steer` clamps a feature during generation and :mod:`saes.autointerp`
+Features: :mod:`saes.features.extract` writes an SAE's activations over a corpus into a Parquet
+store that :mod:`saes.features.store` queries with DuckDB; :mod:`saes.features.stats` computes the
+per-feature tables, :mod:`saes.features.dashboard` a feature page, :mod:`saes.features.export` Neuronpedia's
+layout, :mod:`saes.features.steer` clamps a feature during generation and :mod:`saes.features.autointerp`
 explains and scores it.
 
-Names load on first use (PEP 562), so reading a store (:mod:`saes.store`) does not import torch.
+Names load on first use (PEP 562), so reading a store (:mod:`saes.features.store`) does not import torch.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ _EXPORTS = {
     "saes.base": ["SAE", "SAELoss", "SAEOutput"],
     "saes.batchtopk": ["BatchTopKSAE"],
     "saes.config": ["ARCHITECTURES", "SAEConfig"],
-    "saes.dashboard": ["FeatureDashboard", "feature_dashboard"],
-    "saes.extract": ["ExtractConfig", "extract_features"],
+    "saes.features.dashboard": ["FeatureDashboard", "feature_dashboard"],
+    "saes.features.extract": ["ExtractConfig", "extract_features"],
     "saes.io": ["load_sae", "make_sae", "resolve_hook", "save_sae"],
     "saes.jumprelu": ["JumpReLUSAE"],
     "saes.relu": ["ReluSAE"],
-    "saes.steer": ["steer_feature"],
-    "saes.store": ["FeatureStore"],
+    "saes.features.steer": ["steer_feature"],
+    "saes.features.store": ["FeatureStore"],
     "saes.topk": ["TopKSAE"],
 }
 __all__, __getattr__, __dir__ = lazy_exports("saes", _EXPORTS, globals())

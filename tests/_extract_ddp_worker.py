@@ -4,7 +4,7 @@ import sys
 
 from interp.distributed import init_distributed
 from interp.models import load_model
-from saes.extract import ExtractConfig, extract_features
+from saes.features.extract import ExtractConfig, extract_features
 
 if __name__ == "__main__":
     sae, out, corpus, ctx = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

@@ -228,7 +228,7 @@ def _sae_and_store(tmp_path, name: str, model_name: str = "tiny-llama", seed: in
 
     from interp.models import load_model
     from saes import SAEConfig, make_sae, save_sae
-    from saes.extract import ExtractConfig, extract_features
+    from saes.features.extract import ExtractConfig, extract_features
 
     torch.manual_seed(seed)
     save_sae(make_sae(SAEConfig("topk", 64, 48, k=4, hook_name="blocks.1.hook_resid_post", model_name=model_name)),

@@ -57,7 +57,7 @@ def _no_errors(page) -> None:
 def embedded_sae(tmp_path_factory):
     """A small TopK SAE trained on the embedded model's L3 residual stream, and its feature store."""
     from interp import load_model
-    from saes.extract import ExtractConfig, extract_features
+    from saes.features.extract import ExtractConfig, extract_features
     from saes.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("explorer-sae")

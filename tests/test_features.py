@@ -16,8 +16,8 @@ import torch
 
 from interp.errors import InterpError
 from saes import SAEConfig, make_sae, save_sae
-from saes.extract import ExtractConfig, extract_features
-from saes.store import FeatureStore
+from saes.features.extract import ExtractConfig, extract_features
+from saes.features.store import FeatureStore
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK = "blocks.1.hook_resid_post"
@@ -213,8 +213,8 @@ def test_embedded_model_store_dashboard_and_scorer_check(smol, tmp_path):
     """Integration: the embedded model (no BOS: every context's first token is the sink), a random SAE at L2,
     a dashboard from the store, and the scorer check on a known latent (reported in the README; the 135M
     scorer is not asserted to separate the explanations, only to produce well-formed scores)."""
-    from saes.autointerp import scorer_check
-    from saes.dashboard import feature_dashboard
+    from saes.features.autointerp import scorer_check
+    from saes.features.dashboard import feature_dashboard
 
     torch.manual_seed(0)
     save_sae(make_sae(SAEConfig("topk", 576, 256, k=8, hook_name="blocks.2.hook_resid_post",

@@ -5,8 +5,8 @@ import torch
 
 from interp.errors import InterpError
 from saes import SAEConfig, make_sae
-from saes.autointerp import _score, format_example
-from saes.steer import steer_feature, steering_hook
+from saes.features.autointerp import _score, format_example
+from saes.features.steer import steer_feature, steering_hook
 
 HOOK = "blocks.1.hook_resid_post"
 

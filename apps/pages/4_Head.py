@@ -82,7 +82,7 @@ try:
             st.info(f"Load an SAE for layer {layer} on the Features page to see MLP{layer}'s top features here"
                     + (f" (the one loaded reads {sae.cfg.hook_name})." if sae is not None else "."))
         else:
-            from saes.extract import encode_text
+            from saes.features.extract import encode_text
             from saes.io import resolve_hook
 
             resolve_hook(model, sae)

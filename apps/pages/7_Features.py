@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _shared import cached_sae, pick_model, remembered, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
-from saes.dashboard import context_html, feature_dashboard  # noqa: E402
-from saes.store import FeatureStore  # noqa: E402
+from saes.features.dashboard import context_html, feature_dashboard  # noqa: E402
+from saes.features.store import FeatureStore  # noqa: E402
 
 
 @st.cache_resource(show_spinner="Opening the store…", max_entries=4)
@@ -117,8 +117,8 @@ scale = col_scale.slider("Clamp the feature at × its maximum", -4.0, 8.0, 2.0, 
 new_tokens = int(col_new.number_input("New tokens", 1, 60, 20, key="new_tokens"))
 if st.button("Run", type="primary", key="run"):
     try:
-        from saes.extract import encode_text
-        from saes.steer import steer_feature
+        from saes.features.extract import encode_text
+        from saes.features.steer import steer_feature
 
         tokens, f, _ = encode_text(model, sae_model, text)
         top = f.topk(min(3, d_sae), dim=-1)

@@ -73,7 +73,7 @@ def cmd_gcg(args: argparse.Namespace) -> dict:
            "strings": res.strings, "times": res.times, "filled_prompt": filled, "continuation": continuation,
            "seconds": res.seconds}
     if args.sae:
-        from saes.extract import encode_text
+        from saes.features.extract import encode_text
 
         _, feats, _ = encode_text(model, sae, filled)
         out["feature"], out["pre_activation"] = args.feature, -res.best_loss

@@ -161,7 +161,7 @@ def _eval(args) -> dict:
 
 def _extract(args) -> dict:
     from interp.distributed import init_distributed
-    from saes.extract import ExtractConfig, extract_features
+    from saes.features.extract import ExtractConfig, extract_features
 
     cfg = ExtractConfig(corpus=args.corpus, tokens=args.tokens, ctx=args.ctx,
                         contexts_per_shard=args.contexts_per_shard, model_batch=args.model_batch,
@@ -173,7 +173,7 @@ def _extract(args) -> dict:
 
 
 def _active(args) -> dict:
-    from saes.extract import encode_text
+    from saes.features.extract import encode_text
     from saes.io import load_sae, resolve_hook
 
     sae = load_sae(args.dir)
@@ -191,7 +191,7 @@ def _active(args) -> dict:
 
 def _steer(args) -> dict:
     from saes.io import load_sae, resolve_hook
-    from saes.steer import steer_feature
+    from saes.features.steer import steer_feature
 
     positions = _positions(args.positions)
     sae = load_sae(args.dir)
@@ -199,7 +199,7 @@ def _steer(args) -> dict:
         raise InterpError(f"feature {args.feature} is out of range: the SAE has {sae.cfg.d_sae} features "
                           f"(0-{sae.cfg.d_sae - 1})")
     if args.store:
-        from saes.store import FeatureStore
+        from saes.features.store import FeatureStore
 
         store = FeatureStore(args.store)
         entry = next((s for s in store.manifest["saes"] if s["d_sae"] == sae.cfg.d_sae
@@ -238,8 +238,8 @@ def _positions(text: str | None) -> list[int] | None:
 
 def _explain(args) -> dict:
     from interp.models import load_model
-    from saes import autointerp as ai
-    from saes.store import FeatureStore
+    from saes.features import autointerp as ai
+    from saes.features.store import FeatureStore
 
     store = FeatureStore(args.store)
     name = store.sae(args.sae)["name"]
@@ -274,7 +274,7 @@ def _explain(args) -> dict:
 
 
 def _top(args) -> dict:
-    from saes.store import FeatureStore
+    from saes.features.store import FeatureStore
 
     store = FeatureStore(args.store)
     t0 = time.perf_counter()
@@ -285,7 +285,7 @@ def _top(args) -> dict:
 
 
 def _search(args) -> dict:
-    from saes.store import FeatureStore
+    from saes.features.store import FeatureStore
 
     store = FeatureStore(args.store)
     t0 = time.perf_counter()
@@ -298,8 +298,8 @@ def _search(args) -> dict:
 
 def _dashboard(args) -> dict:
     from interp.cache import atomic_path
-    from saes.dashboard import feature_dashboard
-    from saes.store import FeatureStore
+    from saes.features.dashboard import feature_dashboard
+    from saes.features.store import FeatureStore
 
     store = FeatureStore(args.store)
     d = feature_dashboard(store, args.feature, args.sae, k=args.k, window=args.window)
@@ -312,8 +312,8 @@ def _dashboard(args) -> dict:
 
 
 def _export(args) -> dict:
-    from saes.export import export_neuronpedia
-    from saes.store import FeatureStore
+    from saes.features.export import export_neuronpedia
+    from saes.features.store import FeatureStore
 
     store = FeatureStore(args.store)
     return {"store": args.store, "format": args.format, **export_neuronpedia(store, args.out, args.sae, args.batch),

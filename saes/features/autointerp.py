@@ -37,7 +37,7 @@ import torch
 
 from interp.cache import atomic_path
 from interp.errors import InterpError
-from saes.store import Context, FeatureStore
+from saes.features.store import Context, FeatureStore
 
 __all__ = ["PROMPT_VERSION", "Score", "explain", "format_example", "save_explanation", "score_detection",
            "score_fuzzing", "yes_no_margins"]
@@ -233,7 +233,7 @@ def known_feature(model, corpus: str | None, tokens: set[str], n: int = 24, ctx:
                   ) -> tuple[list[Context], list[Context]]:
     """Contexts of a hand-set latent that fires (value 1) exactly on the tokens whose text, stripped, is in
     ``tokens``: ``n`` where it fires and ``n`` where it does not, from the corpus in order."""
-    from saes.extract import iter_contexts
+    from saes.features.extract import iter_contexts
 
     vocab_hits = {i for i in range(len(model.tokenizer))
                   if model.tokenizer.decode([i]).strip() in tokens}

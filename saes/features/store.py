@@ -1,6 +1,6 @@
 """The feature store: SAE activations over a corpus as Parquet shards, queried with DuckDB.
 
-An extraction job (:mod:`saes.extract`) cuts each corpus document into contexts of
+An extraction job (:mod:`saes.features.extract`) cuts each corpus document into contexts of
 ``ctx`` tokens and writes, per shard of ``contexts_per_shard`` contexts:
 
 - ``tokens/NNNNN.parquet``: ``context, document, doc_offset, position, token, skipped``
@@ -79,7 +79,7 @@ class Context:
 
 
 class FeatureStore:
-    """Read access to a store written by :func:`saes.extract.extract_features`."""
+    """Read access to a store written by :func:`saes.features.extract.extract_features`."""
 
     def __init__(self, path: str | Path, quiet: bool = False):
         self.path = Path(path)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from interp.cache import atomic_path
-from saes.store import FeatureStore
+from saes.features.store import FeatureStore
 
 __all__ = ["export_neuronpedia"]
 

@@ -27,7 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.cache import atomic_path
-from saes.store import parquet_scan
+from saes.features.store import parquet_scan
 
 __all__ = ["activation_stats", "decoder_neighbours", "logit_effects", "write_feature_tables"]
 

@@ -4,7 +4,7 @@
 Neuronpedia put on a feature page: the top contexts and SAEDashboard's interval groups,
 each token with its activation; the activation histogram and firing density; the
 logit effects (top and bottom tokens, and the histogram over the whole vocabulary, see
-:mod:`saes.feature_stats`); the nearest features by decoder cosine; the features that
+:mod:`saes.features.stats`); the nearest features by decoder cosine; the features that
 fire on the same tokens (Jaccard); and any stored explanations with their scores.
 
 Every part is a DuckDB query over the store's Parquet files or a row of its feature
@@ -20,7 +20,7 @@ import html
 import time
 from dataclasses import dataclass, field
 
-from saes.store import Context, FeatureStore
+from saes.features.store import Context, FeatureStore
 
 __all__ = ["FeatureDashboard", "context_html", "feature_dashboard"]
 

@@ -39,7 +39,7 @@ from interp.corpus import corpus_id, documents
 from interp.errors import InterpError
 from interp.progress import progress
 from saes.activations import typical_tokens
-from saes.store import FORMAT, ROW_GROUP, SKIP_MASSIVE, SKIP_SINK, file_record, sae_name
+from saes.features.store import FORMAT, ROW_GROUP, SKIP_MASSIVE, SKIP_SINK, file_record, sae_name
 
 __all__ = ["ExtractConfig", "ExtractResult", "encode_text", "extract_features", "iter_contexts"]
 
@@ -203,7 +203,7 @@ def extract_features(model, sae_dirs: list[str | Path], out: str | Path, cfg: Ex
               "skipped_sink": sum(r["sink"] for r in records), "skipped_massive": sum(r["massive"] for r in records),
               "documents": len({d for r in records for d in r["documents"]})}
     if rank == 0:
-        from saes.feature_stats import write_feature_tables
+        from saes.features.stats import write_feature_tables
 
         write_feature_tables(model, out, saes, records, cfg)
         write_json(out / "manifest.json", {**config, "shards": records, "complete": True, **totals})
