@@ -14,6 +14,8 @@ explore: setup
 
 test:
 	bash scripts/setup.sh --browser
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q --timeout=900
 
 bench: setup

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._harness import emit, interleaved, machine, ratio
+from benchmarks._harness import emit, interleaved, machine
 
 
 def extraction(model, sae_dir: str, tokens: int, rounds: int, corpus: str | None) -> dict:
@@ -68,7 +68,6 @@ def extraction(model, sae_dir: str, tokens: int, rounds: int, corpus: str | None
 
 
 def queries(store_path: str, n_features: int, rounds: int, seed: int = 0) -> dict:
-    import numpy as np
     import pyarrow.parquet as pq
 
     from saes.features.dashboard import feature_dashboard

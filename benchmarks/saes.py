@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._harness import emit, interleaved, machine, sync
+from benchmarks._harness import emit, interleaved, machine
 
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core FLOP/s
 

@@ -263,7 +263,7 @@ def _slug(spec: str) -> str:
 
 
 def token_rows(model, spec: str | None = None, n_tokens: int | None = None, seq_len: int = 128,
-               *, skip_rows: int = 0) -> Iterator[Int[Tensor, "pos"]]:
+               *, skip_rows: int = 0) -> Iterator[Int[Tensor, " pos"]]:
     """Rows of ``seq_len`` token ids: documents tokenized and packed end to end.
 
     Documents are joined by the tokenizer's EOS token (the pretraining convention

@@ -44,8 +44,8 @@ class Task:
 
     clean: Int[Tensor, "batch pos"]
     corrupt: Int[Tensor, "batch pos"]
-    answer: Int[Tensor, "batch"]
-    wrong: Int[Tensor, "batch"]
+    answer: Int[Tensor, " batch"]
+    wrong: Int[Tensor, " batch"]
     clean_tokens: list[str]
     """Token strings of the first clean prompt."""
     corrupt_tokens: list[str]
@@ -127,8 +127,8 @@ def warn_missing_space(model, tokens: Int[Tensor, "batch pos"], words: list[str]
     return said
 
 
-def metric_per_pair(logits: Float[Tensor, "rows d_vocab"], answer: Int[Tensor, "rows"],
-                    wrong: Int[Tensor, "rows"], metric: Metric) -> Float[Tensor, "rows"]:
+def metric_per_pair(logits: Float[Tensor, "rows d_vocab"], answer: Int[Tensor, " rows"],
+                    wrong: Int[Tensor, " rows"], metric: Metric) -> Float[Tensor, " rows"]:
     """The metric of each row from its last-position logits."""
     logits = logits.float()
     if metric == "logit_diff":

@@ -26,7 +26,7 @@ class Prediction:
     """Per-token loss of a prompt and its most likely next tokens."""
 
     tokens: list[str]
-    losses: Float[Tensor, "pos"]
+    losses: Float[Tensor, " pos"]
     """Nats; ``losses[i]`` is the loss of ``tokens[i]`` given the ones before it (NaN at 0)."""
     top_tokens: list[str]
     top_probs: list[float]

@@ -40,7 +40,7 @@ def right_pad(model, rows: list[list[int]]) -> Int[Tensor, "batch pos"]:
     return torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], device=model.cfg.device)
 
 
-def str_tokens(model, tokens: Int[Tensor, "pos"] | str) -> list[str]:
+def str_tokens(model, tokens: Int[Tensor, " pos"] | str) -> list[str]:
     """The string of each token id (not joined), e.g. ``[' E', 'iffel', ' Tower']``; a text is
     tokenized first, as the model reads it (:func:`to_tokens`). A byte-level token that is only
     part of a character (CJK, emoji) shows its bytes, ``' \\xe6'``, rather than the ``'�'`` that

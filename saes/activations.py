@@ -46,7 +46,7 @@ __all__ = ["ActivationStore", "PREFETCH_BLOCKS", "typical_tokens"]
 PREFETCH_BLOCKS = 2
 
 
-def typical_tokens(acts: Float[Tensor, "batch d_in"], max_norm_ratio: float) -> Bool[Tensor, "batch"]:
+def typical_tokens(acts: Float[Tensor, "batch d_in"], max_norm_ratio: float) -> Bool[Tensor, " batch"]:
     """True where a token's norm is at most ``max_norm_ratio`` × the median norm (False: a massive
     activation). A ratio of 0 (or below) keeps every token."""
     if max_norm_ratio <= 0:

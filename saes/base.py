@@ -104,7 +104,7 @@ class SAE(nn.Module):
         return ((x.to(x_hat.dtype) - x_hat) * self.input_scale).pow(2).sum(-1).mean()
 
     def loss(self, x: Float[Tensor, "batch d_in"], progress: float = 1.0,
-             dead: Bool[Tensor, "d_sae"] | None = None) -> SAELoss:
+             dead: Bool[Tensor, " d_sae"] | None = None) -> SAELoss:
         """Reconstruction + sparsity (+ AuxK where the architecture uses it). ``progress`` in [0, 1]
         is the fraction of training done (for warm-ups); ``dead`` marks latents that have not fired."""
         out = self(x)

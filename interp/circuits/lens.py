@@ -96,7 +96,7 @@ class LogitAttribution:
     """The model's own ``logit[answer] - logit[wrong]`` at the last position."""
     heads: Float[Tensor, "layer head"]
     """Direct contribution of each attention head (query heads for GQA)."""
-    mlps: Float[Tensor, "layer"]
+    mlps: Float[Tensor, " layer"]
     """Direct contribution of each MLP, output bias included."""
     embed: float
     """Token embeddings (and positional embeddings where the model has them)."""

@@ -101,10 +101,10 @@ class Edit:
     subject: str
     target: str
     layer: int
-    k_star: Float[Tensor, "d_mlp"]
+    k_star: Float[Tensor, " d_mlp"]
     """The mean key over the bare prompt and the prefixed ones; the update's direction is C⁻¹k*."""
-    v_star: Float[Tensor, "d_model"]
-    k_exact: Float[Tensor, "d_mlp"]
+    v_star: Float[Tensor, " d_model"]
+    k_exact: Float[Tensor, " d_mlp"]
     """The key the update maps exactly to v* (the prompt's own, or k*; ``RomeConfig.update_key``)."""
     stats: dict
     """Optimisation and timing figures (JSON-ready)."""
@@ -260,7 +260,7 @@ def _rows(model, texts: list[str], subject: str, extra: list[int]) -> tuple[list
 
 
 @torch.no_grad()
-def compute_key(model, layer: int, texts: list[str], subject: str) -> Float[Tensor, "d_mlp"]:
+def compute_key(model, layer: int, texts: list[str], subject: str) -> Float[Tensor, " d_mlp"]:
     """k*: the mean of ``mlp.hook_post`` at the last subject token over ``texts``."""
     ids, last = _rows(model, texts, subject, [])
     _, cache = model.run_with_cache(right_pad(model, ids), names_filter=key_hook(layer),
@@ -285,7 +285,7 @@ class _FrozenParams:
 
 
 def compute_value(model, layer: int, texts: list[str], subject: str, target_ids: list[int],
-                  config: RomeConfig) -> tuple[Float[Tensor, "d_model"], dict]:
+                  config: RomeConfig) -> tuple[Float[Tensor, " d_model"], dict]:
     """v*: the MLP output at the last subject token that makes the model say the target."""
     rows, last = _rows(model, texts, subject, target_ids[:-1])
     n_rw = len(rows)
@@ -355,8 +355,8 @@ def compute_value(model, layer: int, texts: list[str], subject: str, target_ids:
 # ----------------------------------------------------------------- the update
 
 
-def rank_one_update(W_out: nn.Module, C: Float[Tensor, "d_mlp d_mlp"], k_star: Float[Tensor, "d_mlp"],
-                    v_star: Float[Tensor, "d_model"], k_exact: Float[Tensor, "d_mlp"] | None = None
+def rank_one_update(W_out: nn.Module, C: Float[Tensor, "d_mlp d_mlp"], k_star: Float[Tensor, " d_mlp"],
+                    v_star: Float[Tensor, " d_model"], k_exact: Float[Tensor, " d_mlp"] | None = None
                     ) -> Float[Tensor, "d_model d_mlp"]:
     """ΔW (as ``[d_model, d_mlp]``) = Λ (C⁻¹k*)ᵀ, the update along C⁻¹k* that least disturbs other
     keys under C, with Λ = (v* − W_out(k)) / ((C⁻¹k*)ᵀ k) so that ``W_out'(k) = v*`` for

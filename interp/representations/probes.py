@@ -336,7 +336,7 @@ def probe_layers(acts: Activations, folds: int = 5, test_size: float = 0.25, see
     return ProbeReport(ds.name, ds.labels, acts.site, len(train), len(test), out, time.perf_counter() - t0, chance)
 
 
-def feature_cosines(direction: Float[Tensor, "d_model"], W_dec: Float[Tensor, "d_sae d_model"],
+def feature_cosines(direction: Float[Tensor, " d_model"], W_dec: Float[Tensor, "d_sae d_model"],
                     top_k: int = 10) -> list[dict]:
     """The SAE features (decoder rows) most aligned with a probe direction, by |cosine|."""
     if W_dec.shape[-1] != direction.shape[-1]:

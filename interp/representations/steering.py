@@ -32,7 +32,7 @@ __all__ = ["SteeringCurve", "mean_difference", "probe_direction", "probe_scorer"
     "steering_curve"]
 
 
-def mean_difference(acts: Activations, layer: int, positive: str) -> Float[Tensor, "d_model"]:
+def mean_difference(acts: Activations, layer: int, positive: str) -> Float[Tensor, " d_model"]:
     """mean(activations of ``positive``) − mean(activations of the other classes) at ``layer``."""
     ds = acts.dataset
     if positive not in ds.labels:
@@ -42,7 +42,7 @@ def mean_difference(acts: Activations, layer: int, positive: str) -> Float[Tenso
     return X[pos].mean(0) - X[~pos].mean(0)
 
 
-def probe_direction(acts: Activations, layer: int, positive: str, folds: int = 5) -> Float[Tensor, "d_model"]:
+def probe_direction(acts: Activations, layer: int, positive: str, folds: int = 5) -> Float[Tensor, " d_model"]:
     """A binary probe's weight vector in activation space, scaled to the mean-difference norm so
     that α means the same for both kinds of direction."""
     ds = acts.dataset
@@ -55,7 +55,7 @@ def probe_direction(acts: Activations, layer: int, positive: str, folds: int = 5
 
 
 @contextlib.contextmanager
-def steer(model, vector: Float[Tensor, "d_model"], alpha: float, layer: int) -> Iterator[None]:
+def steer(model, vector: Float[Tensor, " d_model"], alpha: float, layer: int) -> Iterator[None]:
     """Within the block, every forward adds ``alpha * vector`` to the residual after ``layer``."""
     layer = check_index(layer, model.cfg.n_layers, "layer")
     v = (alpha * vector).to(model.cfg.device)
@@ -86,7 +86,7 @@ class SteeringCurve:
         return steering_figure(self)
 
 
-def steering_curve(model, vector: Float[Tensor, "d_model"], layer: int, alphas: Sequence[float],
+def steering_curve(model, vector: Float[Tensor, " d_model"], layer: int, alphas: Sequence[float],
                    prompts: Sequence[str], scorer: Callable[[list[str]], np.ndarray],
                    max_new_tokens: int = 30, seed: int = 0) -> SteeringCurve:
     """Generate from every prompt at every α (top-20 samples, prompt i seeded ``seed + i`` at every α,

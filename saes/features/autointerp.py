@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime
 import math
 import random
-import time
 from dataclasses import asdict, dataclass
 from typing import Sequence
 

@@ -64,7 +64,6 @@ class FeatureDashboard:
 
     def figure(self):
         """Activation histogram, logit-effect histogram and the top/bottom logit tokens (plotly)."""
-        import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
         fig = make_subplots(rows=1, cols=3, subplot_titles=(
