@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from interp.cache import cache_dir, slug, write_json
-from interp.errors import InterpError
+from interp.errors import InterpError, warn
 
 if TYPE_CHECKING:  # torch loads with the first token row, so `interp models` never pays for it
     from jaxtyping import Int
     from torch import Tensor
 
-__all__ = ["DEFAULT", "SOURCES", "Source", "corpus_id", "corpus_stats", "describe_corpora", "documents",
+__all__ = ["DEFAULT", "SOURCES", "Source", "check_corpus", "corpus_id", "corpus_stats", "describe_corpora", "documents",
     "token_rows"]
 
 DEFAULT = "default"
@@ -151,19 +151,36 @@ def _local_files(path: Path) -> list[Path]:
 
 def _read_local(path: Path) -> Iterator[str]:
     if path.suffix == ".txt":
-        for doc in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")):
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            text = raw.decode("utf-8", errors="replace")
+            bad = text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
+            warn(f"{path} is not UTF-8 (first bad byte at offset {err.start}): {bad:,} undecodable byte "
+                 f"sequence(s) read as U+FFFD; re-encode it as UTF-8 to keep those characters")
+        for doc in re.split(r"\n\s*\n", text):
             if doc.strip():
                 yield doc.strip()
     elif path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
+        with open(path, "rb") as f:
+            for i, raw_line in enumerate(f, 1):
+                try:
+                    line = raw_line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise InterpError(f"{path} line {i} is not UTF-8 (byte 0x{raw_line[err.start]:02x} at column "
+                                      f"{err.start + 1}); re-encode the file as UTF-8") from None
                 if not line.strip():
                     continue
                 try:
                     row = json.loads(line)
-                    yield row["text"] if isinstance(row, dict) else str(row)
+                    text = row["text"] if isinstance(row, dict) else str(row)
                 except (json.JSONDecodeError, KeyError) as err:
                     raise InterpError(f"{path} line {i} is not a JSON object with a 'text' field") from err
+                if not isinstance(text, str):
+                    raise InterpError(f"{path} line {i}: 'text' is {type(text).__name__} "
+                                      f"{json.dumps(text)[:40]}, not a string")
+                yield text
     else:
         import pyarrow.parquet as pq
 
@@ -175,6 +192,20 @@ def _read_local(path: Path) -> Iterator[str]:
             raise InterpError(f"{path} has no 'text' column (columns: {table.schema_arrow.names})")
         for batch in table.iter_batches(columns=["text"]):
             yield from (t for t in batch.column(0).to_pylist() if t)
+
+
+def check_corpus(spec: str | None = None) -> None:
+    """Refuse a corpus that cannot be read, before a model loads: a missing path, a file of another
+    kind, or a local file whose first document does not parse. (A Hugging Face name is checked when
+    it is read.) Reading the whole file is left to the job, which names the line that fails."""
+    spec = spec or DEFAULT
+    kind = _kind(spec)
+    if kind == "source":
+        _package_dir(SOURCES[spec])
+    elif kind == "local":
+        files = _local_files(Path(spec))
+        if next(_read_local(files[0]), None) is None and len(files) == 1:
+            raise InterpError(f"corpus {spec} has no text")
 
 
 def _hf_name(spec: str) -> str:

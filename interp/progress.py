@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 
 from tqdm.auto import tqdm
@@ -27,8 +28,10 @@ class _Lines(io.TextIOBase):
     def __init__(self, out):
         self.out = out
 
+    _CURSOR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # nested bars move the cursor up (ESC[A) between redraws
+
     def write(self, s: str) -> int:
-        text = s.replace("\r", "").strip()
+        text = self._CURSOR.sub("", s).replace("\r", "").strip()
         if text:
             self.out.write(text + "\n")
         return len(s)

@@ -7,13 +7,15 @@ models conventionally get one), so every analysis tokenizes the same way.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
 from interp.errors import InterpError
 
-__all__ = ["display_token", "right_pad", "single_token", "str_tokens", "to_tokens"]
+__all__ = ["display_token", "joined_text", "right_pad", "single_token", "str_tokens", "to_tokens"]
 
 
 def to_tokens(model, prompts: str | list[str], prepend_bos: bool | None = None
@@ -91,3 +93,36 @@ def single_token(model, text: str, what: str = "answer") -> int:
         raise InterpError(f"{what} {text!r} is {len(ids)} tokens {pieces}, not one; "
                           f"use a single token such as {pieces[0]!r}")
     return ids[0]
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([0-9a-f]{2})")
+
+
+def joined_text(tokens: list[str]) -> list[str]:
+    """For each display token (:func:`display_token`), the text of the character it is part of: a
+    run of byte tokens that only together make a character (an emoji, a CJK character, ``' \\xe6'``
+    then ``'\\x97\\xa5'``) shows that character on every token of the run, where the run decodes.
+    Other tokens are returned unchanged."""
+    out = list(tokens)
+    i = 0
+    while i < len(tokens):
+        if not _ESCAPED_BYTE.search(tokens[i]):
+            i += 1
+            continue
+        j, raw = i, b""
+        while j < len(tokens) and (j == i or _ESCAPED_BYTE.search(tokens[j])):
+            raw += _token_bytes(tokens[j])
+            j += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            out[i:j] = [text] * (j - i)
+            break
+        i = j
+    return out
+
+
+def _token_bytes(display: str) -> bytes:
+    parts = _ESCAPED_BYTE.split(display)  # text, hex, text, hex, ..., text
+    return b"".join(bytes([int(p, 16)]) if k % 2 else p.encode("utf-8") for k, p in enumerate(parts))

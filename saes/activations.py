@@ -39,7 +39,7 @@ from torch import Tensor
 
 from interp.cache import atomic_path
 from interp.corpus import corpus_id, token_rows
-from interp.errors import InterpError
+from interp.errors import InterpError, check_hook
 
 __all__ = ["ActivationStore", "PREFETCH_BLOCKS", "typical_tokens"]
 
@@ -62,9 +62,8 @@ class ActivationStore:
                  seq_len: int = 128, block_rows: int = 256, model_batch: int = 32, seed: int = 0,
                  cache_dir: str | Path | None = None, device: str | None = None, max_norm_ratio: float = 10.0,
                  epochs: int = 1):
-        missing = [h for h in hooks if h not in model.hook_dict]
-        if missing:
-            raise InterpError(f"the model has no hook {missing[0]!r} (e.g. blocks.0.hook_resid_post)")
+        for h in hooks:
+            check_hook(model, h)
         layers = [int(h.split(".")[1]) for h in hooks if h.startswith("blocks.")]
         self.model, self.hooks, self.corpus = model, list(hooks), corpus
         self.stop_at = (max(layers) + 1) if len(layers) == len(hooks) else None

@@ -10,7 +10,6 @@ and reads safetensors only (never pickles).
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from interp.cache import atomic_path
-from interp.errors import InterpError
+from interp.errors import InterpError, check_hook
 from saes.base import SAE
 from saes.batchtopk import BatchTopKSAE
 from saes.config import SAEConfig
@@ -27,7 +26,7 @@ from saes.jumprelu import JumpReLUSAE
 from saes.relu import ReluSAE
 from saes.topk import TopKSAE
 
-__all__ = ["CLASSES", "load_sae", "make_sae", "resolve_hook", "save_sae"]
+__all__ = ["check_sae_dir", "CLASSES", "load_sae", "make_sae", "resolve_hook", "save_sae"]
 
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 CLASSES: dict[str, type[SAE]] = {"relu": ReluSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE,
@@ -57,9 +56,28 @@ def save_sae(sae: SAE, path: str | Path) -> Path:
     return path
 
 
+def check_sae_dir(path: str | Path) -> Path:
+    """Refuse, in one line and without torch, a path that cannot be an SAE directory: a missing
+    path, a file, or a feature store given where its SAE belongs."""
+    path = Path(path)
+    if not path.exists():
+        raise InterpError(f"{path} is not an SAE directory: it does not exist")
+    if not path.is_dir():
+        raise InterpError(f"{path} is a file, not an SAE directory (a folder with {CFG} and {WEIGHTS})")
+    if (path / "manifest.json").exists() and not (path / CFG).exists():
+        try:
+            dirs = [s.get("dir", s.get("name")) for s in json.loads((path / "manifest.json").read_text())["saes"]]
+        except (ValueError, KeyError, TypeError):
+            dirs = []
+        raise InterpError(f"{path} is a feature store, not an SAE directory" +
+                          (f"; its SAE is {', '.join(map(str, dirs))}" if dirs else ""))
+    return path
+
+
 def load_sae(path: str | Path, device: str = "cpu") -> SAE:
     """Any SAELens-format directory (ours, or one downloaded from a SAELens release)."""
     path = Path(path)
+    check_sae_dir(path)
     try:
         raw = json.loads((path / CFG).read_text())
     except FileNotFoundError as err:
@@ -100,9 +118,7 @@ def resolve_hook(model, sae: SAE, force: bool = False) -> str:
     if trained_on and not force and _model_key(trained_on) != _model_key(model.cfg.model_name):
         raise InterpError(f"the SAE was trained on {trained_on!r} ({name}), not on {model.cfg.model_name!r}; "
                           f"load that model with --model, or pass --force to use it anyway")
-    if name not in model.hook_dict:
-        near = difflib.get_close_matches(name, list(model.hook_dict), n=3)
-        raise InterpError(f"the model has no hook {name!r}" + (f"; did you mean {', '.join(near)}?" if near else ""))
+    check_hook(model, name)
     with torch.no_grad():
         _, cache = model.run_with_cache(torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device),
                                         names_filter=name)

@@ -36,7 +36,7 @@ from torch import nn
 from interp.cache import atomic_path
 from interp.corpus import corpus_id
 from interp.distributed import init_distributed, rank_world
-from interp.errors import InterpError
+from interp.errors import InterpError, warn
 from interp.progress import progress
 from saes.activations import ActivationStore
 from saes.base import SAE
@@ -51,7 +51,7 @@ CALIBRATION_BATCHES = 8  # BatchTopK's inference threshold is set from the run's
 DEAD_TOKENS = 10_000_000  # Gao et al. 2024: a latent is dead after 10M tokens without firing
 DEAD_CHECK_EVERY = 16  # steps between the host's looks at whether any latent is dead (AuxK on or off)
 
-__all__ = ["TrainConfig", "TrainResult", "init_distributed", "optimizer_step_", "train"]
+__all__ = ["TrainConfig", "TrainResult", "check_train_out", "init_distributed", "optimizer_step_", "train"]
 
 
 @dataclass
@@ -154,6 +154,33 @@ class TrainResult:
     out_dir: Path
 
 
+def check_train_out(cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> None:
+    """Everything about ``out_dir`` that can be refused before the model loads: a file, a feature
+    store, or a checkpoint of another run (its recorded config against ``cfg``; the learning rate
+    is compared later when it is the width's default, which needs the model's d_in). Warns when
+    ``cfg.tokens`` is less than one batch, since a run always takes at least one whole step."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InterpError(f"--out {out} is a file; give a directory for the SAE")
+    if (out / "manifest.json").exists():
+        raise InterpError(f"--out {out} is a feature store; give the SAE a directory of its own "
+                          "(extract then writes the store from it)")
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        saved, want = dict(state.get("config") or {}), _comparable(cfg)
+        if not cfg.lr:
+            saved.pop("lr", None)
+            want.pop("lr", None)
+        if saved != want:
+            differ = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+            raise InterpError(f"{ckpt} belongs to a different run ({', '.join(differ)} differ); use another --out "
+                              "or remove the checkpoint")
+    if cfg.tokens < cfg.batch_size:
+        warn(f"--tokens {cfg.tokens:,} is less than one batch: training takes 1 step of --batch-size "
+             f"{cfg.batch_size:,} tokens")
+
+
 def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> TrainResult:
     """Train (or resume) and save the SAE in SAELens layout at ``out_dir``.
 
@@ -208,7 +235,9 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)
         if state.get("config") != _comparable(cfg):
-            raise InterpError(f"{ckpt} belongs to a different run (config differs); use another --out "
+            saved, want = state.get("config") or {}, _comparable(cfg)
+            differ = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+            raise InterpError(f"{ckpt} belongs to a different run ({', '.join(differ)} differ); use another --out "
                               "or remove the checkpoint")
         sae.load_state_dict(state["sae"])
         opt.load_state_dict(state["opt"])

@@ -101,7 +101,7 @@ def test_feature_objective_and_the_gcg_verb(tiny_models, capsys, tmp_path):
                  "--search-width", "16", "--topk", "8", "--init", " x x", "--max-new-tokens", "2", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["feature"] == 5 and out["pre_activation"] == pytest.approx(-out["best_loss"])
-    assert out["activation"] >= 0
+    assert out["activation"] >= 0 and out["prompt"] == "The"  # the default prompt, not null
     assert len(out["losses"]) == out["steps_run"] and out["best_suffix"] in out["filled_prompt"]
     code = main(["gcg", "--model", "tiny-llama", "--sae", str(tmp_path / "missing"), "--feature", "1", "--json"])
     err = capsys.readouterr().err

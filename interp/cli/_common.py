@@ -52,8 +52,21 @@ class Parser(argparse.ArgumentParser):
             kwargs["help"] = "(default: %(default)s)"  # argparse shows no default for a flag without help
         return super().add_argument(*args, **kwargs)
 
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports leftovers from the top parser ("interp: unrecognized arguments"); name the verb
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            where = " ".join(v for v in (getattr(ns, "verb", None), getattr(ns, "sae_cmd", None)) if v)
+            self._fail(where, f"unrecognized arguments: {' '.join(extras)} (see interp {where} --help)".replace(
+                "interp  --help", "interp --help"))
+        return ns
+
     def error(self, message: str):
-        sys.stderr.write(f"interp: error: {self.prog.removeprefix('interp ')}: {message}\n")
+        self._fail(self.prog.removeprefix("interp").strip(), message)
+
+    @staticmethod
+    def _fail(where: str, message: str):
+        sys.stderr.write(f"interp: error: {where + ': ' if where else ''}{message}\n")
         sys.exit(2)
 
 
@@ -108,14 +121,27 @@ def root_parser(description: str) -> tuple[argparse.ArgumentParser, AddParser]:
     return p, add
 
 
-def model_of(args: argparse.Namespace):
-    """The model a verb's ``--model`` names, on this rank's device (``--device-map`` splits it instead)."""
+def quiet_transformers() -> None:
+    """Turn off transformers' own "Loading weights" bar; the workbench's one load line stays."""
     from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
+
+
+def load_model_name(name: str | None) -> str:
+    """The canonical name of a ``--model`` value (its aliases and the default resolved), without loading it."""
+    from interp.models import ALIASES, DEFAULT_MODEL
+
+    name = name or DEFAULT_MODEL
+    return ALIASES.get(name.lower(), name)
+
+
+def model_of(args: argparse.Namespace):
+    """The model a verb's ``--model`` names, on this rank's device (``--device-map`` splits it instead)."""
     from interp.distributed import local_device
     from interp.models import load_model
 
-    hf_logging.disable_progress_bar()  # transformers' own "Loading weights" bar; our load line stays
+    quiet_transformers()
     if getattr(args, "device_map", None):  # load_model refuses a --device beside it
         return load_model(args.model, device=args.device, device_map=args.device_map)
     return load_model(args.model, device=local_device(args.device))

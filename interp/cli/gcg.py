@@ -44,6 +44,10 @@ def cmd_gcg(args: argparse.Namespace) -> dict:
     init = args.init if args.init is not None else (" one two three four five" if args.sae else " x" * 20)
     if prompt is None:
         raise InterpError("gcg --target needs --prompt (the benign prompt the string is appended to)")
+    if not prompt.strip():
+        raise InterpError(f"--prompt {prompt!r} is blank: give the text the optimised string is appended to, "
+                          f"or mark where it goes with {G.SLOT}")
+    given = prompt
     if G.SLOT not in prompt:
         prompt = prompt + G.SLOT
     model = model_of(args)
@@ -66,7 +70,7 @@ def cmd_gcg(args: argparse.Namespace) -> dict:
         text = model.tokenizer.apply_chat_template([{"role": "user", "content": filled}], tokenize=False,
                                                    add_generation_prompt=True)
     continuation = generate(model, text, args.max_new_tokens)
-    out = {"model": model.cfg.model_name, "prompt": args.prompt, "objective": res.objective, "target": args.target,
+    out = {"model": model.cfg.model_name, "prompt": given, "objective": res.objective, "target": args.target,
            "best_suffix": res.best_string, "best_ids": res.best_ids, "best_loss": res.best_loss,
            "initial_loss": res.extra["initial_loss"], "success": res.success, "steps_run": res.extra["steps_run"],
            "axes": {"losses": ["step"], "strings": ["step"], "times": ["step"]}, "losses": res.losses,

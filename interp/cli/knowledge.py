@@ -47,8 +47,12 @@ def cmd_trace(args) -> dict:
     kinds = list(KINDS) if args.kind == "all" else [args.kind]
     if args.average:
         return _average_trace(args, kinds)
-    if not args.prompt or not args.subject:
+    if args.prompt is None or args.subject is None:
         raise InterpError("trace needs --prompt and --subject (or --average over a facts file)")
+    if not args.prompt.strip():
+        raise InterpError("--prompt is empty: give the fact's prompt, e.g. 'The Eiffel Tower is located in the city of'")
+    if not args.subject.strip():
+        raise InterpError("--subject is empty: give the subject's text as it appears in --prompt")
     model = model_of(args)
     result = trace(model, args.prompt, args.subject, args.answer, kinds, args.samples, args.noise,
                    args.window, args.seed)
@@ -83,6 +87,9 @@ def cmd_edit(args) -> dict:
     from interp.knowledge.rome import RomeConfig
 
     config = RomeConfig(v_steps=args.steps, cov_tokens=args.cov_tokens, corpus=args.corpus)
+    from interp.corpus import check_corpus
+
+    check_corpus(args.corpus)  # the key statistics' corpus: refused before the model loads, not after
     if args.eval:
         return _edit_eval(args, config)
     if not (args.prompt and args.subject and args.target):
@@ -94,6 +101,13 @@ def cmd_edit(args) -> dict:
                          args.max_new_tokens)
     out = {"model": model.cfg.model_name, **report.to_dict(),
            "axes": {"completions.before": ["prompt"], "completions.after": ["prompt"]}}
+    if not report.reached:
+        from interp.errors import warn
+
+        p = report.probs
+        warn(f"the edit did not reach its target: P({args.target!r}) {p['before']['target']:.3g} -> "
+             f"{p['after']['target']:.3g}, still below P({report.previous_answer!r}) "
+             f"{p['after']['previous_answer']:.3g}; try more --steps (now {args.steps}) or another --layer")
     return with_html(out, args, "edit_figure", out)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from interp.cli._common import AddParser, count, index, model_of
+from interp.cli._common import AddParser, count, index, load_model_name, model_of, quiet_transformers
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -128,18 +129,21 @@ def cmd_sae(args) -> dict:
 
 
 def _train(args) -> dict:
+    from interp.corpus import check_corpus
     from saes.config import ARCHITECTURES
-    from saes.train import TrainConfig, init_distributed, train
+    from saes.train import TrainConfig, check_train_out, init_distributed, train
 
     if args.arch not in ARCHITECTURES:
         raise InterpError(f"unknown SAE architecture {args.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    init_distributed(args.device)
-    model = model_of(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
     cfg = TrainConfig(hook=args.hook, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
                       batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
                       init_seed=args.init_seed, l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0,
                       max_norm_ratio=args.max_norm_ratio, checkpoint_every=args.checkpoint_every,
                       compile=args.compile, activation_cache=args.activation_cache, epochs=args.epochs)
+    check_corpus(args.corpus)  # every check that needs no model comes before it loads
+    check_train_out(cfg, args.out)
+    init_distributed(args.device)
+    model = model_of(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
     res = train(model, cfg, args.out)
     return {"model": model.cfg.model_name, "out": str(res.out_dir), "hook": args.hook, "architecture": args.arch,
             "d_in": res.sae.cfg.d_in, "d_sae": res.sae.cfg.d_sae, "steps": res.steps, "tokens": res.tokens,
@@ -148,10 +152,12 @@ def _train(args) -> dict:
 
 
 def _eval(args) -> dict:
+    from interp.corpus import check_corpus
     from saes.evaluate import evaluate_sae
     from saes.io import load_sae
 
     sae = load_sae(args.dir)
+    check_corpus(args.corpus)
     model = model_of(args)
     res = evaluate_sae(model, sae, args.corpus, args.tokens, skip_rows=args.skip_rows,
                        max_norm_ratio=args.max_norm_ratio, force=args.force)
@@ -160,22 +166,33 @@ def _eval(args) -> dict:
 
 
 def _extract(args) -> dict:
+    if args.ctx < 2:  # before any import: the cheapest refusal there is
+        raise InterpError(f"--ctx must be at least 2 (a context's first token is the attention sink), not {args.ctx}")
+    from interp.corpus import check_corpus
     from interp.distributed import init_distributed
-    from saes.features.extract import ExtractConfig, extract_features
+    from saes.features.extract import ExtractConfig, check_store_out, extract_features
+    from saes.io import check_sae_dir
 
     cfg = ExtractConfig(corpus=args.corpus, tokens=args.tokens, ctx=args.ctx,
                         contexts_per_shard=args.contexts_per_shard, model_batch=args.model_batch,
-                        max_norm_ratio=args.max_norm_ratio)  # --ctx checked before the model loads
+                        max_norm_ratio=args.max_norm_ratio)
+    for d in args.dirs:  # every check that needs no model comes before it loads
+        check_sae_dir(d)
+    check_corpus(args.corpus)
+    check_store_out(args.out)
     init_distributed(args.device)
     model = model_of(args)
     res = extract_features(model, args.dirs, args.out, cfg)
-    return {"model": model.cfg.model_name, **res.to_dict(), "axes": {}}
+    return {"model": model.cfg.model_name, "corpus": args.corpus or "default", **res.to_dict(), "axes": {}}
 
 
 def _active(args) -> dict:
+    from interp.tokens import joined_text
     from saes.features.extract import encode_text
     from saes.io import load_sae, resolve_hook
 
+    if not args.text.strip():
+        raise InterpError("--text is empty: give the text whose features to show")
     sae = load_sae(args.dir)
     model = model_of(args)
     resolve_hook(model, sae)
@@ -185,11 +202,15 @@ def _active(args) -> dict:
     top = f.topk(min(args.top, f.shape[1]), dim=-1)
     rows = [[{"feature": int(j), "value": round(float(v), 5)} for v, j in zip(vs, js) if v > 0]
             for vs, js in zip(top.values.tolist(), top.indices.tolist())]
-    return {"model": model.cfg.model_name, "hook": sae.cfg.hook_name, "tokens": tokens, "skipped": skipped,
-            "axes": {"features": ["pos", "rank"]}, "features": rows, "seconds": time.perf_counter() - t0}
+    return {"model": model.cfg.model_name, "hook": sae.cfg.hook_name, "tokens": tokens,
+            "token_text": joined_text(tokens), "skipped": skipped,
+            "axes": {"features": ["pos", "rank"], "token_text": ["pos"]}, "features": rows,
+            "seconds": time.perf_counter() - t0}
 
 
 def _steer(args) -> dict:
+    import math
+
     from saes.io import load_sae, resolve_hook
     from saes.features.steer import steer_feature
 
@@ -208,10 +229,12 @@ def _steer(args) -> dict:
             raise InterpError(f"{args.store} holds no SAE like {args.dir} ({sae.cfg.hook_name}, {sae.cfg.d_sae} features)")
         max_act = store.feature_row(args.feature, entry["name"])["max"]
     elif args.max_act is not None:
+        if not (math.isfinite(args.max_act) and args.max_act > 0):
+            raise InterpError(f"--max-act must be a positive finite number (the feature's largest activation), "
+                              f"not {args.max_act}")
         max_act = args.max_act
     else:
         raise InterpError("give --store STORE (where the feature's maximum activation comes from) or --max-act A")
-    import math
 
     if not math.isfinite(args.scale):
         raise InterpError(f"--scale must be a finite number, not {args.scale}")
@@ -236,8 +259,15 @@ def _positions(text: str | None) -> list[int] | None:
     return out
 
 
+DEFAULT_SCORER_WARNING = (
+    "the embedded 135M model cannot tell a right explanation from a wrong one as scorer (README, "
+    "'Explanations and their scores': detection 0.35 for the right one, 0.42 for a wrong one); "
+    "pass --explainer/--scorer NAME, a larger causal LM, for scores worth comparing")
+
+
 def _explain(args) -> dict:
-    from interp.models import load_model
+    from interp.errors import warn
+    from interp.models import DEFAULT_MODEL, load_model
     from saes.features import autointerp as ai
     from saes.features.store import FeatureStore
 
@@ -249,6 +279,11 @@ def _explain(args) -> dict:
     device = args.device
     explainer_name = args.explainer or args.model or "smollm2-135m"
     scorer_name = args.scorer or explainer_name
+    quiet_transformers()  # transformers' own "Loading weights" bar, as model_of does for every other verb
+    warning = ""
+    if load_model_name(scorer_name) == DEFAULT_MODEL:
+        warning = DEFAULT_SCORER_WARNING
+        warn(warning)
     t0 = time.perf_counter()
     top = store.top_contexts(args.feature, max(2, args.examples * 2 // 3), name, window=12)
     groups = store.quantile_groups(args.feature, 5, 2, name, window=12, seed=args.seed)
@@ -264,12 +299,18 @@ def _explain(args) -> dict:
     fuzzing = ai.score_fuzzing(scorer, explanation, activating, args.seed) if activating else None
     row = ai.save_explanation(store, name, args.feature, explanation,
                               "(given)" if args.explanation else explainer.cfg.model_name, scorer.cfg.model_name,
-                              detection, fuzzing, args.seed)
+                              detection, fuzzing, args.seed, warning)
+    for kind, score in (("detection", detection), ("fuzzing", fuzzing)):
+        if score and min(score.n_positive, score.n_negative) < ai.MIN_PER_CLASS:
+            warn(f"{kind} scored on only {score.n_positive}+{score.n_negative} held-out contexts (fewer than "
+                 f"{ai.MIN_PER_CLASS} a side): its interval [{score.low:.2f}, {score.high:.2f}] is wide; extract "
+                 "more tokens into the store or raise --held-out")
     return {"model": store.manifest["model"], "sae": name, "feature": args.feature, "explanation": explanation,
             "explainer": row["explainer"], "scorer": row["scorer"], "prompt_version": ai.PROMPT_VERSION,
             "shown": [ai.format_example(c.tokens, {j for j, v in enumerate(c.values) if v > 0}) for c in shown],
             "detection": detection.__dict__ if detection else None, "fuzzing": fuzzing.__dict__ if fuzzing else None,
-            "n_held_out": {"activating": len(activating), "random": len(quiet)}, "axes": {},
+            "n_held_out": {"activating": len(activating), "random": len(quiet)}, "warning": warning or None,
+            "axes": {},
             "seconds": time.perf_counter() - t0}
 
 
@@ -335,11 +376,15 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
         print(f"trained {out['steps']} steps ({out['tokens']:,} tokens{passes}) into {out['out']}: "
               f"L0 {f.get('l0', 0):.1f}, FVU {f.get('fvu', 0):.3f}, dead {f.get('dead_frac', 0):.3f}")
     elif sub == "extract":
-        print(f"{out['tokens']:,} tokens in {out['contexts']:,} contexts of {out['documents']:,} documents, "
+        corpus = str(out.get("corpus", ""))
+        txt = corpus.endswith(".txt") or (Path(corpus).is_dir() and any(Path(corpus).rglob("*.txt")))
+        docs = f"{out['documents']:,} document{'s' if out['documents'] != 1 else ''}" + (
+            " (blank lines separate documents in .txt)" if txt else "")
+        print(f"{out['tokens']:,} tokens in {out['contexts']:,} contexts of {docs}, "
               f"{out['shards']} shards ({out['shards_written']} written now, {out['tokens_per_second']:,.0f} tok/s) "
               f"into {out['out']}; not encoded: {out['skipped_sink']:,} sink, {out['skipped_massive']:,} massive")
     elif sub == "active":
-        for t, feats in zip(out["tokens"], out["features"]):
+        for t, feats in zip(out.get("token_text", out["tokens"]), out["features"]):
             print(f"{t!r:>16}  " + "  ".join(f"#{f['feature']} {f['value']:.2f}" for f in feats))
     elif sub == "steer":
         print(f"feature {out['feature']} {out['mode']} at {out['value']:.3f} ({out['scale']:g} x max {out['max_activation']:.3f})")
@@ -353,6 +398,8 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
                 print(f"  {kind:<9} balanced accuracy {s['balanced_accuracy']:.2f} [{s['low']:.2f}, {s['high']:.2f}]  "
                       f"AUROC {s['auroc']:.2f}  ({s['n_positive']}+{s['n_negative']} contexts, scorer {out['scorer']})")
     elif sub == "top":
+        if not out["contexts"]:
+            print(f"feature {out['feature']} never fired in {out['store']}: no context to show")
         for c in out["contexts"]:
             text = "".join(f"[{t}]" if i == c["max_position"] else t for i, t in enumerate(c["tokens"]))
             print(f"{c['max_value']:8.3f}  doc {c['document']}+{c['doc_offset']}  {text!r}")

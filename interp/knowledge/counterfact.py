@@ -33,7 +33,7 @@ from typing import Sequence
 import torch
 
 from interp._files import read_json
-from interp.errors import InterpError
+from interp.errors import InterpError, check_index
 from interp.generation import generate
 from interp.progress import progress
 from interp.knowledge.rome import Edit, RomeConfig, check_request, edit
@@ -219,11 +219,18 @@ class EditReport:
     neighbourhood (NS, NM) scores where those prompts were given, as fractions, with the previous
     answer as the true object."""
 
+    @property
+    def reached(self) -> bool:
+        """Whether the edit took: after it, the target is likelier than the previous answer on the
+        rewrite prompt (CounterFact's efficacy for this one prompt)."""
+        return self.probs["after"]["target"] > self.probs["after"]["previous_answer"]
+
     def to_dict(self) -> dict:
         return {"prompt": self.prompt, "subject": self.subject, "target": self.target,
                 "previous_answer": self.previous_answer, "layer": self.edit.layer, "tokens": self.tokens,
                 "completion_prompts": self.completion_prompts, "completions": self.completions,
-                "probs": self.probs, "metrics": self.metrics, "edit": self.edit.summary(), "seconds": self.seconds}
+                "probs": self.probs, "reached": self.reached, "metrics": self.metrics, "edit": self.edit.summary(),
+                "seconds": self.seconds}
 
     def figure(self):
         """P(target) and P(previous answer) before/after, and the v* optimisation
@@ -243,6 +250,8 @@ def edit_report(model, prompt: str, subject: str, target: str, layer: int | None
     give the target) and ``neighbours`` (other subjects' prompts that should keep the previous
     answer), before and after. The edit stays applied."""
     text, _ = check_request(model, prompt, subject, target)  # fail before loading statistics
+    if layer is not None or (config and config.layer is not None):  # before the "before" completions
+        check_index(layer if layer is not None else config.layer, model.cfg.n_layers, "layer")
     completion_prompts = [text, f"{subject} is", *prompts]
     t0 = time.perf_counter()
     ids = to_tokens(model, text)

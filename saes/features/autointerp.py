@@ -38,7 +38,7 @@ from interp.cache import atomic_path
 from interp.errors import InterpError
 from saes.features.store import Context, FeatureStore
 
-__all__ = ["PROMPT_VERSION", "Score", "explain", "format_example", "save_explanation", "score_detection",
+__all__ = ["MIN_PER_CLASS", "PROMPT_VERSION", "Score", "explain", "format_example", "save_explanation", "score_detection", "wilson_interval",
            "score_fuzzing", "yes_no_margins"]
 
 PROMPT_VERSION = "v1"
@@ -142,16 +142,34 @@ class Score:
     n_negative: int
 
 
+MIN_PER_CLASS = 10
+"""Fewer held-out contexts than this on either side and a score's interval is too wide to rank
+explanations by; the CLI warns."""
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's score interval for a binomial rate (Wilson 1927): unlike the normal approximation it
+    keeps a width at rates of 0 or 1 and stays inside [0, 1] at small n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _score(margins: list[float], labels: list[bool]) -> Score:
+    """Balanced accuracy (TPR + TNR) / 2 at margin 0, with a 95% interval that is the mean of the two
+    rates' Wilson intervals (conservative: each rate's interval at its own n), and AUROC."""
     from sklearn.metrics import roc_auc_score
 
     pos = [m > 0 for m, y in zip(margins, labels) if y]
     neg = [m <= 0 for m, y in zip(margins, labels) if not y]
     tpr, tnr = sum(pos) / len(pos), sum(neg) / len(neg)
     ba = (tpr + tnr) / 2
-    se = math.sqrt(tpr * (1 - tpr) / len(pos) + tnr * (1 - tnr) / len(neg)) / 2
+    (tp_lo, tp_hi), (tn_lo, tn_hi) = wilson_interval(sum(pos), len(pos)), wilson_interval(sum(neg), len(neg))
     auroc = float(roc_auc_score(labels, margins)) if len(set(labels)) == 2 else float("nan")
-    return Score(ba, max(0.0, ba - 1.96 * se), min(1.0, ba + 1.96 * se), auroc, len(pos), len(neg))
+    return Score(ba, (tp_lo + tn_lo) / 2, (tp_hi + tn_hi) / 2, auroc, len(pos), len(neg))
 
 
 def score_detection(model, explanation: str, activating: Sequence[Context], random_contexts: Sequence[Context]) -> Score:
@@ -193,14 +211,16 @@ def score_fuzzing(model, explanation: str, activating: Sequence[Context], seed: 
 
 
 def save_explanation(store: FeatureStore, sae: str, feature: int, explanation: str, explainer: str, scorer: str,
-                     detection: Score | None, fuzzing: Score | None, seed: int) -> dict:
-    """Append one explanation with its scores to the store (a Parquet file of its own, written atomically)."""
+                     detection: Score | None, fuzzing: Score | None, seed: int, warning: str = "") -> dict:
+    """Append one explanation with its scores to the store (a Parquet file of its own, written atomically).
+    ``warning`` is kept with it (why its scores should not be trusted), for the dashboard to show."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     now = datetime.datetime.now(datetime.timezone.utc)
     row = {"sae": sae, "feature": feature, "explanation": explanation, "explainer": explainer, "scorer": scorer,
-           "prompt_version": PROMPT_VERSION, "seed": seed, "created": now.isoformat(timespec="microseconds")}
+           "prompt_version": PROMPT_VERSION, "seed": seed, "created": now.isoformat(timespec="microseconds"),
+           "warning": warning}
     for kind, s in (("detection", detection), ("fuzzing", fuzzing)):
         for k, v in (asdict(s) if s else dict.fromkeys(asdict(Score(0, 0, 0, 0, 0, 0)))).items():
             row[f"{kind}_{k}"] = v

@@ -78,6 +78,11 @@ class FeatureDashboard:
                     marker_color=["#3a6ea5" if v < 0 else "#e4572e" for _, v in pairs], name="tokens")
         fig.update_layout(title=f"{self.sae} feature {self.feature} ({self.hook}, {self.model})",
                           showlegend=False, height=420, width=1200, bargap=0.05)
+        fig.update_xaxes(title_text="activation", row=1, col=1)
+        fig.update_yaxes(title_text="tokens (where it fires)", row=1, col=1)
+        fig.update_xaxes(title_text="logit effect", row=1, col=2)
+        fig.update_yaxes(title_text="vocabulary tokens", row=1, col=2)
+        fig.update_xaxes(title_text="logit effect", row=1, col=3)
         return fig
 
     def html(self) -> str:
@@ -93,9 +98,13 @@ class FeatureDashboard:
             parts.append(f"<p class=expl>&ldquo;{e(str(ex['explanation']))}&rdquo; <span class=meta>"
                          f"({e(str(ex['explainer']))}; detection {_score(ex, 'detection')}, "
                          f"fuzzing {_score(ex, 'fuzzing')})</span></p>")
+            if ex.get("warning"):
+                parts.append(f"<p class=meta>warning: {e(str(ex['warning']))}</p>")
         parts.append("<div class=row>")
-        parts.append(_svg_bars("activation density", self.hist_counts, self.hist_edges, "#e4572e"))
-        parts.append(_svg_bars("logit effect, every token", self.logit_hist_counts, self.logit_hist_edges, "#888"))
+        parts.append(_svg_bars("activation density", self.hist_counts, self.hist_edges, "#e4572e",
+                                y_label="tokens where it fires"))
+        parts.append(_svg_bars("logit effect, every token", self.logit_hist_counts, self.logit_hist_edges, "#888",
+                                y_label="vocabulary tokens"))
         parts.append("<div><h3>logit effects</h3><table>" + "".join(
             f"<tr><td class=neg>{e(repr(b))}</td><td>{bv:+.3f}</td><td class=pos>{e(repr(t))}</td><td>{tv:+.3f}</td></tr>"
             for (b, bv), (t, tv) in zip(self.bottom_logits, self.top_logits)) + "</table></div>")
@@ -165,12 +174,14 @@ def context_html(c: Context, top: float) -> str:
     return f"<div class=ctx title='document {c.document}, offset {c.doc_offset}'>{''.join(spans)}</div>"
 
 
-def _svg_bars(title: str, counts: list[int], edges: list[float], color: str, w: int = 320, h: int = 140) -> str:
+def _svg_bars(title: str, counts: list[int], edges: list[float], color: str, w: int = 320, h: int = 140,
+              y_label: str = "tokens") -> str:
     top = max(counts) if counts and max(counts) > 0 else 1
     bw = w / max(len(counts), 1)
     bars = "".join(f"<rect x='{i * bw:.1f}' y='{h - c / top * h:.1f}' width='{max(bw - 1, 1):.1f}' "
                    f"height='{c / top * h:.1f}' fill='{color}'><title>{edges[i]:.3f}-{edges[i + 1]:.3f}: {c}</title></rect>"
                    for i, c in enumerate(counts))
     return (f"<div><h3>{html.escape(title)}</h3><svg width='{w}' height='{h + 16}' role='img'>{bars}"
+            f"<text x='2' y='11' font-size='11' class=ylabel>{html.escape(y_label)} (top bar {top:,})</text>"
             f"<text x='0' y='{h + 13}' font-size='11'>{edges[0]:.2f}</text>"
             f"<text x='{w}' y='{h + 13}' font-size='11' text-anchor='end'>{edges[-1]:.2f}</text></svg></div>")

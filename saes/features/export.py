@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from interp.cache import atomic_path
+from interp.errors import InterpError
 from saes.features.store import FeatureStore
 
 __all__ = ["export_neuronpedia"]
@@ -38,11 +39,21 @@ def export_neuronpedia(store: FeatureStore, out: str | Path, sae: str | None = N
     model_id = store.manifest["model"].rsplit("/", 1)[-1].lower()
     source = f"{layer}-{set_name}-{re.sub(r'[^a-z0-9]+', '', (m.group(2) if m else hook).lower())}"
     root = Path(out) / model_id / source
+    n_layers = store.manifest.get("n_layers")
+    if n_layers is None:
+        raise InterpError(f"{store.path} was extracted before stores recorded the model's layer count, which "
+                          "Neuronpedia's model.jsonl needs; run the same `interp sae extract` again (it writes "
+                          "nothing new, only the count)")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InterpError(f"--out {out} is a file; the export is a directory")
     t0 = time.perf_counter()
-    _jsonl(root / "model.jsonl", [{"id": model_id, "displayName": store.manifest["model"], "layers": None}])
+    # The longest context in the store: the last context of a document is shorter than --ctx.
+    prompt_tokens = store._sql("SELECT max(position) + 1 AS n FROM {tokens}", name)[0]["n"]
+    _jsonl(root / "model.jsonl", [{"id": model_id, "displayName": store.manifest["model"], "layers": n_layers}])
     _jsonl(root / "source.jsonl", [{"id": source, "modelId": model_id, "setName": set_name, "hookName": hook,
                                     "dataset": store.manifest["corpus"], "num_prompts": store.manifest["contexts"],
-                                    "num_tokens_in_prompt": store.manifest["ctx"]}])
+                                    "num_tokens_in_prompt": prompt_tokens}])
     vocab = store.vocab
     feats = store._sql("SELECT * FROM {features} ORDER BY feature", name)
     d_sae = len(feats)

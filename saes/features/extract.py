@@ -41,7 +41,9 @@ from interp.progress import progress
 from saes.activations import typical_tokens
 from saes.features.store import FORMAT, ROW_GROUP, SKIP_MASSIVE, SKIP_SINK, file_record, sae_name
 
-__all__ = ["ExtractConfig", "ExtractResult", "encode_text", "extract_features", "iter_contexts"]
+__all__ = ["ExtractConfig", "ExtractResult", "check_store_out", "encode_text", "extract_features", "iter_contexts"]
+
+LOCK = ".extract.lock"
 
 
 @dataclass
@@ -135,15 +137,96 @@ def _shards(contexts: Iterator, per: int) -> Iterator[tuple[int, list]]:
         yield shard, items
 
 
+def check_store_out(out: str | Path) -> Path:
+    """Refuse, before a model loads, an ``--out`` that cannot take this job's store: a file, an SAE
+    directory, or a store another extraction is writing now (its lock names the process)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InterpError(f"--out {out} is a file; a feature store is a directory")
+    if (out / "cfg.json").exists():
+        raise InterpError(f"--out {out} is an SAE directory; give the store a directory of its own")
+    owner = _lock_owner(out)
+    if owner is not None:
+        raise InterpError(f"another extraction is writing {out} now (process {owner['pid']} on {owner['host']}, "
+                          f"started {owner['started']}); wait for it to finish, or give another --out")
+    return out
+
+
+def _lock_owner(out: Path) -> dict | None:
+    """Who holds ``out``'s lock, when that process is still running on this machine (a lock left by a
+    killed job, or by a process that has gone, does not count)."""
+    import os
+    import socket
+
+    try:
+        owner = json.loads((out / LOCK).read_text())
+    except (OSError, ValueError):
+        return None
+    if owner.get("host") != socket.gethostname():
+        return owner  # another machine's job: it cannot be checked from here, so it is respected
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return None
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return owner if "pid" in owner else None
+    return owner if int(owner["pid"]) != os.getpid() else None
+
+
+class _StoreLock:
+    """One extraction at a time per store: rank 0 creates ``out/.extract.lock`` (O_EXCL, naming its
+    process) for the job's length; a second job is refused by :func:`check_store_out`."""
+
+    def __init__(self, out: Path, rank: int):
+        self.path, self.held = out / LOCK, False
+        if rank != 0:
+            return
+        import os
+        import socket
+        import time as _time
+
+        check_store_out(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)  # a stale lock: its process has gone (checked just above)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:  # another job took it between the check and here
+            check_store_out(out)
+            raise InterpError(f"another extraction is writing {out} now; give another --out") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": _time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
 def extract_features(model, sae_dirs: list[str | Path], out: str | Path, cfg: ExtractConfig | None = None,
                      on_shard: Callable[[int], None] | None = None) -> ExtractResult:
     """Run the job (or finish it: committed shards are kept). ``on_shard(shard)`` is called after each
-    shard this process commits."""
+    shard this process commits. One job writes a store at a time (a lock file, :func:`check_store_out`)."""
     from interp.distributed import rank_world
-    from saes.io import WEIGHTS, load_sae, resolve_hook
 
     cfg = cfg or ExtractConfig()
     out = Path(out)
+    created = not out.exists()
+    lock = _StoreLock(out, rank_world()[0])
+    try:
+        return _extract(model, sae_dirs, out, cfg, on_shard)
+    finally:
+        lock.release()
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # refused before anything was written: leave no empty store behind
+
+
+def _extract(model, sae_dirs: list[str | Path], out: Path, cfg: ExtractConfig,
+             on_shard: Callable[[int], None] | None) -> ExtractResult:
+    from interp.distributed import rank_world
+    from saes.io import WEIGHTS, load_sae, resolve_hook
+
     if not sae_dirs:
         raise InterpError("give at least one SAE directory")
     names: set[str] = set()
@@ -161,13 +244,14 @@ def extract_features(model, sae_dirs: list[str | Path], out: str | Path, cfg: Ex
     config = {"format": FORMAT, "model": model.cfg.model_name, "corpus": cfg.corpus or "default",
               "corpus_id": corpus_id(cfg.corpus), "ctx": cfg.ctx, "tokens_limit": cfg.tokens,
               "contexts_per_shard": cfg.contexts_per_shard, "model_batch": cfg.model_batch,
-              "max_norm_ratio": cfg.max_norm_ratio, "bos": bos is not None, "saes": entries}
+              "max_norm_ratio": cfg.max_norm_ratio, "bos": bos is not None, "n_layers": model.cfg.n_layers,
+              "saes": entries}
     rank, world = rank_world()
     contexts = iter_contexts(model.tokenizer, cfg.corpus, cfg.ctx, cfg.tokens)
     first_context = next(contexts, None)  # an empty corpus is refused before anything is written
     if first_context is None:
         raise InterpError(f"corpus {cfg.corpus or 'default'} has no text: no document of at least 2 tokens")
-    _open_store(out, config, model, rank)
+    old = _open_store(out, config, model, rank)
     hooks = sorted({h for _, h, _ in saes})
     layers = [int(h.split(".")[1]) for h in hooks if h.startswith("blocks.")]
     stop_at = max(layers) + 1 if len(layers) == len(hooks) else None
@@ -202,10 +286,12 @@ def extract_features(model, sae_dirs: list[str | Path], out: str | Path, cfg: Ex
     totals = {"contexts": n_ctx, "tokens": sum(r["tokens"] for r in records), "seen": sum(r["seen"] for r in records),
               "skipped_sink": sum(r["sink"] for r in records), "skipped_massive": sum(r["massive"] for r in records),
               "documents": len({d for r in records for d in r["documents"]})}
+    unchanged = written == 0 and old is not None and old.get("complete") and old.get("shards") == records
     if rank == 0:
-        from saes.features.stats import write_feature_tables
+        if not unchanged:  # a finished store run again wrote nothing: its feature tables stand
+            from saes.features.stats import write_feature_tables
 
-        write_feature_tables(model, out, saes, records, cfg)
+            write_feature_tables(model, out, saes, records, cfg)
         write_json(out / "manifest.json", {**config, "shards": records, "complete": True, **totals})
     if world > 1:
         import torch.distributed as dist
@@ -225,10 +311,12 @@ def _corpus_tokens(model, corpus: str | None) -> int | None:
         return None
 
 
-def _open_store(out: Path, config: dict, model, rank: int) -> None:
+def _open_store(out: Path, config: dict, model, rank: int) -> dict | None:
     """Create the store's manifest and vocabulary, or check that an existing store was written by the
-    same job (model, SAE weights, corpus and cutting), so that resuming never mixes two jobs."""
+    same job (model, SAE weights, corpus and cutting), so that resuming never mixes two jobs. Returns
+    the existing manifest (None for a new store)."""
     path = out / "manifest.json"
+    old = None
     if path.exists():
         try:
             old = json.loads(path.read_text())
@@ -236,7 +324,7 @@ def _open_store(out: Path, config: dict, model, rank: int) -> None:
             raise InterpError(f"{path} is not JSON ({err.msg}); this is not a store this job can resume") from None
         _check_same(out, old, config)
     elif rank == 0:
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name != LOCK for p in out.iterdir()):
             raise InterpError(f"{out} exists and is not a feature store; give a new or empty --out")
         write_json(path, {**config, "shards": None, "complete": False})
     if rank == 0 and not (out / "vocab.parquet").exists():
@@ -247,6 +335,7 @@ def _open_store(out: Path, config: dict, model, rank: int) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+    return old
 
 
 def _check_same(out: Path, old: dict, new: dict) -> None:

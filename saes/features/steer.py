@@ -107,6 +107,17 @@ def steer_feature(model, sae, feature: int, scale: float, prompts: Sequence[str]
         raise InterpError("give at least one --prompt")
     hook = sae.cfg.hook_name
     value = scale * max_activation
+    if mode == "clamp" and value < 0:  # every architecture here (ReLU, TopK, BatchTopK, JumpReLU) is >= 0
+        raise InterpError(f"clamping feature {feature} to {value:.4g} (--scale {scale:g}): this SAE's features are "
+                          f"never negative, so no input gives that value; use a positive --scale, or --mode add "
+                          "with a negative --scale to push against the feature's direction")
+    if positions is not None:
+        for p in prompts:
+            n = to_tokens(model, p).shape[1]
+            past = [q for q in positions if q >= n]
+            if past:
+                raise InterpError(f"--positions {past[0]} is past the end of the prompt {p!r}, which has {n} tokens "
+                                  f"(positions 0-{n - 1})")
     edit = steering_hook(sae, feature, value, mode, positions)
     t0 = time.perf_counter()
     kw = dict(mode="greedy" if greedy else "sample", seed=seed, use_cache=positions is None,

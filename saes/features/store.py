@@ -68,11 +68,15 @@ class Context:
     context: int
     document: int
     doc_offset: int
+    """Where the context starts in its document (in tokens), with or without a window."""
     tokens: list[str]
     values: list[float]
     """The feature's activation at each token (0 where it did not fire or the SAE did not read it)."""
     max_value: float
     max_position: int
+    """Index of the maximum in ``tokens`` (within the window, when there is one)."""
+    window_start: int = 0
+    """Position in the context of ``tokens[0]``: 0 for a whole context, else where the window starts."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -83,6 +87,11 @@ class FeatureStore:
 
     def __init__(self, path: str | Path, quiet: bool = False):
         self.path = Path(path)
+        if self.path.is_file():
+            raise InterpError(f"{self.path} is a file, not a feature store (a directory written by `interp sae extract`)")
+        if (self.path / "cfg.json").is_file() and not (self.path / "manifest.json").exists():
+            raise InterpError(f"{self.path} is an SAE directory, not a feature store; write its store with "
+                              f"`interp sae extract {self.path} --out STORE`")
         try:
             self.manifest = json.loads((self.path / "manifest.json").read_text())
         except FileNotFoundError:
@@ -278,11 +287,11 @@ class FeatureStore:
         value_at = {(v["context"], v["position"]): v["value"] for v in vals}
         vocab, out = self.vocab, []
         for c, m, p in picks:
-            rows = by_ctx.get(c, [])
-            lo, hi = (0, len(rows)) if window is None else (max(0, p - window), min(len(rows), p + window + 1))
-            rows = rows[lo:hi]
-            out.append(Context(c, rows[0]["document"], rows[0]["doc_offset"], [vocab[r["token"]] for r in rows],
-                               [value_at.get((c, r["position"]), 0.0) for r in rows], m, p - lo))
+            whole = by_ctx.get(c, [])
+            lo, hi = (0, len(whole)) if window is None else (max(0, p - window), min(len(whole), p + window + 1))
+            rows = whole[lo:hi]
+            out.append(Context(c, whole[0]["document"], whole[0]["doc_offset"], [vocab[r["token"]] for r in rows],
+                               [value_at.get((c, r["position"]), 0.0) for r in rows], m, p - lo, lo))
         return out
 
     def search_token(self, token: str, top: int = 10, sae: str | None = None) -> list[dict]:
@@ -297,6 +306,15 @@ class FeatureStore:
         n = self._sql(f"SELECT count(*) AS n FROM {{tokens}} WHERE token IN ({','.join('?' * len(ids))}) "
                       "AND skipped = 0", sae, ids)[0]["n"]
         if n == 0:
+            skipped = self._sql(f"SELECT skipped, count(*) AS n FROM {{tokens}} WHERE token IN "
+                                f"({','.join('?' * len(ids))}) GROUP BY skipped ORDER BY skipped", sae, ids)
+            if skipped:
+                why = {SKIP_SINK: "as a context's first token (the attention sink, which the SAE never reads)",
+                       SKIP_MASSIVE: "where its activation norm was massive (--max-norm-ratio)"}
+                where = " and ".join(f"{r['n']:,} times {why.get(r['skipped'], 'where it was skipped')}"
+                                     for r in skipped)
+                raise InterpError(f"the token {token!r} occurs in this store only where it is not encoded: {where}; "
+                                  "no feature value exists there")
             raise InterpError(f"the token {token!r} does not occur in this store's {self.manifest['tokens']:,} tokens")
         rows = self._sql(
             f"SELECT a.feature, sum(a.value) / ? AS mean_value, count(*) / ? AS fire_rate, max(a.value) AS max_value "
@@ -326,8 +344,8 @@ class FeatureStore:
             return []
         where = "WHERE sae = ?" + (" AND feature = ?" if feature is not None else "")
         params = [self.sae(sae)["name"]] + ([feature] if feature is not None else [])
-        return _rows(self.db.execute(f"SELECT * FROM {parquet_scan([str(f) for f in files])} {where} ORDER BY created DESC",
-                                     params))
+        scan = parquet_scan([str(f) for f in files])[:-1] + ", union_by_name = true)"  # older rows lack 'warning'
+        return _rows(self.db.execute(f"SELECT * FROM {scan} {where} ORDER BY created DESC", params))
 
 
 def _rows(cursor) -> list[dict]:
