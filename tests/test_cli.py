@@ -332,7 +332,7 @@ def test_sae_train_and_eval_json(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["train", "--hook", "blocks.1.hook_resid_post", "--arch", "gated", "--out", "x"], "unknown SAE architecture"),
     (["train", "--hook", "blocks.7.hook_resid_post", "--out", "x"], "has no hook"),
-    (["eval", "no-such-dir"], "cfg.json is missing"),
+    (["eval", "no-such-dir"], "no-such-dir is not an SAE directory"),
 ])
 def test_sae_bad_input_is_one_line(args, message, tmp_path):
     args = [a if a != "x" else str(tmp_path / "x") for a in args]
