@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         out["one_lre"] = {"relation": rel.name, "layer": args.layer, "n": args.n, "seconds": fits,
                           "median_s": sorted(fits)[len(fits) // 2]}
         if args.sweep:
-            sw = R.lre_sweep(model, rel, None, args.n, rank)
+            sw = R.lre_sweep(model, rel, list(range(model.cfg.n_layers)), args.n, rank)
             out["sweep"] = {"relation": rel.name, "layers": len(sw.layers), "seconds": sw.seconds,
                             "seconds_per_lre": sw.seconds_per_lre, "best_layer": sw.best_layer}
     emit(out)

@@ -37,7 +37,7 @@ from interp.cache import atomic_path
 from interp.corpus import corpus_id
 from interp.distributed import init_distributed, rank_world
 from interp.errors import InterpError, warn
-from interp.progress import progress
+from interp.progress import Estimate, progress
 from saes.activations import ActivationStore
 from saes.base import SAE
 from saes.batchtopk import BatchTopKSAE
@@ -265,6 +265,10 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
             raise InterpError(f"SAE loss became non-finite at step {int(bad_step)}; stopped, keeping the last good "
                               f"checkpoint ({ckpt if ckpt.exists() else 'none yet'}); try a lower lr")
 
+    # The first block of activations (a model pass) and its steps: a fair unit to time for the estimate.
+    estimate = Estimate(f"SAE training ({cfg.architecture}, {cfg.hook})", cfg.steps - start, "steps",
+                        "fewer with --tokens")
+    first_unit = min(store.batches_per_block, cfg.steps - start)
     for step in range(start, cfg.steps):
         x = store.batch(step)[cfg.hook]
         x = x[rank::world] if world > 1 else x
@@ -295,6 +299,8 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(last) + "\n")
         bar.update(1)
+        if rank == 0 and step + 1 - start == first_unit:
+            estimate.done(first_unit)
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             check_finite()
             _checkpoint(ckpt, sae, opt, sched, since_fired, step + 1, cfg, aux_on)

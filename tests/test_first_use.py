@@ -355,3 +355,62 @@ def test_a_second_extraction_into_a_store_being_written_is_refused(store, tmp_pa
     res = run_json("sae", "extract", str(store / "sae"), "--model", "tiny-llama", "--corpus", "bbc-news",
                    "--tokens", "500", "--ctx", "32", "--out", str(out))  # a stale lock (its process gone) is taken
     assert res["tokens"] >= 500 and not (out / ".extract.lock").exists()
+
+
+# --- Long work says so first ----------------------------------------------------------------------
+
+def test_a_trace_too_long_to_finish_is_refused_before_any_work(monkeypatch):
+    from interp.knowledge import tracing
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the trace started")
+    monkeypatch.setattr(tracing, "_prepare", no_work)
+    assert_one_line_error("trace", "--model", "tiny-llama", "--prompt", "word " * 3000, "--subject", "word",
+                          message="the prompt has 3,001 tokens; its trace would run")
+
+
+def test_relation_sweeps_the_readme_layers_by_default_and_estimates_first(monkeypatch):
+    from interp import progress as P
+    from interp.knowledge.relations import default_layers
+
+    assert default_layers(30) == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29]
+    assert default_layers(3) == [0, 2]
+    monkeypatch.setattr(P, "ESTIMATE_OVER", 0.0)  # a tiny model's sweep is quick: say it anyway
+    code, out, err = run_in_process("relation", "--model", "tiny-llama", "--dataset", "country_capital",
+                                    "--n", "2", "--rank", "8", "--json")
+    assert code == 0, err
+    assert json.loads(out)["layers"] == [0, 2]
+    estimate = [l for l in err.splitlines() if l.startswith("interp: estimate: LRE sweep of country_capital")]
+    assert len(estimate) == 1 and "for 2 layers" in estimate[0]
+    code, out, err = run_in_process("relation", "--model", "tiny-llama", "--dataset", "country_capital",
+                                    "--n", "2", "--rank", "8", "--layers", "all", "--json")
+    assert code == 0 and json.loads(out)["layers"] == [0, 1, 2]
+
+
+def test_an_estimate_is_one_line_from_the_first_unit(monkeypatch, capsys):
+    from interp import progress as P
+
+    ticks = [100.0, 112.0]
+    monkeypatch.setattr("time.perf_counter", lambda: ticks.pop(0) if len(ticks) > 1 else ticks[0])
+    est = P.Estimate("job", 20, "steps", "fewer with --tokens")
+    est.done(2)  # 12 s for 2 of 20 steps: 2 min in all
+    est.done(3)
+    assert capsys.readouterr().err == ("interp: estimate: job: about 2.0 min for 20 steps (the first 2 took 12 s); "
+                                       "fewer with --tokens\n")
+    assert est.seconds == pytest.approx(120.0)
+
+
+def test_models_says_it_counts_the_corpora_once(monkeypatch, tmp_path, capsys):
+    from interp.corpus import SOURCES, describe_corpora
+
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
+
+    def words(docs, add_special_tokens=False):  # a whitespace "tokenizer": the counts, not their values, matter
+        return {"input_ids": [d.split() for d in docs]}
+    rows = describe_corpora(lambda: words, "words")
+    assert "counting the shipped corpora's tokens, once" in capsys.readouterr().err
+    by = {r["name"]: r for r in rows}
+    assert rows[0]["name"] == "default"
+    assert by["default"]["tokens"] == sum(by[s]["tokens"] for s in SOURCES)  # one pass, not two
+    describe_corpora(lambda: words, "words")
+    assert "counting" not in capsys.readouterr().err  # cached

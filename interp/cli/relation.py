@@ -19,7 +19,8 @@ def add_parsers(add: AddParser) -> None:
     s.add_argument("--dataset", help="a shipped relation (see --list) or a relation JSON file")
     s.add_argument("--list", action="store_true", help="list the shipped relations")
     s.add_argument("--layer", type=index, help="one layer ℓ of s (default: sweep --layers)")
-    s.add_argument("--layers", help="comma-separated layers to sweep (default: every layer)")
+    s.add_argument("--layers", help="comma-separated layers to sweep, or 'all' (default: every third layer and the "
+                                    "last, 0,3,...,27,29 on SmolLM2)")
     s.add_argument("--n", type=count, default=8, help="examples whose mean Jacobian is W")
     s.add_argument("--rank", type=count, default=DEFAULT_RANK,
                    help=f"rank of W's pseudo-inverse in the causal edit (default {DEFAULT_RANK}, at most d_model)")
@@ -38,11 +39,14 @@ def cmd_relation(args: argparse.Namespace) -> dict:
     if not args.dataset:
         raise InterpError("relation needs --dataset NAME|FILE (or --list for the shipped relations)")
     relation = R.load_relation(args.dataset)
-    layers = [args.layer] if args.layer is not None else (ints(args.layers, "--layers") or None)
+    layers = [args.layer] if args.layer is not None else (
+        "all" if args.layers == "all" else (ints(args.layers, "--layers") or None))
     ns, ranks = ints(args.ns, "--ns"), ints(args.ranks, "--ranks")
     model = model_of(args)
     for r in [args.rank, *ranks]:
         R.check_rank(r, model.cfg.d_model)
+    if layers == "all":
+        layers = list(range(model.cfg.n_layers))
     sweep = R.lre_sweep(model, relation, layers, args.n, args.rank, ns, ranks, args.seed)
     out = {"model": model.cfg.model_name, "relation": sweep.relation, "kind": sweep.kind,
            "template": relation.template, "n": sweep.n, "rank": sweep.rank, "n_train": sweep.n_train,

@@ -35,7 +35,7 @@ import torch
 from interp._files import read_json
 from interp.errors import InterpError, check_index
 from interp.generation import generate
-from interp.progress import progress
+from interp.progress import Estimate, progress
 from interp.knowledge.rome import Edit, RomeConfig, check_request, edit
 from interp.tokens import right_pad, str_tokens, to_tokens
 
@@ -173,7 +173,10 @@ def evaluate(model, requests: list[Request], layer: int | None = None, config: R
     """Edit, score and undo each request in turn; the model ends exactly as it began."""
     t0 = time.perf_counter()
     pre_rows, post_rows, per, times = [], [], [], []
-    for r in progress(requests, desc="CounterFact eval", unit="edit"):
+    estimate = Estimate("CounterFact evaluation", len(requests), "edits", "fewer with --limit N")
+    for i, r in enumerate(progress(requests, desc="CounterFact eval", unit="edit")):
+        if i == 1:
+            estimate.done(1)  # the first edit timed (with its key statistics, when they were not cached)
         pre = _scores(model, r)
         if fluency and r.generation_prompts:
             pre["fluency"], _ = _fluency(model, r)

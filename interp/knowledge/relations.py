@@ -47,10 +47,10 @@ from interp._files import read_json
 from interp.errors import InterpError, check_index
 from interp.generation import left_pad
 from interp.knowledge.tracing import subject_span
-from interp.progress import progress
+from interp.progress import Estimate, progress
 from interp.tokens import to_tokens
 
-__all__ = ["KINDS", "LRE", "LRESweep", "Relation", "Sample", "causality", "check_rank", "faithfulness", "first_token",
+__all__ = ["KINDS", "LRE", "LRESweep", "Relation", "Sample", "causality", "check_rank", "default_layers", "faithfulness", "first_token",
     "fit_lre", "jacobian", "list_relations", "load_relation", "low_rank_pinv", "lre_sweep", "model_top1",
     "parse_relation", "split_samples", "subject_states"]
 
@@ -441,15 +441,22 @@ class LRESweep:
         return lre_figure([self])
 
 
+def default_layers(n_layers: int, every: int = 3) -> list[int]:
+    """The default sweep: every ``every``-th layer from 0 and the last (0, 3, ..., 27, 29 on a
+    30-layer model, the README's table: 11 LREs instead of 30)."""
+    return sorted(set(range(0, n_layers, every)) | {n_layers - 1})
+
+
 def lre_sweep(model, relation: Relation, layers: Sequence[int] | None = None, n: int = 8,
               rank: int | None = None, ns: Sequence[int] = (), ranks: Sequence[int] = (), seed: int = 0,
               chunk: int | None = None) -> LRESweep:
-    """An LRE at each of ``layers`` (default all): faithfulness and causality on the held-out
+    """An LRE at each of ``layers`` (default :func:`default_layers`, every third layer and the last; the
+    CLI's ``--layers all`` gives every layer): faithfulness and causality on the held-out
     subjects, β chosen on the training subjects. ``ns`` and ``ranks`` sweep the number of
     examples and the pseudo-inverse's rank at the best layer."""
     t0 = time.perf_counter()
     n_layers = model.cfg.n_layers
-    layers = list(range(n_layers)) if layers is None else [check_index(l, n_layers, "layer") for l in layers]
+    layers = default_layers(n_layers) if layers is None else [check_index(l, n_layers, "layer") for l in layers]
     for r in ([] if rank is None else [rank]) + list(ranks):  # before the work
         check_rank(r, model.cfg.d_model)
     train, test = split_samples(relation, seed)
@@ -459,6 +466,8 @@ def lre_sweep(model, relation: Relation, layers: Sequence[int] | None = None, n:
     tr = subject_states(model, relation, train, layers)
     te = subject_states(model, relation, test, layers)
     faith, caus, betas, secs, fitted = [], [], [], [], {}
+    estimate = Estimate(f"LRE sweep of {relation.name}", len(layers), "layers",
+                        "fewer with --layers, e.g. --layers 9,15" if len(layers) > 3 else "")
     for layer in progress(layers, desc=f"LRE {relation.name}", unit="layer"):
         lre = fit_lre(model, relation, layer, n, examples=train[:n], chunk=chunk)
         lre.beta = _choose_beta(model, lre, tr)
@@ -467,6 +476,7 @@ def lre_sweep(model, relation: Relation, layers: Sequence[int] | None = None, n:
         betas.append(lre.beta)
         secs.append(lre.seconds)
         fitted[layer] = lre
+        estimate.done()
     result = LRESweep(relation.name, relation.kind, layers, faith, caus, betas, n, rank, len(train), len(test),
                       secs, 0.0)
     best = result.best_layer

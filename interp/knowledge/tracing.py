@@ -34,7 +34,7 @@ from interp._batching import cells_per_pass, forward_with_cells, free_memory, is
 from interp._files import read_json
 from interp.cache import cache_dir, slug, write_json
 from interp.errors import InterpError, check_index
-from interp.progress import progress
+from interp.progress import Estimate, progress
 from interp.tokens import single_token, str_tokens, to_tokens
 
 __all__ = ["AverageTrace", "KINDS", "ROLES", "Trace", "average_trace", "embedding_std", "fill_template",
@@ -195,6 +195,26 @@ def _clean_key(name: str) -> str:
     return name
 
 
+MAX_TRACE_TOKENS = 512
+"""Longest prompt a trace takes: its work grows with the square of the length (every token's
+restore runs the rest of the prompt) and its prefix cache with the length."""
+
+
+def check_trace_size(model, n_tok: int, samples: int, n_kinds: int) -> None:
+    """Refuse, before any work, a prompt whose trace would not finish or fit: past
+    :data:`MAX_TRACE_TOKENS`, with the work and the key/value cache it would need."""
+    if n_tok <= MAX_TRACE_TOKENS:
+        return
+    cfg = model.cfg
+    kv_heads = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+    cache_gb = (samples + 1) * n_tok * cfg.n_layers * 2 * kv_heads * cfg.d_head * 4 / 1e9
+    positions = n_kinds * cfg.n_layers * n_tok * (n_tok + 1) // 2 * (samples + 1)
+    raise InterpError(f"the prompt has {n_tok:,} tokens; its trace would run {positions:,.0f} token positions "
+                      f"({n_kinds * n_tok * cfg.n_layers:,} cells, each over the rest of the prompt) with a "
+                      f"{cache_gb:.2g} GB prefix cache; trace the sentence that states the fact "
+                      f"(at most {MAX_TRACE_TOKENS} tokens)")
+
+
 def _check(model, samples: int, window: int, kinds) -> None:
     if samples < 1:
         raise InterpError(f"need at least 1 noise sample (got {samples})")
@@ -220,6 +240,7 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
     (all noise samples as rows), appended at its first restored layer.
     """
     _check(model, samples, window, kinds)
+    check_trace_size(model, len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"]), samples, len(kinds))
     t0 = time.perf_counter()
     setup = _prepare(model, prompt, subject, answer, samples, noise, seed, kinds)
     n, n_tok = model.cfg.n_layers, setup.tokens.shape[1]
@@ -231,6 +252,11 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
     corrupt, per_pass = None, None
     restored = range(n_tok) if tokens is None else [check_index(t, n_tok, "token") for t in tokens]
     bar = progress(total=len(kinds) * len(restored) * n, desc="tracing", unit="cell", leave=False)
+    # A restore at token t runs positions t.., so rows shrink along the prompt: time the first row and
+    # weigh it by its share of the positions run.
+    row_lengths = [n_tok - t for t in restored] if trim else [n_tok]
+    estimate = Estimate(f"causal trace of {n_tok} tokens x {n} layers", len(row_lengths), "token rows",
+                        "a shorter prompt costs quadratically less")
     for t in restored if trim else [None]:
         cells = [(k, tt, l) for k in kinds for tt in ([t] if trim else restored) for l in range(n)]
         starts = [min(int(h.split(".")[1]) for h, _ in _batched_restores(k, tt, l, window, n))
@@ -255,6 +281,7 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
                 grid[kinds.index(kind), tt, l] = p
             i += per_pass
             bar.update(len(cells[chunk]))
+        estimate.done(row_lengths[0] / (sum(row_lengths) / len(row_lengths)))
     bar.close()
     return Trace({k: grid[j] for j, k in enumerate(kinds)}, str_tokens(model, setup.tokens[0]), subject,
                  setup.span, setup.answer, setup.clean_prob, corrupt, samples, setup.scale, window,
@@ -395,6 +422,7 @@ def trace_loop(model, prompt: str, subject: str, answer: str | None = None,
     """ROME's structure: one forward of ``samples + 1`` rows (row 0 clean) per cell, restoring
     row 0's state into the noised rows. The reference for :func:`trace`."""
     _check(model, samples, window, kinds)
+    check_trace_size(model, len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"]), samples, len(kinds))
     t0 = time.perf_counter()
     setup = _prepare(model, prompt, subject, answer, samples, noise, seed, kinds)
     n, n_tok = model.cfg.n_layers, setup.tokens.shape[1]
