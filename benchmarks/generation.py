@@ -9,6 +9,11 @@ Both are timed for one prompt and for a batch of prompts, interleaved, ``--repea
 times each; a steering hook (a vector added to the residual stream) is attached
 throughout, as in steering and feature steering.
 
+``feature_steering`` times :func:`saes.features.steer.steer_feature` (an SAE feature clamped,
+its texts before and after, and the feature's activations) against plain generation of the same
+prompts with no hook, and against its old form, the unsteered and steered texts generated one
+after the other.
+
     python -m benchmarks.generation [--model smollm2-135m --new-tokens 30 --prompts 8 --repeats 2]
 """
 
@@ -90,11 +95,40 @@ def main(argv: list[str] | None = None) -> None:
         }, repeats=args.repeats, warmup=0)
     result["one_prompt"] = one
     result[f"{len(prompts)}_prompts"] = many
+    result["feature_steering"] = feature_steering(model, prompts[:2], n, args.layer, args.repeats)
     result["ratios"] = {
         f"{label}_{peer}_over_ours": ratio(t, peer, "ours")
         for label, t in (("one_prompt", one), (f"{len(prompts)}_prompts", many))
         for peer in ("uncached", "hf_generate")}
     emit(result)
+
+
+def feature_steering(model, prompts: list[str], n: int, layer: int, repeats: int) -> dict:
+    """steer_feature on ``prompts`` (clamp, a random TopK SAE's feature 3) against unsteered generation."""
+    from interp.generation import generate
+    from saes import SAEConfig, make_sae
+    from saes.features import steer as S
+
+    torch.manual_seed(0)
+    d = model.cfg.d_model
+    sae = make_sae(SAEConfig("topk", d, 16 * d, k=32, hook_name=f"blocks.{layer}.hook_resid_post")).to(
+        model.cfg.device)
+
+    def two_runs():
+        old, S.MAX_JOINT_BATCH = S.MAX_JOINT_BATCH, 0
+        try:
+            return S.steer_feature(model, sae, 3, 4.0, prompts, 1.0, max_new_tokens=n)
+        finally:
+            S.MAX_JOINT_BATCH = old
+
+    t = interleaved({
+        "unsteered": lambda: generate(model, prompts, n),
+        "steer_feature": lambda: S.steer_feature(model, sae, 3, 4.0, prompts, 1.0, max_new_tokens=n),
+        "steer_feature_two_runs": two_runs,
+    }, repeats=repeats, warmup=0)
+    return {"prompts": len(prompts), "new_tokens": n, "times": t,
+            "steer_feature_over_unsteered": ratio(t, "steer_feature", "unsteered"),
+            "two_runs_over_steer_feature": ratio(t, "steer_feature_two_runs", "steer_feature")}
 
 
 if __name__ == "__main__":

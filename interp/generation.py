@@ -25,7 +25,7 @@ seeded ``seed + i``, for the same reason.
 from __future__ import annotations
 
 import inspect
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 
@@ -40,7 +40,8 @@ Mode = Literal["greedy", "sample"]
 
 def generate(model, prompts: str | Sequence[str], max_new_tokens: int = 30, *, mode: Mode = "greedy",
              top_k: int = 20, temperature: float = 1.0, seed: int = 0, batch_size: int = 16,
-             stop_at_eos: bool = True, use_cache: bool = True) -> str | list[str]:
+             stop_at_eos: bool = True, use_cache: bool = True, seeds: Sequence[int] | None = None,
+             on_batch: Callable[[list[int]], None] | None = None) -> str | list[str]:
     """Continuations of ``prompts`` (the text after each prompt; a string for a string).
 
     ``mode="greedy"`` takes the most likely token; ``mode="sample"`` samples from the
@@ -50,7 +51,7 @@ def generate(model, prompts: str | Sequence[str], max_new_tokens: int = 30, *, m
     single = isinstance(prompts, str)
     ids = generate_ids(model, [prompts] if single else prompts, max_new_tokens, mode=mode, top_k=top_k,
                        temperature=temperature, seed=seed, batch_size=batch_size, stop_at_eos=stop_at_eos,
-                       use_cache=use_cache)
+                       use_cache=use_cache, seeds=seeds, on_batch=on_batch)
     texts = [model.tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     return texts[0] if single else texts
 
@@ -58,9 +59,15 @@ def generate(model, prompts: str | Sequence[str], max_new_tokens: int = 30, *, m
 @torch.no_grad()
 def generate_ids(model, prompts: Sequence[str], max_new_tokens: int = 30, *, mode: Mode = "greedy",
                  top_k: int = 20, temperature: float = 1.0, seed: int = 0, batch_size: int = 16,
-                 stop_at_eos: bool = True, use_cache: bool = True) -> list[list[int]]:
+                 stop_at_eos: bool = True, use_cache: bool = True, seeds: Sequence[int] | None = None,
+                 on_batch: Callable[[list[int]], None] | None = None) -> list[list[int]]:
     """New token ids of each prompt: ``max_new_tokens`` of them, or fewer when ``stop_at_eos``
-    ends a row at the end-of-sequence token (which is kept)."""
+    ends a row at the end-of-sequence token (which is kept).
+
+    ``seeds`` gives each prompt its sampling seed (default ``seed + i``); ``on_batch(indices)`` is
+    called before each forward batch with the prompt indices of its rows, in row order, so that a
+    hook can treat rows differently (feature steering generates steered and unsteered copies of
+    its prompts in one batch)."""
     prompts = list(prompts)
     if not prompts:
         return []
@@ -77,11 +84,16 @@ def generate_ids(model, prompts: Sequence[str], max_new_tokens: int = 30, *, mod
     if n_ctx and longest + max_new_tokens > n_ctx:
         raise InterpError(f"a prompt of {longest} tokens plus {max_new_tokens} new tokens exceeds the "
                           f"model's context of {n_ctx}")
+    seeds = [seed + i for i in range(len(rows))] if seeds is None else list(seeds)
+    if len(seeds) != len(rows):
+        raise InterpError(f"{len(seeds)} seeds for {len(rows)} prompts")
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # similar lengths share a batch: less padding
     out: list[list[int]] = [[] for _ in rows]
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     for chunk in progress(chunks, desc="generating", unit="batch", disable=len(chunks) < 3):
-        new = _decode(model, [rows[i] for i in chunk], [seed + i for i in chunk], max_new_tokens, mode,
+        if on_batch is not None:
+            on_batch(list(chunk))
+        new = _decode(model, [rows[i] for i in chunk], [seeds[i] for i in chunk], max_new_tokens, mode,
                       top_k, temperature, stop_at_eos, use_cache)
         for i, ids in zip(chunk, new):
             out[i] = ids

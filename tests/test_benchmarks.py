@@ -37,6 +37,7 @@ def test_generation_benchmark(capsys):
                                        "--layer", "1", "--repeats", "1"], capsys)
     assert out["equal_tokens"]["batched_vs_uncached"] and out["equal_tokens"]["single_vs_uncached"]
     assert out["ratios"]["3_prompts_uncached_over_ours"]["median"] > 0
+    assert out["feature_steering"]["steer_feature_over_unsteered"]["median"] > 0
 
 
 def test_overhead_benchmark(capsys):

@@ -96,3 +96,23 @@ def test_balanced_accuracy_and_auroc_match_sklearn():
     assert s.balanced_accuracy == pytest.approx(balanced_accuracy_score(labels, [m > 0 for m in margins]))
     assert s.auroc == pytest.approx(roc_auc_score(labels, margins))
     assert s.low <= s.balanced_accuracy <= s.high and (s.n_positive, s.n_negative) == (4, 5)
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_joint_batch_gives_the_texts_of_two_separate_runs(tiny_models, monkeypatch, sample):
+    """Steered and unsteered copies generate in one batch (one generation's time); the texts, greedy or
+    sampled, equal those of the two separate runs they replace."""
+    import torch
+
+    from saes import SAEConfig, make_sae
+    from saes.features import steer as S
+
+    model = tiny_models["tiny-llama"]
+    torch.manual_seed(0)
+    sae = make_sae(SAEConfig("topk", model.cfg.d_model, 48, k=4, hook_name="blocks.1.hook_resid_post"))
+    prompts = ["The cat sat on the", "A", "Once upon a time there was"]
+    joint = S.steer_feature(model, sae, 3, 8.0, prompts, 1.0, max_new_tokens=6, greedy=not sample, seed=3)
+    monkeypatch.setattr(S, "MAX_JOINT_BATCH", 0)
+    apart = S.steer_feature(model, sae, 3, 8.0, prompts, 1.0, max_new_tokens=6, greedy=not sample, seed=3)
+    assert (joint.before, joint.after) == (apart.before, apart.after)
+    assert joint.before != joint.after  # the steering did change the text
