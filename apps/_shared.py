@@ -211,3 +211,29 @@ els.forEach(el => el.addEventListener('mouseenter', () => {{
     `query ${{q}} attends most to key ${{best}} (${{P[q][best].toFixed(3)}})`;
 }}));
 </script>""", height=height)
+
+
+def job_panel(name: str, what: str, every: float = 2.0) -> None:
+    """A background job's progress (:mod:`_jobs`), redrawn every ``every`` seconds without rerunning
+    the page; when the job finishes the whole page reruns and shows its result."""
+    import _jobs
+
+    @st.fragment(run_every=every)
+    def panel() -> None:
+        job = _jobs.status(name)
+        if job.state == "done":
+            st.rerun(scope="app")
+        if job.state == "failed":
+            st.error(f"{what}: the job stopped: {job.error}")
+            return
+        label = job.steps[job.step] if job.step < len(job.steps) else "finishing"
+        prog = _jobs.progress_of(job.log_tail)
+        done = (job.step + (prog.fraction if prog else 0.0)) / max(len(job.steps), 1)
+        left = f"; about {prog.remaining} left in this step" if prog and prog.remaining not in ("", "?") else ""
+        st.progress(done, text=f"{what}: step {job.step + 1} of {len(job.steps)}: {label}{left}")
+        estimate = [line for line in job.log_tail.splitlines() if line.startswith("interp: estimate:")]
+        if estimate:
+            st.caption(estimate[-1].removeprefix("interp: estimate: "))
+        st.caption("Running in the background: the other pages stay usable, and this page fills in when it is done.")
+
+    panel()

@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 __all__ = ["ESTIMATE_OVER", "PLAIN_EVERY", "Estimate", "progress"]
 
-PLAIN_EVERY = 5.0
-"""Seconds between plain progress lines when stderr is not a terminal."""
+PLAIN_EVERY = float(os.environ.get("INTERP_PROGRESS_EVERY", 5.0))
+"""Seconds between plain progress lines when stderr is not a terminal (``INTERP_PROGRESS_EVERY``;
+the explorer's background jobs ask for 2 s, to redraw their bar often)."""
 ESTIMATE_OVER = 60.0
 """Work expected to take longer than this many seconds says so once its first unit is timed."""
 

@@ -296,3 +296,49 @@ def test_token_search_and_weights_page():
     at.button(key="vis").click().run()
     _ok(at)
     assert at.code[-1].value.startswith("The movie was")
+
+
+def test_features_page_demo_job_trains_and_fills_the_page(monkeypatch):
+    """A new user with no SAE: the page offers the demo with an estimate; the button starts a background
+    job (two real `interp` commands in their own process), the page shows its progress, and once it is
+    done the page fills in with the demo's SAE and store."""
+    import sys
+    import time
+
+    monkeypatch.setenv("INTERP_DEMO_TOKENS", "0.02")  # 10k training tokens, 4k in the store: seconds
+    monkeypatch.syspath_prepend(str(APPS))
+    import _jobs
+
+    at = page("pages/7_Features.py").run()
+    _ok(at)
+    assert any("about" in m.value and "min on this machine" in m.value for m in at.markdown)
+    at.button(key="demo_start").click().run()
+    _ok(at)
+    job = _jobs.status("demo-sae-tiny-llama")
+    assert job.state in ("running", "done"), job
+    deadline = time.time() + 300
+    while job.state == "running" and time.time() < deadline:
+        time.sleep(2)
+        job = _jobs.status("demo-sae-tiny-llama")
+    assert job.state == "done", (job.error, job.log_tail[-800:])
+    assert "interp: estimate" not in job.log_tail or "about" in job.log_tail
+    at = page("pages/7_Features.py").run()  # a later visit: the demo fills the empty inputs
+    _ok(at)
+    assert "demo-sae-tiny-llama" in at.text_input(key="w_store").value
+    assert any("Feature 0 fires on" in c.value for c in at.caption) and at.get("plotly_chart")
+    sys.modules.pop("_jobs", None)
+    _release_stores()
+
+
+def test_job_progress_lines_parse():
+    import sys
+
+    sys.path.insert(0, str(APPS))
+    import _jobs
+
+    tail = ("== Train\nSAE topk blocks.1.hook_resid_post: 59/488 step [00:03<00:28, 15.0step/s], FVU=0.3\n"
+            "extract: 30.7k/200k tok [00:07<00:42, 3973.00tok/s], shard 0\n")
+    p = _jobs.progress_of(tail)
+    assert (p.desc, p.n, p.total, p.remaining) == ("extract", 30700, 200000, "00:42")
+    assert p.fraction == pytest.approx(0.1535)
+    assert _jobs.progress_of("nothing yet") is None

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._harness import CHROMIUM_ARGS, chromium_path, free_port, wait_listening
+from benchmarks.explorer_load import busy_loop, visit_pages
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -221,3 +222,55 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
         server.wait(timeout=30)
     (shots / "explorer-latency.json").write_text(json.dumps({k: round(v, 2) for k, v in latency.items()}, indent=1))
     print("explorer latency:", json.dumps({k: round(v, 2) for k, v in latency.items()}))
+
+
+def test_first_run_demo_job_and_every_page_under_load_on_a_tiny_model(tmp_path):
+    """A new user's first run, on a tiny model and an empty cache: the Features page offers the demo, a
+    click starts the background job, another page stays usable while it runs, and the page fills in
+    with a dashboard when it is done. Then, with a competing CPU-bound process running, every page is
+    visited: each shows a figure or its words (never a blank page), and the times are recorded."""
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("chromium is not installed (the README's test command installs it)")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("INTERP_SCREENSHOTS") or tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "INTERP_CACHE": str(tmp_path / "cache"), "INTERP_DEMO_TOKENS": "0.02"}
+    server = subprocess.Popen([sys.executable, "-m", "interp", "app", "--model", "tiny-llama", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    load = None
+    under_load: dict[str, float] = {}
+    try:
+        wait_listening(port, server)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(base + "/Features")
+            button = page.get_by_role("button", name="Train a demo SAE and extract a demo store")
+            button.wait_for(timeout=180_000)
+            assert "min on this machine" in page.inner_text("body")
+            button.click()
+            page.wait_for_selector("text=/The demo SAE and store: step/", timeout=120_000)
+            other = browser.new_page(viewport={"width": 1400, "height": 1400})  # the app stays usable meanwhile
+            other.goto(base + "/")
+            other.wait_for_selector("text=Mean loss", timeout=180_000)
+            other.close()
+            page.wait_for_selector("text=Top activations", timeout=600_000)
+            _idle(page)
+            _no_errors(page)
+            assert "demo-sae-tiny-llama" in page.locator(".st-key-w_store input").input_value()
+            _shot(page, shots / "explorer-features-demo.png")
+
+            load = busy_loop()
+            under_load = visit_pages(page, base)
+            browser.close()
+    finally:
+        if load is not None:
+            load.kill()
+        server.terminate()
+        server.wait(timeout=30)
+    print("first figure under load (s):", json.dumps({k: round(v, 2) for k, v in under_load.items()}))
+    (shots / "explorer-under-load.json").write_text(json.dumps({k: round(v, 2) for k, v in under_load.items()},
+                                                              indent=1))

@@ -12,7 +12,9 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_sae, pick_model, remembered, shared, show_error  # noqa: E402
+import _jobs  # noqa: E402
+from _demo import demo_name, demo_paths, demo_plan, estimate_seconds  # noqa: E402
+from _shared import cached_sae, job_panel, pick_model, remembered, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from saes.features.dashboard import context_html, feature_dashboard  # noqa: E402
@@ -29,17 +31,56 @@ def cached_dashboard(path: str, feature: int, sae: str):
     return feature_dashboard(cached_store(path), feature, sae, k=8, per_group=3, window=14)
 
 
+@st.cache_data(show_spinner="Timing a forward pass for the estimate…", max_entries=4)
+def cached_estimate(name: str) -> tuple[float, float]:
+    from _shared import cached_model
+
+    model = cached_model(name)
+    return estimate_seconds(model, demo_plan(name, model)[1])
+
+
+def demo_panel(name: str, model) -> None:
+    """A new user has no SAE yet: offer the demo job, or show it running."""
+    steps, plan = demo_plan(name, model)
+    job = _jobs.status(demo_name(name))
+    st.info("No SAE yet. Give an SAE directory (`interp sae train` writes one) for live features and steering, "
+            "and its feature store (`interp sae extract SAE_DIR --out STORE`) for dashboards and search "
+            "(README, Features), or let the workbench make a small demo of both now.")
+    if job.state == "running":
+        job_panel(job.name, "The demo SAE and store")
+        return
+    seconds, tps = cached_estimate(name)
+    st.markdown(
+        f"**The demo:** a TopK SAE of {plan['d_sae']:,} latents (k = 16) on `{plan['hook']}`, trained on "
+        f"{plan['train_tokens']:,} tokens of BBC News, and its feature store over {plan['store_tokens']:,} tokens: "
+        f"**about {max(1, round(seconds / 60))} min on this machine** (a forward pass runs at "
+        f"{tps:,.0f} tokens/s here). It runs in the background, so the other pages stay usable, and it is kept "
+        "under the workbench cache for later visits.\n\n"
+        f"A full-size SAE (16 × d_model = {16 * model.cfg.d_model:,} latents, millions of tokens: "
+        "`interp sae train --hook ... --tokens 20000000`) has fewer dead latents and more specific, more "
+        "interpretable features; the demo shows the pipeline, not the best features this model has.")
+    if job.state == "failed":
+        st.error(f"The last demo job stopped: {job.error}")
+    label = "Resume the demo job" if job.state == "failed" else "Train a demo SAE and extract a demo store"
+    if st.button(label, type="primary", key="demo_start"):
+        _jobs.start(demo_name(name), steps)
+        st.rerun()
+
+
 st.set_page_config(page_title="Features", layout="wide")
 st.title("SAE features")
 name, model = pick_model()
+if _jobs.status(demo_name(name)).state == "done":  # the demo is ready: it fills empty inputs
+    for key, value in zip(("sae_dir", "store"), demo_paths(name)):
+        if not st.session_state.get("w_" + key) and not st.query_params.get(key):
+            st.session_state["w_" + key] = st.session_state["keep_" + key] = str(value)
 col_sae, col_store = st.columns(2)
 sae_dir = shared(col_sae.text_input, "SAE directory", "sae_dir", os.environ.get("INTERP_SAE", ""),
                  help="a directory written by `interp sae train` (or SAELens files)").strip()
 path = shared(col_store.text_input, "Feature store", "store", os.environ.get("INTERP_STORE", ""),
               help="a directory written by `interp sae extract SAE_DIR --out STORE`").strip()
 if not sae_dir and not path:
-    st.info("Give an SAE directory (`interp sae train` writes one) for live features and steering, and its feature "
-            "store (`interp sae extract SAE_DIR --out STORE`) for dashboards and search (README, Features).")
+    demo_panel(name, model)
     st.stop()
 
 sae_model = store = entry = None
@@ -113,7 +154,7 @@ d = cached_dashboard(path, feature, entry["name"]) if store is not None else Non
 st.subheader("Live: the features of a text, and steering")
 text = shared(st.text_input, "Text", "text", "The new restaurant is located in")
 col_scale, col_new = st.columns(2)
-scale = col_scale.slider("Clamp the feature at × its maximum", -4.0, 8.0, 2.0, 0.5, key="scale")
+scale = col_scale.slider("Clamp the feature at × its maximum", 0.0, 8.0, 2.0, 0.5, key="scale")
 new_tokens = int(col_new.number_input("New tokens", 1, 60, 20, key="new_tokens"))
 if st.button("Run", type="primary", key="run"):
     try:

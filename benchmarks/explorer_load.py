@@ -1,0 +1,100 @@
+"""Every explorer page on a busy machine: seconds from opening the page until its first figure has
+drawn, with a competing CPU-bound process running the whole time (as when a training job shares
+the 2-core machine), against the same visit on the quiet machine.
+
+Each page is opened in headless Chromium; where a page computes nothing until asked (Trace, Probe)
+its first button is pressed. The page must show what it is doing from the start (a spinner's words,
+the status widget or its inputs); the test that shares this code (``tests/test_app_browser.py``)
+asserts that, and this benchmark records the times.
+
+    python -m benchmarks.explorer_load [--model smollm2-135m]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from benchmarks._harness import CHROMIUM_ARGS, chromium_path, emit, free_port, machine, wait_listening
+
+PAGES = [("/", None), ("/Attention", None), ("/Lens", None), ("/Circuits", None), ("/Head", None),
+         ("/Trace_and_edit?samples=2", "Trace"), ("/Probes_and_steering", "Probe"), ("/Token_search_and_weights", None)]
+"""Each page, and the button a user presses first where the page computes nothing until asked."""
+
+
+def busy_loop(seconds: float = 1800) -> subprocess.Popen:
+    """A competing CPU-bound process (a busy machine); the caller kills it."""
+    return subprocess.Popen([sys.executable, "-c", f"import time\nend = time.time() + {seconds}\n"
+                                                   "while time.time() < end: pass"])
+
+
+def idle(page, timeout: int = 600_000) -> None:
+    """Wait until Streamlit has finished the script run the last action started."""
+    page.wait_for_timeout(250)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def visit_pages(page, base: str, pages=PAGES, timeout_ms: int = 600_000) -> dict[str, float]:
+    """Open each page; seconds until its first figure has drawn. Raises if a page shows nothing at
+    all for a minute (no spinner, no status, no input) or no figure within ``timeout_ms``."""
+    times = {}
+    for path, button in pages:
+        t = time.perf_counter()
+        page.goto(base + path)
+        page.wait_for_selector("[data-testid='stSpinner'], [data-testid='stPlotlyChart'], "
+                               "[data-testid='stStatusWidget'], [data-testid='stButton']",
+                               state="attached", timeout=60_000)
+        if button:
+            idle(page, timeout_ms)
+            page.get_by_role("button", name=button, exact=True).click()
+        page.wait_for_selector("[data-testid='stPlotlyChart'] .main-svg", state="attached", timeout=timeout_ms)
+        times[path] = time.perf_counter() - t
+        idle(page, timeout_ms)
+        errors = page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count()
+        if errors:
+            raise AssertionError(f"{path}: {page.inner_text('body')[:1000]}")
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    args = ap.parse_args(argv)
+    chromium = chromium_path()
+    if chromium is None:
+        raise SystemExit("chromium is not installed (the README's test command installs it)")
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "interp", "app", "--model", args.model, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = {"benchmark": "explorer_load", "model": args.model, "machine": machine()}
+    load = None
+    try:
+        wait_listening(port, server)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            # Quiet first (each page's caches then hold its results: the loaded pass reruns with new inputs).
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            out["quiet_first_visit_s"] = visit_pages(page, base)
+            page.close()
+            load = busy_loop()
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            loaded = [(p + ("&" if "?" in p else "?") + "prompt=The+Louvre+is+located+in+the+city+of", b)
+                      for p, b in PAGES]
+            out["under_load_new_prompt_s"] = {k.split("prompt=")[0].rstrip("?&"): v
+                                              for k, v in visit_pages(page, base, loaded).items()}
+            browser.close()
+    finally:
+        if load is not None:
+            load.kill()
+        server.terminate()
+        server.wait(timeout=30)
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()
