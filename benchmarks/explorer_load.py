@@ -43,9 +43,12 @@ def visit_pages(page, base: str, pages=PAGES, timeout_ms: int = 600_000) -> dict
     for path, button in pages:
         t = time.perf_counter()
         page.goto(base + path)
-        page.wait_for_selector("[data-testid='stSpinner'], [data-testid='stPlotlyChart'], "
-                               "[data-testid='stStatusWidget'], [data-testid='stButton']",
-                               state="attached", timeout=60_000)
+        try:
+            page.wait_for_selector("[data-testid='stSpinner'], [data-testid='stPlotlyChart'], "
+                                   "[data-testid='stStatusWidget'], [data-testid='stButton']",
+                                   state="attached", timeout=60_000)
+        except Exception as err:
+            raise AssertionError(f"{path} showed nothing for 60 s: {page.inner_text('body')[:300]!r}") from err
         if button:
             idle(page, timeout_ms)
             page.get_by_role("button", name=button, exact=True).click()

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "cache_dir", "slug", "write_json"]
+__all__ = ["atomic_path", "cache_dir", "check_writable", "slug", "write_json"]
 
 
 def cache_dir(*parts: str) -> Path:
@@ -60,3 +60,29 @@ def write_json(target: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def check_writable(target: str | os.PathLike, what: str, directory: bool = True) -> None:
+    """Refuse, before any work, a ``target`` this process cannot write: a directory (``directory``)
+    or a file to be created, checked by creating and removing a probe file in the directory that
+    would hold it (or its nearest existing parent). Permissions alone are not enough to ask: root
+    ignores them, and a read-only file system does not show in them."""
+    import errno
+    import tempfile
+
+    from interp.errors import InterpError
+
+    path = Path(target)
+    where = path if directory else path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        return  # a file in the way: the caller's own check names it
+    try:
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".interp-write-check-")
+    except OSError as err:
+        why = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.ENOSPC: "no space left"}.get(err.errno, err.strerror)
+        raise InterpError(f"{what} {path}: cannot write in {where} ({why}); give a path you can write") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -414,3 +414,30 @@ def test_models_says_it_counts_the_corpora_once(monkeypatch, tmp_path, capsys):
     assert by["default"]["tokens"] == sum(by[s]["tokens"] for s in SOURCES)  # one pass, not two
     describe_corpora(lambda: words, "words")
     assert "counting" not in capsys.readouterr().err  # cached
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory on a read-only file system (a tmpfs mounted read-only): permissions cannot fake it
+    for root, which ignores them."""
+    import subprocess
+
+    path = tmp_path / "ro"
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("this machine cannot mount a read-only file system for the test")
+    yield path
+    subprocess.run(["umount", str(path)], capture_output=True)
+
+
+@pytest.mark.parametrize("verb", [
+    ["sae", "extract", "{sae}", "--out", "{ro}/store"],
+    ["sae", "train", "--hook", HOOK, "--out", "{ro}/sae"],
+    ["sae", "dashboard", "{store}", "--feature", "3", "--html", "{ro}/f3.html"],
+    ["sae", "export", "{store}", "--out", "{ro}/np"],
+])
+def test_a_read_only_out_is_one_line_before_any_work(store, read_only_dir, verb):
+    with no_model():
+        assert_one_line_error(*[a.format(sae=store / "sae", store=store / "store", ro=read_only_dir) for a in verb],
+                              message="the file system is read-only")

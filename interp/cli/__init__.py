@@ -54,9 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     family = next(f for f in _families() if args.verb in f.COMMANDS)
     try:
+        if getattr(args, "html", None):  # a figure nobody can write is refused before the work, not after
+            from interp.cache import check_writable
+
+            check_writable(args.html, "--html", directory=False)
         out = family.COMMANDS[args.verb](args)
     except InterpError as err:
         print(f"interp: error: {err}", file=sys.stderr)
+        return 2
+    except PermissionError as err:  # a path the checks could not foresee: still bad input, in one line
+        print(f"interp: error: cannot write {err.filename or ''}: permission denied ({err.strerror})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interp: interrupted", file=sys.stderr)

@@ -129,6 +129,7 @@ def cmd_sae(args) -> dict:
 
 
 def _train(args) -> dict:
+    from interp.cache import check_writable
     from interp.corpus import check_corpus
     from saes.config import ARCHITECTURES
     from saes.train import TrainConfig, check_train_out, init_distributed, train
@@ -142,6 +143,7 @@ def _train(args) -> dict:
                       compile=args.compile, activation_cache=args.activation_cache, epochs=args.epochs)
     check_corpus(args.corpus)  # every check that needs no model comes before it loads
     check_train_out(cfg, args.out)
+    check_writable(args.out, "--out")
     init_distributed(args.device)
     model = model_of(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
     res = train(model, cfg, args.out)
@@ -168,6 +170,7 @@ def _eval(args) -> dict:
 def _extract(args) -> dict:
     if args.ctx < 2:  # before any import: the cheapest refusal there is
         raise InterpError(f"--ctx must be at least 2 (a context's first token is the attention sink), not {args.ctx}")
+    from interp.cache import check_writable
     from interp.corpus import check_corpus
     from interp.distributed import init_distributed
     from saes.features.extract import ExtractConfig, check_store_out, extract_features
@@ -180,6 +183,7 @@ def _extract(args) -> dict:
         check_sae_dir(d)
     check_corpus(args.corpus)
     check_store_out(args.out)
+    check_writable(args.out, "--out")
     init_distributed(args.device)
     model = model_of(args)
     res = extract_features(model, args.dirs, args.out, cfg)
@@ -357,6 +361,10 @@ def _export(args) -> dict:
     from saes.features.store import FeatureStore
 
     store = FeatureStore(args.store)
+    from interp.cache import check_writable
+
+    if not Path(args.out).is_file():  # a file in the way has its own line
+        check_writable(args.out, "--out")
     return {"store": args.store, "format": args.format, **export_neuronpedia(store, args.out, args.sae, args.batch),
             "axes": {}}
 
