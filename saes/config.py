@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from interp.errors import InterpError
 
-__all__ = ["ARCHITECTURES", "SAEConfig"]
+__all__ = ["ARCHITECTURES", "CFG", "SAEConfig", "WEIGHTS", "check_sae_dir"]
+
+CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
+"""The SAELens layout's two files in an SAE directory (:mod:`saes.io` reads and writes them)."""
+
+
+def check_sae_dir(path: str | Path) -> Path:
+    """Refuse, in one line and without torch, a path that cannot be an SAE directory: a missing
+    path, a file, or a feature store given where its SAE belongs."""
+    path = Path(path)
+    if not path.exists():
+        raise InterpError(f"{path} is not an SAE directory: it does not exist")
+    if not path.is_dir():
+        raise InterpError(f"{path} is a file, not an SAE directory (a folder with {CFG} and {WEIGHTS})")
+    if (path / "manifest.json").exists() and not (path / CFG).exists():
+        try:
+            dirs = [s.get("dir", s.get("name")) for s in json.loads((path / "manifest.json").read_text())["saes"]]
+        except (ValueError, KeyError, TypeError):
+            dirs = []
+        raise InterpError(f"{path} is a feature store, not an SAE directory" +
+                          (f"; its SAE is {', '.join(map(str, dirs))}" if dirs else ""))
+    return path
+
 
 Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
 ARCHITECTURES: tuple[str, ...] = ("relu", "topk", "batchtopk", "jumprelu")

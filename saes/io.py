@@ -21,14 +21,13 @@ from interp.cache import atomic_path
 from interp.errors import InterpError, check_hook
 from saes.base import SAE
 from saes.batchtopk import BatchTopKSAE
-from saes.config import SAEConfig
+from saes.config import CFG, WEIGHTS, SAEConfig, check_sae_dir
 from saes.jumprelu import JumpReLUSAE
 from saes.relu import ReluSAE
 from saes.topk import TopKSAE
 
 __all__ = ["check_sae_dir", "CLASSES", "load_sae", "make_sae", "resolve_hook", "save_sae"]
 
-CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 CLASSES: dict[str, type[SAE]] = {"relu": ReluSAE, "topk": TopKSAE, "batchtopk": BatchTopKSAE,
                                  "jumprelu": JumpReLUSAE}
 
@@ -53,24 +52,6 @@ def save_sae(sae: SAE, path: str | Path) -> Path:
         save_file(tensors, str(tmp))
     with atomic_path(path / CFG) as tmp:
         tmp.write_text(json.dumps(out.cfg.to_saelens(), indent=1) + "\n")
-    return path
-
-
-def check_sae_dir(path: str | Path) -> Path:
-    """Refuse, in one line and without torch, a path that cannot be an SAE directory: a missing
-    path, a file, or a feature store given where its SAE belongs."""
-    path = Path(path)
-    if not path.exists():
-        raise InterpError(f"{path} is not an SAE directory: it does not exist")
-    if not path.is_dir():
-        raise InterpError(f"{path} is a file, not an SAE directory (a folder with {CFG} and {WEIGHTS})")
-    if (path / "manifest.json").exists() and not (path / CFG).exists():
-        try:
-            dirs = [s.get("dir", s.get("name")) for s in json.loads((path / "manifest.json").read_text())["saes"]]
-        except (ValueError, KeyError, TypeError):
-            dirs = []
-        raise InterpError(f"{path} is a feature store, not an SAE directory" +
-                          (f"; its SAE is {', '.join(map(str, dirs))}" if dirs else ""))
     return path
 
 

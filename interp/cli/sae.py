@@ -154,6 +154,9 @@ def _train(args) -> dict:
 
 
 def _eval(args) -> dict:
+    from saes.config import check_sae_dir
+
+    check_sae_dir(args.dir)  # before torch loads
     from interp.corpus import check_corpus
     from saes.evaluate import evaluate_sae
     from saes.io import load_sae
@@ -172,16 +175,17 @@ def _extract(args) -> dict:
         raise InterpError(f"--ctx must be at least 2 (a context's first token is the attention sink), not {args.ctx}")
     from interp.cache import check_writable
     from interp.corpus import check_corpus
+    from saes.config import check_sae_dir
+
+    for d in args.dirs:  # every check that needs no model comes before it loads, the torch-free ones first
+        check_sae_dir(d)
+    check_corpus(args.corpus)
     from interp.distributed import init_distributed
     from saes.features.extract import ExtractConfig, check_store_out, extract_features
-    from saes.io import check_sae_dir
 
     cfg = ExtractConfig(corpus=args.corpus, tokens=args.tokens, ctx=args.ctx,
                         contexts_per_shard=args.contexts_per_shard, model_batch=args.model_batch,
                         max_norm_ratio=args.max_norm_ratio)
-    for d in args.dirs:  # every check that needs no model comes before it loads
-        check_sae_dir(d)
-    check_corpus(args.corpus)
     check_store_out(args.out)
     check_writable(args.out, "--out")
     init_distributed(args.device)
