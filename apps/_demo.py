@@ -3,7 +3,7 @@ feature store, trained and extracted by a background job (:mod:`_jobs`) and cach
 workbench cache, so that the page has something to show on first run.
 
 Sizes are chosen for a few minutes on 2 CPU cores: a TopK SAE of 2 × d_model latents (k = 16) on
-an early residual stream, trained on 500k tokens of BBC News, and its store over 200k tokens. A
+an early residual stream, trained on 250k tokens of BBC News, and its store over 100k tokens. A
 full-size SAE (16 × d_model latents, millions of tokens, ``interp sae train``) has far fewer dead
 and more specific features; the page says so. ``INTERP_DEMO_TOKENS`` scales both token counts
 (the tests use it to finish in seconds).
@@ -15,8 +15,8 @@ import os
 import time
 from pathlib import Path
 
-TRAIN_TOKENS = 500_000
-STORE_TOKENS = 200_000
+TRAIN_TOKENS = 250_000
+STORE_TOKENS = 100_000
 
 
 def demo_name(model_name: str) -> str:
