@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from interp.processes import alive
+
 HERE = Path(__file__).resolve().parent
 
 __all__ = ["Job", "Progress", "job_dir", "progress_of", "start", "status"]
@@ -82,19 +84,6 @@ def progress_of(log_tail: str) -> Progress | None:
     return Progress(m["desc"].strip(), int(_number(m["n"])), total, m["rem"].strip())
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child not yet reaped by this process is a zombie: not running
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
-
-
 def _tail(path: Path, size: int = 4096) -> str:
     try:
         with open(path, "rb") as f:
@@ -115,7 +104,7 @@ def status(name: str) -> Job:
     tail = _tail(d / "log.txt")
     state = st.get("state", "failed")
     error = st.get("error", "")
-    if state == "running" and not _alive(int(st.get("pid", 0))):
+    if state == "running" and not alive(int(st.get("pid", 0))):
         state, error = "failed", error or "the job's process stopped before it finished; start it again to resume"
     return Job(name, state, int(st.get("step", 0)), [s["label"] for s in spec["steps"]], error, tail,
                float(st.get("started", 0)), float(st.get("finished", 0)))
@@ -132,7 +121,6 @@ def start(name: str, steps: list[tuple[str, list[str]]], env: dict | None = None
     d = job_dir(name)
     d.mkdir(parents=True, exist_ok=True)
     write_json(d / "spec.json", {"name": name, "steps": [{"label": label, "argv": argv} for label, argv in steps]})
-    write_json(d / "status.json", {"state": "running", "step": 0, "pid": 0, "started": time.time()})
     with open(d / "log.txt", "ab") as log:
         proc = subprocess.Popen([sys.executable, str(HERE / "_jobrun.py"), str(d)], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True,

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from torch import Tensor
 from interp.cache import atomic_path, write_json
 from interp.corpus import corpus_id, documents
 from interp.errors import InterpError
+from interp.processes import alive
 from interp.progress import progress
 from saes.activations import typical_tokens
 from saes.features.store import FORMAT, ROW_GROUP, SKIP_MASSIVE, SKIP_SINK, file_record, sae_name
@@ -155,22 +158,14 @@ def check_store_out(out: str | Path) -> Path:
 def _lock_owner(out: Path) -> dict | None:
     """Who holds ``out``'s lock, when that process is still running on this machine (a lock left by a
     killed job, or by a process that has gone, does not count)."""
-    import os
-    import socket
-
     try:
         owner = json.loads((out / LOCK).read_text())
-    except (OSError, ValueError):
+        pid = int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     if owner.get("host") != socket.gethostname():
         return owner  # another machine's job: it cannot be checked from here, so it is respected
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return None
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return owner if "pid" in owner else None
-    return owner if int(owner["pid"]) != os.getpid() else None
+    return owner if alive(pid) and pid != os.getpid() else None
 
 
 class _StoreLock:
@@ -181,10 +176,6 @@ class _StoreLock:
         self.path, self.held = out / LOCK, False
         if rank != 0:
             return
-        import os
-        import socket
-        import time as _time
-
         check_store_out(out)
         out.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)  # a stale lock: its process has gone (checked just above)
@@ -195,7 +186,7 @@ class _StoreLock:
             raise InterpError(f"another extraction is writing {out} now; give another --out") from None
         with os.fdopen(fd, "w") as f:
             json.dump({"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": _time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
         self.held = True
 
     def release(self) -> None:
