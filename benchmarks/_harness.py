@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -62,6 +63,41 @@ def wait_listening(port: int, server, timeout: float = 120) -> None:
             if time.time() > deadline:
                 raise RuntimeError(f"nothing listened on port {port} within {timeout:g} s")
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def explorer(model: str, env: dict | None = None):
+    """``interp app --model MODEL`` on a free port, listening; yields its base URL and stops it after."""
+    import subprocess
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "interp", "app", "--model", model, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_listening(port, server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def busy_machine(seconds: float = 1800):
+    """A competing CPU-bound process for as long as the block runs (a machine shared with other work)."""
+    import subprocess
+
+    load = subprocess.Popen([sys.executable, "-c", f"import time\nend = time.time() + {seconds}\n"
+                                                   "while time.time() < end: pass"])
+    try:
+        yield
+    finally:
+        load.kill()
+
+
+def idle(page, timeout: int = 300_000) -> None:
+    """Wait until Streamlit has finished the script run the last browser action started."""
+    page.wait_for_timeout(250)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
 
 
 def sync() -> None:

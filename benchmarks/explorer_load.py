@@ -14,27 +14,14 @@ asserts that, and this benchmark records the times.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
+import contextlib
 import time
 
-from benchmarks._harness import CHROMIUM_ARGS, chromium_path, emit, free_port, machine, wait_listening
+from benchmarks._harness import CHROMIUM_ARGS, busy_machine, chromium_path, emit, explorer, idle, machine
 
 PAGES = [("/", None), ("/Attention", None), ("/Lens", None), ("/Circuits", None), ("/Head", None),
          ("/Trace_and_edit?samples=2", "Trace"), ("/Probes_and_steering", "Probe"), ("/Token_search_and_weights", None)]
 """Each page, and the button a user presses first where the page computes nothing until asked."""
-
-
-def busy_loop(seconds: float = 1800) -> subprocess.Popen:
-    """A competing CPU-bound process (a busy machine); the caller kills it."""
-    return subprocess.Popen([sys.executable, "-c", f"import time\nend = time.time() + {seconds}\n"
-                                                   "while time.time() < end: pass"])
-
-
-def idle(page, timeout: int = 600_000) -> None:
-    """Wait until Streamlit has finished the script run the last action started."""
-    page.wait_for_timeout(250)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
 
 
 def visit_pages(page, base: str, pages=PAGES, timeout_ms: int = 600_000) -> dict[str, float]:
@@ -73,23 +60,12 @@ def main(argv: list[str] | None = None) -> None:
 
     out = {"benchmark": "explorer_load", "model": args.model, "machine": machine()}
     for side in ("quiet", "under_load"):  # a fresh server each time: every page's first, uncached visit
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "interp", "app", "--model", args.model, "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        load = busy_loop() if side == "under_load" else None
-        try:
-            wait_listening(port, server)
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 1400})
-                out[f"{side}_first_figure_s"] = {k: round(v, 2) for k, v in visit_pages(page, base).items()}
-                browser.close()
-        finally:
-            if load is not None:
-                load.kill()
-            server.terminate()
-            server.wait(timeout=30)
+        load = busy_machine() if side == "under_load" else contextlib.nullcontext()
+        with explorer(args.model) as base, load, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            out[f"{side}_first_figure_s"] = {k: round(v, 2) for k, v in visit_pages(page, base).items()}
+            browser.close()
     out["load_over_quiet"] = {k: round(out["under_load_first_figure_s"][k] / v, 2)
                               for k, v in out["quiet_first_figure_s"].items()}
     emit(out)

@@ -20,16 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._harness import CHROMIUM_ARGS, chromium_path, free_port, wait_listening
-from benchmarks.explorer_load import busy_loop, visit_pages
+from benchmarks._harness import CHROMIUM_ARGS, busy_machine, chromium_path, explorer, free_port, idle, wait_listening
+from benchmarks.explorer_load import visit_pages
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
-def _idle(page, timeout: int = 300_000) -> None:
-    """Wait until Streamlit has finished the script run the last action started."""
-    page.wait_for_timeout(250)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+_idle = idle  # wait until Streamlit has finished the run the last action started
 
 
 def _shot(page, path: Path) -> None:
@@ -235,42 +232,29 @@ def test_first_run_demo_job_and_every_page_under_load_on_a_tiny_model(tmp_path):
     from playwright.sync_api import sync_playwright
 
     shots = Path(os.environ.get("INTERP_SCREENSHOTS") or tmp_path)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "INTERP_CACHE": str(tmp_path / "cache"), "INTERP_DEMO_TOKENS": "0.02"}
-    server = subprocess.Popen([sys.executable, "-m", "interp", "app", "--model", "tiny-llama", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    load = None
-    under_load: dict[str, float] = {}
-    try:
-        wait_listening(port, server)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(base + "/Features")
-            button = page.get_by_role("button", name="Train a demo SAE and extract a demo store")
-            button.wait_for(timeout=180_000)
-            assert "min on this machine" in page.inner_text("body")
-            button.click()
-            page.wait_for_selector("text=/The demo SAE and store: step/", timeout=120_000)
-            other = browser.new_page(viewport={"width": 1400, "height": 1400})  # the app stays usable meanwhile
-            other.goto(base + "/")
-            other.wait_for_selector("text=Mean loss", timeout=180_000)
-            other.close()
-            page.wait_for_selector("text=Top activations", timeout=600_000)
-            _idle(page)
-            _no_errors(page)
-            assert "demo-sae-tiny-llama" in page.locator(".st-key-w_store input").input_value()
-            _shot(page, shots / "explorer-features-demo.png")
+    with explorer("tiny-llama", env) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(base + "/Features")
+        button = page.get_by_role("button", name="Train a demo SAE and extract a demo store")
+        button.wait_for(timeout=180_000)
+        assert "min on this machine" in page.inner_text("body")
+        button.click()
+        page.wait_for_selector("text=/The demo SAE and store: step/", timeout=120_000)
+        other = browser.new_page(viewport={"width": 1400, "height": 1400})  # the app stays usable meanwhile
+        other.goto(base + "/")
+        other.wait_for_selector("text=Mean loss", timeout=180_000)
+        other.close()
+        page.wait_for_selector("text=Top activations", timeout=600_000)
+        _idle(page)
+        _no_errors(page)
+        assert "demo-sae-tiny-llama" in page.locator(".st-key-w_store input").input_value()
+        _shot(page, shots / "explorer-features-demo.png")
 
-            load = busy_loop()
+        with busy_machine():
             under_load = visit_pages(page, base)
-            browser.close()
-    finally:
-        if load is not None:
-            load.kill()
-        server.terminate()
-        server.wait(timeout=30)
+        browser.close()
     print("first figure under load (s):", json.dumps({k: round(v, 2) for k, v in under_load.items()}))
     (shots / "explorer-under-load.json").write_text(json.dumps({k: round(v, 2) for k, v in under_load.items()},
                                                               indent=1))
