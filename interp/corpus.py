@@ -380,8 +380,9 @@ def describe_corpora(load_tokenizer: Callable[[], object], tokenizer_name: str =
                     "description": SOURCES[name].description}
         try:
             if name == DEFAULT:
-                if not all(r["available"] for r in rows):
-                    raise next(InterpError(r["error"]) for r in rows if not r["available"])
+                missing = [r for r in rows if not r["available"]]
+                if missing:
+                    raise InterpError(missing[0]["error"])
                 stats = {"documents": sum(r["documents"] for r in rows), "tokens": sum(r["tokens"] for r in rows)}
             else:
                 stats = corpus_stats(tokenizer, name, tokenizer_name)

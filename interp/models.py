@@ -34,7 +34,7 @@ from interp.errors import InterpError
 if TYPE_CHECKING:  # torch is imported where a model is built, so `interp models` stays light
     import torch
 
-__all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "check_device", "check_kv_cache",
+__all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "canonical_name", "check_device", "check_kv_cache",
            "default_device", "embedded_cached", "embedded_gguf", "hf_cached_snapshot", "list_models",
            "load_embedded_tokenizer", "load_model"]
 
@@ -77,6 +77,12 @@ ALIASES = {"smollm2": "smollm2-135m", "smollm2-135m-instruct": "smollm2-135m"}
 # Names users load often; shown by `interp models` with whether they are cached.
 KNOWN_HF = ["gpt2", "gpt2-medium", "EleutherAI/pythia-70m", "EleutherAI/pythia-160m",
             "google/gemma-2-2b", "meta-llama/Llama-3.2-1B", "Qwen/Qwen2.5-0.5B"]
+
+
+def canonical_name(name: str | None) -> str:
+    """A ``--model`` value with the default and the aliases resolved (``smollm2`` → ``smollm2-135m``)."""
+    name = (name or DEFAULT_MODEL).strip()
+    return ALIASES.get(name.lower(), name)
 
 
 def default_device() -> str:
@@ -125,7 +131,7 @@ def load_model(name: str | None = None, device: str | None = None,
     name = (name or DEFAULT_MODEL).strip()
     if not name:
         raise InterpError("empty model name; try the embedded default 'smollm2-135m'")
-    name = ALIASES.get(name.lower(), name)
+    name = canonical_name(name)
     if device_map is not None and device is not None:
         raise InterpError("give a device or a device_map, not both")
     device = check_device(device or default_device())

@@ -13,6 +13,7 @@ import io
 import os
 import re
 import sys
+import time
 
 from tqdm.auto import tqdm
 
@@ -63,22 +64,20 @@ class Estimate:
     keeps the running ETA; this line comes before the user has to watch it."""
 
     def __init__(self, what: str, total: int, unit: str, hint: str = ""):
-        import time
-
         self.what, self.total, self.unit, self.hint = what, total, unit, hint
         self.t0, self.said = time.perf_counter(), False
         self.seconds: float | None = None
         """The estimate of the whole work, once made."""
 
-    def done(self, units: int = 1) -> None:
-        """``units`` of the work are done (the first call makes the estimate)."""
-        import time
-
-        if self.said or units <= 0:
+    def done(self, units: int = 1, share: float | None = None) -> None:
+        """``units`` of the work are done (the first call makes the estimate). Where units differ in
+        cost, ``share`` gives the fraction of the whole work they were (a trace's first token row
+        runs the whole prompt, its last one token)."""
+        if self.said or units <= 0 or (share is not None and share <= 0):
             return
         self.said = True
         first = time.perf_counter() - self.t0
-        self.seconds = first / units * self.total
+        self.seconds = first / share if share is not None else first / units * self.total
         if self.seconds >= ESTIMATE_OVER and os.environ.get("INTERP_PROGRESS") != "0":
             took = f"the first {units} took" if units > 1 else "the first took"
             print(f"interp: estimate: {self.what}: about {_duration(self.seconds)} for {self.total:,} {self.unit} "

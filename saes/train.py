@@ -168,14 +168,7 @@ def check_train_out(cfg: TrainConfig, out_dir: str | Path, resume: bool = True) 
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        saved, want = dict(state.get("config") or {}), _comparable(cfg)
-        if not cfg.lr:
-            saved.pop("lr", None)
-            want.pop("lr", None)
-        if saved != want:
-            differ = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
-            raise InterpError(f"{ckpt} belongs to a different run ({', '.join(differ)} differ); use another --out "
-                              "or remove the checkpoint")
+        _check_same_run(ckpt, state, cfg, compare_lr=bool(cfg.lr))
     if cfg.tokens < cfg.batch_size:
         warn(f"--tokens {cfg.tokens:,} is less than one batch: training takes 1 step of --batch-size "
              f"{cfg.batch_size:,} tokens")
@@ -234,11 +227,7 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     start, aux_on = 0, None
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)
-        if state.get("config") != _comparable(cfg):
-            saved, want = state.get("config") or {}, _comparable(cfg)
-            differ = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
-            raise InterpError(f"{ckpt} belongs to a different run ({', '.join(differ)} differ); use another --out "
-                              "or remove the checkpoint")
+        _check_same_run(ckpt, state, cfg)
         sae.load_state_dict(state["sae"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -313,6 +302,19 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
         save_sae(sae, out)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
     return TrainResult(sae, cfg.steps, cfg.steps * cfg.batch_size, time.perf_counter() - t0, last, start, out)
+
+
+def _check_same_run(ckpt: Path, state: dict, cfg: TrainConfig, compare_lr: bool = True) -> None:
+    """Refuse a checkpoint written with other options, naming them. Without ``compare_lr`` the
+    learning rate is left out: it is the width's default, known only once the model gives d_in."""
+    saved, want = dict(state.get("config") or {}), _comparable(cfg)
+    if not compare_lr:
+        saved.pop("lr", None)
+        want.pop("lr", None)
+    differ = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
+    if differ:
+        raise InterpError(f"{ckpt} belongs to a different run ({', '.join(differ)} differ); use another --out "
+                          "or remove the checkpoint")
 
 
 def _comparable(cfg: TrainConfig) -> dict:

@@ -57,8 +57,8 @@ class Parser(argparse.ArgumentParser):
         ns, extras = self.parse_known_args(args, namespace)
         if extras:
             where = " ".join(v for v in (getattr(ns, "verb", None), getattr(ns, "sae_cmd", None)) if v)
-            self._fail(where, f"unrecognized arguments: {' '.join(extras)} (see interp {where} --help)".replace(
-                "interp  --help", "interp --help"))
+            hint = f"interp {where} --help" if where else "interp --help"
+            self._fail(where, f"unrecognized arguments: {' '.join(extras)} (see {hint})")
         return ns
 
     def error(self, message: str):
@@ -126,14 +126,6 @@ def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
-
-def load_model_name(name: str | None) -> str:
-    """The canonical name of a ``--model`` value (its aliases and the default resolved), without loading it."""
-    from interp.models import ALIASES, DEFAULT_MODEL
-
-    name = name or DEFAULT_MODEL
-    return ALIASES.get(name.lower(), name)
 
 
 def model_of(args: argparse.Namespace):

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from interp.cli._common import AddParser, count, index, load_model_name, model_of, quiet_transformers
+from interp.cli._common import AddParser, count, index, model_of, quiet_transformers
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -275,7 +275,7 @@ DEFAULT_SCORER_WARNING = (
 
 def _explain(args) -> dict:
     from interp.errors import warn
-    from interp.models import DEFAULT_MODEL, load_model
+    from interp.models import DEFAULT_MODEL, canonical_name, load_model
     from saes.features import autointerp as ai
     from saes.features.store import FeatureStore
 
@@ -289,7 +289,7 @@ def _explain(args) -> dict:
     scorer_name = args.scorer or explainer_name
     quiet_transformers()  # transformers' own "Loading weights" bar, as model_of does for every other verb
     warning = ""
-    if load_model_name(scorer_name) == DEFAULT_MODEL:
+    if canonical_name(scorer_name) == DEFAULT_MODEL:
         warning = DEFAULT_SCORER_WARNING
         warn(warning)
     t0 = time.perf_counter()

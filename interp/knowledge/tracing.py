@@ -253,7 +253,7 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
     restored = range(n_tok) if tokens is None else [check_index(t, n_tok, "token") for t in tokens]
     bar = progress(total=len(kinds) * len(restored) * n, desc="tracing", unit="cell", leave=False)
     # A restore at token t runs positions t.., so rows shrink along the prompt: time the first row and
-    # weigh it by its share of the positions run.
+    # scale by its share of the positions run.
     row_lengths = [n_tok - t for t in restored] if trim else [n_tok]
     estimate = Estimate(f"causal trace of {n_tok} tokens x {n} layers", len(row_lengths), "token rows",
                         "a shorter prompt costs quadratically less")
@@ -281,7 +281,7 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
                 grid[kinds.index(kind), tt, l] = p
             i += per_pass
             bar.update(len(cells[chunk]))
-        estimate.done(row_lengths[0] / (sum(row_lengths) / len(row_lengths)))
+        estimate.done(1, share=row_lengths[0] / sum(row_lengths))
     bar.close()
     return Trace({k: grid[j] for j, k in enumerate(kinds)}, str_tokens(model, setup.tokens[0]), subject,
                  setup.span, setup.answer, setup.clean_prob, corrupt, samples, setup.scale, window,

@@ -12,8 +12,8 @@ in Large Language Models"):
 - **fuzzing** shows held-out activating contexts with marks on the tokens where the
   feature fires, or on as many other tokens, and asks whether the marks fit.
 
-Both are balanced accuracy, (TPR + TNR) / 2, with a 95% normal-approximation interval,
-and AUROC. The scorer never writes free text: each answer is the sign of
+Both are balanced accuracy, (TPR + TNR) / 2, with a 95% interval from the two rates' Wilson
+intervals, and AUROC. The scorer never writes free text: each answer is the sign of
 log p(Yes) − log p(No) at its next token, less the same difference for a content-free
 example (contextual calibration, Zhao et al. 2021), so a model's bias towards one
 answer does not pass for a judgement.
@@ -38,8 +38,8 @@ from interp.cache import atomic_path
 from interp.errors import InterpError
 from saes.features.store import Context, FeatureStore
 
-__all__ = ["MIN_PER_CLASS", "PROMPT_VERSION", "Score", "explain", "format_example", "save_explanation", "score_detection", "wilson_interval",
-           "score_fuzzing", "yes_no_margins"]
+__all__ = ["MIN_PER_CLASS", "PROMPT_VERSION", "Score", "explain", "format_example", "save_explanation",
+           "score_detection", "score_fuzzing", "wilson_interval", "yes_no_margins"]
 
 PROMPT_VERSION = "v1"
 SYSTEM = "You are a careful assistant. Answer briefly."
