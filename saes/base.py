@@ -8,6 +8,19 @@ where σ is the architecture's activation (ReLU, TopK, BatchTopK, JumpReLU). Los
 measured in the scaled space, so hyper-parameters transfer across models and layers.
 :meth:`SAE.fold_input_scale_` moves s into the weights (W_enc·s, W_dec/s, b_dec/s),
 after which the SAE reads raw activations with s = 1; files are always saved folded.
+
+A **transcoder** (``cfg.hook_out`` set) is the same module with a target that differs from
+its input: it reads x at ``cfg.hook_name`` and predicts y at ``cfg.hook_out``. With the
+output's own scale t (E‖t·y‖ = √d_in), a skip transcoder (Paulo, Shabalin & Belrose 2025)
+computes
+
+    pre = (s·x − b_in) W_enc + b_enc,   f = σ(pre),   ŷ = (f W_dec + (s·x) W_skipᵀ + b_dec) / t
+
+``W_skip [d_in, d_in]`` exists when ``cfg.skip`` (circuit-tracer's and sparsify's orientation:
+the skip path is ``F.linear(x, W_skip)``). The loss is ‖t·y − t·ŷ‖², and every
+architecture, AuxK, the CUDA-graph step and resume apply unchanged. Saved files fold both
+scales and b_in into the weights (b_enc ← b_enc − b_in W_enc), which is the form circuit-tracer
+computes.
 """
 
 from __future__ import annotations
@@ -63,7 +76,20 @@ class SAE(nn.Module):
         self.W_dec = nn.Parameter(torch.empty(cfg.d_sae, cfg.d_in, dtype=dtype))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype))
         self.register_buffer("input_scale", torch.ones((), dtype=dtype))
+        if cfg.hook_out:
+            self.b_in = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype))
+            self.register_buffer("output_scale", torch.ones((), dtype=dtype))
+            self.W_skip = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_in, dtype=dtype)) if cfg.skip else None
         self.reset_parameters()
+
+    @property
+    def is_transcoder(self) -> bool:
+        return bool(self.cfg.hook_out)
+
+    @property
+    def target_scale(self) -> Tensor:
+        """The scale of the space the loss is measured in: the output's for a transcoder."""
+        return self.output_scale if self.is_transcoder else self.input_scale
 
     # ------------------------------------------------------------------ to override
 
@@ -84,45 +110,73 @@ class SAE(nn.Module):
 
     def pre_acts(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
         x = x.to(self.W_enc.dtype) * self.input_scale
+        centre = self.b_in if self.is_transcoder else self.b_dec
         # addmm, not einsum + b_enc: under autocast the fused bias keeps pre in bf16, where a separate
         # fp32 add would promote the [batch, d_sae] tensor, the step's largest, back to fp32.
-        flat = (x - self.b_dec).reshape(-1, self.cfg.d_in)
+        flat = (x - centre).reshape(-1, self.cfg.d_in)
         return torch.addmm(self.b_enc, flat, self.W_enc).view(*x.shape[:-1], self.cfg.d_sae)
 
     def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
         return self.activation(self.pre_acts(x))
 
-    def decode(self, f: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_in"]:
-        return (einsum(f, self.W_dec, "batch d_sae, d_sae d_in -> batch d_in") + self.b_dec) / self.input_scale
+    def decode(self, f: Float[Tensor, "batch d_sae"], x: Float[Tensor, "batch d_in"] | None = None
+               ) -> Float[Tensor, "batch d_in"]:
+        """The reconstruction from codes ``f``; a skip transcoder also needs its input ``x``."""
+        return self.finish(einsum(f, self.W_dec, "batch d_sae, d_sae d_in -> batch d_in"), x)
+
+    def finish(self, rec: Tensor, x: Tensor | None = None) -> Tensor:
+        """``rec = f W_dec`` (scaled space) to the output's units: + b_dec, the skip path, ÷ scale."""
+        if not self.is_transcoder:
+            return (rec + self.b_dec) / self.input_scale
+        if self.W_skip is not None:
+            if x is None:
+                raise ValueError("a skip transcoder's output needs its input x")
+            xs = x.to(self.W_skip.dtype) * self.input_scale
+            rec = rec + torch.nn.functional.linear(xs, self.W_skip).to(rec.dtype)
+        return (rec + self.b_dec) / self.output_scale
 
     def forward(self, x: Float[Tensor, "batch d_in"]) -> SAEOutput:
         pre = self.pre_acts(x)
         f = self.activation(pre)
-        return SAEOutput(self.decode(f), f, pre)
+        return SAEOutput(self.decode(f, x), f, pre)
 
-    def mse(self, x: Tensor, x_hat: Tensor) -> Tensor:
-        return ((x.to(x_hat.dtype) - x_hat) * self.input_scale).pow(2).sum(-1).mean()
+    def mse(self, target: Tensor, x_hat: Tensor) -> Tensor:
+        return ((target.to(x_hat.dtype) - x_hat) * self.target_scale).pow(2).sum(-1).mean()
 
     def loss(self, x: Float[Tensor, "batch d_in"], progress: float = 1.0,
-             dead: Bool[Tensor, " d_sae"] | None = None) -> SAELoss:
+             dead: Bool[Tensor, " d_sae"] | None = None, target: Tensor | None = None) -> SAELoss:
         """Reconstruction + sparsity (+ AuxK where the architecture uses it). ``progress`` in [0, 1]
-        is the fraction of training done (for warm-ups); ``dead`` marks latents that have not fired."""
+        is the fraction of training done (for warm-ups); ``dead`` marks latents that have not fired;
+        ``target`` is what a transcoder predicts (an SAE's target is ``x``)."""
+        target = x if target is None else target
         out = self(x)
-        mse = self.mse(x, out.x_hat)
+        mse = self.mse(target, out.x_hat)
         sparsity = self.sparsity_loss(out, progress)
-        aux = self.aux_loss(x, out, dead)
+        aux = self.aux_loss(target, out, dead)
         return SAELoss(mse + sparsity + aux, mse, sparsity, aux, out)
 
-    def aux_loss(self, x: Tensor, out: SAEOutput, dead: Tensor | None) -> Tensor:
+    def aux_loss(self, target: Tensor, out: SAEOutput, dead: Tensor | None) -> Tensor:
         return out.x_hat.new_zeros(())
 
     @torch.no_grad()
     def fold_input_scale_(self) -> None:
-        """Absorb s into the weights; the SAE then reads raw activations with s = 1."""
+        """Absorb the scales (and a transcoder's b_in) into the weights; the SAE then reads and writes
+        raw activations with s = t = 1."""
         s = self.input_scale.clone()
-        self.W_enc.mul_(s)
-        self.W_dec.div_(s)
-        self.b_dec.div_(s)
+        if self.is_transcoder:
+            t = self.output_scale.clone()
+            self.b_enc.sub_(self.b_in @ self.W_enc)
+            self.b_in.zero_()
+            self.W_enc.mul_(s)
+            self.W_dec.div_(t)
+            self.b_dec.div_(t)
+            if self.W_skip is not None:
+                self.W_skip.mul_(s / t)
+            self.output_scale.fill_(1.0)
+        else:
+            self.W_enc.mul_(s)
+            self.W_dec.div_(s)
+            self.b_dec.div_(s)
         self.input_scale.fill_(1.0)
 
     @torch.no_grad()
@@ -132,9 +186,18 @@ class SAE(nn.Module):
         self.input_scale.fill_(float(s))
         return float(s)
 
-    def extra_tensors(self) -> dict[str, Tensor]:
-        """Tensors besides the four weights that the SAELens file carries (``threshold``)."""
-        return {}
+    @torch.no_grad()
+    def set_output_scale_(self, sample: Float[Tensor, "batch d_in"]) -> float:
+        """A transcoder's t = √d_in / E‖y‖ over a sample of its targets."""
+        t = self.cfg.d_in ** 0.5 / sample.float().norm(dim=-1).mean().clamp_min(1e-12)
+        self.output_scale.fill_(float(t))
+        return float(t)
 
+    def extra_tensors(self) -> dict[str, Tensor]:
+        """Tensors besides the four weights that the SAELens file carries (``threshold``, ``W_skip``)."""
+        return {"W_skip": self.W_skip.detach()} if self.is_transcoder and self.W_skip is not None else {}
+
+    @torch.no_grad()
     def load_extra_tensors_(self, tensors: dict[str, Tensor]) -> None:
-        pass
+        if self.is_transcoder and self.W_skip is not None:
+            self.W_skip.copy_(tensors["W_skip"])

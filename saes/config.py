@@ -24,6 +24,9 @@ def check_sae_dir(path: str | Path) -> Path:
         raise InterpError(f"{path} is not an SAE directory: it does not exist")
     if not path.is_dir():
         raise InterpError(f"{path} is a file, not an SAE directory (a folder with {CFG} and {WEIGHTS})")
+    if (path / "set.json").exists() and not (path / CFG).exists():
+        raise InterpError(f"{path} is a set of per-layer dictionaries; give one layer's folder (e.g. {path}/layer_0) "
+                          "or a command that takes a set (sae eval, graph)")
     if (path / "manifest.json").exists() and not (path / CFG).exists():
         try:
             dirs = [s.get("dir", s.get("name")) for s in json.loads((path / "manifest.json").read_text())["saes"]]
@@ -69,6 +72,10 @@ class SAEConfig:
     aux_k: int = 512
     """Dead latents used by the AuxK loss (topk, batchtopk)."""
     aux_coefficient: float = 1 / 32
+    hook_out: str = ""
+    """A transcoder's target hook, e.g. ``blocks.15.hook_mlp_out`` ("": an SAE, whose target is its input)."""
+    skip: bool = False
+    """A transcoder's linear skip path ``W_skip`` (Paulo, Shabalin & Belrose 2025)."""
     dtype: str = "float32"
     train_corpus: str = ""
     """:func:`interp.corpus.corpus_id` of the corpus the SAE was trained on ("": not recorded)."""
@@ -104,6 +111,7 @@ class SAEConfig:
                "dtype": self.dtype, "device": "cpu", "apply_b_dec_to_input": True,
                "normalize_activations": "none", "reshape_activations": "none",
                "metadata": {"model_name": self.model_name, "hook_name": self.hook_name,
+                            **({"hook_name_out": self.hook_out} if self.hook_out else {}),
                             "prepend_bos": False},
                "interp": self.to_dict()}
         if self.architecture == "topk":

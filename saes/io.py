@@ -76,13 +76,15 @@ def load_sae(path: str | Path, device: str = "cpu") -> SAE:
             "b_dec": (cfg.d_in,)}
     if cfg.architecture == "jumprelu":
         want["threshold"] = (cfg.d_sae,)
+    if cfg.hook_out and cfg.skip:
+        want["W_skip"] = (cfg.d_in, cfg.d_in)
     for name, shape in want.items():
         if name not in tensors:
             raise InterpError(f"{path / WEIGHTS} lacks {name}")
         if tuple(tensors[name].shape) != shape:
             raise InterpError(f"{path / WEIGHTS}: {name} has shape {tuple(tensors[name].shape)}, but cfg.json "
                               f"(d_in {cfg.d_in}, d_sae {cfg.d_sae}) needs {shape}")
-    sae = make_sae(cfg)
+    sae = make_sae(cfg)  # a transcoder's file is folded: b_in stays 0
     with torch.no_grad():
         for name in ("W_enc", "W_dec", "b_enc", "b_dec"):
             getattr(sae, name).copy_(tensors[name])

@@ -88,8 +88,9 @@ class JumpReLUSAE(SAE):
         self.log_threshold.copy_(theta.log())
 
     def extra_tensors(self) -> dict[str, Tensor]:
-        return {"threshold": self.threshold.detach()}
+        return {**super().extra_tensors(), "threshold": self.threshold.detach()}
 
     @torch.no_grad()
     def load_extra_tensors_(self, tensors: dict[str, Tensor]) -> None:
+        super().load_extra_tensors_(tensors)
         self.log_threshold.copy_(tensors["threshold"].to(self.log_threshold.dtype).clamp_min(1e-12).log())

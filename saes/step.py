@@ -57,46 +57,50 @@ class TrainStep:
         self._eager_done: dict[bool, int] = {}
         self._captured: dict[bool, tuple] = {}
 
-    def __call__(self, x: Tensor, progress: float, dead: Tensor | None) -> SAELoss:
+    def __call__(self, x: Tensor, progress: float, dead: Tensor | None, target: Tensor | None = None) -> SAELoss:
+        """``target``: a transcoder's (None: the SAE reconstructs ``x``)."""
         if not self.graphs:
-            return self._eager(x, progress, dead)
+            return self._eager(x, progress, dead, target)
         key = dead is not None
         if self._eager_done.get(key, 0) < self.warmup:
             self._eager_done[key] = self._eager_done.get(key, 0) + 1
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                res = self._eager(x, progress, dead)
+                res = self._eager(x, progress, dead, target)
             torch.cuda.current_stream().wait_stream(side)
             return res
         if key not in self._captured:
-            self._captured[key] = self._capture(x, progress, dead)
-        graph, static_x, static_progress, static_dead, res = self._captured[key]
+            self._captured[key] = self._capture(x, progress, dead, target)
+        graph, static_x, static_progress, static_dead, static_target, res = self._captured[key]
         static_x.copy_(x)
+        if target is not None:
+            static_target.copy_(target)
         static_progress.fill_(progress)
         if dead is not None:
             static_dead.copy_(dead)
         graph.replay()
         return res
 
-    def _eager(self, x, progress, dead) -> SAELoss:
+    def _eager(self, x, progress, dead, target=None) -> SAELoss:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
-            res = self.objective(x, progress, dead)
+            res = self.objective(x, progress, dead, target)
         optimizer_step_(self.sae, self.opt, res.loss, self.grad_clip)
         # Detached: a result that kept its autograd graph alive would keep the parameters' gradient
         # accumulators tied to the warm-up stream into the capture (and hold the graph's memory).
         return SAELoss(res.loss.detach(), res.mse.detach(), res.sparsity.detach(), res.aux.detach(),
                        type(res.output)(*(t.detach() for t in res.output)))
 
-    def _capture(self, x, progress, dead):
+    def _capture(self, x, progress, dead, target):
         static_x = x.clone()
+        static_target = target.clone() if target is not None else None
         static_progress = torch.tensor(float(progress), device=x.device)
         static_dead = dead.clone() if dead is not None else None
         graph = torch.cuda.CUDAGraph()
         self.opt.zero_grad(set_to_none=True)  # gradients are allocated inside the graph's pool
         with torch.cuda.graph(graph):
-            res = self._eager(static_x, static_progress, static_dead)
-        return graph, static_x, static_progress, static_dead, res
+            res = self._eager(static_x, static_progress, static_dead, static_target)
+        return graph, static_x, static_progress, static_dead, static_target, res
 
 
 def make_optimizer(sae: SAE, lr: float, device: str, graphs: bool) -> torch.optim.Adam:

@@ -60,9 +60,9 @@ class TopKSAE(SAE):
             rec = f @ self.W_dec.to(pre.dtype)
         else:
             rec = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.to(self.W_dec.dtype), mode="sum")
-        return SAEOutput((rec + self.b_dec) / self.input_scale, f, pre)
+        return SAEOutput(self.finish(rec, x), f, pre)
 
-    def aux_loss(self, x: Tensor, out: SAEOutput, dead: Tensor | None) -> Tensor:
+    def aux_loss(self, target: Tensor, out: SAEOutput, dead: Tensor | None) -> Tensor:
         """AuxK (Gao et al. 2024 §A.2): the top ``aux_k`` dead latents reconstruct the residual. No host
         sync: latents that are not dead are masked to −inf, which the ReLU of the chosen values turns
         into 0 (so fewer than ``aux_k`` dead latents use only the dead ones), and the term is zero when
@@ -70,7 +70,7 @@ class TopKSAE(SAE):
         if dead is None:
             return out.x_hat.new_zeros(())
         dead = dead.to(out.pre_acts.device)
-        residual = (x.to(out.x_hat.dtype) - out.x_hat) * self.input_scale
+        residual = (target.to(out.x_hat.dtype) - out.x_hat) * self.target_scale
         dead_pre = out.pre_acts.masked_fill(~dead, float("-inf"))
         vals, idx = dead_pre.topk(min(self.cfg.aux_k, self.cfg.d_sae), dim=-1)
         vals = torch.relu(vals)
@@ -79,8 +79,14 @@ class TopKSAE(SAE):
         return self.cfg.aux_coefficient * err * dead.any()
 
     @torch.no_grad()
-    def init_b_dec_(self, sample: Tensor) -> None:
-        self.b_dec.copy_(geometric_median(sample.to(self.b_dec.dtype) * self.input_scale))
+    def init_b_dec_(self, sample: Tensor, target: Tensor | None = None) -> None:
+        """b_dec at the geometric median of the (scaled) targets; a transcoder's b_in at its inputs'."""
+        if self.is_transcoder:
+            self.b_in.copy_(geometric_median(sample.to(self.b_in.dtype) * self.input_scale))
+            sample = sample if target is None else target
+            self.b_dec.copy_(geometric_median(sample.to(self.b_dec.dtype) * self.output_scale))
+        else:
+            self.b_dec.copy_(geometric_median(sample.to(self.b_dec.dtype) * self.input_scale))
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:

@@ -46,6 +46,7 @@ from saes.io import make_sae, save_sae
 from saes.jumprelu import JumpReLUSAE
 from saes.step import TrainStep, make_optimizer, optimizer_step_
 from saes.topk import TopKSAE
+from saes.transcoder import TranscoderSet, layer_dir, save_circuit_tracer, write_set_manifest
 
 CALIBRATION_BATCHES = 8  # BatchTopK's inference threshold is set from the run's last batches
 DEAD_TOKENS = 10_000_000  # Gao et al. 2024: a latent is dead after 10M tokens without firing
@@ -59,6 +60,7 @@ class TrainConfig:
     """One training run."""
 
     hook: str
+    """The hook read, or with ``layers`` a template such as ``blocks.{l}.hook_resid_mid``."""
     architecture: str = "topk"
     d_sae: int = 0
     """Latents (0: 16 × d_in)."""
@@ -81,7 +83,8 @@ class TrainConfig:
     """Drop tokens whose activation norm exceeds this multiple of the median (attention-sink "massive
     activations" away from position 0; see :mod:`saes.activations`). 0 keeps every token."""
     seq_len: int = 128
-    block_rows: int = 256
+    block_rows: int = 0
+    """Corpus rows harvested per block of activations (0: :func:`default_block_rows` of the hooks)."""
     corpus: str | None = None
     seed: int = 0
     """Seeds the corpus's shuffle (and so keys the activation cache) and, unless ``init_seed`` is
@@ -104,7 +107,28 @@ class TrainConfig:
     new seeded order with its tokens reshuffled (:meth:`saes.activations.ActivationStore.epoch_of`)."""
     activation_cache: str | None = None
     """Folder for activation shards, so repeated runs skip the model."""
+    hook_out: str = ""
+    """A transcoder's target hook (or template, with ``layers``), e.g. ``blocks.{l}.hook_mlp_out``; "" trains SAEs."""
+    skip: bool = True
+    """A transcoder's linear skip path W_skip."""
+    layers: list[int] | None = None
+    """Train one dictionary per layer from one model pass, into ``OUT/layer_{l}`` (None: ``hook`` is one hook)."""
     extra: dict = field(default_factory=dict)
+
+    def for_layer(self, layer: int) -> "TrainConfig":
+        """The config of one layer's dictionary: the same as a single-layer run with these options."""
+        return replace(self, hook=self.hook.replace("{l}", str(layer)),
+                       hook_out=self.hook_out.replace("{l}", str(layer)), layers=None,
+                       block_rows=self.resolved_block_rows())
+
+    def hooks(self) -> list[str]:
+        """Every hook the run harvests."""
+        layers = self.layers if self.layers is not None else [None]
+        return list(dict.fromkeys(t.replace("{l}", str(layer)) for layer in layers
+                                  for t in (self.hook, self.hook_out) if t))
+
+    def resolved_block_rows(self) -> int:
+        return self.block_rows or default_block_rows(len(self.hooks()), self.batch_size, self.seq_len)
 
     @property
     def steps(self) -> int:
@@ -112,6 +136,12 @@ class TrainConfig:
 
     def dead_window(self) -> int:
         return self.dead_tokens or min(DEAD_TOKENS, max(self.batch_size, self.tokens // 10))
+
+
+def default_block_rows(n_hooks: int, batch_size: int, seq_len: int) -> int:
+    """256 rows for one or two hooks; fewer for more, so that a block of many layers' activations stays near
+    the memory of 512 rows of one hook (60 hooks of SmolLM2: 65 rows, 1.1 GB), yet holds two batches."""
+    return min(256, max(-(-2 * batch_size // max(seq_len - 1, 1)), 512 // max(n_hooks, 1)))
 
 
 def default_lr(d_sae: int) -> float:
@@ -139,8 +169,8 @@ class _Objective(nn.Module):
         super().__init__()
         self.sae = sae
 
-    def forward(self, x, progress: float, dead):
-        return self.sae.loss(x, progress, dead)
+    def forward(self, x, progress: float, dead, target=None):
+        return self.sae.loss(x, progress, dead, target)
 
 
 @dataclass
@@ -152,6 +182,10 @@ class TrainResult:
     final: dict
     resumed_from: int
     out_dir: Path
+    layers: dict[int, SAE] = field(default_factory=dict)
+    """A multi-layer run's dictionaries by layer (``sae`` is the first)."""
+    finals: dict[int, dict] = field(default_factory=dict)
+    """Each layer's last metrics line."""
 
 
 def check_train_out(cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> None:
@@ -165,10 +199,11 @@ def check_train_out(cfg: TrainConfig, out_dir: str | Path, resume: bool = True) 
     if (out / "manifest.json").exists():
         raise InterpError(f"--out {out} is a feature store; give the SAE a directory of its own "
                           "(extract then writes the store from it)")
-    ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        _check_same_run(ckpt, state, cfg, compare_lr=bool(cfg.lr))
+    for jcfg, jout in _jobs(cfg, out):
+        ckpt = jout / "checkpoint.pt"
+        if resume and ckpt.exists():
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            _check_same_run(ckpt, state, jcfg, compare_lr=bool(cfg.lr))
     if cfg.tokens < cfg.batch_size:
         warn(f"--tokens {cfg.tokens:,} is less than one batch: training takes 1 step of --batch-size "
              f"{cfg.batch_size:,} tokens")
@@ -184,13 +219,21 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
     try:
         return _train(model, cfg, out, resume)
     except BaseException as err:
-        ckpt = out / "checkpoint.pt"
-        if ckpt.exists():
+        ckpts = [jout / "checkpoint.pt" for _, jout in _jobs(cfg, out) if (jout / "checkpoint.pt").exists()]
+        if ckpts:
+            ckpt = ckpts[0] if cfg.layers is None else out
             if isinstance(err, InterpError) and str(ckpt) not in str(err):
                 raise InterpError(f"{err} (run the same command again to resume from {ckpt})") from err
         elif created and out.exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def _jobs(cfg: TrainConfig, out: Path) -> list[tuple[TrainConfig, Path]]:
+    """(one dictionary's config, its directory) for each dictionary the run trains."""
+    if cfg.layers is None:
+        return [(replace(cfg, block_rows=cfg.resolved_block_rows()), out)]
+    return [(cfg.for_layer(layer), out / layer_dir(layer)) for layer in cfg.layers]
 
 
 def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
@@ -199,109 +242,180 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     if cfg.batch_size % world:
         raise InterpError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
     device = str(model.cfg.device)
-    store = ActivationStore(model, [cfg.hook], cfg.corpus, cfg.batch_size, cfg.seq_len, cfg.block_rows,
+    cfg = replace(cfg, block_rows=cfg.resolved_block_rows())
+    jobs = _jobs(cfg, out)
+    hooks = list(dict.fromkeys(h for jcfg, _ in jobs for h in (jcfg.hook, jcfg.hook_out) if h))
+    store = ActivationStore(model, hooks, cfg.corpus, cfg.batch_size, cfg.seq_len, cfg.block_rows,
                             seed=cfg.seed, cache_dir=cfg.activation_cache, device=device,
                             max_norm_ratio=cfg.max_norm_ratio, epochs=cfg.epochs)
     if cfg.epochs > 1:  # fail now, not after the first epoch, if even every pass is too short
         store.epoch_of((cfg.steps - 1) // store.batches_per_block)
-    sample = store.sample(min(cfg.batch_size, 8192))[cfg.hook]
-    d_in = sample.shape[-1]
-    torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
-    sae = make_sae(SAEConfig(cfg.architecture, d_in, cfg.d_sae or 16 * d_in, hook_name=cfg.hook,
-                             model_name=model.cfg.model_name, k=cfg.k, l1_coefficient=cfg.l1_coefficient,
-                             l0_coefficient=cfg.l0_coefficient, train_corpus=corpus_id(cfg.corpus),
-                             train_tokens_end=store.rows_used(cfg.steps) * cfg.seq_len)).to(device)
-    cfg = replace(cfg, lr=cfg.lr or default_lr(sae.cfg.d_sae))  # what train_config.json records
-    sample = sample.to(device)
-    sae.set_input_scale_(sample)
-    if isinstance(sae, TopKSAE):
-        sae.init_b_dec_(sample)
-    if isinstance(sae, JumpReLUSAE) and cfg.init_l0 > 0:
-        sae.init_threshold_from_(sample, cfg.init_l0)
-    on_gpu = device.startswith("cuda")
-    graphs = cfg.cuda_graphs and on_gpu and world == 1 and not cfg.compile
-    opt = make_optimizer(sae, cfg.lr, device, graphs)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
-    since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
-    ckpt = out / "checkpoint.pt"
-    start, aux_on = 0, None
-    if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        _check_same_run(ckpt, state, cfg)
-        sae.load_state_dict(state["sae"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        since_fired = state["since_fired"].to(device)
-        start, aux_on = int(state["step"]), state.get("aux_on")
-    objective: nn.Module = _Objective(sae)
-    if world > 1:
-        objective = nn.parallel.DistributedDataParallel(
-            objective, device_ids=None if not on_gpu else [torch.device(device).index or 0])
-    if cfg.compile:
-        objective = torch.compile(objective)
-    train_step = TrainStep(objective, sae, opt, cfg.grad_clip, bf16=on_gpu, graphs=graphs)
-    metrics_path = out / "metrics.jsonl"
-    bar = progress(total=cfg.steps, initial=start, desc=f"SAE {cfg.architecture} {cfg.hook}", unit="step",
-                   disable=rank != 0)
-    t0, last = time.perf_counter(), {}
+    sample = {h: a.to(device) for h, a in store.sample(min(cfg.batch_size, 8192)).items()}
+    runs = [_Run(model, jcfg, jout, store, sample, resume, rank, world) for jcfg, jout in jobs]
+    start = min(r.start for r in runs)
+    what = (f"{len(runs)} {'transcoders' if cfg.hook_out else 'SAEs'} ({cfg.architecture}, layers "
+            f"{_span(cfg.layers)})" if cfg.layers is not None else f"SAE {cfg.architecture} {cfg.hook}")
+    bar = progress(total=cfg.steps, initial=start, desc=what, unit="step", disable=rank != 0)
+    t0 = time.perf_counter()
     clock = {"t": t0, "step": start}  # the last metrics line, for tokens/s over the interval
-    window = cfg.dead_window()
-    bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss
-
-    def check_finite():  # a host sync: only at logging and checkpoint steps
-        if int(bad_step) >= 0:
-            bar.close()
-            raise InterpError(f"SAE loss became non-finite at step {int(bad_step)}; stopped, keeping the last good "
-                              f"checkpoint ({ckpt if ckpt.exists() else 'none yet'}); try a lower lr")
-
     # The first block of activations (a model pass) and its steps: a fair unit to time for the estimate.
-    estimate = Estimate(f"SAE training ({cfg.architecture}, {cfg.hook})", cfg.steps - start, "steps",
-                        "fewer with --tokens")
+    estimate = Estimate(f"training {what}", cfg.steps - start, "steps", "fewer with --tokens")
     first_unit = min(store.batches_per_block, cfg.steps - start)
     for step in range(start, cfg.steps):
-        x = store.batch(step)[cfg.hook]
-        x = x[rank::world] if world > 1 else x
-        dead = since_fired * cfg.batch_size >= window
-        if aux_on is None or step % DEAD_CHECK_EVERY == 0:
-            aux_on = bool(dead.any())
-        res = train_step(x, step / cfg.steps, dead if aux_on else None)
-        bad_step = torch.where((bad_step < 0) & ~torch.isfinite(res.loss.detach()), step, bad_step)
-        sched.step()
+        batch = store.batch(step)
+        for run in runs:
+            if step >= run.start:
+                run.step(batch, step)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            now = time.perf_counter()
+            extra = dict(epoch=store.epoch_of(step // store.batches_per_block)[0] + 1, time=round(time.time(), 3),
+                         elapsed_s=round(now - t0, 3),
+                         tokens_per_s=round((step + 1 - clock["step"]) * cfg.batch_size / max(now - clock["t"], 1e-9)))
+            clock.update(t=now, step=step + 1)
+            lasts = [run.log(step, extra) for run in runs if step >= run.start]
+            if lasts:
+                bar.set_postfix(L0=f"{sum(m['l0'] for m in lasts) / len(lasts):.1f}",
+                                FVU=f"{sum(m['fvu'] for m in lasts) / len(lasts):.3f}",
+                                dead=f"{sum(m['dead_frac'] for m in lasts) / len(lasts):.3f}",
+                                tok_s=f"{extra['tokens_per_s']:,}")
+        bar.update(1)
+        if rank == 0 and step + 1 - start == first_unit:
+            estimate.done(first_unit)
+        if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+            for run in runs:
+                if step >= run.start:
+                    run.checkpoint(step + 1)
+    for run in runs:
+        run.check_finite()
+    bar.close()
+    for run in runs:
+        run.finish(rank)
+    if rank == 0 and cfg.layers is not None:
+        write_set_manifest(out, "transcoders" if cfg.hook_out else "saes", model.cfg.model_name, cfg.hook,
+                           cfg.hook_out, {layer: jout.name for layer, (_, jout) in zip(cfg.layers, jobs)})
+        if cfg.hook_out:
+            save_circuit_tracer(TranscoderSet({layer: r.sae for layer, r in zip(cfg.layers, runs)},
+                                              model.cfg.model_name), out)
+    first = runs[0]
+    return TrainResult(first.sae, cfg.steps, cfg.steps * cfg.batch_size, time.perf_counter() - t0, first.last, start,
+                       out, {layer: r.sae for layer, r in zip(cfg.layers or [], runs)},
+                       {layer: r.last for layer, r in zip(cfg.layers or [], runs)})
+
+
+def _span(layers: list[int] | None) -> str:
+    if not layers:
+        return ""
+    if layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0])
+    return ",".join(map(str, layers))
+
+
+class _Run:
+    """One dictionary's share of a run: its SAE or transcoder, optimiser, scheduler, dead-latent
+    counters, checkpoint and metrics. Every run of a job steps on the same batch of one model pass."""
+
+    def __init__(self, model, cfg: TrainConfig, out: Path, store: ActivationStore, sample: dict, resume: bool,
+                 rank: int, world: int):
+        out.mkdir(parents=True, exist_ok=True)
+        self.cfg, self.out, self.store, self.rank, self.world = cfg, out, store, rank, world
+        device = str(model.cfg.device)
+        x, y = sample[cfg.hook], sample.get(cfg.hook_out) if cfg.hook_out else None
+        torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
+        sae = make_sae(SAEConfig(cfg.architecture, x.shape[-1], cfg.d_sae or 16 * x.shape[-1], hook_name=cfg.hook,
+                                 model_name=model.cfg.model_name, k=cfg.k, l1_coefficient=cfg.l1_coefficient,
+                                 l0_coefficient=cfg.l0_coefficient, hook_out=cfg.hook_out,
+                                 skip=bool(cfg.hook_out) and cfg.skip, train_corpus=corpus_id(cfg.corpus),
+                                 train_tokens_end=store.rows_used(cfg.steps) * cfg.seq_len)).to(device)
+        if y is not None and y.shape[-1] != x.shape[-1]:
+            raise InterpError(f"{cfg.hook_out} has width {y.shape[-1]} but {cfg.hook} has {x.shape[-1]}; a transcoder "
+                              "here maps a width onto itself")
+        cfg = self.cfg = replace(cfg, lr=cfg.lr or default_lr(sae.cfg.d_sae))  # what train_config.json records
+        sae.set_input_scale_(x)
+        if y is not None:
+            sae.set_output_scale_(y)
+        if isinstance(sae, TopKSAE):
+            sae.init_b_dec_(x, y)
+        if isinstance(sae, JumpReLUSAE) and cfg.init_l0 > 0:
+            sae.init_threshold_from_(x, cfg.init_l0)
+        on_gpu = device.startswith("cuda")
+        graphs = cfg.cuda_graphs and on_gpu and world == 1 and not cfg.compile
+        self.opt = make_optimizer(sae, cfg.lr, device, graphs)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: _lr_factor(s, cfg))
+        self.since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
+        self.ckpt = out / "checkpoint.pt"
+        self.start, self.aux_on = 0, None
+        if resume and self.ckpt.exists():
+            state = torch.load(self.ckpt, map_location=device, weights_only=True)
+            _check_same_run(self.ckpt, state, cfg)
+            sae.load_state_dict(state["sae"])
+            self.opt.load_state_dict(state["opt"])
+            self.sched.load_state_dict(state["sched"])
+            self.since_fired = state["since_fired"].to(device)
+            self.start, self.aux_on = int(state["step"]), state.get("aux_on")
+        objective: nn.Module = _Objective(sae)
+        if world > 1:
+            objective = nn.parallel.DistributedDataParallel(
+                objective, device_ids=None if not on_gpu else [torch.device(device).index or 0])
+        if cfg.compile:
+            objective = torch.compile(objective)
+        self.sae = sae
+        self.train_step = TrainStep(objective, sae, self.opt, cfg.grad_clip, bf16=on_gpu, graphs=graphs)
+        self.window = cfg.dead_window()
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss
+        self.last: dict = {}
+        self.res = None
+        self.xy: tuple = ()
+
+    def step(self, batch: dict, step: int) -> None:
+        cfg, rank, world = self.cfg, self.rank, self.world
+        x = batch[cfg.hook]
+        y = batch[cfg.hook_out] if cfg.hook_out else None
+        if world > 1:
+            x = x[rank::world]
+            y = y[rank::world] if y is not None else None
+        dead = self.since_fired * cfg.batch_size >= self.window
+        if self.aux_on is None or step % DEAD_CHECK_EVERY == 0:
+            self.aux_on = bool(dead.any())
+        res = self.train_step(x, step / cfg.steps, dead if self.aux_on else None, y)
+        self.bad_step = torch.where((self.bad_step < 0) & ~torch.isfinite(res.loss.detach()), step, self.bad_step)
+        self.sched.step()
         with torch.no_grad():
             fired = (res.output.feature_acts > 0).any(0)
             if world > 1:
                 fired = fired.to(torch.int32)
                 dist.all_reduce(fired, op=dist.ReduceOp.MAX)
                 fired = fired.bool()
-            since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + 1)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            check_finite()
-            last = _metrics(res, x, sae, since_fired, window, step, cfg, opt)
-            now = time.perf_counter()
-            last.update(epoch=store.epoch_of(step // store.batches_per_block)[0] + 1,
-                        time=round(time.time(), 3), elapsed_s=round(now - t0, 3),
-                        tokens_per_s=round((step + 1 - clock["step"]) * cfg.batch_size / max(now - clock["t"], 1e-9)))
-            clock.update(t=now, step=step + 1)
-            bar.set_postfix(L0=f"{last['l0']:.1f}", FVU=f"{last['fvu']:.3f}", dead=f"{last['dead_frac']:.3f}",
-                            tok_s=f"{last['tokens_per_s']:,}")
-            if rank == 0:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(last) + "\n")
-        bar.update(1)
-        if rank == 0 and step + 1 - start == first_unit:
-            estimate.done(first_unit)
-        if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            check_finite()
-            _checkpoint(ckpt, sae, opt, sched, since_fired, step + 1, cfg, aux_on)
-    check_finite()
-    bar.close()
-    if isinstance(sae, BatchTopKSAE):  # the inference threshold from the final weights (every rank alike)
-        last_steps = range(max(0, cfg.steps - CALIBRATION_BATCHES), cfg.steps)
-        sae.calibrate_threshold_([store.batch(i)[cfg.hook] for i in last_steps])
-    if rank == 0:
-        save_sae(sae, out)
-        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
-    return TrainResult(sae, cfg.steps, cfg.steps * cfg.batch_size, time.perf_counter() - t0, last, start, out)
+            self.since_fired = torch.where(fired, torch.zeros_like(self.since_fired), self.since_fired + 1)
+        self.res, self.xy = res, (x, y)
+
+    def check_finite(self) -> None:  # a host sync: only at logging and checkpoint steps
+        if int(self.bad_step) >= 0:
+            raise InterpError(f"{self.cfg.hook}: the loss became non-finite at step {int(self.bad_step)}; stopped, "
+                              f"keeping the last good checkpoint ({self.ckpt if self.ckpt.exists() else 'none yet'}); "
+                              "try a lower lr")
+
+    def log(self, step: int, extra: dict) -> dict:
+        self.check_finite()
+        x, y = self.xy
+        self.last = _metrics(self.res, x, y, self.sae, self.since_fired, self.window, step, self.cfg, self.opt)
+        self.last.update(extra)
+        if self.rank == 0:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(self.last) + "\n")
+        return self.last
+
+    def checkpoint(self, step: int) -> None:
+        self.check_finite()
+        _checkpoint(self.ckpt, self.sae, self.opt, self.sched, self.since_fired, step, self.cfg, self.aux_on)
+
+    def finish(self, rank: int) -> None:
+        cfg, sae = self.cfg, self.sae
+        if isinstance(sae, BatchTopKSAE):  # the inference threshold from the final weights (every rank alike)
+            last_steps = range(max(0, cfg.steps - CALIBRATION_BATCHES), cfg.steps)
+            sae.calibrate_threshold_([self.store.batch(i)[cfg.hook] for i in last_steps])
+        if rank == 0:
+            save_sae(sae, self.out)
+            (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
 
 
 def _check_same_run(ckpt: Path, state: dict, cfg: TrainConfig, compare_lr: bool = True) -> None:
@@ -319,6 +433,9 @@ def _check_same_run(ckpt: Path, state: dict, cfg: TrainConfig, compare_lr: bool 
 
 def _comparable(cfg: TrainConfig) -> dict:
     d = asdict(cfg)
+    if not d["hook_out"]:  # an SAE: checkpoints written before transcoders existed still resume
+        for k in ("hook_out", "skip", "layers"):
+            d.pop(k)
     # epochs only bounds the run: batch i is the same for any number of epochs that reaches it
     for k in ("checkpoint_every", "log_every", "compile", "cuda_graphs", "activation_cache", "epochs"):
         d.pop(k)
@@ -327,10 +444,11 @@ def _comparable(cfg: TrainConfig) -> dict:
     return d
 
 
-def _metrics(res, x, sae, since_fired, window, step, cfg, opt) -> dict:
+def _metrics(res, x, y, sae, since_fired, window, step, cfg, opt) -> dict:
     with torch.no_grad():
-        xs = x.float() * sae.input_scale
-        resid = (x.float() - res.output.x_hat.float()) * sae.input_scale
+        y = x if y is None else y  # FVU of the target: the input for an SAE, the MLP output for a transcoder
+        xs = y.float() * sae.target_scale
+        resid = (y.float() - res.output.x_hat.float()) * sae.target_scale
         fvu = resid.pow(2).sum() / (xs - xs.mean(0)).pow(2).sum().clamp_min(1e-12)
         return {"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "loss": res.loss.item(),
                 "mse": res.mse.item(), "sparsity": res.sparsity.item(), "aux": res.aux.item(),

@@ -1,0 +1,279 @@
+"""Skip transcoders: the formula, multi-layer training from one pass, resume, the set's three layouts."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from interp.errors import InterpError
+from saes.activations import ActivationStore
+from saes.config import SAEConfig
+from saes.io import load_sae, make_sae
+from saes.train import TrainConfig, train
+from saes.transcoder import check_transcoder_hooks, load_set, parse_layers, save_circuit_tracer
+
+IN, OUT = "blocks.{l}.hook_resid_mid", "blocks.{l}.hook_mlp_out"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from interp.corpus import documents
+
+    path = tmp_path_factory.mktemp("corpus") / "news.txt"
+    docs = [d for _, d in zip(range(300), documents("bbc-news"))]
+    path.write_text("\n\n".join(d.replace("\n\n", "\n") for d in docs))
+    return str(path)
+
+
+def _hand_set(arch: str, skip: bool, d=6, n=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sae = make_sae(SAEConfig(arch, d, n, hook_name="blocks.0.hook_resid_mid", hook_out="blocks.0.hook_mlp_out",
+                             skip=skip, k=3))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        sae.input_scale.fill_(1.7)
+        sae.output_scale.fill_(0.6)
+    return sae.eval()
+
+
+@pytest.mark.parametrize("skip", [True, False])
+@pytest.mark.parametrize("arch", ["topk", "relu"])
+def test_skip_transcoder_forward_and_loss_are_the_textbook_formula(arch, skip):
+    sae = _hand_set(arch, skip).requires_grad_(False)
+    x, y = torch.randn(5, 6), torch.randn(5, 6)
+    s, t = 1.7, 0.6
+    xs = s * x
+    pre = (xs - sae.b_in) @ sae.W_enc + sae.b_enc
+    if arch == "topk":  # the 3 largest, then ReLU
+        f = torch.zeros_like(pre)
+        for i in range(5):
+            top = sorted(range(10), key=lambda j: -float(pre[i, j]))[:3]
+            for j in top:
+                f[i, j] = max(float(pre[i, j]), 0.0)
+    else:
+        f = pre.clamp_min(0)
+    y_hat = f @ sae.W_dec + sae.b_dec + (xs @ sae.W_skip.T if skip else 0)
+    y_hat = y_hat / t
+    out = sae(x)
+    torch.testing.assert_close(out.feature_acts, f, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.x_hat, y_hat, rtol=1e-5, atol=1e-5)
+    loss = sae.loss(x, 1.0, None, target=y)
+    mse = ((t * y - t * y_hat) ** 2).sum(-1).mean()
+    torch.testing.assert_close(loss.mse, mse, rtol=1e-5, atol=1e-5)
+    # saving folds s, t and b_in into the weights; the file computes the same function
+    folded = load_sae_roundtrip(sae)
+    torch.testing.assert_close(folded(x).x_hat, y_hat, rtol=1e-4, atol=1e-4)
+    assert float(folded.b_in.abs().max()) == 0
+
+
+def load_sae_roundtrip(sae, tmp=None):
+    import tempfile
+
+    from saes.io import save_sae
+
+    with tempfile.TemporaryDirectory() as d:
+        save_sae(sae, d)
+        return load_sae(d)
+
+
+def _cfg(corpus, **kw):
+    base = dict(hook=IN, hook_out=OUT, architecture="topk", d_sae=96, k=6, tokens=128 * 8, batch_size=128,
+                seq_len=32, block_rows=16, corpus=corpus, lr=1e-3, log_every=4, checkpoint_every=4,
+                max_norm_ratio=0.0)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_one_multi_layer_job_equals_single_layer_jobs_with_one_forward_per_block(tiny_models, corpus, tmp_path):
+    model = tiny_models["tiny-llama"]
+    forwards = []
+    handle = model.blocks[0].register_forward_pre_hook(lambda *a: forwards.append(1))
+    try:
+        multi = train(model, _cfg(corpus, layers=[0, 1, 2]), tmp_path / "set")
+    finally:
+        handle.remove()
+    store = ActivationStore(model, ["blocks.0.hook_resid_mid"], corpus, 128, 32, 16, max_norm_ratio=0)
+    blocks = -(-8 // store.batches_per_block)
+    model_batches = -(-16 // store.model_batch)
+    assert len(forwards) == blocks * model_batches  # one forward per block (per model micro-batch), not per layer
+    for layer in (0, 1, 2):
+        single = train(model, _cfg(corpus, hook=IN.format(l=layer), hook_out=OUT.format(l=layer)),
+                       tmp_path / f"single{layer}")
+        for name, p in single.sae.state_dict().items():
+            assert torch.equal(p, multi.layers[layer].state_dict()[name]), (layer, name)
+        lines = (tmp_path / "set" / f"layer_{layer}" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["step"] for line in lines] == [4, 8]
+    manifest = json.loads((tmp_path / "set" / "set.json").read_text())
+    assert manifest["kind"] == "transcoders" and set(manifest["layers"]) == {"0", "1", "2"}
+    tset = load_set(tmp_path / "set")
+    assert tset.transcoders and sorted(tset.layers) == [0, 1, 2]
+    assert tset.input_hook(2) == "blocks.2.hook_resid_mid" and tset.output_hook(2) == "blocks.2.hook_mlp_out"
+
+
+def test_a_killed_multi_layer_job_resumes_bit_exact(tiny_models, corpus, tmp_path, monkeypatch):
+    model = tiny_models["tiny-gpt2"]
+    cfg = _cfg(corpus, layers=[0, 2], tokens=128 * 12)
+    whole = train(model, cfg, tmp_path / "whole")
+    real = ActivationStore.batch
+
+    def dies_at_step_6(self, i):
+        if i == 6:
+            raise KeyboardInterrupt
+        return real(self, i)
+
+    monkeypatch.setattr(ActivationStore, "batch", dies_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, cfg, tmp_path / "killed")
+    monkeypatch.setattr(ActivationStore, "batch", real)
+    resumed = train(model, cfg, tmp_path / "killed")
+    assert resumed.resumed_from == 4
+    for layer in (0, 2):
+        for name, p in whole.layers[layer].state_dict().items():
+            assert torch.equal(p, resumed.layers[layer].state_dict()[name]), (layer, name)
+    with pytest.raises(InterpError, match="different run"):  # a resume with other options
+        train(model, _cfg(corpus, layers=[0, 2], tokens=128 * 12, k=5), tmp_path / "killed")
+
+
+def test_plain_saes_train_per_layer_from_a_hook_template(tiny_models, corpus, tmp_path):
+    model = tiny_models["tiny-llama"]
+    res = train(model, _cfg(corpus, hook="blocks.{l}.hook_resid_post", hook_out="", layers=[1, 2]), tmp_path / "s")
+    assert not res.layers[1].is_transcoder and res.layers[2].cfg.hook_name == "blocks.2.hook_resid_post"
+    tset = load_set(tmp_path / "s")
+    assert not tset.transcoders and not (tmp_path / "s" / "config.yaml").exists()
+
+
+def _formula_ct(t, x, activation, k=None):
+    pre = x @ t["W_enc"].T + t["b_enc"]
+    if activation == "relu":
+        f = pre.clamp_min(0)
+    elif activation == "jumprelu":
+        f = pre * (pre > t["activation_function.threshold"])
+    else:
+        idx = pre.topk(k, -1).indices
+        f = torch.zeros_like(pre).scatter(-1, idx, pre.gather(-1, idx))
+    y = f @ t["W_dec"] + t["b_dec"]
+    return y + x @ t["W_skip"].T if "W_skip" in t else y
+
+
+@pytest.mark.parametrize("activation", ["relu", "jumprelu", "topk"])
+def test_a_hand_written_circuit_tracer_set_computes_its_formula(tmp_path, activation):
+    g = torch.Generator().manual_seed(1)
+    d, n = 8, 20
+    for layer in range(2):
+        t = {"W_enc": torch.randn(n, d, generator=g), "W_dec": torch.randn(n, d, generator=g),
+             "b_enc": torch.randn(n, generator=g) + 1.0, "b_dec": torch.randn(d, generator=g),
+             "W_skip": torch.randn(d, d, generator=g)}
+        if activation == "jumprelu":
+            t["activation_function.threshold"] = torch.rand(n, generator=g)
+        save_file(t, str(tmp_path / f"layer_{layer}.safetensors"))
+    config = {"model_kind": "transcoder_set", "feature_input_hook": "hook_resid_mid",
+              "feature_output_hook": "hook_mlp_out", "activation": activation}
+    if activation == "topk":
+        config["k"] = 4
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    tset = load_set(tmp_path)
+    assert tset.source == "circuit-tracer" and tset.output_hook(1) == "blocks.1.hook_mlp_out"
+    x = torch.randn(7, d, generator=g) + 2.0  # inputs with positive top-k pre-activations
+    from safetensors.torch import load_file
+
+    for layer in range(2):
+        t = load_file(str(tmp_path / f"layer_{layer}.safetensors"))
+        want = _formula_ct(t, x, activation, 4)
+        torch.testing.assert_close(tset[layer](x).x_hat, want, rtol=1e-4, atol=1e-4)
+    # and ours written in circuit-tracer's layout reads back to the same function
+    save_circuit_tracer(tset, tmp_path / "again")
+    again = load_set(tmp_path / "again")
+    for layer in range(2):
+        torch.testing.assert_close(again[layer](x).x_hat, tset[layer](x).x_hat, rtol=1e-5, atol=1e-5)
+
+
+def test_a_trained_set_round_trips_through_circuit_tracer_files(tiny_models, corpus, tmp_path):
+    model = tiny_models["tiny-llama"]
+    res = train(model, _cfg(corpus, layers=[0, 1, 2], tokens=128 * 4), tmp_path / "set")
+    cfg = yaml.safe_load((tmp_path / "set" / "config.yaml").read_text())
+    assert cfg["model_kind"] == "transcoder_set" and cfg["feature_input_hook"] == "hook_resid_mid"
+    assert cfg["activation"] == "topk" and cfg["k"] == 6
+    ours = load_set(tmp_path / "set")
+    (tmp_path / "ct").mkdir()
+    for f in (tmp_path / "set").glob("layer_*.safetensors"):
+        (tmp_path / "ct" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "ct" / "config.yaml").write_bytes((tmp_path / "set" / "config.yaml").read_bytes())
+    ct = load_set(tmp_path / "ct")
+    x = torch.randn(9, model.cfg.d_model) * 3
+    for layer in range(3):
+        res.layers[layer].eval()
+        torch.testing.assert_close(ct[layer](x).x_hat, res.layers[layer](x).x_hat, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours[layer](x).x_hat, res.layers[layer](x).x_hat, rtol=1e-4, atol=1e-4)
+
+
+def test_a_hand_written_sparsify_checkpoint_computes_its_formula(tmp_path):
+    g = torch.Generator().manual_seed(2)
+    d, n, k = 8, 24, 5
+    for layer in (0, 1):
+        folder = tmp_path / f"layers.{layer}.mlp"
+        folder.mkdir()
+        t = {"encoder.weight": torch.randn(n, d, generator=g), "encoder.bias": torch.randn(n, generator=g),
+             "W_dec": torch.randn(n, d, generator=g), "b_dec": torch.randn(d, generator=g),
+             "W_skip": torch.randn(d, d, generator=g)}
+        save_file(t, str(folder / "sae.safetensors"))
+        (folder / "cfg.json").write_text(json.dumps({"activation": "topk", "k": k, "num_latents": n, "transcode": True,
+                                                     "skip_connection": True, "d_in": d}))
+    tset = load_set(tmp_path)
+    assert tset.source == "sparsify" and tset.input_hook(1) == "blocks.1.mlp.hook_in"
+    x = torch.randn(6, d, generator=g)
+    from safetensors.torch import load_file
+
+    for layer in (0, 1):
+        t = load_file(str(tmp_path / f"layers.{layer}.mlp" / "sae.safetensors"))
+        pre = torch.relu(x @ t["encoder.weight"].T + t["encoder.bias"])  # sparsify: ReLU, then the top k
+        vals, idx = pre.topk(k, -1)
+        want = torch.zeros(6, n).scatter(-1, idx, vals) @ t["W_dec"] + t["b_dec"] + x @ t["W_skip"].T
+        torch.testing.assert_close(tset[layer](x).x_hat, want, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_sets_and_layer_lists_get_one_clear_line(tmp_path, tiny_models):
+    for spec in ("", "a-b", "5-2", "1,,2"):
+        with pytest.raises(InterpError, match="not a list of layers"):
+            parse_layers(spec)
+    with pytest.raises(InterpError, match="out of range"):
+        parse_layers("0-30", 30)
+    assert parse_layers("0-2,5", 30) == [0, 1, 2, 5] and parse_layers("all", 3) == [0, 1, 2]
+    with pytest.raises(InterpError, match="MLP's input"):
+        check_transcoder_hooks("blocks.{l}.hook_resid_post", OUT)
+    with pytest.raises(InterpError, match="MLP's output"):
+        check_transcoder_hooks(IN, "blocks.{l}.hook_resid_post")
+    # circuit-tracer files with a missing key and a wrong shape
+    bad = tmp_path / "ct"
+    bad.mkdir()
+    (bad / "config.yaml").write_text(yaml.safe_dump({"model_kind": "transcoder_set", "feature_input_hook": "hook_resid_mid",
+                                                     "feature_output_hook": "hook_mlp_out", "activation": "relu"}))
+    save_file({"W_enc": torch.zeros(4, 3), "W_dec": torch.zeros(4, 3), "b_enc": torch.zeros(4)},
+              str(bad / "layer_0.safetensors"))
+    with pytest.raises(InterpError, match="lacks b_dec"):
+        load_set(bad)
+    save_file({"W_enc": torch.zeros(4, 3), "W_dec": torch.zeros(4, 2), "b_enc": torch.zeros(4), "b_dec": torch.zeros(3)},
+              str(bad / "layer_0.safetensors"))
+    with pytest.raises(InterpError, match="W_dec has shape"):
+        load_set(bad)
+    sp = tmp_path / "sp" / "layers.0.mlp"
+    sp.mkdir(parents=True)
+    save_file({"encoder.weight": torch.zeros(4, 3), "W_dec": torch.zeros(4, 3), "b_dec": torch.zeros(3)},
+              str(sp / "sae.safetensors"))
+    (sp / "cfg.json").write_text("{}")
+    with pytest.raises(InterpError, match="lacks encoder.bias"):
+        load_set(tmp_path / "sp")
+    # a set for another model, and one whose width does not match
+    model = tiny_models["tiny-llama"]
+    save_file({"W_enc": torch.zeros(4, 3), "W_dec": torch.zeros(4, 3), "b_enc": torch.zeros(4), "b_dec": torch.zeros(3)},
+              str(bad / "layer_0.safetensors"))
+    with pytest.raises(InterpError, match="d_model"):
+        load_set(bad).check_model(model)
+    (bad / "config.yaml").write_text(yaml.safe_dump({"model_kind": "transcoder_set", "model_name": "gpt2",
+                                                     "feature_input_hook": "hook_resid_mid",
+                                                     "feature_output_hook": "hook_mlp_out", "activation": "relu"}))
+    with pytest.raises(InterpError, match="trained on 'gpt2'"):
+        load_set(bad).check_model(model)
+    with pytest.raises(InterpError, match="not a transcoder set"):
+        load_set(tmp_path / "nothing")
