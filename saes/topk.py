@@ -59,7 +59,9 @@ class TopKSAE(SAE):
         if _dense_decode_is_faster(pre):
             rec = f @ self.W_dec.to(pre.dtype)
         else:
-            rec = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.to(self.W_dec.dtype), mode="sum")
+            rec = F.embedding_bag(idx.reshape(-1, idx.shape[-1]), self.W_dec,
+                                  per_sample_weights=vals.reshape(-1, vals.shape[-1]).to(self.W_dec.dtype),
+                                  mode="sum").view(*idx.shape[:-1], -1)
         return SAEOutput(self.finish(rec, x), f, pre)
 
     def aux_loss(self, target: Tensor, out: SAEOutput, dead: Tensor | None) -> Tensor:

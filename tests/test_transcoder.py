@@ -277,3 +277,40 @@ def test_bad_sets_and_layer_lists_get_one_clear_line(tmp_path, tiny_models):
         load_set(bad).check_model(model)
     with pytest.raises(InterpError, match="not a transcoder set"):
         load_set(tmp_path / "nothing")
+
+
+def test_the_replacement_model_evaluation_equals_a_hand_written_splice(tiny_models, corpus, tmp_path):
+    from interp.corpus import token_rows
+    from saes.replacement import evaluate_replacement
+
+    model = tiny_models["tiny-llama"]
+    train(model, _cfg(corpus, layers=[0, 1, 2], tokens=128 * 4), tmp_path / "set")
+    tset = load_set(tmp_path / "set")
+    res = evaluate_replacement(model, tset, corpus, tokens=8 * 32, seq_len=32, batch_rows=4, max_norm_ratio=0)
+    # the reference: one forward with every transcoder spliced in by hooks, positions 1.. replaced
+    rows = torch.stack(list(token_rows(model, corpus, 8 * 32, 32, skip_rows=res.skip_rows)))
+    seen = {}
+    hooks = []
+    for layer in range(3):
+        hooks.append((f"blocks.{layer}.hook_resid_mid", lambda x, hook, layer=layer: seen.__setitem__(layer, x)))
+
+        def put(y, hook, layer=layer):
+            y = y.clone()
+            y[:, 1:] = tset[layer](seen[layer][:, 1:]).x_hat
+            return y
+
+        hooks.append((f"blocks.{layer}.hook_mlp_out", put))
+    with torch.no_grad():
+        clean = model(rows).float()
+        repl = model.run_with_hooks(rows, fwd_hooks=hooks).float()
+    target = rows[:, 2:]
+    lp_c, lp_r = clean[:, 1:-1].log_softmax(-1), repl[:, 1:-1].log_softmax(-1)
+    ce_c = -lp_c.gather(-1, target[..., None]).mean().item()
+    ce_r = -lp_r.gather(-1, target[..., None]).mean().item()
+    kl = (lp_c.exp() * (lp_c - lp_r)).sum(-1).mean().item()
+    agree = (clean[:, 1:-1].argmax(-1) == repl[:, 1:-1].argmax(-1)).float().mean().item()
+    assert res.ce_clean == pytest.approx(ce_c, rel=1e-4) and res.ce_replacement == pytest.approx(ce_r, rel=1e-4)
+    assert res.kl == pytest.approx(kl, rel=1e-3, abs=1e-6) and res.top1_agreement == pytest.approx(agree)
+    assert len(res.layers) == 3 and all(0 <= f.dead_frac <= 1 and f.l0 <= 6 for f in res.layers)
+    assert res.ce_zero != res.ce_clean
+    res.figure()

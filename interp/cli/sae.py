@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from interp.cli._common import AddParser, count, index, model_of, quiet_transformers
+from interp.cli._common import AddParser, count, index, model_of, quiet_transformers, with_html
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -22,8 +22,18 @@ def add_parsers(add: AddParser) -> None:
                    "and explain them")
     sub = s.add_subparsers(dest="sae_cmd", required=True, metavar="CMD")
     model_verbs = []
-    t = sub.add_parser("train", help="train an SAE (resumes from DIR/checkpoint.pt; torchrun for DDP)")
-    t.add_argument("--hook", required=True, help="e.g. blocks.15.hook_resid_post")
+    t = sub.add_parser("train", help="train an SAE, or with --layers one per layer from one model pass; --transcoder "
+                                     "for skip transcoders of the MLPs (resumes from checkpoints; torchrun for DDP)")
+    t.add_argument("--hook", help="e.g. blocks.15.hook_resid_post; with --layers a template, blocks.{l}.hook_resid_post "
+                                  "(--transcoder: default blocks.{l}.hook_resid_mid)")
+    t.add_argument("--transcoder", action="store_true",
+                   help="skip transcoders: read each MLP's input and predict its output (blocks.{l}.hook_mlp_out)")
+    t.add_argument("--hook-out", help="a transcoder's target hook template (default blocks.{l}.hook_mlp_out)")
+    t.add_argument("--no-skip", action="store_true", help="transcoders without the linear skip path W_skip")
+    t.add_argument("--layers", help="train one dictionary per layer from one model pass: 0-29, 3,5,7 or all; "
+                                    "writes OUT/layer_{l}/ and OUT/set.json")
+    t.add_argument("--block-rows", type=count, default=None,
+                   help="corpus rows harvested per block (default 256, fewer for many layers: about 1 GB per block)")
     t.add_argument("--arch", default="topk", help="relu, topk, batchtopk or jumprelu")
     t.add_argument("--k", type=count, default=32)
     t.add_argument("--d-sae", type=index, default=0, help="latents (default 16 x d_in)")
@@ -45,10 +55,14 @@ def add_parsers(add: AddParser) -> None:
     t.add_argument("--activation-cache", help="folder for activation shards reused by later runs")
     t.add_argument("--compile", action="store_true", help="torch.compile the training step")
     t.add_argument("--out", required=True, help="directory for the SAE, its checkpoint and metrics.jsonl")
-    e = sub.add_parser("eval", help="L0, FVU, CE loss recovered, KL, dead/dense latents on held-out tokens")
-    e.add_argument("dir")
+    e = sub.add_parser("eval", help="L0, FVU, CE loss recovered, KL, dead/dense latents on held-out tokens; for a "
+                                    "transcoder set, each layer and the replacement model with every MLP replaced")
+    e.add_argument("dir", help="an SAE directory, or a set (ours, circuit-tracer's config.yaml, or sparsify's)")
+    e.add_argument("--html", help="a set: write the per-layer fidelity figure here")
+    e.add_argument("--no-per-layer", action="store_true",
+                   help="a set: skip each layer's own CE loss recovered (2 forwards per layer and batch)")
     e.add_argument("--corpus", help="corpus of the held-out rows (default: the offline default corpus)")
-    e.add_argument("--tokens", type=count, default=32_768)
+    e.add_argument("--tokens", type=count, default=None, help="held-out tokens (default 32,768; 4,096 for a set)")
     e.add_argument("--skip-rows", type=index, default=None,
                    help="start this many 128-token rows into the corpus (default: past the SAE's recorded training rows)")
     e.add_argument("--force", action="store_true", help="evaluate an SAE whose cfg.json names another model")
@@ -136,7 +150,9 @@ def _train(args) -> dict:
 
     if args.arch not in ARCHITECTURES:
         raise InterpError(f"unknown SAE architecture {args.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    cfg = TrainConfig(hook=args.hook, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
+    hook, hook_out, layers = _train_hooks(args)
+    cfg = TrainConfig(hook=hook, hook_out=hook_out, skip=not args.no_skip, layers=layers,
+                      block_rows=args.block_rows or 0, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
                       batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
                       init_seed=args.init_seed, l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0,
                       max_norm_ratio=args.max_norm_ratio, checkpoint_every=args.checkpoint_every,
@@ -146,16 +162,54 @@ def _train(args) -> dict:
     check_writable(args.out, "--out")
     init_distributed(args.device)
     model = model_of(args)  # under torchrun, on this rank's own GPU (interp.distributed.local_device)
+    if layers is not None:
+        from saes.transcoder import parse_layers
+
+        parse_layers(args.layers, model.cfg.n_layers)  # the range, now that the model says how many
     res = train(model, cfg, args.out)
-    return {"model": model.cfg.model_name, "out": str(res.out_dir), "hook": args.hook, "architecture": args.arch,
-            "d_in": res.sae.cfg.d_in, "d_sae": res.sae.cfg.d_sae, "steps": res.steps, "tokens": res.tokens,
-            "resumed_from_step": res.resumed_from, "final": res.final, "epochs": res.final.get("epoch", 1),
-            "axes": {}, "seconds": res.seconds}
+    out = {"model": model.cfg.model_name, "out": str(res.out_dir), "hook": hook, "architecture": args.arch,
+           "d_in": res.sae.cfg.d_in, "d_sae": res.sae.cfg.d_sae, "steps": res.steps, "tokens": res.tokens,
+           "resumed_from_step": res.resumed_from, "final": res.final, "epochs": res.final.get("epoch", 1),
+           "axes": {}, "seconds": res.seconds}
+    if layers is not None:
+        out.update(hook_out=hook_out, transcoder=bool(hook_out), layers=layers,
+                   per_layer=[{"layer": layer, **res.finals[layer]} for layer in layers], axes={"per_layer": ["layer"]})
+    return out
+
+
+def _train_hooks(args) -> tuple[str, str, list[int] | None]:
+    """(hook or template, transcoder target template or "", layers or None), refused in one line where
+    they do not fit together."""
+    from saes.transcoder import check_transcoder_hooks, parse_layers
+
+    layers = parse_layers(args.layers) if args.layers is not None else None
+    if args.transcoder:
+        hook = args.hook or "blocks.{l}.hook_resid_mid"
+        hook_out = args.hook_out or "blocks.{l}.hook_mlp_out"
+        if layers is None:
+            raise InterpError("--transcoder trains one transcoder per layer: give --layers (e.g. 0-29, or 15)")
+        check_transcoder_hooks(hook, hook_out)
+    else:
+        if args.hook_out or args.no_skip:
+            raise InterpError("--hook-out and --no-skip are for --transcoder")
+        if not args.hook:
+            raise InterpError("give --hook (e.g. blocks.15.hook_resid_post), or --transcoder --layers 0-29")
+        hook, hook_out = args.hook, ""
+    if layers is not None and "{l}" not in hook:
+        raise InterpError(f"with --layers, --hook is a template with {{l}} for the layer, e.g. "
+                          f"blocks.{{l}}.hook_resid_post, not {hook!r}")
+    if layers is None and "{l}" in hook:
+        raise InterpError(f"--hook {hook!r} is a template: give --layers too")
+    return hook, hook_out, layers
 
 
 def _eval(args) -> dict:
-    from saes.config import check_sae_dir
+    from saes.config import CFG, check_sae_dir
 
+    d = Path(args.dir)
+    if d.is_dir() and not (d / CFG).exists() and ((d / "set.json").exists() or (d / "config.yaml").exists() or
+                                                  any(p.joinpath("sae.safetensors").exists() for p in d.iterdir())):
+        return _eval_set(args)
     check_sae_dir(args.dir)  # before torch loads
     from interp.corpus import check_corpus
     from saes.evaluate import evaluate_sae
@@ -164,10 +218,26 @@ def _eval(args) -> dict:
     sae = load_sae(args.dir)
     check_corpus(args.corpus)
     model = model_of(args)
-    res = evaluate_sae(model, sae, args.corpus, args.tokens, skip_rows=args.skip_rows,
+    res = evaluate_sae(model, sae, args.corpus, args.tokens or 32_768, skip_rows=args.skip_rows,
                        max_norm_ratio=args.max_norm_ratio, force=args.force)
     return {"model": model.cfg.model_name, "dir": args.dir, "architecture": sae.cfg.architecture,
             "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae, **res.to_dict(), "axes": {}}
+
+
+def _eval_set(args) -> dict:
+    from interp.corpus import check_corpus
+    from saes.replacement import evaluate_replacement
+    from saes.transcoder import load_set
+
+    tset = load_set(args.dir)
+    if not tset.transcoders:
+        raise InterpError(f"{args.dir} is a set of SAEs; evaluate one layer's folder (e.g. {args.dir}/layer_0)")
+    check_corpus(args.corpus)
+    model = model_of(args)
+    res = evaluate_replacement(model, tset, args.corpus, args.tokens or 4096, skip_rows=args.skip_rows,
+                               max_norm_ratio=args.max_norm_ratio, per_layer=not args.no_per_layer, force=args.force)
+    return with_html({"model": model.cfg.model_name, "dir": args.dir, "source": tset.source, **res.to_dict(),
+                      "axes": {"layers": ["layer"]}}, args, "replacement_figure", res)
 
 
 def _extract(args) -> dict:
@@ -379,9 +449,23 @@ COMMANDS = {"sae": cmd_sae}
 def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
     """The terminal form of ``interp sae <sub>`` (without ``--json``)."""
     sub = args.sae_cmd
-    if sub == "eval":
+    if sub == "eval" and "ce_replacement" in out:
+        print(f"replacement model ({len(out['layers'])} transcoders, {out['tokens']:,} held-out tokens): CE "
+              f"{out['ce_replacement']:.3f} against clean {out['ce_clean']:.3f} and all MLPs zeroed {out['ce_zero']:.3f} "
+              f"({out['ce_loss_recovered']:.1%} of the gap recovered); top-1 agreement {out['top1_agreement']:.1%}; "
+              f"KL {out['kl']:.3f}")
+        for f in out["layers"]:
+            print(f"  layer {f['layer']:>2}  FVU {f['fvu']:.3f}  L0 {f['l0']:5.1f}  dead {f['dead_frac']:.3f}  "
+                  f"CE recovered alone {f['ce_loss_recovered']:.3f}")
+    elif sub == "eval":
         print(f"L0 {out['l0']:.1f}  FVU {out['fvu']:.3f}  CE recovered {out['ce_loss_recovered']:.3f}  "
               f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
+    elif sub == "train" and out.get("layers") is not None:
+        kind = "transcoders" if out["transcoder"] else "SAEs"
+        print(f"trained {len(out['layers'])} {kind} for {out['steps']} steps ({out['tokens']:,} tokens, one model pass "
+              f"per block) into {out['out']}")
+        for f in out["per_layer"]:
+            print(f"  layer {f['layer']:>2}  L0 {f.get('l0', 0):5.1f}  FVU {f.get('fvu', 0):.3f}  dead {f.get('dead_frac', 0):.3f}")
     elif sub == "train":
         f = out["final"]
         passes = f", {out['epochs']} passes over the corpus" if out.get("epochs", 1) > 1 else ""

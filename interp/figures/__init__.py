@@ -23,10 +23,10 @@ from interp.figures.inputs import gcg_figure, prediction_figure
 from interp.figures.knowledge import (average_trace_figure, edit_eval_figure, edit_figure, lre_figure,
                                       relation_circuit_figure, resample_figure, trace_figure)
 from interp.figures.representations import probe_figure, steering_figure
-from interp.figures.saes import sae_tradeoff_figure
+from interp.figures.saes import replacement_figure, sae_tradeoff_figure
 
 __all__ = ["attention_figure", "attention_grid_figure", "average_trace_figure", "circuit_figure", "click_targets",
            "composition_figure", "copying_figure", "dla_figure", "edit_eval_figure", "edit_figure",
            "faithfulness_figure", "full_circuit_figure", "gcg_figure", "head_scores_figure", "lens_figure",
            "lre_figure", "mimetic_figure", "patch_figure", "prediction_figure", "probe_figure",
-           "relation_circuit_figure", "resample_figure", "sae_tradeoff_figure", "steering_figure", "trace_figure"]
+           "relation_circuit_figure", "replacement_figure", "resample_figure", "sae_tradeoff_figure", "steering_figure", "trace_figure"]
