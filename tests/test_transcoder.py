@@ -314,3 +314,67 @@ def test_the_replacement_model_evaluation_equals_a_hand_written_splice(tiny_mode
     assert len(res.layers) == 3 and all(0 <= f.dead_frac <= 1 and f.l0 <= 6 for f in res.layers)
     assert res.ce_zero != res.ce_clean
     res.figure()
+
+
+def test_transcoder_features_extract_top_dashboard_and_steer_on_the_output_path(tiny_models, corpus, tmp_path):
+    from saes.features.dashboard import feature_dashboard
+    from saes.features.extract import ExtractConfig, extract_features
+    from saes.features.steer import steering_hooks
+    from saes.features.store import FeatureStore
+
+    model = tiny_models["tiny-llama"]
+    train(model, _cfg(corpus, layers=[0, 1, 2], tokens=128 * 4), tmp_path / "set")
+    layer1 = tmp_path / "set" / "layer_1"
+    tc = load_sae(layer1)
+    extract_features(model, [layer1], tmp_path / "store",
+                     ExtractConfig(corpus=corpus, ctx=32, contexts_per_shard=8, model_batch=4, tokens=600,
+                                   max_norm_ratio=0.0))
+    store = FeatureStore(tmp_path / "store")
+    assert store.manifest["saes"][0]["hook"] == "blocks.1.hook_resid_mid"  # encoded from the input hook
+    f = max(range(tc.cfg.d_sae), key=lambda j: store.feature_row(j)["fires"])
+    top = store.top_contexts(f, 3)
+    c = top[0]
+    ids = torch.tensor([c.token_ids if hasattr(c, "token_ids") else
+                        [r["token"] for r in store.query(
+                            "SELECT token FROM {tokens} WHERE context = " + str(c.context) + " ORDER BY position")]])
+    _, cache = model.run_with_cache(ids, names_filter="blocks.1.hook_resid_mid")
+    direct = tc.encode(cache["blocks.1.hook_resid_mid"][0])[:, f]
+    assert c.values[1:] == pytest.approx(direct[1:].tolist(), abs=1e-4)  # the store holds the input-side code
+    d = feature_dashboard(store, f)
+    assert d.top and d.top_logits  # logit effects through W_dec then the unembedding
+    # steering clamps the feature on the MLP's output: y' = y + (v − f_j(x)) W_dec,j, input untouched
+    v = 3.0
+    with torch.no_grad():
+        _, clean = model.run_with_cache(ids, names_filter=lambda n: n in ("blocks.1.hook_resid_mid",
+                                                                          "blocks.1.hook_mlp_out"))
+        hooks = steering_hooks(tc, f, v, "clamp")
+        seen = {}
+        hooks.append(("blocks.1.hook_mlp_out", lambda y, hook: seen.__setitem__("y", y)))
+        model.run_with_hooks(ids, fwd_hooks=hooks)
+    fj = tc.encode(clean["blocks.1.hook_resid_mid"][0])[:, f]
+    want = clean["blocks.1.hook_mlp_out"][0] + (v - fj)[:, None] * tc.W_dec[f]
+    torch.testing.assert_close(seen["y"][0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_cli_trains_and_evaluates_a_set_and_refuses_bad_input_in_one_line(corpus, tmp_path):
+    from tests.test_cli import assert_one_line_error, run_json
+
+    base = ("sae", "train", "--model", "tiny-llama", "--corpus", corpus, "--d-sae", "64", "--k", "4",
+            "--tokens", "512", "--batch-size", "128")
+    out = run_json(*base, "--transcoder", "--layers", "0-2", "--out", str(tmp_path / "set"))
+    assert out["transcoder"] and out["layers"] == [0, 1, 2] and [p["layer"] for p in out["per_layer"]] == [0, 1, 2]
+    ev = run_json("sae", "eval", str(tmp_path / "set"), "--model", "tiny-llama", "--corpus", corpus, "--tokens", "256",
+                  "--no-per-layer")
+    assert ev["source"] == "interp" and len(ev["layers"]) == 3 and 0 <= ev["top1_agreement"] <= 1
+    assert_one_line_error(*base, "--transcoder", "--layers", "0-7", "--out", str(tmp_path / "x"), message="out of range")
+    assert_one_line_error(*base, "--transcoder", "--layers", "1-a", "--out", str(tmp_path / "x"),
+                          message="not a list of layers")
+    assert_one_line_error(*base, "--transcoder", "--layers", "0", "--hook", "blocks.{l}.hook_resid_post",
+                          "--out", str(tmp_path / "x"), message="MLP's input")
+    assert_one_line_error(*base, "--layers", "0-1", "--hook", "blocks.1.hook_resid_post", "--out", str(tmp_path / "x"),
+                          message="template")
+    assert_one_line_error(*base, "--transcoder", "--layers", "0-2", "--k", "5", "--out", str(tmp_path / "set"),
+                          message="different run")
+    assert not (tmp_path / "x").exists()
+    assert_one_line_error("sae", "eval", str(tmp_path / "set"), "--model", "tiny-gpt2", "--corpus", corpus,
+                          message="trained on")

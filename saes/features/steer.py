@@ -33,7 +33,7 @@ from torch import Tensor
 
 from interp.errors import InterpError
 
-__all__ = ["FeatureSteering", "steer_feature", "steering_hook"]
+__all__ = ["FeatureSteering", "steer_feature", "steering_hook", "steering_hooks"]
 
 Mode = Literal["clamp", "add"]
 MAX_JOINT_BATCH = 32
@@ -68,6 +68,43 @@ def steering_hook(sae, feature: int, value: float, mode: Mode = "clamp", positio
         return x
 
     return edit
+
+
+def steering_hooks(sae, feature: int, value: float, mode: Mode = "clamp", positions: Sequence[int] | None = None,
+                   rows: Callable[[], Tensor | None] | None = None) -> list[tuple[str, Callable]]:
+    """``(hook, fn)`` pairs that steer the feature: for an SAE, :func:`steering_hook` at its hook; for a
+    transcoder, the edit goes on the MLP's output path (``cfg.hook_out``), with f_j read at its input hook
+    in the same forward pass: y' = y + (v − f_j(x)) W_dec,j (clamp) or y + v W_dec,j (add)."""
+    if not sae.is_transcoder:
+        return [(sae.cfg.hook_name, steering_hook(sae, feature, value, mode, positions, rows))]
+    if mode not in ("clamp", "add"):
+        raise InterpError(f"steering mode {mode!r}: use clamp or add")
+    if not math.isfinite(value):
+        raise InterpError(f"the steering value must be finite, not {value!r}")
+    w = (sae.W_dec[feature] / sae.output_scale).detach()
+    seen: dict[str, Tensor] = {}
+
+    def read(x, *, hook=None):
+        seen["x"] = x
+        return x
+
+    def edit(y, *, hook=None):
+        sel = slice(None) if positions is None else [p for p in positions if p < y.shape[1]]
+        if positions is not None and not sel:
+            return y
+        if mode == "clamp":
+            f_j = sae.encode(seen["x"][:, sel].to(sae.W_enc.dtype))[..., feature]
+            delta = (value - f_j)[..., None] * w
+        else:
+            delta = (value * w).expand_as(y[:, sel])
+        mask = rows() if rows is not None else None
+        if mask is not None:
+            delta = delta * mask.to(delta.dtype).view(-1, *[1] * (delta.dim() - 1))
+        y = y.clone()
+        y[:, sel] = y[:, sel] + delta.to(y.dtype)
+        return y
+
+    return [(sae.cfg.hook_name, read), (sae.cfg.hook_out, edit)]
 
 
 @dataclass
@@ -125,7 +162,7 @@ def steer_feature(model, sae, feature: int, scale: float, prompts: Sequence[str]
             if past:
                 raise InterpError(f"--positions {past[0]} is past the end of the prompt {p!r}, which has {n} tokens "
                                   f"(positions 0-{n - 1})")
-    edit = steering_hook(sae, feature, value, mode, positions)
+    edit = steering_hooks(sae, feature, value, mode, positions)
     t0 = time.perf_counter()
     kw = dict(mode="greedy" if greedy else "sample", seed=seed, use_cache=positions is None,
               batch_size=16 if positions is None else 1)
@@ -139,14 +176,14 @@ def steer_feature(model, sae, feature: int, scale: float, prompts: Sequence[str]
         def on_batch(indices: list[int]) -> None:
             steered["rows"] = torch.tensor([i >= n for i in indices], device=model.cfg.device)
 
-        joint = steering_hook(sae, feature, value, mode, None, rows=lambda: steered.get("rows"))
-        with model.hooks(fwd_hooks=[(hook, joint)]):
+        joint = steering_hooks(sae, feature, value, mode, None, rows=lambda: steered.get("rows"))
+        with model.hooks(fwd_hooks=joint):
             both = generate(model, prompts + prompts, max_new_tokens, **{**kw, "batch_size": 2 * n},
                             seeds=[seed + i for i in range(n)] * 2, on_batch=on_batch)
         before, after = both[:n], both[n:]
     else:
         before = generate(model, prompts, max_new_tokens, **kw)
-        with model.hooks(fwd_hooks=[(hook, edit)]):
+        with model.hooks(fwd_hooks=edit):
             after = generate(model, prompts, max_new_tokens, **kw)
     toks, act_before, act_after = [], [], []
     for p in prompts:
@@ -158,10 +195,17 @@ def steer_feature(model, sae, feature: int, scale: float, prompts: Sequence[str]
             return x
 
         model.run_with_hooks(ids, fwd_hooks=[(hook, lambda x, hook: record(x, hook=hook, key="before"))])
-        model.run_with_hooks(ids, fwd_hooks=[(hook, edit), (hook, lambda x, hook: record(x, hook=hook, key="after"))])
+        before_p = seen["before"].float().cpu()
+        if sae.is_transcoder:  # the edit is on the MLP's output: the feature's value there is set, not re-read
+            after_p = before_p.clone()
+            sel = slice(None) if positions is None else list(positions)
+            after_p[sel] = value if mode == "clamp" else after_p[sel] + value
+        else:
+            model.run_with_hooks(ids, fwd_hooks=[*edit, (hook, lambda x, hook: record(x, hook=hook, key="after"))])
+            after_p = seen["after"].float().cpu()
         toks.append(str_tokens(model, ids[0]))
-        act_before.append(seen["before"].float().cpu().tolist())
-        act_after.append(seen["after"].float().cpu().tolist())
+        act_before.append(before_p.tolist())
+        act_after.append(after_p.tolist())
     return FeatureSteering(feature, hook, mode, scale, max_activation, value,
                            None if positions is None else list(positions), prompts, toks, before, after,
                            act_before, act_after, time.perf_counter() - t0)
