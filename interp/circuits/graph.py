@@ -1,0 +1,735 @@
+"""Attribution graphs (Ameisen et al. 2025, "Circuit Tracing"): which features, at which tokens, cause
+the next token, and through what.
+
+**The local replacement model** of one prompt. Every MLP with a transcoder is replaced by it,
+plus an error node per (layer, position): the true MLP output minus the transcoder's. The
+attention patterns and the normalisation denominators are frozen at their values on the
+prompt (the hooks return the clean run's values), and the feature activations are fixed. Every
+node's input is then an affine function of the nodes before it: the residual stream, the
+attention OV circuits with frozen patterns, and the transcoders' skip paths are linear. A
+layer with no transcoder keeps its whole MLP output as its error node (with a warning).
+
+**Nodes,** in circuit-tracer's order: active features (layer, position, feature), error nodes
+(layer-major), input tokens (their embeddings), and the top logits (up to ``max_logits``, or
+a cumulative probability of ``logit_prob``), each demeaned over the vocabulary. Features at
+the first position are not nodes: it is the attention sink (SmolLM2 has no BOS), and its MLP
+output is its error node, as circuit-tracer treats the BOS.
+
+**Edges.** ``A[t, s]`` is the direct effect of source s on target t's pre-activation through
+the frozen linear paths: for a feature source a_s·(d_s · ∂t/∂y_l,p), where d_s is its decoder
+row and y its layer's MLP output; for an error node e_l,p · ∂t/∂y_l,p; for a token its
+embedding · ∂t/∂embedding. Each target's gradients come from one backward pass of a batch of
+targets injected at once (``batch`` rows of the frozen forward), never one pass per edge.
+What no node explains (the transcoders' b_dec, attention and norm biases, position
+embeddings) is each target's bias, so that every row of A sums, with its bias, to the
+target's actual pre-activation (:meth:`AttributionGraph.check_exact`).
+
+Long prompts have tens of thousands of active features: feature rows are computed in order
+of their estimated influence on the logits, up to ``max_feature_nodes``. The graph's memory is
+estimated first, and a prompt that would not fit is refused in one line.
+
+Pruning and the replacement/completeness scores are :mod:`interp.circuits.graph_pruning`.
+The graph's JSON is circuit-tracer's (``metadata``, ``qParams``, ``nodes``, ``links``), so its
+frontend and Neuronpedia open it; docs/graph_json.md documents each field.
+
+``transcoders`` is any object with ``layers`` (a dict of layer → dictionary) and
+``input_hook(l)``/``output_hook(l)``; each dictionary offers ``pre_acts``, ``encode``, ``finish``,
+``W_enc``, ``W_dec``, ``input_scale``, ``target_scale`` and ``cfg.d_sae`` (:mod:`saes.transcoder`'s
+sets do).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from interp.circuits.graph_pruning import GraphScores, graph_scores, prune
+from interp.errors import InterpError, warn
+from interp.progress import progress
+
+__all__ = ["AttributionGraph", "GRAPH_SCHEMA_VERSION", "Intervention", "attribution_graph", "estimate_bytes",
+           "frozen_forward", "intervene", "MEMORY_LIMIT", "parse_feature_spec"]
+
+GRAPH_SCHEMA_VERSION = 1
+MEMORY_LIMIT = 8 * 2**30
+"""Refuse a graph whose estimated memory exceeds this (bytes)."""
+
+
+@dataclass
+class Intervention:
+    """Logits before and after setting features, in the frozen replacement model and in the real model."""
+
+    features: list[dict]
+    """Each ``{layer, feature, position, value}`` set (0 for an ablation)."""
+    tokens: list[str]
+    """The graph's logit tokens."""
+    before: list[float]
+    """The demeaned logits of those tokens, unchanged."""
+    frozen_after: list[float]
+    """... in the frozen replacement model, downstream features responding linearly."""
+    predicted_after: list[float]
+    """... as the graph's edges predict (exactly the frozen model's, to float error)."""
+    real_after: list[float]
+    """... in the real model with attention and norms free: the graph's hypothesis tested."""
+    real_top: list[tuple[str, float]]
+    """The real model's top next tokens after the intervention, with probabilities."""
+    clean_top: list[tuple[str, float]]
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class AttributionGraph:
+    prompt: str
+    model_name: str
+    tokens: list[int]
+    token_text: list[str]
+    n_layers: int
+    features: np.ndarray
+    """[n_features, 3]: layer, position, feature index, in order of influence."""
+    activations: np.ndarray
+    logit_tokens: list[int]
+    logit_text: list[str]
+    logit_probs: np.ndarray
+    adjacency: np.ndarray
+    """[n_nodes, n_nodes] float32, ``A[target, source]``."""
+    bias: np.ndarray
+    """[n_nodes]: each target's input that no node explains (0 for error and token rows)."""
+    pre_activations: np.ndarray
+    """[n_nodes]: feature rows' actual pre-activations and logit rows' demeaned logits (clean forward)."""
+    labels: list[str] = field(default_factory=list)
+    active_features: int = 0
+    """Features active on the prompt (nodes are the first ``max_feature_nodes`` of them by influence)."""
+    layers_without_transcoder: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    # ------------------------------------------------------------------ layout
+
+    @property
+    def n_pos(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def n_errors(self) -> int:
+        return self.n_layers * self.n_pos
+
+    @property
+    def n_logits(self) -> int:
+        return len(self.logit_tokens)
+
+    @property
+    def n_nodes(self) -> int:
+        return self.n_features + self.n_errors + self.n_pos + self.n_logits
+
+    @property
+    def error_slice(self) -> slice:
+        return slice(self.n_features, self.n_features + self.n_errors)
+
+    @property
+    def token_slice(self) -> slice:
+        s = self.n_features + self.n_errors
+        return slice(s, s + self.n_pos)
+
+    @property
+    def logit_slice(self) -> slice:
+        s = self.n_features + self.n_errors + self.n_pos
+        return slice(s, s + self.n_logits)
+
+    def logit_weights(self) -> Tensor:
+        w = torch.zeros(self.n_nodes, dtype=torch.float64)
+        w[self.logit_slice] = torch.as_tensor(self.logit_probs, dtype=torch.float64)
+        return w
+
+    def node(self, i: int) -> dict:
+        """What node ``i`` is: kind, layer, position, feature, activation, label."""
+        if i < self.n_features:
+            layer, pos, feat = (int(v) for v in self.features[i])
+            return {"kind": "feature", "layer": layer, "position": pos, "feature": feat,
+                    "activation": float(self.activations[i]), "label": self.labels[i] if self.labels else ""}
+        if i < self.error_slice.stop:
+            layer, pos = divmod(i - self.n_features, self.n_pos)
+            return {"kind": "error", "layer": layer, "position": pos, "feature": -1, "activation": None,
+                    "label": f"error L{layer}@{pos}"}
+        if i < self.token_slice.stop:
+            pos = i - self.token_slice.start
+            return {"kind": "token", "layer": -1, "position": pos, "feature": self.tokens[pos], "activation": None,
+                    "label": f"token {self.token_text[pos]!r}@{pos}"}
+        j = i - self.logit_slice.start
+        return {"kind": "logit", "layer": self.n_layers, "position": self.n_pos - 1, "feature": self.logit_tokens[j],
+                "activation": float(self.logit_probs[j]),
+                "label": f"logit {self.logit_text[j]!r} (p={float(self.logit_probs[j]):.3f})"}
+
+    def find(self, layer: int, feature: int, position: int | None = None) -> list[int]:
+        """Node indices of a feature (at every position where it is a node, or at ``position``)."""
+        f = self.features
+        hit = (f[:, 0] == layer) & (f[:, 2] == feature)
+        if position is not None:
+            hit &= f[:, 1] == position
+        return np.nonzero(hit)[0].tolist()
+
+    # ------------------------------------------------------------------ checks, pruning, scores
+
+    def check_exact(self) -> float:
+        """The largest |Σ incoming edges + bias − actual pre-activation| over feature and logit rows."""
+        rows = np.r_[0:self.n_features, self.logit_slice.start:self.logit_slice.stop]
+        got = self.adjacency[rows].astype(np.float64).sum(1) + self.bias[rows]
+        return float(np.abs(got - self.pre_activations[rows]).max()) if len(rows) else 0.0
+
+    def prune(self, node_threshold: float = 0.8, edge_threshold: float = 0.98):
+        """circuit-tracer's pruning (:func:`interp.circuits.graph_pruning.prune`): node and edge masks."""
+        _check_threshold("node", node_threshold)
+        _check_threshold("edge", edge_threshold)
+        A = torch.as_tensor(self.adjacency, dtype=torch.float64)
+        return prune(A, self.logit_weights(), self.n_features, self.n_pos, self.n_logits, node_threshold,
+                     edge_threshold)
+
+    def scores(self, node_threshold: float | None = None, edge_threshold: float | None = None) -> GraphScores:
+        """Replacement and completeness scores of the whole graph, or of the pruned one with thresholds."""
+        A = torch.as_tensor(self.adjacency, dtype=torch.float64)
+        if node_threshold is not None:
+            p = self.prune(node_threshold, edge_threshold if edge_threshold is not None else 0.98)
+            A = A * p.edge_mask
+        return graph_scores(A, self.logit_weights(), self.error_slice, self.token_slice)
+
+    def top_paths(self, target: int | None = None, k: int = 5, node_threshold: float = 0.8,
+                  edge_threshold: float = 0.98, max_len: int = 8) -> list[dict]:
+        """The strongest chains into a logit (default: the top one) in the pruned graph: from the logit,
+        follow each best incoming edge (by |weight|) back to a token, branching on the first step."""
+        p = self.prune(node_threshold, edge_threshold)
+        A = np.where(p.edge_mask.numpy(), self.adjacency, 0.0)
+        t = self.logit_slice.start + (target or 0)
+        firsts = np.argsort(-np.abs(A[t]))[:k]
+        paths = []
+        for s in firsts:
+            if A[t, s] == 0:
+                continue
+            chain, weights, node = [int(s)], [float(A[t, s])], int(s)
+            while len(chain) < max_len and node < self.n_features:
+                nxt = int(np.argmax(np.abs(A[node])))
+                if A[node, nxt] == 0:
+                    break
+                chain.append(nxt)
+                weights.append(float(A[node, nxt]))
+                node = nxt
+            nodes = [self.node(i)["label"] for i in reversed(chain)] + [self.node(t)["label"]]
+            paths.append({"nodes": nodes, "weights": list(reversed(weights)), "strength": float(A[t, s])})
+        return paths
+
+    # ------------------------------------------------------------------ files and figures
+
+    def to_json(self, node_threshold: float = 0.8, edge_threshold: float = 0.98, slug: str = "graph",
+                scan: str = "") -> dict:
+        """circuit-tracer's graph JSON of the pruned graph (docs/graph_json.md)."""
+        p = self.prune(node_threshold, edge_threshold)
+        keep = np.nonzero(p.node_mask.numpy())[0]
+        infl = p.node_influence.numpy()
+        ids: dict[int, str] = {}
+        nodes = []
+        for i in keep:
+            n = self.node(int(i))
+            d = _ct_node(n, self, float(infl[i]))
+            ids[int(i)] = d["node_id"]
+            nodes.append(d)
+        em = p.edge_mask.numpy()
+        dst, src = np.nonzero(em)
+        links = [{"source": ids[int(s)], "target": ids[int(t)], "weight": float(self.adjacency[t, s])}
+                 for t, s in zip(dst, src) if int(s) in ids and int(t) in ids]
+        used = {lk["source"] for lk in links} | {lk["target"] for lk in links}
+        nodes = [n for n in nodes if n["node_id"] in used or n["feature_type"] in ("embedding", "logit")]
+        return {"metadata": {"slug": slug, "scan": scan or self.model_name, "transcoder_list": [],
+                             "prompt_tokens": self.token_text, "prompt": self.prompt, "node_threshold": node_threshold,
+                             "schema_version": GRAPH_SCHEMA_VERSION,
+                             "info": {"creator": "interp", "model": self.model_name,
+                                      "edge_threshold": edge_threshold}},
+                "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
+                "nodes": nodes, "links": links}
+
+    def figure(self, node_threshold: float = 0.8, edge_threshold: float = 0.98, pinned: list[str] | None = None):
+        from interp.figures.circuits import graph_figure
+
+        return graph_figure(self.to_json(node_threshold, edge_threshold), pinned=pinned)
+
+    def summary(self, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> dict:
+        p = self.prune(node_threshold, edge_threshold)
+        return {"prompt": self.prompt, "model": self.model_name, "tokens": self.token_text,
+                "active_features": self.active_features, "feature_nodes": self.n_features,
+                "nodes": self.n_nodes, "edges": int(np.count_nonzero(self.adjacency)),
+                "nodes_pruned": int(p.node_mask.sum()), "edges_pruned": int(p.edge_mask.sum()),
+                "scores": self.scores().to_dict(),
+                "scores_pruned": self.scores(node_threshold, edge_threshold).to_dict(),
+                "logits": [{"token": t, "probability": float(q)} for t, q in zip(self.logit_text, self.logit_probs)],
+                "top_paths": self.top_paths(None, 3, node_threshold, edge_threshold),
+                "exactness_max_error": self.check_exact(),
+                "layers_without_transcoder": self.layers_without_transcoder, "seconds": self.seconds}
+
+
+def _check_threshold(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0 < value <= 1):
+        raise InterpError(f"--{name}-threshold must be in (0, 1], not {value}")
+
+
+def _ct_node(n: dict, g: AttributionGraph, infl: float) -> dict:
+    """One node in circuit-tracer's fields (its frontend's ``Node`` model)."""
+    layer, pos = n["layer"], n["position"]
+    base = {"token_prob": 0.0, "is_target_logit": False, "run_idx": 0, "reverse_ctx_idx": 0, "clerp": "",
+            "influence": infl, "activation": None}
+    if n["kind"] == "feature":
+        f = n["feature"]
+        return {**base, "node_id": f"{layer}_{f}_{pos}", "feature": (layer + f) * (layer + f + 1) // 2 + f,
+                "layer": str(layer), "ctx_idx": pos, "feature_type": "cross layer transcoder",
+                "jsNodeId": f"{layer}_{f}-0", "clerp": n["label"], "activation": n["activation"]}
+    if n["kind"] == "error":
+        return {**base, "node_id": f"{layer}_-1_{pos}", "feature": -1, "layer": str(layer), "ctx_idx": pos,
+                "feature_type": "mlp reconstruction error", "jsNodeId": f"{layer}_-1-{pos}"}
+    if n["kind"] == "token":
+        v = n["feature"]
+        return {**base, "node_id": f"E_{v}_{pos}", "feature": pos, "layer": "E", "ctx_idx": pos,
+                "feature_type": "embedding", "jsNodeId": f"E_{v}-{pos}"}
+    v, prob = n["feature"], n["activation"]
+    j = g.logit_tokens.index(v)
+    return {**base, "node_id": f"{g.n_layers + 1}_{v}_{pos}", "feature": v, "layer": str(g.n_layers + 1),
+            "ctx_idx": pos, "feature_type": "logit", "token_prob": prob, "is_target_logit": j == 0,
+            "jsNodeId": f"L_{v}-{pos}", "clerp": f'Output "{g.logit_text[j]}" (p={prob:.3f})', "influence": None}
+
+
+# ---------------------------------------------------------------------------------------------- the computation
+
+
+def estimate_bytes(n_pos: int, n_layers: int, d_model: int, d_vocab: int, k_per_token: float, max_feature_nodes: int,
+                   batch: int, n_logits: int = 10) -> int:
+    """Peak memory of :func:`attribution_graph`, about: the dense adjacency (float32, plus a float64 copy
+    while pruning), the frozen forward's activations for ``batch`` rows (about 40 d_model-wide tensors
+    per layer and position, kept for the backward), its logits, and the rows of every active feature
+    while they are ordered."""
+    active = int(n_layers * (n_pos - 1) * k_per_token)
+    nodes = min(active, max_feature_nodes) + n_layers * n_pos + n_pos + n_logits
+    adjacency = nodes * nodes * (4 + 8)
+    forward = batch * n_pos * n_layers * d_model * 4 * 40 + 2 * batch * n_pos * d_vocab * 4
+    rows = min(active, max_feature_nodes) * (active + n_layers * n_pos + n_pos) * 4
+    return adjacency + forward + rows
+
+
+@torch.no_grad()
+def _clean(model, transcoders, tokens: Tensor) -> dict:
+    """The clean run: logits, each transcoder's input and output, every MLP output, the embedding, and the
+    values the frozen model keeps (norm scales, attention patterns)."""
+    L = model.cfg.n_layers
+    frozen = [n for n in [f"blocks.{l}.{h}" for l in range(L) for h in ("ln1.hook_scale", "attn.hook_pattern",
+                                                                          "ln2.hook_scale")] + ["ln_final.hook_scale"]
+              if n in model.hook_dict]
+    names = set(frozen) | {"hook_embed"} | {f"blocks.{l}.hook_mlp_out" for l in range(L)}
+    for layer in transcoders.layers:
+        names |= {transcoders.input_hook(layer), transcoders.output_hook(layer)}
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    return {"logits": logits[0].float(), "cache": cache, "frozen": frozen}
+
+
+def _skip(tc, x: Tensor) -> Tensor | float:
+    """A transcoder's skip path alone, in the output's units (linear in x; 0 without W_skip)."""
+    if getattr(tc, "W_skip", None) is None:
+        return 0.0
+    return torch.nn.functional.linear(x.to(tc.W_skip.dtype) * tc.input_scale, tc.W_skip) / tc.target_scale
+
+
+def _b_dec(tc) -> Tensor:
+    return (tc.b_dec / tc.target_scale).float()
+
+
+def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: dict[int, Tensor], batch: int,
+                   embed: Tensor | None = None, respond: dict | None = None):
+    """One forward pass of the frozen replacement model over ``batch`` copies of the prompt.
+
+    Attention patterns and norm scales are the clean run's. Layer l's MLP output is ``mlp_const[l]``
+    (a leaf: its gradient is ∂/∂y_l) plus, with a transcoder, its skip path on this pass's input. With
+    ``respond`` (``{layer: (mask [pos, d_sae], pre_clean [pos, d_sae])}``), active features follow
+    their pre-activations linearly (a_new = a + Δpre where active): the frozen intervention.
+    Returns (logits [batch, pos, vocab], embedding leaf, {layer: MLP leaf}, {layer: input})."""
+    P = tokens.shape[1]
+    cache = clean["cache"]
+    E = (embed if embed is not None else cache["hook_embed"][0]).expand(batch, P, -1).clone().requires_grad_(True)
+    leaves, inputs = {}, {}
+    hooks = [("hook_embed", lambda x, hook: E.to(x.dtype))]
+    for name in clean["frozen"]:
+        hooks.append((name, lambda x, hook, v=cache[name]: v.expand(x.shape).to(x.dtype)))
+    for layer in range(model.cfg.n_layers):
+        leaves[layer] = mlp_const[layer].expand(batch, P, -1).clone().requires_grad_(True)
+        tc = transcoders.layers.get(layer)
+        if tc is not None:
+            def keep(x, *, hook, layer=layer):
+                inputs[layer] = x
+                return x
+
+            hooks.append((transcoders.input_hook(layer), keep))
+
+        def put(y, *, hook, layer=layer, tc=tc):
+            out = leaves[layer]
+            if tc is not None:
+                x = inputs[layer]
+                out = out + _skip(tc, x)
+                if respond is not None and layer in respond:
+                    mask, pre0 = respond[layer]
+                    delta = (tc.pre_acts(x).float() - pre0) * mask
+                    out = out + delta @ _dec(tc)
+            return out.to(y.dtype)
+
+        hooks.append((f"blocks.{layer}.hook_mlp_out" if tc is None else transcoders.output_hook(layer), put))
+    logits = model.run_with_hooks(tokens.expand(batch, P), fwd_hooks=hooks)
+    return logits, E, leaves, inputs
+
+
+def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, logit_prob: float = 0.95,
+                      max_feature_nodes: int = 4096, batch: int = 32, target: str | None = None,
+                      label_features: bool = True, memory_limit: int = MEMORY_LIMIT) -> AttributionGraph:
+    """The attribution graph of ``prompt``'s next token (see the module docstring)."""
+    from interp.tokens import display_token, to_tokens
+
+    t0 = time.perf_counter()
+    if not prompt or not prompt.strip():
+        raise InterpError("the prompt is empty: give the text whose next token to explain")
+    if max_feature_nodes < 1:
+        raise InterpError(f"--max-feature-nodes must be at least 1, not {max_feature_nodes}")
+    if not transcoders.layers:
+        raise InterpError("the transcoder set is empty")
+    tokens = to_tokens(model, prompt).to(model.cfg.device)
+    P, L = tokens.shape[1], model.cfg.n_layers
+    if P < 2:
+        raise InterpError(f"the prompt {prompt!r} is one token; a graph needs at least two (the first is the "
+                          "attention sink)")
+    k_est = max(getattr(tc.cfg, "k", 32) for tc in transcoders.layers.values())
+    need = estimate_bytes(P, L, model.cfg.d_model, model.cfg.d_vocab, k_est * len(transcoders.layers) / L,
+                          max_feature_nodes, batch)
+    if need > memory_limit:
+        raise InterpError(f"a graph of this {P}-token prompt needs about {need / 2**30:.1f} GB, over the "
+                          f"{memory_limit / 2**30:.0f} GB limit; shorten the prompt, or lower --max-feature-nodes "
+                          f"({max_feature_nodes}) or --batch ({batch})")
+    missing = [layer for layer in range(L) if layer not in transcoders.layers]
+    if missing:
+        warn(f"layers {','.join(map(str, missing))} have no transcoder: their whole MLP output is an error node")
+    clean = _clean(model, transcoders, tokens)
+    cache = clean["cache"]
+    logits = clean["logits"][-1]
+    probs = logits.softmax(-1)
+    order = probs.argsort(descending=True)
+    if target is not None:
+        from interp.tokens import single_token
+
+        tid = single_token(model, target, "--target")
+        if float(probs[tid]) <= 0:
+            raise InterpError(f"--target {target!r} has probability 0 here")
+        chosen = [tid] + [int(i) for i in order[:max_logits] if int(i) != tid][:max_logits - 1]
+    else:
+        cum, chosen = 0.0, []
+        for i in order[:max_logits].tolist():
+            chosen.append(int(i))
+            cum += float(probs[i])
+            if cum >= logit_prob:
+                break
+    logit_probs = probs[chosen].cpu().numpy().astype(np.float64)
+
+    # The sources: active features (position 0 excluded), error nodes, token embeddings.
+    feats, acts, mlp_const, pre_clean, dec_rows, errors = [], [], {}, {}, {}, {}
+    for layer in range(L):
+        tc = transcoders.layers.get(layer)
+        if tc is None:
+            mlp_const[layer] = errors[layer] = cache[f"blocks.{layer}.hook_mlp_out"][0].float()
+            continue
+        y = cache[transcoders.output_hook(layer)][0].float()
+        x = cache[transcoders.input_hook(layer)][0].float()
+        with torch.no_grad():
+            pre = tc.pre_acts(x).float()
+            f = tc.encode(x).float()
+            f[0] = 0  # the attention sink: its MLP output is all error node
+            mlp_const[layer] = y - _skip(tc, x)  # features + b_dec + error: the leaf of the frozen forward
+        pre_clean[layer] = pre
+        pos, j = torch.nonzero(f > 0, as_tuple=True)
+        feats += [(layer, p_, j_) for p_, j_ in zip(pos.tolist(), j.tolist())]
+        acts.append(f[pos, j])
+        dec_rows[layer] = (pos, j, f[pos, j])
+        recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, f[pos, j][:, None] * _dec(tc)[j])
+        errors[layer] = mlp_const[layer] - recon - _b_dec(tc)
+    n_active = len(feats)
+    feats_t = torch.tensor(feats, dtype=torch.long).view(-1, 3)
+    acts_t = torch.cat(acts) if acts else torch.zeros(0)
+    emb = cache["hook_embed"][0].float()
+
+    # Each row's inputs from one backward pass of a batch of targets.
+    logits_f, E, leaves, inputs = frozen_forward(model, transcoders, tokens, clean, mlp_const, batch)
+    V = logits_f.shape[-1]
+    n_src = n_active + L * P + P
+
+    def rows_for(targets: list[tuple]) -> Tensor:
+        """[len(targets), n_src]: (feature activations..., error nodes..., tokens...) into each target."""
+        out = torch.zeros(len(targets), n_src)
+        for i0 in range(0, len(targets), batch):
+            chunk = targets[i0:i0 + batch]
+            g_logits = torch.zeros_like(logits_f)
+            g_in = {layer: torch.zeros_like(x) for layer, x in inputs.items()}
+            for b, t in enumerate(chunk):
+                if t[0] == "logit":
+                    g_logits[b, -1] = -1.0 / V
+                    g_logits[b, -1, t[1]] += 1.0
+                else:
+                    _, layer, p_, j_ = t
+                    tc = transcoders.layers[layer]
+                    g_in[layer][b, p_] = (tc.W_enc[:, j_] * tc.input_scale).to(g_in[layer].dtype)
+            outs = [logits_f] + [inputs[layer] for layer in g_in]
+            gouts = [g_logits] + [g_in[layer] for layer in g_in]
+            grads = torch.autograd.grad(outs, [E] + [leaves[layer] for layer in range(L)], gouts,
+                                        retain_graph=True, allow_unused=True)
+            with torch.no_grad():
+                out[i0:i0 + len(chunk)] = _columns(grads, chunk)
+        return out
+
+    def _columns(grads, chunk) -> Tensor:
+        """One chunk's rows from its gradients at the embedding and at every MLP output."""
+        gE = grads[0].float()
+        gL = [g.float() if g is not None else torch.zeros(batch, P, model.cfg.d_model) for g in grads[1:]]
+        n = len(chunk)
+        cols = []
+        for layer in range(L):
+            if layer in dec_rows:
+                pos, j, a = dec_rows[layer]
+                d = _dec(transcoders.layers[layer])[j] * a[:, None]
+                cols.append(torch.einsum("bnd,nd->bn", gL[layer][:n, pos], d))
+        feat_cols = torch.cat(cols, 1) if cols else torch.zeros(n, 0)
+        err_cols = torch.stack([(gL[layer][:n] * errors[layer]).sum(-1) for layer in range(L)], 1).view(n, -1)
+        tok_cols = (gE[:n] * emb).sum(-1)
+        return torch.cat([feat_cols, err_cols, tok_cols], 1)
+
+    with torch.enable_grad():
+        logit_rows = rows_for([("logit", t) for t in chosen])
+        feat_targets = [("feature", int(l_), int(p_), int(j_)) for l_, p_, j_ in feats]
+        if n_active <= max_feature_nodes:
+            selected = list(range(n_active))
+            feat_rows = torch.zeros(n_active, n_src)
+            step = batch * 4
+            for i0 in progress(range(0, n_active, step), desc="attribution graph", unit="block"):
+                feat_rows[i0:i0 + step] = rows_for(feat_targets[i0:i0 + step])
+        else:
+            selected, feat_rows = _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active,
+                                                max_feature_nodes, batch)
+    # Order the selected features by influence and assemble the dense adjacency over nodes.
+    w = torch.as_tensor(logit_probs, dtype=torch.float32)
+    est = _feature_influence(feat_rows, selected, logit_rows, w, n_active)
+    order_sel = sorted(range(len(selected)), key=lambda i: -float(est[selected[i]]))
+    sel = [selected[i] for i in order_sel]
+    rows_sel = feat_rows[order_sel] if order_sel else torch.zeros(0, n_src)
+    F_ = len(sel)
+    n_nodes = F_ + L * P + P + len(chosen)
+    A = np.zeros((n_nodes, n_nodes), dtype=np.float32)
+    src_cols = sel + list(range(n_active, n_src))  # selected features, then errors and tokens
+    A[:F_, :F_ + L * P + P] = rows_sel[:, src_cols].numpy()
+    A[F_ + L * P + P:, :F_ + L * P + P] = logit_rows[:, src_cols].numpy()
+
+    # Bias terms: each target's value with every source at zero, in the frozen model.
+    with torch.no_grad():  # (the pre-activations below too)
+        zero_const = {layer: (_b_dec(transcoders.layers[layer]).expand(P, -1) if layer in transcoders.layers
+                              else torch.zeros(P, model.cfg.d_model)) for layer in range(L)}
+        lz, _, _, inz = frozen_forward(model, transcoders, tokens, clean, zero_const, 1,
+                                       embed=torch.zeros_like(emb))
+    bias = np.zeros(n_nodes)
+    pre_act = np.zeros(n_nodes)
+    lz = lz[0, -1].float()
+    clean_last = logits.float()
+    for i, t in enumerate(chosen):
+        bias[F_ + L * P + P + i] = float(lz[t] - lz.mean())
+        pre_act[F_ + L * P + P + i] = float(clean_last[t] - clean_last.mean())
+    with torch.no_grad():
+        for i, s in enumerate(sel):
+            layer, p_, j_ = feats[s]
+            bias[i] = float(transcoders.layers[layer].pre_acts(inz[layer][0, p_][None].float())[0, j_])
+            pre_act[i] = float(pre_clean[layer][p_, j_])
+    feats_sel = feats_t[sel].numpy() if F_ else np.zeros((0, 3), dtype=np.int64)
+    acts_sel = acts_t[sel].numpy() if F_ else np.zeros(0)
+    labels = _labels(model, transcoders, feats_sel) if label_features else []
+    token_text = [display_token(model.tokenizer, int(t)) for t in tokens[0]]
+    return AttributionGraph(prompt, model.cfg.model_name, tokens[0].tolist(), token_text, L, feats_sel, acts_sel,
+                            chosen, [display_token(model.tokenizer, t) for t in chosen], logit_probs, A, bias,
+                            pre_act, labels, n_active, missing, time.perf_counter() - t0)
+
+
+def _dec(tc) -> Tensor:
+    """Decoder rows in the output's units (a dictionary trained in this process may still carry its scale)."""
+    return (tc.W_dec / tc.target_scale).float()
+
+
+def _feature_influence(feat_rows: Tensor, selected: list[int], logit_rows: Tensor, w: Tensor, n_active: int) -> Tensor:
+    """Each active feature's influence on the logits through the rows computed so far (circuit-tracer's
+    normalised influence, restricted to the feature block)."""
+    norm_l = logit_rows[:, :n_active].abs()
+    norm_l = norm_l / logit_rows.abs().sum(1, keepdim=True).clamp_min(1e-10)
+    inf = w @ norm_l
+    if not selected:
+        return inf
+    R = feat_rows[:, :n_active].abs()
+    R = R / feat_rows.abs().sum(1, keepdim=True).clamp_min(1e-10)
+    idx = torch.tensor(selected)
+    current = inf.clone()
+    total = inf.clone()
+    for _ in range(200):
+        nxt = current[idx] @ R
+        if not bool(nxt.any()):
+            break
+        total += nxt
+        current = nxt
+    return total
+
+
+def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap, batch):
+    """circuit-tracer's order for a capped graph: compute rows for the features of highest estimated
+    influence first, re-estimating as rows arrive."""
+    w = torch.as_tensor(logit_probs, dtype=torch.float32)
+    done: list[int] = []
+    rows: list[Tensor] = []
+    bar = progress(total=cap, desc="attribution graph (by influence)", unit="feature")
+    while len(done) < cap:
+        est = _feature_influence(torch.cat(rows) if rows else torch.zeros(0, logit_rows.shape[1]), done, logit_rows,
+                                 w, n_active)
+        if done:
+            est[torch.tensor(done)] = -1
+        take = min(batch * 4, cap - len(done))
+        nxt = est.topk(take).indices.tolist()
+        rows.append(rows_for([feat_targets[i] for i in nxt]))
+        done += nxt
+        bar.update(take)
+    bar.close()
+    return done, torch.cat(rows)
+
+
+def _labels(model, transcoders, feats: np.ndarray, k: int = 3) -> list[str]:
+    """A feature's label without a store: its top logit-effect tokens (decoder row · unembedding)."""
+    from interp.tokens import display_token
+
+    W_U = model.W_U.detach().float()
+    out = []
+    for layer, _, j in feats.tolist():
+        d = _dec(transcoders.layers[layer])[j]
+        top = (d @ W_U).topk(k).indices.tolist()
+        out.append(f"L{layer}#{j} → " + ",".join(repr(display_token(model.tokenizer, t)) for t in top))
+    return out
+
+
+def parse_feature_spec(spec: str, steer: bool = False) -> tuple[int, int, int | None, float | None]:
+    """``L:F[@pos]`` (ablate) or ``L:F[@pos]=value`` (steer) as (layer, feature, position, value)."""
+    import re
+
+    pat = r"\s*(\d+)\s*:\s*(\d+)\s*(?:@\s*(\d+))?\s*" + (r"=\s*([-+0-9.eE]+)\s*" if steer else "")
+    m = re.fullmatch(pat, spec)
+    if not m:
+        form = "L:F[@pos]=value, e.g. 12:345=8.0" if steer else "L:F[@pos], e.g. 12:345@6"
+        raise InterpError(f"{spec!r} is not a feature: use {form}")
+    value = float(m.group(4)) if steer else 0.0
+    if not math.isfinite(value):
+        raise InterpError(f"{spec!r}: the value must be finite")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)) if m.group(3) is not None else None, value
+
+
+def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[int, int, int | None, float]],
+              top: int = 5) -> Intervention:
+    """Set features (``(layer, feature, position or None for every active position, value)``; value 0
+    ablates) and report the graph's logits three ways: in the frozen replacement model (attention and
+    norms frozen, every other active feature following its pre-activation linearly), as the graph's
+    edges predict (the same numbers when the graph holds every active feature), and in the real model
+    (the decoder row's change added to the MLP output; attention, norms and later layers free)."""
+    from interp.tokens import display_token
+
+    tokens = torch.tensor([graph.tokens], device=model.cfg.device)
+    L = model.cfg.n_layers
+    clean = _clean(model, transcoders, tokens)
+    cache = clean["cache"]
+    mlp_const, respond, acts = {}, {}, {}
+    for layer in range(L):
+        tc = transcoders.layers.get(layer)
+        if tc is None:
+            mlp_const[layer] = cache[f"blocks.{layer}.hook_mlp_out"][0].float()
+            continue
+        x = cache[transcoders.input_hook(layer)][0].float()
+        with torch.no_grad():
+            f = tc.encode(x).float()
+            f[0] = 0
+            mlp_const[layer] = cache[transcoders.output_hook(layer)][0].float() - _skip(tc, x)
+            respond[layer] = [(f > 0).float(), tc.pre_acts(x).float()]
+        acts[layer] = f
+    sets = []
+    for layer, feat, pos, value in changes:
+        if layer not in transcoders.layers:
+            raise InterpError(f"layer {layer} has no transcoder")
+        d_sae = transcoders.layers[layer].cfg.d_sae
+        if not 0 <= feat < d_sae:
+            raise InterpError(f"feature {feat} is out of range at layer {layer} (0-{d_sae - 1})")
+        active = torch.nonzero(acts[layer][:, feat] > 0)[:, 0].tolist()
+        if pos is not None and pos not in active:
+            where = f"it is active at positions {active}" if active else "it is not active anywhere on this prompt"
+            raise InterpError(f"feature {layer}:{feat} is not active at position {pos} ({where})")
+        if pos is None and not active and value == 0:
+            raise InterpError(f"feature {layer}:{feat} is not active anywhere on this prompt: nothing to ablate")
+        for p_ in ([pos] if pos is not None else active):
+            sets.append((layer, feat, p_, value, float(acts[layer][p_, feat])))
+    if not sets:
+        raise InterpError("give at least one feature to ablate or steer")
+    ids = graph.logit_tokens
+
+    def demeaned(v: Tensor) -> list[float]:
+        v = v.float()
+        return (v[ids] - v.mean()).tolist()
+
+    with torch.no_grad():
+        const = {layer: c.clone() for layer, c in mlp_const.items()}
+        for layer, feat, p_, value, a in sets:
+            const[layer][p_] += (value - a) * _dec(transcoders.layers[layer])[feat]
+            respond[layer][0][p_, feat] = 0  # set, not responding
+        frozen, _, _, _ = frozen_forward(model, transcoders, tokens, clean, const, 1,
+                                         respond={layer: tuple(v) for layer, v in respond.items()})
+
+        def shift(y, *, hook, layer):
+            y = y.clone()
+            for ly, feat, p_, value, a in sets:
+                if ly == layer:
+                    y[0, p_] += ((value - a) * _dec(transcoders.layers[layer])[feat]).to(y.dtype)
+            return y
+
+        hooks = [(transcoders.output_hook(layer), lambda y, hook, layer=layer: shift(y, hook=hook, layer=layer))
+                 for layer in {s[0] for s in sets}]
+        real = model.run_with_hooks(tokens, fwd_hooks=hooks)[0, -1].float()
+    before = clean["logits"][-1]
+    predicted = _predict(graph, sets)
+    tops = []
+    for v in (before, real):
+        p = v.softmax(-1)
+        idx = p.topk(top).indices.tolist()
+        tops.append([(display_token(model.tokenizer, i), float(p[i])) for i in idx])
+    return Intervention([{"layer": ly, "feature": f_, "position": p_, "value": v_, "activation": a}
+                         for ly, f_, p_, v_, a in sets], graph.logit_text, demeaned(before),
+                        demeaned(frozen[0, -1]), predicted, demeaned(real), tops[1], tops[0])
+
+
+def _predict(graph: AttributionGraph, sets: list) -> list[float]:
+    """The graph's edges' prediction for the logit nodes: Δa = Δa_set + J Δa over the feature nodes (each
+    active feature follows its pre-activation; J[t, s] = A[t, s] / a_s), then Δlogit = J_logit Δa."""
+    F_ = graph.n_features
+    a = graph.activations.astype(np.float64)
+    A = graph.adjacency.astype(np.float64)
+    J_ff = A[:F_, :F_] / np.where(a == 0, 1, a)[None, :]
+    J_lf = A[graph.logit_slice, :F_] / np.where(a == 0, 1, a)[None, :]
+    fixed = np.zeros(F_, dtype=bool)
+    d_set = np.zeros(F_)
+    for layer, feat, p_, value, act in sets:
+        hit = graph.find(layer, feat, p_)
+        if hit:
+            fixed[hit[0]] = True
+            d_set[hit[0]] = value - act
+    d = d_set.copy()
+    for _ in range(graph.n_layers + 1):
+        d = np.where(fixed, d_set, J_ff @ d)
+    before = graph.pre_activations[graph.logit_slice]
+    return (before + J_lf @ d).tolist()
