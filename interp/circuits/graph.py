@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -383,7 +384,9 @@ def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: d
             return out.to(y.dtype)
 
         hooks.append((f"blocks.{layer}.hook_mlp_out" if tc is None else transcoders.output_hook(layer), put))
-    logits = model.run_with_hooks(tokens.expand(batch, P), fwd_hooks=hooks)
+    with warnings.catch_warnings():  # the bridge notes that hooked norm scales take its reconstructed path
+        warnings.filterwarnings("ignore", message=".*edited hook_scale.*")
+        logits = model.run_with_hooks(tokens.expand(batch, P), fwd_hooks=hooks)
     return logits, E, leaves, inputs
 
 

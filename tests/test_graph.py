@@ -1,0 +1,265 @@
+"""Attribution graphs, against independent references: exactness, a naive per-source loop, dense numpy
+pruning and scores, and frozen interventions."""
+
+import numpy as np
+import pytest
+import torch
+
+from interp.circuits.graph import attribution_graph, intervene, parse_feature_spec
+from interp.circuits.graph_pruning import graph_scores, influence, normalize_rows, prune, threshold_for
+from interp.errors import InterpError
+from saes.config import SAEConfig
+from saes.io import make_sae
+from saes.transcoder import TranscoderSet
+
+PROMPT = "The Eiffel Tower is in the city of"
+
+
+def random_set(model, layers=None, skip=True, arch="topk", d_sae=48, k=4, seed=0, hook_in="hook_resid_mid"):
+    """Random transcoders with biases that make features fire (an independent set for every test)."""
+    g = torch.Generator().manual_seed(seed)
+    d = model.cfg.d_model
+    out = {}
+    for layer in (range(model.cfg.n_layers) if layers is None else layers):
+        sae = make_sae(SAEConfig(arch, d, d_sae, k=k, hook_name=f"blocks.{layer}.{hook_in}",
+                                 hook_out=f"blocks.{layer}.hook_mlp_out", skip=skip,
+                                 model_name=model.cfg.model_name))
+        with torch.no_grad():
+            sae.W_enc.copy_(torch.randn(d, d_sae, generator=g) / d ** 0.5)
+            sae.W_dec.copy_(torch.randn(d_sae, d, generator=g) * 0.3)
+            sae.b_enc.copy_(torch.rand(d_sae, generator=g) * 0.5)
+            sae.b_dec.copy_(torch.randn(d, generator=g) * 0.1)
+            sae.b_in.copy_(torch.randn(d, generator=g) * 0.1)
+            sae.input_scale.fill_(0.7)
+            sae.output_scale.fill_(1.3)
+            if skip:
+                sae.W_skip.copy_(torch.randn(d, d, generator=g) * 0.05)
+        out[layer] = sae.eval().requires_grad_(False)
+    return TranscoderSet(out, model.cfg.model_name)
+
+
+def _naive_frozen(model, tset, tokens, drop):
+    """The frozen replacement model written out independently: clean patterns and norm scales, each MLP
+    output = Σ a·d + b_dec + skip(x) + error, with one source set to zero (``drop``). Returns the
+    demeaned last-position logits and every transcoder's pre-activations."""
+    L = model.cfg.n_layers
+    names = [n for n in model.hook_dict if n.endswith(("hook_scale", "hook_pattern"))]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names or "mlp_out" in n or
+                                        n.endswith("resid_mid") or n == "hook_embed")
+    parts = {}
+    for layer in range(L):
+        tc = tset.layers[layer]
+        x = cache[f"blocks.{layer}.hook_resid_mid"][0]
+        f = tc.encode(x).clone()
+        f[0] = 0
+        dec = tc.W_dec / tc.output_scale
+        skip = torch.nn.functional.linear(x * tc.input_scale, tc.W_skip) / tc.output_scale
+        err = cache[f"blocks.{layer}.hook_mlp_out"][0] - f @ dec - tc.b_dec / tc.output_scale - skip
+        parts[layer] = (f, dec, err)
+    seen, pres = {}, {}
+    emb = cache["hook_embed"].clone()
+    if drop[0] == "token":
+        emb[0, drop[1]] = 0
+    hooks = [(n, lambda x, hook: cache[hook.name]) for n in names]
+    hooks.append(("hook_embed", lambda x, hook: emb))
+    for layer in range(L):
+        tc = tset.layers[layer]
+        f, dec, err = parts[layer]
+        f, err = f.clone(), err.clone()
+        if drop[0] == "feature" and drop[1] == layer:
+            f[drop[2], drop[3]] = 0
+        if drop[0] == "error" and drop[1] == layer:
+            err[drop[2]] = 0
+
+        def grab(x, hook, layer=layer):
+            seen[layer] = x
+            pres[layer] = tset.layers[layer].pre_acts(x[0])
+            return x
+
+        def put(y, hook, layer=layer, f=f, err=err, dec=dec, tc=tc):
+            x = seen[layer][0]
+            skip = torch.nn.functional.linear(x * tc.input_scale, tc.W_skip) / tc.output_scale
+            return (f @ dec + tc.b_dec / tc.output_scale + skip + err)[None]
+
+        hooks += [(f"blocks.{layer}.hook_resid_mid", grab), (f"blocks.{layer}.hook_mlp_out", put)]
+    with torch.no_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)[0, -1]
+    return logits - logits.mean(), pres
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_every_edge_equals_a_naive_loop_and_rows_sum_to_the_pre_activation(tiny_models, name):
+    model = tiny_models[name]
+    tset = random_set(model)
+    g = attribution_graph(model, tset, PROMPT, batch=8)
+    assert g.active_features == g.n_features > 20
+    # check 1: every feature and logit row, with its bias, sums to the actual pre-activation
+    assert g.check_exact() < 1e-4
+    # check 2: every column against the naive loop, one source zeroed per frozen forward pass
+    tokens = torch.tensor([g.tokens])
+    base_logits, base_pre = _naive_frozen(model, tset, tokens, ("none",))
+    P = g.n_pos
+    sources = [("feature", *map(int, g.features[i])) for i in range(g.n_features)]
+    sources += [("error", layer, pos) for layer in range(g.n_layers) for pos in range(P)]
+    sources += [("token", pos) for pos in range(P)]
+    worst = 0.0
+    for col, src in enumerate(sources):
+        logits, pre = _naive_frozen(model, tset, tokens, src)
+        want_logit = (base_logits - logits)[g.logit_tokens].numpy()
+        worst = max(worst, float(np.abs(g.adjacency[g.logit_slice, col] - want_logit).max()))
+        want_feat = np.array([float(base_pre[int(l_)][int(p_), int(j_)] - pre[int(l_)][int(p_), int(j_)])
+                              for l_, p_, j_ in g.features])
+        worst = max(worst, float(np.abs(g.adjacency[:g.n_features, col] - want_feat).max()))
+    assert worst < 1e-4, worst
+    # error and token rows have no inputs
+    assert not g.adjacency[g.n_features:g.logit_slice.start].any()
+
+
+def test_a_layer_without_a_transcoder_is_all_error_and_warns(tiny_models, capsys):
+    model = tiny_models["tiny-llama"]
+    tset = random_set(model, layers=[0, 2])
+    g = attribution_graph(model, tset, PROMPT, batch=8)
+    assert "layers 1 have no transcoder" in capsys.readouterr().err
+    assert g.check_exact() < 1e-4 and set(g.features[:, 0].tolist()) <= {0, 2}
+    assert g.layers_without_transcoder == [1]
+
+
+def test_post_norm_inputs_and_no_skip_stay_exact(tiny_models):
+    model = tiny_models["tiny-llama"]
+    tset = random_set(model, skip=False, hook_in="mlp.hook_in", arch="relu", seed=3)
+    g = attribution_graph(model, tset, PROMPT, batch=16, max_logits=4)
+    assert g.check_exact() < 1e-4
+
+
+def _numpy_reference(A, w, n_features, n_tokens, n_logits, node_t, edge_t):
+    """Dense numpy: explicit inverse, sort, cumulative sum."""
+    n = len(A)
+
+    def norm(M):
+        a = np.abs(M)
+        return a / np.maximum(a.sum(1, keepdims=True), 1e-10)
+
+    def infl(M):
+        return w @ (np.linalg.inv(np.eye(n) - M) - np.eye(n))
+
+    def thr(s, share):
+        s = np.sort(s.ravel())[::-1]
+        cum = np.cumsum(s) / s.sum()
+        return s[min(np.searchsorted(cum, share), len(s) - 1)]
+
+    node_inf = infl(norm(A))
+    keep = node_inf >= thr(node_inf, node_t)
+    keep[n - n_tokens - n_logits:] = True
+    P = A.copy()
+    P[~keep] = 0
+    P[:, ~keep] = 0
+    Pn = norm(P)
+    scores = Pn * (infl(Pn) + w)[:, None]
+    edges = (scores >= thr(scores, edge_t)) & (P != 0)
+    return node_inf, keep, edges
+
+
+def _random_dag(n_features, n_errors, n_tokens, n_logits, seed):
+    rng = np.random.default_rng(seed)
+    n = n_features + n_errors + n_tokens + n_logits
+    A = np.zeros((n, n))
+    order = rng.permutation(n_features)  # a topological order of the features
+    rank = np.empty(n_features, int)
+    rank[order] = np.arange(n_features)
+    for t in range(n_features):
+        for s in range(n_features):
+            if rank[s] < rank[t] and rng.random() < 0.3:
+                A[t, s] = rng.normal()
+        A[t, n_features:n_features + n_errors + n_tokens] = rng.normal(size=n_errors + n_tokens) * (
+            rng.random(n_errors + n_tokens) < 0.5)
+    A[n - n_logits:, :n - n_logits] = rng.normal(size=(n_logits, n - n_logits)) * (
+        rng.random((n_logits, n - n_logits)) < 0.4)
+    w = np.zeros(n)
+    p = rng.random(n_logits)
+    w[n - n_logits:] = p / p.sum() * 0.9
+    return A, w
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pruning_influence_and_scores_equal_a_dense_numpy_reference(seed):
+    nf, ne, nt, nl = 30, 12, 4, 3
+    A, w = _random_dag(nf, ne, nt, nl, seed)
+    At, wt = torch.tensor(A), torch.tensor(w)
+    node_inf, keep, edges = _numpy_reference(A, w, nf, nt, nl, 0.8, 0.98)
+    np.testing.assert_allclose(influence(normalize_rows(At), wt).numpy(), node_inf, rtol=1e-8, atol=1e-10)
+    p = prune(At, wt, nf, nt, nl, 0.8, 0.98)
+    # before the clean-up passes, the masks are the reference's; the clean-up only removes
+    e = edges.copy()
+    k = keep.copy()
+    while True:
+        before = k.copy()
+        e[~k] = False
+        e[:, ~k] = False
+        k[:nf + ne] &= e[:, :nf + ne].any(0)
+        k[:nf] &= e[:nf].any(1)
+        if (before == k).all():
+            break
+    assert (p.node_mask.numpy() == k).all() and (p.edge_mask.numpy() == e).all()
+    # scores
+    norm = np.abs(A) / np.maximum(np.abs(A).sum(1, keepdims=True), 1e-10)
+    inf = w @ (np.linalg.inv(np.eye(len(A)) - norm) - np.eye(len(A)))
+    tok, err = inf[nf + ne:nf + ne + nt].sum(), inf[nf:nf + ne].sum()
+    comp = ((1 - norm[:, nf:nf + ne].sum(1)) * (inf + w)).sum() / (inf + w).sum()
+    s = graph_scores(At, wt, slice(nf, nf + ne), slice(nf + ne, nf + ne + nt))
+    assert s.replacement == pytest.approx(tok / (tok + err)) and s.completeness == pytest.approx(comp)
+    assert threshold_for(torch.tensor([4.0, 3.0, 2.0, 1.0]), 0.7) == 3.0  # 4+3 = 70% of 10
+
+
+def test_a_tiny_models_graph_prunes_and_scores_like_the_reference(tiny_models):
+    model = tiny_models["tiny-llama"]
+    g = attribution_graph(model, random_set(model, seed=5), PROMPT, batch=16)
+    A = g.adjacency.astype(np.float64)
+    w = g.logit_weights().numpy()
+    node_inf, keep, _ = _numpy_reference(A, w, g.n_features, g.n_pos, g.n_logits, 0.8, 0.98)
+    p = g.prune(0.8, 0.98)
+    np.testing.assert_allclose(p.node_influence.numpy() - w, node_inf, rtol=1e-6, atol=1e-9)
+    assert (p.node_mask.numpy() <= keep).all()  # the clean-up only removes nodes
+    s_full, s_pruned = g.scores(), g.scores(0.8, 0.98)
+    assert 0 < s_full.replacement <= 1 and 0 < s_full.completeness <= 1
+    assert 0 < s_pruned.completeness <= 1
+    doc = g.to_json()
+    assert {n["feature_type"] for n in doc["nodes"]} >= {"embedding", "logit"}
+
+
+def test_frozen_interventions_equal_the_edge_predictions(tiny_models):
+    model = tiny_models["tiny-llama"]
+    tset = random_set(model, seed=7)
+    g = attribution_graph(model, tset, PROMPT, batch=16)
+    for i in (0, 1, 5):
+        layer, pos, feat = (int(v) for v in g.features[i])
+        iv = intervene(model, tset, g, [(layer, feat, pos, 0.0)])
+        np.testing.assert_allclose(iv.frozen_after, iv.predicted_after, atol=1e-4)
+        assert iv.frozen_after != iv.before and len(iv.real_top) == 5
+    layer, pos, feat = (int(v) for v in g.features[2])
+    iv = intervene(model, tset, g, [(layer, feat, pos, 2.5), (int(g.features[3][0]), int(g.features[3][2]), None, 0.0)])
+    np.testing.assert_allclose(iv.frozen_after, iv.predicted_after, atol=1e-4)
+
+
+def test_bad_graph_input_gets_one_clear_line(tiny_models):
+    model = tiny_models["tiny-llama"]
+    tset = random_set(model)
+    with pytest.raises(InterpError, match="empty"):
+        attribution_graph(model, tset, "   ")
+    with pytest.raises(InterpError, match="GB"):
+        attribution_graph(model, tset, PROMPT, memory_limit=10_000)
+    g = attribution_graph(model, tset, PROMPT, batch=16)
+    with pytest.raises(InterpError, match="threshold"):
+        g.prune(0.0, 0.9)
+    with pytest.raises(InterpError, match="threshold"):
+        g.prune(0.8, 1.5)
+    layer, pos, feat = (int(v) for v in g.features[0])
+    inactive = next(p for p in range(1, g.n_pos) if not g.find(layer, feat, p))
+    with pytest.raises(InterpError, match="not active at position"):
+        intervene(model, tset, g, [(layer, feat, inactive, 0.0)])
+    assert parse_feature_spec("12:345@6") == (12, 345, 6, 0.0)
+    assert parse_feature_spec("3:4=2.5", steer=True) == (3, 4, None, 2.5)
+    with pytest.raises(InterpError, match="not a feature"):
+        parse_feature_spec("12-345")
+    with pytest.raises(InterpError, match="trained on"):
+        TranscoderSet(tset.layers, "gpt2").check_model(model)
