@@ -40,6 +40,7 @@ sets do).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -49,12 +50,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from interp.circuits.graph_pruning import GraphScores, graph_scores, prune
+from interp.circuits.graph_pruning import GraphScores, check_threshold, graph_scores, prune
 from interp.errors import InterpError, warn
 from interp.progress import progress
 
 __all__ = ["AttributionGraph", "GRAPH_SCHEMA_VERSION", "Intervention", "attribution_graph", "estimate_bytes",
-           "frozen_forward", "intervene", "MEMORY_LIMIT", "parse_feature_spec"]
+           "frozen_forward", "intervene", "MEMORY_LIMIT", "parse_feature_spec", "read_graph_json",
+           "validate_graph_json"]
 
 GRAPH_SCHEMA_VERSION = 1
 MEMORY_LIMIT = 8 * 2**30
@@ -188,8 +190,8 @@ class AttributionGraph:
 
     def prune(self, node_threshold: float = 0.8, edge_threshold: float = 0.98):
         """circuit-tracer's pruning (:func:`interp.circuits.graph_pruning.prune`): node and edge masks."""
-        _check_threshold("node", node_threshold)
-        _check_threshold("edge", edge_threshold)
+        check_threshold("node", node_threshold)
+        check_threshold("edge", edge_threshold)
         A = torch.as_tensor(self.adjacency, dtype=torch.float64)
         return prune(A, self.logit_weights(), self.n_features, self.n_pos, self.n_logits, node_threshold,
                      edge_threshold)
@@ -274,9 +276,48 @@ class AttributionGraph:
                 "layers_without_transcoder": self.layers_without_transcoder, "seconds": self.seconds}
 
 
-def _check_threshold(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0 < value <= 1):
-        raise InterpError(f"--{name}-threshold must be in (0, 1], not {value}")
+NODE_FIELDS = {"node_id": str, "feature": int, "layer": str, "ctx_idx": int, "feature_type": str,
+               "token_prob": (int, float), "is_target_logit": bool, "run_idx": int, "reverse_ctx_idx": int,
+               "jsNodeId": str, "clerp": str, "influence": (int, float, type(None)),
+               "activation": (int, float, type(None))}
+"""circuit-tracer's node fields and their JSON types (docs/graph_json.md)."""
+FEATURE_TYPES = ("cross layer transcoder", "mlp reconstruction error", "embedding", "logit")
+
+
+def validate_graph_json(doc: dict, where: str = "the graph") -> dict:
+    """Refuse, in one line, a document that is not a graph of this schema version; return it."""
+    if not isinstance(doc, dict) or not {"metadata", "qParams", "nodes", "links"} <= set(doc):
+        raise InterpError(f"{where} is not a graph file: it needs metadata, qParams, nodes and links")
+    version = doc["metadata"].get("schema_version") if isinstance(doc["metadata"], dict) else None
+    if version != GRAPH_SCHEMA_VERSION:
+        raise InterpError(f"{where} has graph schema version {version!r}; this workbench reads version "
+                          f"{GRAPH_SCHEMA_VERSION}")
+    for key in ("slug", "scan", "prompt_tokens", "prompt"):
+        if key not in doc["metadata"]:
+            raise InterpError(f"{where}: metadata lacks {key}")
+    ids = set()
+    for n in doc["nodes"]:
+        for key, typ in NODE_FIELDS.items():
+            if key not in n or not isinstance(n[key], typ) or (typ is int and isinstance(n[key], bool)):
+                raise InterpError(f"{where}: node {n.get('node_id', '?')} has no valid {key}")
+        if n["feature_type"] not in FEATURE_TYPES:
+            raise InterpError(f"{where}: node {n['node_id']} has feature_type {n['feature_type']!r}")
+        ids.add(n["node_id"])
+    for lk in doc["links"]:
+        if not (isinstance(lk, dict) and lk.get("source") in ids and lk.get("target") in ids
+                and isinstance(lk.get("weight"), (int, float))):
+            raise InterpError(f"{where}: a link {lk!r} does not join two nodes with a weight")
+    return doc
+
+
+def read_graph_json(path: str) -> dict:
+    try:
+        doc = json.loads(open(path, encoding="utf-8").read())
+    except FileNotFoundError as err:
+        raise InterpError(f"{path} does not exist") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InterpError(f"{path} is not JSON ({err})") from err
+    return validate_graph_json(doc, path)
 
 
 def _ct_node(n: dict, g: AttributionGraph, infl: float) -> dict:

@@ -26,7 +26,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["GraphScores", "Pruned", "graph_scores", "influence", "normalize_rows", "prune", "threshold_for"]
+from interp.errors import InterpError
+
+__all__ = ["GraphScores", "Pruned", "check_threshold", "graph_scores", "influence", "normalize_rows", "prune",
+           "threshold_for"]
+
+
+def check_threshold(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0 < value <= 1):
+        raise InterpError(f"--{name}-threshold must be in (0, 1], not {value}")
 
 
 def normalize_rows(A: Tensor) -> Tensor:
@@ -69,6 +77,8 @@ def prune(A: Tensor, logit_weights: Tensor, n_features: int, n_tokens: int, n_lo
           node_threshold: float = 0.8, edge_threshold: float = 0.98) -> Pruned:
     """Node and edge masks (see the module docstring). ``logit_weights`` is over all nodes; the node
     order is ``n_features`` features, then error nodes, ``n_tokens`` tokens and ``n_logits`` logits."""
+    check_threshold("node", node_threshold)
+    check_threshold("edge", edge_threshold)
     keep_tail = n_logits + n_tokens
     node_inf = influence(normalize_rows(A), logit_weights)
     node_mask = node_inf >= threshold_for(node_inf, node_threshold)

@@ -33,7 +33,8 @@ from interp.errors import InterpError
 
 __all__ = ["FAMILIES", "build_parser", "main"]
 
-FAMILIES = ("models", "circuits", "knowledge", "representations", "relation", "weights", "gcg", "sae", "app")
+FAMILIES = ("models", "circuits", "knowledge", "representations", "relation", "weights", "gcg", "sae", "graph",
+            "app")
 DESCRIPTION = ("Mechanistic interpretability on one hooked model: every verb prints a summary, "
                "or one JSON object with --json. See README.md and docs/cli.md.")
 

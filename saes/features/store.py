@@ -337,6 +337,16 @@ class FeatureStore:
             sae, [feature, feature, feature, top])
         return rows
 
+    def label(self, feature: int, sae: str | None = None, k: int = 3) -> str:
+        """A short name for a feature: its newest stored explanation, otherwise the tokens where its top
+        ``k`` contexts peak ("" for a feature that never fired)."""
+        expl = self.explanations(feature, sae)
+        if expl and expl[0].get("explanation"):
+            return str(expl[0]["explanation"])
+        tops = self.top_contexts(feature, k, sae, window=0)
+        return ", ".join(repr(c.tokens[c.max_position] if c.max_position < len(c.tokens) else c.tokens[-1])
+                         for c in tops)
+
     def explanations(self, feature: int | None = None, sae: str | None = None) -> list[dict]:
         """Stored explanations and their scores (newest first)."""
         files = sorted((self.path / "explanations").glob("*.parquet"))

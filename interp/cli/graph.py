@@ -1,0 +1,149 @@
+"""``interp graph``: the attribution graph of a prompt on a transcoder set, its scores, top paths,
+interventions, circuit-tracer's graph JSON and a figure. ``--read`` summarises a written graph file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from interp.cli._common import AddParser, count, model_of
+from interp.errors import InterpError
+
+__all__ = ["COMMANDS", "add_parsers", "summary"]
+
+
+def add_parsers(add: AddParser) -> None:
+    g = add("graph", "attribution graph (Ameisen et al. 2025) of a prompt's next token on a transcoder set: "
+                     "features, error nodes, tokens and logits through frozen attention; pruning, scores, "
+                     "top paths, interventions; circuit-tracer's graph JSON")
+    g.add_argument("--prompt", help="the text whose next token to explain")
+    g.add_argument("--transcoders", help="a transcoder set (interp sae train --transcoder; circuit-tracer; sparsify)")
+    g.add_argument("--target", help="the logit to explain first (one token; default: the most likely)")
+    g.add_argument("--node-threshold", type=float, default=0.8, help="share of influence the kept nodes reach")
+    g.add_argument("--edge-threshold", type=float, default=0.98, help="share of edge influence the kept edges reach")
+    g.add_argument("--max-feature-nodes", type=count, default=4096,
+                   help="feature nodes kept, by influence (a long prompt has tens of thousands)")
+    g.add_argument("--max-logits", type=count, default=10)
+    g.add_argument("--logit-prob", type=float, default=0.95, help="... or fewer logits reaching this probability")
+    g.add_argument("--batch", type=count, default=32, help="targets per backward pass")
+    g.add_argument("--store", help="a feature store of these transcoders: labels come from its explanations "
+                                   "or top activations")
+    g.add_argument("--ablate", action="append", default=[], metavar="L:F[@pos]",
+                   help="set a feature to zero and compare frozen, predicted and real logits (repeatable)")
+    g.add_argument("--steer", action="append", default=[], metavar="L:F[@pos]=v",
+                   help="set a feature to a value, likewise (repeatable)")
+    g.add_argument("--out", help="write the pruned graph as circuit-tracer's graph JSON here")
+    g.add_argument("--html", help="write the graph figure here")
+    g.add_argument("--read", help="summarise a graph JSON written before (no model)")
+    g.add_argument("--force", action="store_true", help="use transcoders whose set names another model")
+
+
+def cmd_graph(args: argparse.Namespace) -> dict:
+    t0 = time.perf_counter()
+    if args.read:
+        from interp.circuits.graph import read_graph_json
+
+        doc = read_graph_json(args.read)
+        kinds: dict[str, int] = {}
+        for n in doc["nodes"]:
+            kinds[n["feature_type"]] = kinds.get(n["feature_type"], 0) + 1
+        return {"file": args.read, "prompt": doc["metadata"]["prompt"], "nodes": len(doc["nodes"]),
+                "links": len(doc["links"]), "node_kinds": kinds, "seconds": time.perf_counter() - t0}
+    if args.prompt is None or not args.transcoders:
+        raise InterpError("graph needs --prompt P and --transcoders DIR (or --read FILE)")
+    if not args.prompt.strip():
+        raise InterpError("--prompt is empty: give the text whose next token to explain")
+    from interp.circuits.graph_pruning import check_threshold
+
+    check_threshold("node", args.node_threshold)
+    check_threshold("edge", args.edge_threshold)
+    if not 0 < args.logit_prob <= 1:
+        raise InterpError(f"--logit-prob must be in (0, 1], not {args.logit_prob}")
+    from interp.circuits.graph import attribution_graph, intervene, parse_feature_spec
+
+    changes = [parse_feature_spec(s) for s in args.ablate] + [parse_feature_spec(s, steer=True) for s in args.steer]
+    for path, flag in ((args.out, "--out"),):
+        if path:
+            from interp.cache import check_writable
+
+            check_writable(path, flag, directory=False)
+    from saes.transcoder import load_set
+
+    tset = load_set(args.transcoders)
+    if not tset.transcoders:
+        raise InterpError(f"{args.transcoders} is a set of SAEs; a graph needs transcoders (sae train --transcoder)")
+    store = None
+    if args.store:
+        from saes.features.store import FeatureStore
+
+        store = FeatureStore(args.store)
+    model = model_of(args)
+    tset.check_model(model, args.force)
+    tset.to(model.cfg.device)
+    graph = attribution_graph(model, tset, args.prompt, args.max_logits, args.logit_prob, args.max_feature_nodes,
+                              args.batch, args.target)
+    if store is not None:
+        graph.labels = _store_labels(store, tset, graph)
+    out = {"model": model.cfg.model_name, "transcoders": args.transcoders,
+           **graph.summary(args.node_threshold, args.edge_threshold),
+           "axes": {"logits": ["rank"], "top_paths": ["rank"]}}
+    if changes:
+        iv = intervene(model, tset, graph, changes)
+        out["intervention"] = iv.to_dict()
+    if args.out:
+        from interp.cache import atomic_path
+
+        doc = graph.to_json(args.node_threshold, args.edge_threshold, slug=Path(args.out).stem)
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(doc))
+        out["out"] = args.out
+    if args.html:
+        from interp.cache import atomic_path
+
+        with atomic_path(args.html) as tmp:
+            graph.figure(args.node_threshold, args.edge_threshold).write_html(tmp, include_plotlyjs=True)
+        out["html"] = args.html
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _store_labels(store, tset, graph) -> list[str]:
+    """Each feature node's label from the store entry of its layer's transcoder (else the logit label)."""
+    by_hook = {s["hook"]: s for s in store.manifest["saes"]}
+    labels = []
+    for i, (layer, _, feat) in enumerate(graph.features.tolist()):
+        entry = by_hook.get(tset.input_hook(layer))
+        text = ""
+        if entry is not None and entry["d_sae"] == tset[layer].cfg.d_sae:
+            text = store.label(feat, entry["name"])
+        labels.append(f"L{layer}#{feat} {text}" if text else graph.labels[i])
+    return labels
+
+
+COMMANDS = {"graph": cmd_graph}
+
+
+def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
+    if "file" in out:
+        print(f"{out['file']}: {out['nodes']} nodes, {out['links']} links ({out['node_kinds']}); prompt {out['prompt']!r}")
+        return
+    s, sp = out["scores"], out["scores_pruned"]
+    print(f"{out['prompt']!r}: {out['active_features']:,} active features, {out['feature_nodes']:,} feature nodes; "
+          f"{out['nodes']:,} nodes / {out['edges']:,} edges, pruned to {out['nodes_pruned']:,} / {out['edges_pruned']:,}")
+    print(f"  replacement {s['replacement']:.3f} (pruned {sp['replacement']:.3f})   completeness "
+          f"{s['completeness']:.3f} (pruned {sp['completeness']:.3f})   exactness error {out['exactness_max_error']:.1e}")
+    print("  logits: " + ", ".join(f"{lg['token']!r} {lg['probability']:.3f}" for lg in out["logits"][:5]))
+    for p in out["top_paths"]:
+        print("  path: " + " → ".join(p["nodes"]) + f"  ({p['strength']:+.3f})")
+    iv = out.get("intervention")
+    if iv:
+        print("  intervention: " + ", ".join(f"{f['layer']}:{f['feature']}@{f['position']}={f['value']:g}"
+                                            for f in iv["features"]))
+        for t, b, fz, pr, r in zip(iv["tokens"], iv["before"], iv["frozen_after"], iv["predicted_after"],
+                                   iv["real_after"]):
+            print(f"    {t!r:>12}  before {b:+.3f}  frozen {fz:+.3f}  predicted {pr:+.3f}  real {r:+.3f}")
+    for k in ("out", "html"):
+        if k in out:
+            print(f"  {k}: {out[k]}")
