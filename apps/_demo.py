@@ -68,3 +68,71 @@ def estimate_seconds(model, plan: dict) -> tuple[float, float]:
     depth = (plan["layer"] + 1) / model.cfg.n_layers
     seconds = (plan["train_tokens"] * depth + 2 * plan["store_tokens"] * depth) / tps + 20.0  # + two model loads
     return seconds, tps
+
+
+# ---------------------------------------------------------------------------------------------- transcoders
+
+TC_TRAIN_TOKENS = 100_000
+TC_STORE_TOKENS = 20_000
+
+
+def demo_transcoders_name(model_name: str) -> str:
+    return f"demo-transcoders-{model_name}"
+
+
+def demo_transcoders_paths(model_name: str) -> tuple[Path, Path]:
+    """The demo transcoder set and its store, under the job's folder."""
+    from _jobs import job_dir
+
+    d = job_dir(demo_transcoders_name(model_name))
+    return d / "transcoders", d / "store"
+
+
+def demo_transcoders_plan(model_name: str, model) -> tuple[list[tuple[str, list[str]]], dict]:
+    """The Attribution graph page's demo: skip transcoders (TopK, 2 × d_model latents, k = 16) for every
+    layer from one model pass, then one store of all their features (one more pass) for labels and
+    dashboards. ``INTERP_DEMO_TOKENS`` scales the tokens, as for the SAE demo."""
+    scale = float(os.environ.get("INTERP_DEMO_TOKENS", 1.0))
+    train_tokens, store_tokens = max(2048, int(TC_TRAIN_TOKENS * scale)), max(1024, int(TC_STORE_TOKENS * scale))
+    layers = model.cfg.n_layers
+    d_sae = 2 * model.cfg.d_model
+    tc, store = demo_transcoders_paths(model_name)
+    steps = [
+        (f"Train {layers} transcoders ({d_sae:,} latents each) from one model pass, {train_tokens:,} tokens",
+         ["sae", "train", "--model", model_name, "--transcoder", "--layers", f"0-{layers - 1}", "--arch", "topk",
+          "--k", "16", "--d-sae", str(d_sae), "--tokens", str(train_tokens), "--batch-size", "1024", "--lr", "1e-3",
+          "--corpus", "bbc-news", "--out", str(tc)]),
+        (f"Extract their features over {store_tokens:,} tokens into one store",
+         ["sae", "extract", *[str(tc / f"layer_{layer}") for layer in range(layers)], "--model", model_name,
+          "--corpus", "bbc-news", "--tokens", str(store_tokens), "--ctx", "64", "--out", str(store)]),
+    ]
+    return steps, {"layers": layers, "d_sae": d_sae, "train_tokens": train_tokens, "store_tokens": store_tokens}
+
+
+def estimate_transcoders_seconds(model, plan: dict) -> tuple[float, float]:
+    """A measured guess: one timed forward scaled to the harvest and the store's pass, plus the steps of
+    every layer's transcoder, timed on one layer-step of the demo's size. Returns (seconds, tokens/s)."""
+    import torch
+
+    from saes.config import SAEConfig
+    from saes.io import make_sae
+    from saes.step import TrainStep, make_optimizer
+
+    ids = torch.randint(0, model.cfg.d_vocab, (4, 128), device=model.cfg.device)
+    with torch.no_grad():
+        model(ids[:, :8])
+        t0 = time.perf_counter()
+        model(ids)
+        fwd = time.perf_counter() - t0
+    tps = ids.numel() / max(fwd, 1e-6)
+    d = model.cfg.d_model
+    sae = make_sae(SAEConfig("topk", d, plan["d_sae"], k=16, hook_out="out", skip=True))
+    step = TrainStep(sae.loss, sae, make_optimizer(sae, 1e-3, "cpu", False), 1.0)
+    x = torch.randn(1024, d)
+    step(x, 0.5, None, x)
+    t0 = time.perf_counter()
+    step(x, 0.5, None, x)
+    per_step = time.perf_counter() - t0
+    steps = max(1, plan["train_tokens"] // 1024)
+    seconds = (1.3 * plan["train_tokens"] + 2 * plan["store_tokens"]) / tps + steps * plan["layers"] * per_step + 20.0
+    return seconds, tps

@@ -342,3 +342,51 @@ def test_job_progress_lines_parse():
     assert (p.desc, p.n, p.total, p.remaining) == ("extract", 30700, 200000, "00:42")
     assert p.fraction == pytest.approx(0.1535)
     assert _jobs.progress_of("nothing yet") is None
+
+
+def test_attribution_graph_page_demo_job_graph_dashboard_and_ablation(monkeypatch):
+    """A new user with no transcoders: the page offers a demo set with an estimate, a background job trains a
+    transcoder for every layer and a store of their features, and the page then draws the graph. A clicked
+    feature node shows its dashboard from the store, and the ablate button shows the logits change."""
+    import json
+    import sys
+    import time
+
+    monkeypatch.setenv("INTERP_DEMO_TOKENS", "0.02")
+    monkeypatch.syspath_prepend(str(APPS))
+    import _jobs
+
+    at = page("pages/9_Attribution_graph.py").run()
+    _ok(at)
+    assert any("min on this machine" in m.value for m in at.markdown)
+    at.button(key="demo_tc_start").click().run()
+    _ok(at)
+    deadline = time.time() + 300
+    job = _jobs.status("demo-transcoders-tiny-llama")
+    while job.state == "running" and time.time() < deadline:
+        time.sleep(2)
+        job = _jobs.status("demo-transcoders-tiny-llama")
+    assert job.state == "done", (job.error, job.log_tail[-800:])
+    at = page("pages/9_Attribution_graph.py", prompt="The Eiffel Tower is in the city of").run()
+    _ok(at)
+    assert "demo-transcoders-tiny-llama" in at.text_input(key="w_transcoders").value
+    assert at.get("plotly_chart") and any("Replacement score" in m.label for m in at.metric)
+    from interp.figures.circuits import graph_figure  # the chart's nodes carry their ids for clicks
+
+    fig = at.get("plotly_chart")[0].proto.spec
+    ids = [d for trace in json.loads(fig)["data"] if trace.get("name") == "cross layer transcoder"
+           for d in trace["customdata"]]
+    assert ids and graph_figure  # a feature node to click
+    at.session_state["graph_node"] = ids[0]  # what a click on the node sets
+    at.run()
+    _ok(at)
+    assert any("Feature dashboard" in m.value for m in at.markdown)
+    at.button(key="intervene").click().run()
+    _ok(at)
+    table = at.dataframe[0].value
+    assert list(table.columns)[:5] == ["token", "before", "frozen", "predicted", "real"]
+    assert (table["frozen"] - table["predicted"]).abs().max() < 1e-3
+    assert (table["before"] != table["frozen"]).any()
+    # the page reran for the click and the button without recomputing the graph (cached per input)
+    sys.modules.pop("_jobs", None)
+    _release_stores()

@@ -263,3 +263,43 @@ def test_bad_graph_input_gets_one_clear_line(tiny_models):
         parse_feature_spec("12-345")
     with pytest.raises(InterpError, match="trained on"):
         TranscoderSet(tset.layers, "gpt2").check_model(model)
+
+
+def test_the_graph_verb_writes_a_file_that_validates_and_refuses_bad_input(tiny_models, tmp_path):
+    import json
+
+    from interp.circuits.graph import validate_graph_json
+    from saes.transcoder import save_circuit_tracer
+    from tests.test_cli import assert_one_line_error, run_json
+
+    model = tiny_models["tiny-llama"]
+    save_circuit_tracer(random_set(model, seed=11), tmp_path / "tc")
+    base = ("graph", "--model", "tiny-llama", "--transcoders", str(tmp_path / "tc"))
+    out = run_json(*base, "--prompt", PROMPT, "--out", str(tmp_path / "g.json"), "--html", str(tmp_path / "g.html"))
+    assert out["exactness_max_error"] < 1e-4 and out["nodes_pruned"] <= out["nodes"]
+    assert {"replacement", "completeness"} <= set(out["scores_pruned"]) and out["top_paths"]
+    doc = json.loads((tmp_path / "g.json").read_text())
+    validate_graph_json(doc)  # the documented schema (docs/graph_json.md)
+    assert set(doc) == {"metadata", "qParams", "nodes", "links"} and doc["metadata"]["schema_version"] == 1
+    kinds = {n["feature_type"] for n in doc["nodes"]}
+    assert kinds >= {"embedding", "logit", "cross layer transcoder"}
+    feat = next(n for n in doc["nodes"] if n["feature_type"] == "cross layer transcoder")
+    layer, f, pos = map(int, feat["node_id"].split("_"))
+    assert feat["feature"] == (layer + f) * (layer + f + 1) // 2 + f and feat["jsNodeId"] == f"{layer}_{f}-0"
+    read = run_json("graph", "--read", str(tmp_path / "g.json"))
+    assert read["nodes"] == len(doc["nodes"]) and read["links"] == len(doc["links"])
+    iv = run_json(*base, "--prompt", PROMPT, "--ablate", f"{layer}:{f}@{pos}")["intervention"]
+    np.testing.assert_allclose(iv["frozen_after"], iv["predicted_after"], atol=1e-4)
+    # bad input: one line each, nothing written
+    doc["metadata"]["schema_version"] = 2
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    assert_one_line_error("graph", "--read", str(tmp_path / "old.json"), message="schema version 2")
+    assert_one_line_error(*base, "--prompt", "", message="empty")
+    assert_one_line_error(*base, "--prompt", PROMPT, "--node-threshold", "1.5", message="(0, 1]")
+    assert_one_line_error(*base, "--prompt", PROMPT, "--edge-threshold", "0", message="(0, 1]")
+    assert_one_line_error(*base, "--prompt", PROMPT, "--target", " Paris and", message="--target")
+    assert_one_line_error(*base, "--prompt", PROMPT, "--ablate", "0:1@99", message="not active at position")
+    assert_one_line_error(*base, "--prompt", PROMPT * 40, "--batch", "64", message="GB")
+    assert_one_line_error("graph", "--model", "tiny-gpt2", "--transcoders", str(tmp_path / "tc"), "--prompt", PROMPT,
+                          message="trained on")
+    assert not (tmp_path / "x.json").exists()

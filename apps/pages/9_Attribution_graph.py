@@ -1,0 +1,206 @@
+"""Which features, at which tokens, cause the next token: the attribution graph of a prompt on a
+transcoder set, with its thresholds, hover on links, pinned nodes, the clicked feature's dashboard,
+and an ablate / steer button that reruns the prompt and shows what changes. A new user with no
+transcoders can train a small demo set for every layer as a background job."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import _jobs  # noqa: E402
+from _demo import (demo_transcoders_name, demo_transcoders_paths, demo_transcoders_plan,  # noqa: E402
+                   estimate_transcoders_seconds)
+from _shared import job_panel, pick_model, prompt_input, shared, show_error  # noqa: E402
+
+from interp import InterpError  # noqa: E402
+
+
+@st.cache_resource(show_spinner="Loading the transcoders…", max_entries=4)
+def cached_set(path: str):
+    from saes.transcoder import load_set
+
+    return load_set(path)
+
+
+@st.cache_resource(show_spinner="Opening the store…", max_entries=4)
+def cached_store(path: str):
+    from saes.features.store import FeatureStore
+
+    return FeatureStore(path)
+
+
+@st.cache_resource(show_spinner="Computing the attribution graph (batched backward passes)…", max_entries=16)
+def cached_graph(name: str, tc_path: str, store_path: str, prompt: str, target: str, max_nodes: int):
+    """One graph per input: a rerun of the page (a slider, a click) never recomputes it."""
+    from _shared import cached_model
+
+    from interp.circuits.graph import attribution_graph
+
+    model = cached_model(name)
+    tset = cached_set(tc_path)
+    tset.check_model(model)
+    graph = attribution_graph(model, tset, prompt, target=target or None, max_feature_nodes=max_nodes)
+    if store_path:
+        store = cached_store(store_path)
+        by_hook = {s["hook"]: s for s in store.manifest["saes"]}
+        labels = []
+        for i, (layer, _, feat) in enumerate(graph.features.tolist()):
+            entry = by_hook.get(tset.input_hook(layer))
+            text = store.label(feat, entry["name"]) if entry and entry["d_sae"] == tset[layer].cfg.d_sae else ""
+            labels.append(f"L{layer}#{feat} {text}" if text else graph.labels[i])
+        graph.labels = labels
+    return graph
+
+
+@st.cache_data(show_spinner="Timing this machine for the estimate…", max_entries=4)
+def cached_estimate(name: str) -> tuple[float, float]:
+    from _shared import cached_model
+
+    model = cached_model(name)
+    return estimate_transcoders_seconds(model, demo_transcoders_plan(name, model)[1])
+
+
+def demo_panel(name: str, model) -> None:
+    steps, plan = demo_transcoders_plan(name, model)
+    job = _jobs.status(demo_transcoders_name(name))
+    st.info("No transcoders yet. Give a transcoder set (`interp sae train --transcoder --layers 0-29 --out DIR`; "
+            "circuit-tracer's and sparsify's sets load too), or let the workbench train a small demo set now.")
+    if job.state == "running":
+        job_panel(job.name, "The demo transcoders")
+        return
+    seconds, tps = cached_estimate(name)
+    st.markdown(
+        f"**The demo:** a skip transcoder for each of the {plan['layers']} MLPs (TopK, {plan['d_sae']:,} latents, "
+        f"k = 16), all trained from one model pass over {plan['train_tokens']:,} tokens of BBC News, and one "
+        f"feature store of them over {plan['store_tokens']:,} tokens for labels and dashboards: **about "
+        f"{max(1, round(seconds / 60))} min on this machine** (a forward pass runs at {tps:,.0f} tokens/s here). "
+        "It runs in the background, so the other pages stay usable, and it is kept for later visits. A set "
+        "trained on millions of tokens leaves far less in the error nodes.")
+    if job.state == "failed":
+        st.error(f"The last demo job stopped: {job.error}")
+    label = "Resume the demo job" if job.state == "failed" else "Train demo transcoders"
+    if st.button(label, type="primary", key="demo_tc_start"):
+        _jobs.start(demo_transcoders_name(name), steps)
+        st.rerun()
+
+
+st.set_page_config(page_title="Attribution graph", layout="wide")
+st.title("Attribution graph")
+name, model = pick_model()
+if _jobs.status(demo_transcoders_name(name)).state == "done":
+    for key, value in zip(("transcoders", "tc_store"), demo_transcoders_paths(name)):
+        if not st.session_state.get("w_" + key) and not st.query_params.get(key):
+            st.session_state["w_" + key] = st.session_state["keep_" + key] = str(value)
+col_tc, col_store = st.columns(2)
+tc_path = shared(col_tc.text_input, "Transcoder set", "transcoders", os.environ.get("INTERP_TRANSCODERS", ""),
+                 help="a directory written by `interp sae train --transcoder --layers ...`").strip()
+store_path = shared(col_store.text_input, "Feature store of the set (optional)", "tc_store", "",
+                    help="`interp sae extract DIR/layer_0 ... DIR/layer_N --out STORE`: labels and dashboards").strip()
+if not tc_path:
+    demo_panel(name, model)
+    st.stop()
+
+prompt = prompt_input()
+c1, c2, c3, c4 = st.columns(4)
+target = shared(c1.text_input, "Target token (optional)", "target", "", help="the logit to explain first").strip()
+node_t = shared(c2.slider, "Node threshold", "node_t", 0.8, min_value=0.05, max_value=1.0, step=0.05)
+edge_t = shared(c3.slider, "Edge threshold", "edge_t", 0.98, min_value=0.05, max_value=1.0, step=0.01)
+max_nodes = int(shared(c4.number_input, "Max feature nodes", "max_nodes", 4096, min_value=16, max_value=100_000))
+pinned_raw = shared(st.text_input, "Pinned nodes (comma-separated node ids; click a node and pin it)", "pinned", "")
+pinned = [p for p in (s.strip() for s in pinned_raw.split(",")) if p]
+try:
+    graph = cached_graph(name, tc_path, store_path, prompt, target, max_nodes)
+    doc = graph.to_json(node_t, edge_t, slug="graph")
+except InterpError as err:
+    show_error(err)
+    st.stop()
+s_all, s_pr = graph.scores(), graph.scores(node_t, edge_t)
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Replacement score (pruned)", f"{s_pr.replacement:.2f}", f"unpruned {s_all.replacement:.2f}", delta_color="off")
+m2.metric("Completeness (pruned)", f"{s_pr.completeness:.2f}", f"unpruned {s_all.completeness:.2f}", delta_color="off")
+m3.metric("Nodes shown", f"{len(doc['nodes']):,}", f"of {graph.n_nodes:,}", delta_color="off")
+m4.metric("Links shown", f"{len(doc['links']):,}", f"of {int((graph.adjacency != 0).sum()):,}", delta_color="off")
+only_pinned = st.checkbox("Show only the pinned subgraph", value=False, key="only_pinned", disabled=not pinned)
+shown = doc
+if only_pinned and pinned:
+    keep = set(pinned)
+    shown = {**doc, "nodes": [n for n in doc["nodes"] if n["node_id"] in keep],
+             "links": [lk for lk in doc["links"] if lk["source"] in keep and lk["target"] in keep]}
+from interp.figures import graph_figure  # noqa: E402
+
+event = st.plotly_chart(graph_figure(shown, pinned=pinned), key="graph", on_select="rerun",
+                        selection_mode="points", use_container_width=True)
+st.download_button("Download the graph JSON (circuit-tracer's format)", json.dumps(doc), file_name="graph.json",
+                   mime="application/json", key="download")
+picked = [p.get("customdata") for p in (event.selection.points if event and event.selection else [])
+          if p.get("customdata")]
+if picked:
+    st.session_state["graph_node"] = picked[0] if isinstance(picked[0], str) else picked[0][0]
+node_id = st.session_state.get("graph_node")
+node = next((n for n in doc["nodes"] if n["node_id"] == node_id), None)
+if node is None:
+    st.caption("Click a node to see it here; a feature opens its dashboard, with buttons to pin, ablate or steer it.")
+    st.stop()
+
+st.subheader(f"{node['node_id']}: {node['clerp'] or node['feature_type']}")
+if st.button("Pin this node", key="pin"):
+    if node_id not in pinned:
+        st.session_state["w_pinned"] = ",".join([*pinned, node_id])
+        st.session_state["keep_pinned"] = st.session_state["w_pinned"]
+        st.query_params["pinned"] = st.session_state["w_pinned"]
+    st.rerun()
+if node["feature_type"] != "cross layer transcoder":
+    st.caption(f"{node['feature_type']} at position {node['ctx_idx']}, influence {node.get('influence') or 0:.3f}")
+    st.stop()
+layer, feat, pos = (int(v) for v in node["node_id"].split("_"))
+left, right = st.columns([3, 2])
+tset = cached_set(tc_path)
+if store_path:
+    from saes.features.dashboard import context_html, feature_dashboard
+
+    store = cached_store(store_path)
+    entry = next((s for s in store.manifest["saes"] if s["hook"] == tset.input_hook(layer)), None)
+    if entry is not None:
+        try:
+            d = feature_dashboard(store, feat, entry["name"], k=5, per_group=2, window=12)
+            left.markdown(f"**Feature dashboard**: fires on {d.fires:,} tokens ({d.frequency:.3%}), max {d.max:.3f}; "
+                          f"top logits {', '.join(repr(t) for t, _ in d.top_logits[:6])}")
+            left.markdown("**Top activations**")
+            for c in d.top[:5]:
+                left.html(context_html(c, d.max))
+        except InterpError as err:
+            left.error(str(err))
+    if left.button("Open on the Features page", key="to_features"):
+        st.switch_page("pages/7_Features.py", query_params={"sae_dir": str(Path(tc_path) / f"layer_{layer}"),
+                                                            "store": store_path, "feature": str(feat)})
+else:
+    left.caption("Give the set's feature store above for this feature's dashboard (top activations, logits).")
+left.caption(f"Activation {node['activation']:.3f} at position {pos}; influence {node.get('influence') or 0:.3f}")
+value = right.number_input("Steer to value", value=0.0, key="steer_value",
+                           help="0 ablates the feature; any other value sets it")
+if right.button("Ablate / steer this feature", type="primary", key="intervene"):
+    from _shared import cached_model
+
+    from interp.circuits.graph import intervene
+
+    try:
+        iv = intervene(cached_model(name), tset, graph, [(layer, feat, pos, float(value))])
+        st.session_state["graph_iv"] = (node_id, float(value), iv.to_dict())
+    except InterpError as err:
+        show_error(err)
+if st.session_state.get("graph_iv") and st.session_state["graph_iv"][0] == node_id:
+    _, v, iv = st.session_state["graph_iv"]
+    right.markdown(f"**Logit change** with {node_id} set to {v:g}: frozen replacement model, the graph's "
+                   "prediction, and the real model with attention free")
+    right.dataframe([{"token": t, "before": round(b, 3), "frozen": round(f, 3), "predicted": round(p, 3),
+                      "real": round(r, 3), "real change": round(r - b, 3)}
+                     for t, b, f, p, r in zip(iv["tokens"], iv["before"], iv["frozen_after"], iv["predicted_after"],
+                                              iv["real_after"])], hide_index=True)
+    right.caption("Real model's top tokens after: " + ", ".join(f"{t!r} {p:.3f}" for t, p in iv["real_top"]))
