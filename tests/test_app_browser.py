@@ -258,3 +258,44 @@ def test_first_run_demo_job_and_every_page_under_load_on_a_tiny_model(tmp_path):
     print("first figure under load (s):", json.dumps({k: round(v, 2) for k, v in under_load.items()}))
     (shots / "explorer-under-load.json").write_text(json.dumps({k: round(v, 2) for k, v in under_load.items()},
                                                               indent=1))
+
+
+def test_attribution_graph_page_in_chromium_on_a_tiny_model(tmp_path):
+    """The Attribution graph page as a new user meets it: no transcoders, so the demo job trains a set in
+    the background; the graph draws; a click on a feature node opens its dashboard; the ablate button
+    changes the logits shown."""
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("chromium is not installed (the README's test command installs it)")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("INTERP_SCREENSHOTS") or tmp_path)
+    env = {**os.environ, "INTERP_CACHE": str(tmp_path / "cache"), "INTERP_DEMO_TOKENS": "0.02"}
+    with explorer("tiny-llama", env) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(base + "/Attribution_graph")
+        button = page.get_by_role("button", name="Train demo transcoders")
+        button.wait_for(timeout=180_000)
+        assert "min on this machine" in page.inner_text("body")
+        button.click()
+        page.wait_for_selector("text=/The demo transcoders: step/", timeout=120_000)
+        page.wait_for_selector(".st-key-graph .js-plotly-plot", timeout=600_000)
+        _idle(page)
+        _no_errors(page)
+        assert "Replacement score" in page.inner_text("body")
+        _shot(page, shots / "explorer-graph.png")
+        features = page.locator(".st-key-graph .scatterlayer .trace").nth(3)  # links, links, link weights, features
+        _click_point(page, features.locator(".point").first)
+        page.wait_for_selector("text=Feature dashboard", timeout=120_000)
+        _idle(page)
+        _no_errors(page)
+        page.get_by_role("button", name="Ablate / steer this feature").click()
+        page.wait_for_selector("text=Largest logit change", timeout=120_000)
+        _idle(page)
+        _no_errors(page)
+        line = page.locator("text=Largest logit change").inner_text()
+        real = float(re.search(r"real model ([0-9.]+)", line).group(1))
+        assert real > 0, line
+        _shot(page, shots / "explorer-graph-ablate.png")
+        browser.close()

@@ -203,4 +203,7 @@ if st.session_state.get("graph_iv") and st.session_state["graph_iv"][0] == node_
                       "real": round(r, 3), "real change": round(r - b, 3)}
                      for t, b, f, p, r in zip(iv["tokens"], iv["before"], iv["frozen_after"], iv["predicted_after"],
                                               iv["real_after"])], hide_index=True)
+    moved = max(abs(r - b) for r, b in zip(iv["real_after"], iv["before"]))
+    frozen_moved = max(abs(f - b) for f, b in zip(iv["frozen_after"], iv["before"]))
+    right.markdown(f"Largest logit change: real model {moved:.4f}, frozen model {frozen_moved:.4f}")
     right.caption("Real model's top tokens after: " + ", ".join(f"{t!r} {p:.3f}" for t, p in iv["real_top"]))
