@@ -10,6 +10,8 @@ import benchmarks.explorer_start
 import benchmarks.features
 import benchmarks.gcg
 import benchmarks.generation
+import benchmarks.graph
+import benchmarks.graph_quality
 import benchmarks.load
 import benchmarks.overhead
 import benchmarks.patching
@@ -19,6 +21,7 @@ import benchmarks.sae_efficiency
 import benchmarks.sae_quality
 import benchmarks.saes
 import benchmarks.tracing
+import benchmarks.transcoders
 from benchmarks._harness import chromium_path
 
 
@@ -133,3 +136,34 @@ def test_explorer_start_benchmark(capsys):
         assert 0 < t["listen_s"] < t["first_page_from_start_s"]
         assert t["first_page_from_visit_s"] <= t["first_page_from_start_s"]
     assert row["streamlit_run_over_interp_app_from_visit"]["median"] > 0
+
+
+def test_transcoders_benchmark(capsys):
+    out = _run(benchmarks.transcoders, ["--model", "tiny-llama", "--layers", "0-2", "--repeats", "1", "--d-sae", "128",
+                                        "--k", "4", "--batch-size", "256"], capsys)
+    assert out["hooks"] == 6 and out["ratios"]["harvest_over_bare_forward"]["median"] > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_transcoders(tmp_path_factory):
+    from interp.models import load_model
+    from saes.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tc") / "set"
+    train(load_model("tiny-llama"), TrainConfig(hook="blocks.{l}.hook_resid_mid", hook_out="blocks.{l}.hook_mlp_out",
+                                                layers=[0, 1, 2], d_sae=64, k=4, tokens=1024, batch_size=256,
+                                                corpus="bbc-news", lr=1e-3), out)
+    return str(out)
+
+
+def test_graph_benchmark(capsys, tiny_transcoders):
+    out = _run(benchmarks.graph, ["--model", "tiny-llama", "--transcoders", tiny_transcoders, "--repeats", "1",
+                                  "--cap", "32", "--batch", "8"], capsys)
+    assert out["max_adjacency_difference"] < 1e-4 and out["ratios"]["batched_over_naive"]["median"] > 0
+    assert out["memory_long_prompt"]["tokens"] > 100 and out["full_graph"]["exactness_max_error"] < 1e-3
+
+
+def test_graph_quality_benchmark(capsys, tiny_transcoders):
+    out = _run(benchmarks.graph_quality, ["--model", "tiny-llama", "--transcoders", tiny_transcoders, "--prompts", "2",
+                                          "--top", "4", "--trace-samples", "2"], capsys)
+    assert len(out["prompts"]) == 2 and "ablation_r_pooled" in out["mean"]

@@ -303,3 +303,17 @@ def test_the_graph_verb_writes_a_file_that_validates_and_refuses_bad_input(tiny_
     assert_one_line_error("graph", "--model", "tiny-gpt2", "--transcoders", str(tmp_path / "tc"), "--prompt", PROMPT,
                           message="trained on")
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+def test_the_embedded_models_graph_is_exact_and_its_frozen_interventions_match(smol):
+    """The integration check on the real model: random transcoders on a third of the layers (the rest are
+    error nodes), every row summing to its pre-activation and a frozen ablation matching the edges."""
+    tset = random_set(smol, layers=range(0, smol.cfg.n_layers, 3), d_sae=256, k=4, seed=2)
+    g = attribution_graph(smol, tset, PROMPT, batch=32)
+    scale = max(1.0, float(np.abs(g.pre_activations).max()))
+    assert g.check_exact() < 1e-4 * scale, (g.check_exact(), scale)
+    assert g.logit_text[0] == " Paris"
+    layer, pos, feat = (int(v) for v in g.features[0])
+    iv = intervene(smol, tset, g, [(layer, feat, pos, 0.0)])
+    np.testing.assert_allclose(iv.frozen_after, iv.predicted_after, atol=1e-4 * scale)

@@ -111,6 +111,8 @@ class AttributionGraph:
     """Features active on the prompt (nodes are the first ``max_feature_nodes`` of them by influence)."""
     layers_without_transcoder: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    dropped: np.ndarray | None = None
+    """[n_nodes]: each row's input from active features that ``max_feature_nodes`` left out of the nodes."""
 
     # ------------------------------------------------------------------ layout
 
@@ -183,9 +185,12 @@ class AttributionGraph:
     # ------------------------------------------------------------------ checks, pruning, scores
 
     def check_exact(self) -> float:
-        """The largest |Σ incoming edges + bias − actual pre-activation| over feature and logit rows."""
+        """The largest |Σ incoming edges + bias − actual pre-activation| over feature and logit rows (with a
+        cap on feature nodes, the input from the features left out counts too: :attr:`dropped`)."""
         rows = np.r_[0:self.n_features, self.logit_slice.start:self.logit_slice.stop]
         got = self.adjacency[rows].astype(np.float64).sum(1) + self.bias[rows]
+        if self.dropped is not None:
+            got = got + self.dropped[rows]
         return float(np.abs(got - self.pre_activations[rows]).max()) if len(rows) else 0.0
 
     def prune(self, node_threshold: float = 0.8, edge_threshold: float = 0.98):
@@ -526,8 +531,12 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
                     _, layer, p_, j_ = t
                     tc = transcoders.layers[layer]
                     g_in[layer][b, p_] = (tc.W_enc[:, j_] * tc.input_scale).to(g_in[layer].dtype)
-            outs = [logits_f] + [inputs[layer] for layer in g_in]
-            gouts = [g_logits] + [g_in[layer] for layer in g_in]
+            # Only the outputs this chunk injects into: a zero gradient still costs its backward (the
+            # unembedding's alone is batch x pos x vocab x d_model).
+            pairs = ([(logits_f, g_logits)] if any(t[0] == "logit" for t in chunk) else []) + [
+                (inputs[layer], g_in[layer]) for layer in g_in
+                if any(t[0] == "feature" and t[1] == layer for t in chunk)]
+            outs, gouts = [o for o, _ in pairs], [g for _, g in pairs]
             grads = torch.autograd.grad(outs, [E] + [leaves[layer] for layer in range(L)], gouts,
                                         retain_graph=True, allow_unused=True)
             with torch.no_grad():
@@ -574,6 +583,12 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     src_cols = sel + list(range(n_active, n_src))  # selected features, then errors and tokens
     A[:F_, :F_ + L * P + P] = rows_sel[:, src_cols].numpy()
     A[F_ + L * P + P:, :F_ + L * P + P] = logit_rows[:, src_cols].numpy()
+    dropped = np.zeros(n_nodes)  # input from active features left out by the cap (0 without one)
+    if F_ < n_active:
+        out_cols = torch.ones(n_active, dtype=torch.bool)
+        out_cols[sel] = False
+        dropped[:F_] = rows_sel[:, :n_active][:, out_cols].double().sum(1).numpy()
+        dropped[F_ + L * P + P:] = logit_rows[:, :n_active][:, out_cols].double().sum(1).numpy()
 
     # Bias terms: each target's value with every source at zero, in the frozen model.
     with torch.no_grad():  # (the pre-activations below too)
@@ -599,7 +614,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     token_text = [display_token(model.tokenizer, int(t)) for t in tokens[0]]
     return AttributionGraph(prompt, model.cfg.model_name, tokens[0].tolist(), token_text, L, feats_sel, acts_sel,
                             chosen, [display_token(model.tokenizer, t) for t in chosen], logit_probs, A, bias,
-                            pre_act, labels, n_active, missing, time.perf_counter() - t0)
+                            pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped)
 
 
 def _dec(tc) -> Tensor:
