@@ -1,4 +1,5 @@
-"""Run under torchrun by tests/test_sae_train.py: train the same tiny SAE on N gloo processes."""
+"""Run under torchrun by tests/test_sae_train.py and tests/test_transcoder.py: train the same tiny SAE (or,
+with a third argument ``transcoders``, the same tiny transcoder set for every layer) on N gloo processes."""
 
 import sys
 
@@ -12,4 +13,7 @@ if __name__ == "__main__":
     cfg = TrainConfig(hook="blocks.1.hook_resid_post", architecture="topk", d_sae=128, k=8, tokens=256 * 8,
                       batch_size=256, seq_len=32, block_rows=32, corpus=corpus, lr=1e-3, log_every=4,
                       checkpoint_every=4)
+    if sys.argv[3:] == ["transcoders"]:
+        cfg.hook, cfg.hook_out, cfg.layers, cfg.max_norm_ratio = ("blocks.{l}.hook_resid_mid", "blocks.{l}.hook_mlp_out",
+                                                                  [0, 1, 2], 0.0)
     train(model, cfg, out)

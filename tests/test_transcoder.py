@@ -378,3 +378,28 @@ def test_the_cli_trains_and_evaluates_a_set_and_refuses_bad_input_in_one_line(co
     assert not (tmp_path / "x").exists()
     assert_one_line_error("sae", "eval", str(tmp_path / "set"), "--model", "tiny-gpt2", "--corpus", corpus,
                           message="trained on")
+
+
+def test_two_gloo_processes_train_the_same_set_as_one(tiny_models, corpus, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = TrainConfig(hook=IN, hook_out=OUT, layers=[0, 1, 2], architecture="topk", d_sae=128, k=8, tokens=256 * 8,
+                      batch_size=256, seq_len=32, block_rows=32, corpus=corpus, lr=1e-3, log_every=4,
+                      checkpoint_every=4, max_norm_ratio=0.0)
+    single = train(tiny_models["tiny-llama"], cfg, tmp_path / "single")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+                           str(root / "tests" / "_sae_ddp_worker.py"), str(tmp_path / "ddp"), corpus, "transcoders"],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = load_set(tmp_path / "ddp")
+    for layer in (0, 1, 2):
+        ref = single.layers[layer]
+        ref_saved = load_sae_roundtrip(ref)
+        for name in ("W_enc", "W_dec", "b_enc", "b_dec", "W_skip"):  # equal up to the order of the gradient sums
+            a, b = getattr(ddp[layer], name), getattr(ref_saved, name)
+            assert (a - b).abs().max() < 1e-4 and (a - b).norm() / b.norm().clamp_min(1e-12) < 1e-5, (layer, name)
