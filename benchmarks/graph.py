@@ -31,19 +31,30 @@ LONG = ("The history of the city begins with a small settlement on the river, wh
         "bridges, churches and palaces still show each of those ages. Today the old quarter draws visitors "
         "from every country, while the new districts to the west hold offices, universities and the largest "
         "hospital in the region. The river remains the centre of life: boats carry goods and passengers, and "
-        "in summer its banks fill with people who come to walk, to read and to watch the evening light")
+        "in summer its banks fill with people who come to walk, to read and to watch the evening light while "
+        "the bells of the old cathedral ring out across water")
 
 _PEAK = """
-import json, resource, sys, time
+import json, os, resource, sys, threading, time
 from interp.models import load_model
-from interp.circuits.graph import attribution_graph
+from interp.circuits.graph import attribution_graph, estimate_bytes
 from saes.transcoder import load_set
-model = load_model(sys.argv[1]); tset = load_set(sys.argv[2])
+model = load_model(sys.argv[1]); tset = load_set(sys.argv[2]); limit = float(sys.argv[4])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 t0 = time.perf_counter()
+def report(done, g=None):
+    out = {"seconds": time.perf_counter() - t0, "finished": done, "model_and_set_rss_gb": base,
+           "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if g is not None:
+        out.update(tokens=g.n_pos, active_features=g.active_features, feature_nodes=g.n_features, nodes=g.n_nodes)
+    print(json.dumps(out), flush=True)
+def watchdog():  # a CPU cannot finish a 128-token graph in minutes: report the peak so far and stop
+    time.sleep(limit)
+    report(False)
+    os._exit(0)
+threading.Thread(target=watchdog, daemon=True).start()
 g = attribution_graph(model, tset, sys.argv[3], label_features=False)
-print(json.dumps({"seconds": time.perf_counter() - t0, "tokens": g.n_pos, "active_features": g.active_features,
-                  "feature_nodes": g.n_features, "nodes": g.n_nodes,
-                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+report(True, g)
 """
 
 
@@ -59,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cap", type=int, default=256, help="feature nodes in the batched-against-naive comparison")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--memory-seconds", type=float, default=600,
+                    help="stop the 128-token run after this long and report the peak so far")
     args = ap.parse_args(argv)
 
     model = load_model(args.model)
@@ -84,11 +97,21 @@ def main(argv: list[str] | None = None) -> None:
                           "exactness_max_error": full.check_exact(), "scores": full.scores().to_dict(),
                           "scores_pruned": full.scores(0.8, 0.98).to_dict()}}
     if not args.no_memory:
-        proc = subprocess.run([sys.executable, "-c", _PEAK, args.model, args.transcoders, LONG],
-                              capture_output=True, text=True, timeout=3600)
+        proc = subprocess.run([sys.executable, "-c", _PEAK, args.model, args.transcoders, LONG,
+                               str(args.memory_seconds)], capture_output=True, text=True, timeout=7200)
         if proc.returncode:
             raise SystemExit(f"the memory run failed: {proc.stderr.strip()[-400:]}")
-        out["memory_long_prompt"] = json.loads(proc.stdout.strip().splitlines()[-1])
+        mem = json.loads(proc.stdout.strip().splitlines()[-1])
+        from interp.tokens import to_tokens
+
+        n_tok = int(to_tokens(model, LONG).shape[1])
+        k = max(getattr(t.cfg, "k", 32) for t in tset.layers.values())
+        from interp.circuits.graph import estimate_bytes
+
+        mem.update(tokens=n_tok, estimate_gb=estimate_bytes(n_tok, model.cfg.n_layers, model.cfg.d_model,
+                                                            model.cfg.d_vocab, k * len(tset.layers) / model.cfg.n_layers,
+                                                            4096, 32) / 2**30)
+        out["memory_long_prompt"] = mem
     emit(out)
 
 

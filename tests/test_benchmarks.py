@@ -161,6 +161,7 @@ def test_graph_benchmark(capsys, tiny_transcoders):
                                   "--cap", "32", "--batch", "8"], capsys)
     assert out["max_adjacency_difference"] < 1e-4 and out["ratios"]["batched_over_naive"]["median"] > 0
     assert out["memory_long_prompt"]["tokens"] > 100 and out["full_graph"]["exactness_max_error"] < 1e-3
+    assert out["memory_long_prompt"]["peak_rss_gb"] > 0
 
 
 def test_graph_quality_benchmark(capsys, tiny_transcoders):
