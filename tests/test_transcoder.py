@@ -342,6 +342,10 @@ def test_transcoder_features_extract_top_dashboard_and_steer_on_the_output_path(
     assert c.values[1:] == pytest.approx(direct[1:].tolist(), abs=1e-4)  # the store holds the input-side code
     d = feature_dashboard(store, f)
     assert d.top and d.top_logits  # logit effects through W_dec then the unembedding
+    tset = load_set(tmp_path / "set")  # graph labels: layer 1 from the store, layer 0 (not in it) falls back
+    peak = repr(top[0].tokens[top[0].max_position])
+    assert store.set_labels(tset, [[1, 3, f], [0, 3, f]], ["a", "b"]) == [f"L1#{f} " + store.label(f), "b"]
+    assert store.label(f).startswith(peak)
     # steering clamps the feature on the MLP's output: y' = y + (v − f_j(x)) W_dec,j, input untouched
     v = 3.0
     with torch.no_grad():

@@ -48,14 +48,7 @@ def cached_graph(name: str, tc_path: str, store_path: str, prompt: str, target: 
     tset.check_model(model)
     graph = attribution_graph(model, tset, prompt, target=target or None, max_feature_nodes=max_nodes)
     if store_path:
-        store = cached_store(store_path)
-        by_hook = {s["hook"]: s for s in store.manifest["saes"]}
-        labels = []
-        for i, (layer, _, feat) in enumerate(graph.features.tolist()):
-            entry = by_hook.get(tset.input_hook(layer))
-            text = store.label(feat, entry["name"]) if entry and entry["d_sae"] == tset[layer].cfg.d_sae else ""
-            labels.append(f"L{layer}#{feat} {text}" if text else graph.labels[i])
-        graph.labels = labels
+        graph.labels = cached_store(store_path).set_labels(tset, graph.features.tolist(), graph.labels)
     return graph
 
 

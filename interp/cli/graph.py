@@ -85,7 +85,7 @@ def cmd_graph(args: argparse.Namespace) -> dict:
     graph = attribution_graph(model, tset, args.prompt, args.max_logits, args.logit_prob, args.max_feature_nodes,
                               args.batch, args.target)
     if store is not None:
-        graph.labels = _store_labels(store, tset, graph)
+        graph.labels = store.set_labels(tset, graph.features.tolist(), graph.labels)
     out = {"model": model.cfg.model_name, "transcoders": args.transcoders,
            **graph.summary(args.node_threshold, args.edge_threshold),
            "axes": {"logits": ["rank"], "top_paths": ["rank"]}}
@@ -107,19 +107,6 @@ def cmd_graph(args: argparse.Namespace) -> dict:
         out["html"] = args.html
     out["seconds"] = time.perf_counter() - t0
     return out
-
-
-def _store_labels(store, tset, graph) -> list[str]:
-    """Each feature node's label from the store entry of its layer's transcoder (else the logit label)."""
-    by_hook = {s["hook"]: s for s in store.manifest["saes"]}
-    labels = []
-    for i, (layer, _, feat) in enumerate(graph.features.tolist()):
-        entry = by_hook.get(tset.input_hook(layer))
-        text = ""
-        if entry is not None and entry["d_sae"] == tset[layer].cfg.d_sae:
-            text = store.label(feat, entry["name"])
-        labels.append(f"L{layer}#{feat} {text}" if text else graph.labels[i])
-    return labels
 
 
 COMMANDS = {"graph": cmd_graph}
