@@ -9,7 +9,8 @@ For the Eiffel prompt and ten more known facts (``interp/data/known_facts.json``
   and the influence-weighted share of the top features at the last subject token, with their
   influence-weighted mean layer.
 
-    python -m benchmarks.graph_quality --transcoders DIR [--prompts 11 --top 20 --trace-samples 3]
+    python -m benchmarks.graph_quality --transcoders DIR [--prompts 11 --top 20 --trace-samples 3
+                                                          --max-feature-nodes 4096]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompts", type=int, default=11)
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--trace-samples", type=int, default=3)
+    ap.add_argument("--max-feature-nodes", type=int, default=4096)
     args = ap.parse_args(argv)
 
     model = load_model(args.model)
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     for fact in facts:
         prompt = fill_template(fact["template"], fact["subject"])
-        g = attribution_graph(model, tset, prompt, label_features=False)
+        g = attribution_graph(model, tset, prompt, max_feature_nodes=args.max_feature_nodes, label_features=False)
         pred, real = [], []
         for i in range(min(args.top, g.n_features)):
             layer, pos, feat = (int(v) for v in g.features[i])
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
                                                   for p in sorted(set(g.features[top, 1].tolist()))}})
     mean = lambda key, sub: float(np.mean([r[key][sub] for r in rows]))  # noqa: E731
     emit({"benchmark": "graph_quality", "model": args.model, "machine": machine(), "transcoders": args.transcoders,
+          "max_feature_nodes": args.max_feature_nodes,
           "prompts": rows, "seconds": time.perf_counter() - t0,
           "mean": {"replacement": mean("scores", "replacement"), "completeness": mean("scores", "completeness"),
                    "replacement_pruned": mean("scores_pruned", "replacement"),
