@@ -237,3 +237,23 @@ def job_panel(name: str, what: str, every: float = 2.0) -> None:
         st.caption("Running in the background: the other pages stay usable, and this page fills in when it is done.")
 
     panel()
+
+
+def demo_offer(job_name: str, steps: list, what: str, intro: str, description: str, start_label: str,
+               key: str) -> None:
+    """A page with nothing to show yet: what to give it, and a demo that makes it in the background. While
+    the job runs, its progress; otherwise ``description`` (with the time estimate) and a start (or
+    resume) button."""
+    import _jobs
+
+    job = _jobs.status(job_name)
+    st.info(intro)
+    if job.state == "running":
+        job_panel(job.name, what)
+        return
+    st.markdown(description)
+    if job.state == "failed":
+        st.error(f"The last demo job stopped: {job.error}")
+    if st.button("Resume the demo job" if job.state == "failed" else start_label, type="primary", key=key):
+        _jobs.start(job_name, steps)
+        st.rerun()

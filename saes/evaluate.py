@@ -35,7 +35,8 @@ from saes.activations import typical_tokens
 from saes.base import SAE
 from saes.io import resolve_hook
 
-__all__ = ["DENSE", "LEGACY_SKIP_ROWS", "SAEEval", "evaluate_sae", "held_out_start", "reconstruction_metrics"]
+__all__ = ["DENSE", "LEGACY_SKIP_ROWS", "SAEEval", "evaluate_sae", "held_out_batches", "held_out_start",
+           "reconstruction_metrics"]
 
 DENSE = 0.1
 LEGACY_SKIP_ROWS = 20_000  # past a default-length run (2M tokens); used only where the SAE records nothing
@@ -102,6 +103,17 @@ def held_out_start(sae: SAE, corpus: str | None, seq_len: int, skip_rows: int | 
     return skip_rows
 
 
+def held_out_batches(model, rows: list, batch_rows: int, desc: str):
+    """Batches of corpus ``rows`` on the model's device, each row with the model's BOS in front where it
+    prepends one, under a progress bar."""
+    bos = model.tokenizer.bos_token_id if model.cfg.default_prepend_bos else None
+    for i in progress(range(0, len(rows), batch_rows), desc=desc, unit="batch"):
+        batch = torch.stack(rows[i:i + batch_rows]).to(model.cfg.device)
+        if bos is not None:
+            batch = torch.cat([batch.new_full((batch.shape[0], 1), bos), batch], 1)
+        yield batch
+
+
 @torch.no_grad()
 def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_768, seq_len: int = 128,
                  batch_rows: int = 16, skip_rows: int | None = None, max_norm_ratio: float = 10.0,
@@ -116,11 +128,7 @@ def evaluate_sae(model, sae: SAE, corpus: str | None = None, tokens: int = 32_76
     sums = {k: 0.0 for k in ("l0", "sq_err", "ce_clean", "ce_sae", "ce_zero", "kl", "n_pred")}
     xs, fires = [], torch.zeros(sae.cfg.d_sae, device=model.cfg.device)
     n_tok, skipped = 0, 0
-    bos = model.tokenizer.bos_token_id if model.cfg.default_prepend_bos else None
-    for i in progress(range(0, len(rows), batch_rows), desc="SAE eval", unit="batch"):
-        batch = torch.stack(rows[i:i + batch_rows]).to(model.cfg.device)
-        if bos is not None:
-            batch = torch.cat([batch.new_full((batch.shape[0], 1), bos), batch], 1)
+    for batch in held_out_batches(model, rows, batch_rows, "SAE eval"):
         start = 1  # the BOS, or without one the first token (the attention sink), is not spliced or scored
         seen = {}
 

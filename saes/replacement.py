@@ -27,9 +27,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from interp.corpus import token_rows
-from interp.progress import progress
 from saes.activations import typical_tokens
-from saes.evaluate import held_out_start
+from saes.evaluate import held_out_batches, held_out_start
 from saes.transcoder import TranscoderSet
 
 __all__ = ["LayerFidelity", "ReplacementEval", "evaluate_replacement"]
@@ -98,11 +97,7 @@ def evaluate_replacement(model, tset: TranscoderSet, corpus: str | None = None, 
     ys: dict[int, list] = {layer: [] for layer in layers}
     fires = {layer: torch.zeros(tset[layer].cfg.d_sae, device=model.cfg.device) for layer in layers}
     n_tok, skipped = 0, 0
-    bos = model.tokenizer.bos_token_id if model.cfg.default_prepend_bos else None
-    for i in progress(range(0, len(rows), batch_rows), desc="replacement model eval", unit="batch"):
-        batch = torch.stack(rows[i:i + batch_rows]).to(model.cfg.device)
-        if bos is not None:
-            batch = torch.cat([batch.new_full((batch.shape[0], 1), bos), batch], 1)
+    for batch in held_out_batches(model, rows, batch_rows, "replacement model eval"):
         names = set(ins.values()) | set(outs.values())
         clean_logits, cache = model.run_with_cache(batch, names_filter=lambda n: n in names)
         mask = torch.zeros(batch.shape, dtype=torch.bool, device=batch.device)

@@ -36,3 +36,26 @@ def smol():
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def killed_at_step(monkeypatch):
+    """``killed_at_step(i)``: from now on the activation store dies (KeyboardInterrupt, as a kill) when asked
+    for batch ``i``; ``killed_at_step(None)`` brings it back. For kill-and-resume tests."""
+    from saes.activations import ActivationStore
+
+    real = ActivationStore.batch
+
+    def kill(step):
+        if step is None:
+            monkeypatch.setattr(ActivationStore, "batch", real)
+            return
+
+        def dies(self, i):
+            if i == step:
+                raise KeyboardInterrupt
+            return real(self, i)
+
+        monkeypatch.setattr(ActivationStore, "batch", dies)
+
+    return kill

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -221,11 +222,10 @@ def test_every_page_in_chromium_on_the_embedded_model(tmp_path, embedded_sae):
     print("explorer latency:", json.dumps({k: round(v, 2) for k, v in latency.items()}))
 
 
-def test_first_run_demo_job_and_every_page_under_load_on_a_tiny_model(tmp_path):
-    """A new user's first run, on a tiny model and an empty cache: the Features page offers the demo, a
-    click starts the background job, another page stays usable while it runs, and the page fills in
-    with a dashboard when it is done. Then, with a competing CPU-bound process running, every page is
-    visited: each shows a figure or its words (never a blank page), and the times are recorded."""
+@contextmanager
+def _demo_started(tmp_path, path: str, button_name: str, what: str):
+    """A fresh explorer on a tiny model with an empty cache; ``path`` opened, its demo offered with an
+    estimate, and started. Yields (browser, page, base URL, screenshot folder)."""
     chromium = chromium_path()
     if chromium is None:
         pytest.skip("chromium is not installed (the README's test command installs it)")
@@ -235,13 +235,23 @@ def test_first_run_demo_job_and_every_page_under_load_on_a_tiny_model(tmp_path):
     env = {**os.environ, "INTERP_CACHE": str(tmp_path / "cache"), "INTERP_DEMO_TOKENS": "0.02"}
     with explorer("tiny-llama", env) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.goto(base + "/Features")
-        button = page.get_by_role("button", name="Train a demo SAE and extract a demo store")
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(base + path)
+        button = page.get_by_role("button", name=button_name)
         button.wait_for(timeout=180_000)
         assert "min on this machine" in page.inner_text("body")
         button.click()
-        page.wait_for_selector("text=/The demo SAE and store: step/", timeout=120_000)
+        page.wait_for_selector(f"text=/{what}: step/", timeout=120_000)
+        yield browser, page, base, shots
+
+
+def test_first_run_demo_job_and_every_page_under_load_on_a_tiny_model(tmp_path):
+    """A new user's first run, on a tiny model and an empty cache: the Features page offers the demo, a
+    click starts the background job, another page stays usable while it runs, and the page fills in
+    with a dashboard when it is done. Then, with a competing CPU-bound process running, every page is
+    visited: each shows a figure or its words (never a blank page), and the times are recorded."""
+    with _demo_started(tmp_path, "/Features", "Train a demo SAE and extract a demo store",
+                       "The demo SAE and store") as (browser, page, base, shots):
         other = browser.new_page(viewport={"width": 1400, "height": 1400})  # the app stays usable meanwhile
         other.goto(base + "/")
         other.wait_for_selector("text=Mean loss", timeout=180_000)
@@ -264,22 +274,8 @@ def test_attribution_graph_page_in_chromium_on_a_tiny_model(tmp_path):
     """The Attribution graph page as a new user meets it: no transcoders, so the demo job trains a set in
     the background; the graph draws; a click on a feature node opens its dashboard; the ablate button
     changes the logits shown."""
-    chromium = chromium_path()
-    if chromium is None:
-        pytest.skip("chromium is not installed (the README's test command installs it)")
-    from playwright.sync_api import sync_playwright
-
-    shots = Path(os.environ.get("INTERP_SCREENSHOTS") or tmp_path)
-    env = {**os.environ, "INTERP_CACHE": str(tmp_path / "cache"), "INTERP_DEMO_TOKENS": "0.02"}
-    with explorer("tiny-llama", env) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(base + "/Attribution_graph")
-        button = page.get_by_role("button", name="Train demo transcoders")
-        button.wait_for(timeout=180_000)
-        assert "min on this machine" in page.inner_text("body")
-        button.click()
-        page.wait_for_selector("text=/The demo transcoders: step/", timeout=120_000)
+    with _demo_started(tmp_path, "/Attribution_graph", "Train demo transcoders",
+                       "The demo transcoders") as (browser, page, base, shots):
         page.wait_for_selector(".st-key-graph .js-plotly-plot", timeout=600_000)
         _idle(page)
         _no_errors(page)

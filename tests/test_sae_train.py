@@ -97,20 +97,14 @@ def test_store_disk_cache_skips_the_model(tiny_models, corpus, tmp_path, monkeyp
     assert torch.equal(second.batch(1)[HOOK], a)
 
 
-def test_killed_run_resumes_to_identical_weights(tiny_models, corpus, tmp_path, monkeypatch):
+def test_killed_run_resumes_to_identical_weights(tiny_models, corpus, tmp_path, killed_at_step):
     model = tiny_models["tiny-llama"]
     whole = train(model, _cfg(corpus), tmp_path / "whole")
     real = ActivationStore.batch
-
-    def dies_at_step_6(self, i):
-        if i == 6:
-            raise KeyboardInterrupt
-        return real(self, i)
-
-    monkeypatch.setattr(ActivationStore, "batch", dies_at_step_6)
+    killed_at_step(6)
     with pytest.raises(KeyboardInterrupt):
         train(model, _cfg(corpus), tmp_path / "killed")
-    monkeypatch.setattr(ActivationStore, "batch", real)
+    killed_at_step(None)
     resumed = train(model, _cfg(corpus), tmp_path / "killed")
     assert resumed.resumed_from == 4
     for name, p in whole.sae.state_dict().items():

@@ -112,21 +112,14 @@ def test_one_multi_layer_job_equals_single_layer_jobs_with_one_forward_per_block
     assert tset.input_hook(2) == "blocks.2.hook_resid_mid" and tset.output_hook(2) == "blocks.2.hook_mlp_out"
 
 
-def test_a_killed_multi_layer_job_resumes_bit_exact(tiny_models, corpus, tmp_path, monkeypatch):
+def test_a_killed_multi_layer_job_resumes_bit_exact(tiny_models, corpus, tmp_path, killed_at_step):
     model = tiny_models["tiny-gpt2"]
     cfg = _cfg(corpus, layers=[0, 2], tokens=128 * 12)
     whole = train(model, cfg, tmp_path / "whole")
-    real = ActivationStore.batch
-
-    def dies_at_step_6(self, i):
-        if i == 6:
-            raise KeyboardInterrupt
-        return real(self, i)
-
-    monkeypatch.setattr(ActivationStore, "batch", dies_at_step_6)
+    killed_at_step(6)
     with pytest.raises(KeyboardInterrupt):
         train(model, cfg, tmp_path / "killed")
-    monkeypatch.setattr(ActivationStore, "batch", real)
+    killed_at_step(None)
     resumed = train(model, cfg, tmp_path / "killed")
     assert resumed.resumed_from == 4
     for layer in (0, 2):

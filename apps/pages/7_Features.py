@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _jobs  # noqa: E402
 from _demo import demo_name, demo_paths, demo_plan, estimate_seconds  # noqa: E402
-from _shared import cached_sae, job_panel, pick_model, remembered, shared, show_error  # noqa: E402
+from _shared import cached_sae, demo_offer, pick_model, remembered, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from saes.features.dashboard import context_html, feature_dashboard  # noqa: E402
@@ -42,15 +42,15 @@ def cached_estimate(name: str) -> tuple[float, float]:
 def demo_panel(name: str, model) -> None:
     """A new user has no SAE yet: offer the demo job, or show it running."""
     steps, plan = demo_plan(name, model)
-    job = _jobs.status(demo_name(name))
-    st.info("No SAE yet. Give an SAE directory (`interp sae train` writes one) for live features and steering, "
-            "and its feature store (`interp sae extract SAE_DIR --out STORE`) for dashboards and search "
-            "(README, Features), or let the workbench make a small demo of both now.")
-    if job.state == "running":
-        job_panel(job.name, "The demo SAE and store")
-        return
-    seconds, tps = cached_estimate(name)
-    st.markdown(
+    if _jobs.status(demo_name(name)).state == "running":
+        seconds, tps = 0.0, 0.0
+    else:
+        seconds, tps = cached_estimate(name)
+    demo_offer(
+        demo_name(name), steps, "The demo SAE and store",
+        "No SAE yet. Give an SAE directory (`interp sae train` writes one) for live features and steering, "
+        "and its feature store (`interp sae extract SAE_DIR --out STORE`) for dashboards and search "
+        "(README, Features), or let the workbench make a small demo of both now.",
         f"**The demo:** a TopK SAE of {plan['d_sae']:,} latents (k = 16) on `{plan['hook']}`, trained on "
         f"{plan['train_tokens']:,} tokens of BBC News, and its feature store over {plan['store_tokens']:,} tokens: "
         f"**about {max(1, round(seconds / 60))} min on this machine** (a forward pass runs at "
@@ -58,13 +58,8 @@ def demo_panel(name: str, model) -> None:
         "under the workbench cache for later visits.\n\n"
         f"A full-size SAE (16 × d_model = {16 * model.cfg.d_model:,} latents, millions of tokens: "
         "`interp sae train --hook ... --tokens 20000000`) has fewer dead latents and more specific, more "
-        "interpretable features; the demo shows the pipeline, not the best features this model has.")
-    if job.state == "failed":
-        st.error(f"The last demo job stopped: {job.error}")
-    label = "Resume the demo job" if job.state == "failed" else "Train a demo SAE and extract a demo store"
-    if st.button(label, type="primary", key="demo_start"):
-        _jobs.start(demo_name(name), steps)
-        st.rerun()
+        "interpretable features; the demo shows the pipeline, not the best features this model has.",
+        "Train a demo SAE and extract a demo store", "demo_start")
 
 
 st.set_page_config(page_title="Features", layout="wide")

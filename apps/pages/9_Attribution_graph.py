@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _jobs  # noqa: E402
 from _demo import (demo_transcoders_name, demo_transcoders_paths, demo_transcoders_plan,  # noqa: E402
                    estimate_transcoders_seconds)
-from _shared import job_panel, pick_model, prompt_input, shared, show_error  # noqa: E402
+from _shared import demo_offer, pick_model, prompt_input, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 
@@ -61,27 +61,23 @@ def cached_estimate(name: str) -> tuple[float, float]:
 
 
 def demo_panel(name: str, model) -> None:
+    """A new user has no transcoders yet: offer the demo job, or show it running."""
     steps, plan = demo_transcoders_plan(name, model)
-    job = _jobs.status(demo_transcoders_name(name))
-    st.info("No transcoders yet. Give a transcoder set (`interp sae train --transcoder --layers 0-29 --out DIR`; "
-            "circuit-tracer's and sparsify's sets load too), or let the workbench train a small demo set now.")
-    if job.state == "running":
-        job_panel(job.name, "The demo transcoders")
-        return
-    seconds, tps = cached_estimate(name)
-    st.markdown(
+    if _jobs.status(demo_transcoders_name(name)).state == "running":
+        seconds, tps = 0.0, 0.0
+    else:
+        seconds, tps = cached_estimate(name)
+    demo_offer(
+        demo_transcoders_name(name), steps, "The demo transcoders",
+        "No transcoders yet. Give a transcoder set (`interp sae train --transcoder --layers 0-29 --out DIR`; "
+        "circuit-tracer's and sparsify's sets load too), or let the workbench train a small demo set now.",
         f"**The demo:** a skip transcoder for each of the {plan['layers']} MLPs (TopK, {plan['d_sae']:,} latents, "
         f"k = 16), all trained from one model pass over {plan['train_tokens']:,} tokens of BBC News, and one "
         f"feature store of them over {plan['store_tokens']:,} tokens for labels and dashboards: **about "
         f"{max(1, round(seconds / 60))} min on this machine** (a forward pass runs at {tps:,.0f} tokens/s here). "
         "It runs in the background, so the other pages stay usable, and it is kept for later visits. A set "
-        "trained on millions of tokens leaves far less in the error nodes.")
-    if job.state == "failed":
-        st.error(f"The last demo job stopped: {job.error}")
-    label = "Resume the demo job" if job.state == "failed" else "Train demo transcoders"
-    if st.button(label, type="primary", key="demo_tc_start"):
-        _jobs.start(demo_transcoders_name(name), steps)
-        st.rerun()
+        "trained on millions of tokens leaves far less in the error nodes.",
+        "Train demo transcoders", "demo_tc_start")
 
 
 st.set_page_config(page_title="Attribution graph", layout="wide")
