@@ -158,7 +158,7 @@ def tiny_transcoders(tmp_path_factory):
 
 def test_graph_benchmark(capsys, tiny_transcoders):
     out = _run(benchmarks.graph, ["--model", "tiny-llama", "--transcoders", tiny_transcoders, "--repeats", "1",
-                                  "--cap", "32", "--batch", "8"], capsys)
+                                  "--cap", "32", "--batch", "8", "--memory-seconds", "30"], capsys)
     assert out["max_adjacency_difference"] < 1e-4 and out["ratios"]["batched_over_naive"]["median"] > 0
     assert out["memory_long_prompt"]["tokens"] > 100 and out["full_graph"]["exactness_max_error"] < 1e-3
     assert out["memory_long_prompt"]["peak_rss_gb"] > 0

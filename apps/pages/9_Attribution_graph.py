@@ -48,7 +48,9 @@ def cached_graph(name: str, tc_path: str, store_path: str, prompt: str, target: 
     tset.check_model(model)
     graph = attribution_graph(model, tset, prompt, target=target or None, max_feature_nodes=max_nodes)
     if store_path:
-        graph.labels = cached_store(store_path).set_labels(tset, graph.features.tolist(), graph.labels)
+        shown = graph.prune(0.95, 0.99).node_mask[:graph.n_features]  # what the sliders' usual range shows
+        graph.labels = cached_store(store_path).set_labels(tset, graph.features.tolist(), graph.labels,
+                                                           shown.nonzero()[:, 0].tolist())
     return graph
 
 

@@ -85,7 +85,8 @@ def cmd_graph(args: argparse.Namespace) -> dict:
     graph = attribution_graph(model, tset, args.prompt, args.max_logits, args.logit_prob, args.max_feature_nodes,
                               args.batch, args.target)
     if store is not None:
-        graph.labels = store.set_labels(tset, graph.features.tolist(), graph.labels)
+        shown = graph.prune(args.node_threshold, args.edge_threshold).node_mask[:graph.n_features]
+        graph.labels = store.set_labels(tset, graph.features.tolist(), graph.labels, shown.nonzero()[:, 0].tolist())
     out = {"model": model.cfg.model_name, "transcoders": args.transcoders,
            **graph.summary(args.node_threshold, args.edge_threshold),
            "axes": {"logits": ["rank"], "top_paths": ["rank"]}}

@@ -347,16 +347,18 @@ class FeatureStore:
         return ", ".join(repr(c.tokens[c.max_position] if c.max_position < len(c.tokens) else c.tokens[-1])
                          for c in tops)
 
-    def set_labels(self, tset, features, fallback: list[str]) -> list[str]:
+    def set_labels(self, tset, features, fallback: list[str], only=None) -> list[str]:
         """Labels of ``features`` (rows of layer, position, feature) of a transcoder set whose layers this
         store holds (matched by input hook and width): ``L{layer}#{feature} <label>``, or ``fallback[i]``
-        where the store has no entry for the layer."""
+        where the store has no entry for the layer, or where ``i`` is not in ``only`` (the nodes a pruned
+        graph shows: each label is a few queries)."""
         by_hook = {s["hook"]: s for s in self.manifest["saes"]}
+        wanted = None if only is None else {int(i) for i in only}
         out = []
         for i, (layer, _, feat) in enumerate(features):
             entry = by_hook.get(tset.input_hook(int(layer)))
             text = ""
-            if entry is not None and entry["d_sae"] == tset[int(layer)].cfg.d_sae:
+            if entry is not None and entry["d_sae"] == tset[int(layer)].cfg.d_sae and (wanted is None or i in wanted):
                 text = self.label(int(feat), entry["name"])
             out.append(f"L{layer}#{feat} {text}" if text else fallback[i])
         return out
