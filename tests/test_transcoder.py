@@ -339,6 +339,7 @@ def test_transcoder_features_extract_top_dashboard_and_steer_on_the_output_path(
     peak = repr(top[0].tokens[top[0].max_position])
     assert store.set_labels(tset, [[1, 3, f], [0, 3, f]], ["a", "b"]) == [f"L1#{f} " + store.label(f), "b"]
     assert store.label(f).startswith(peak)
+    assert store.set_labels(tset, [[1, 3, f], [1, 4, f]], ["a", "b"], only=[1]) == ["a", f"L1#{f} " + store.label(f)]
     # steering clamps the feature on the MLP's output: y' = y + (v − f_j(x)) W_dec,j, input untouched
     v = 3.0
     with torch.no_grad():
