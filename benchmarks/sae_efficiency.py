@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     base = dict(hook=hook, architecture="topk", d_sae=args.d_sae, k=args.k, batch_size=args.batch,
                 activation_cache=args.cache, seed=args.seed)
     probe = TrainConfig(**base)
-    store = ActivationStore(model, [hook], None, args.batch, probe.seq_len, probe.block_rows, seed=args.seed,
+    store = ActivationStore(model, [hook], None, args.batch, probe.seq_len, probe.resolved_block_rows(), seed=args.seed,
                             cache_dir=args.cache, max_norm_ratio=probe.max_norm_ratio)
     longest = max(budgets) // args.batch
     blocks = math.ceil(longest / store.batches_per_block)

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.sweep_tokens:
         # A held-out block past every run's training data (the store's batches are pure functions of the index).
-        store = ActivationStore(model, [hook], None, main_cfg.batch_size, main_cfg.seq_len, main_cfg.block_rows,
+        store = ActivationStore(model, [hook], None, main_cfg.batch_size, main_cfg.seq_len, main_cfg.resolved_block_rows(),
                                 seed=main_cfg.seed, cache_dir=args.cache)
         longest = max(args.tokens, args.sweep_tokens)
         held_block = math.ceil(longest // main_cfg.batch_size / store.batches_per_block)

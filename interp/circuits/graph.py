@@ -59,6 +59,8 @@ __all__ = ["AttributionGraph", "GRAPH_SCHEMA_VERSION", "Intervention", "attribut
            "validate_graph_json"]
 
 GRAPH_SCHEMA_VERSION = 1
+INFLUENCE_ROUND = 128
+"""Feature rows computed between re-estimates of influence, when a cap leaves features out."""
 MEMORY_LIMIT = 8 * 2**30
 """Refuse a graph whose estimated memory exceeds this (bytes)."""
 
@@ -663,7 +665,7 @@ def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap
                                  w, n_active)
         if done:
             est[torch.tensor(done)] = -1
-        take = min(batch * 4, cap - len(done))
+        take = min(INFLUENCE_ROUND, cap - len(done))  # not the batch: the selection must not depend on it
         nxt = est.topk(take).indices.tolist()
         rows.append(rows_for([feat_targets[i] for i in nxt]))
         done += nxt
