@@ -434,6 +434,7 @@ def _check_same_run(ckpt: Path, state: dict, cfg: TrainConfig, compare_lr: bool 
 
 def _comparable(cfg: TrainConfig) -> dict:
     d = asdict(cfg)
+    d["block_rows"] = cfg.resolved_block_rows()  # 0 means the default for the hooks: compare what it resolves to
     if not d["hook_out"]:  # an SAE: checkpoints written before transcoders existed still resume
         for k in ("hook_out", "skip", "layers"):
             d.pop(k)
