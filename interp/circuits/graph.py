@@ -199,9 +199,13 @@ class AttributionGraph:
         """circuit-tracer's pruning (:func:`interp.circuits.graph_pruning.prune`): node and edge masks."""
         check_threshold("node", node_threshold)
         check_threshold("edge", edge_threshold)
-        A = torch.as_tensor(self.adjacency, dtype=torch.float64)
-        return prune(A, self.logit_weights(), self.n_features, self.n_pos, self.n_logits, node_threshold,
-                     edge_threshold)
+        done = self.__dict__.setdefault("_pruned", {})  # the summary, paths, JSON and figure share one pruning
+        key = (float(node_threshold), float(edge_threshold))
+        if key not in done:
+            A = torch.as_tensor(self.adjacency, dtype=torch.float64)
+            done[key] = prune(A, self.logit_weights(), self.n_features, self.n_pos, self.n_logits, node_threshold,
+                              edge_threshold)
+        return done[key]
 
     def scores(self, node_threshold: float | None = None, edge_threshold: float | None = None) -> GraphScores:
         """Replacement and completeness scores of the whole graph, or of the pruned one with thresholds."""
