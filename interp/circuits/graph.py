@@ -677,13 +677,22 @@ def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap
     return done, torch.cat(rows)
 
 
+LABELLED = 256
+"""Feature nodes (the most influential) labelled by their logit effects; each costs a d_model × vocab product."""
+
+
+@torch.no_grad()
 def _labels(model, transcoders, feats: np.ndarray, k: int = 3) -> list[str]:
-    """A feature's label without a store: its top logit-effect tokens (decoder row · unembedding)."""
+    """A feature's label without a store: its top logit-effect tokens (decoder row · unembedding), for the
+    first :data:`LABELLED` nodes (in influence order); the rest are named ``L{layer}#{feature}``."""
     from interp.tokens import display_token
 
     W_U = model.W_U.detach().float()
     out = []
-    for layer, _, j in feats.tolist():
+    for i, (layer, _, j) in enumerate(feats.tolist()):
+        if i >= LABELLED:
+            out.append(f"L{layer}#{j}")
+            continue
         d = _dec(transcoders.layers[layer])[j]
         top = (d @ W_U).topk(k).indices.tolist()
         out.append(f"L{layer}#{j} → " + ",".join(repr(display_token(model.tokenizer, t)) for t in top))
