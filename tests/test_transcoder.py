@@ -69,7 +69,7 @@ def test_skip_transcoder_forward_and_loss_are_the_textbook_formula(arch, skip):
     assert float(folded.b_in.abs().max()) == 0
 
 
-def load_sae_roundtrip(sae, tmp=None):
+def load_sae_roundtrip(sae):
     import tempfile
 
     from saes.io import save_sae

@@ -64,11 +64,10 @@ def cmd_graph(args: argparse.Namespace) -> dict:
     from interp.circuits.graph import attribution_graph, intervene, parse_feature_spec
 
     changes = [parse_feature_spec(s) for s in args.ablate] + [parse_feature_spec(s, steer=True) for s in args.steer]
-    for path, flag in ((args.out, "--out"),):
-        if path:
-            from interp.cache import check_writable
+    if args.out:
+        from interp.cache import check_writable
 
-            check_writable(path, flag, directory=False)
+        check_writable(args.out, "--out", directory=False)
     from saes.transcoder import load_set
 
     tset = load_set(args.transcoders)
