@@ -373,7 +373,7 @@ def estimate_bytes(n_pos: int, n_layers: int, d_model: int, d_vocab: int, k_per_
 
 
 @torch.no_grad()
-def _clean(model, transcoders, tokens: Tensor) -> dict:
+def clean_run(model, transcoders, tokens: Tensor) -> dict:
     """The clean run: logits, each transcoder's input and output, every MLP output, the embedding, and the
     values the frozen model keeps (norm scales, attention patterns)."""
     L = model.cfg.n_layers
@@ -387,7 +387,7 @@ def _clean(model, transcoders, tokens: Tensor) -> dict:
     return {"logits": logits[0].float(), "cache": cache, "frozen": frozen}
 
 
-def _skip(tc, x: Tensor) -> Tensor | float:
+def skip_path(tc, x: Tensor) -> Tensor | float:
     """A transcoder's skip path alone, in the output's units (linear in x; 0 without W_skip)."""
     if getattr(tc, "W_skip", None) is None:
         return 0.0
@@ -428,11 +428,11 @@ def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: d
             out = leaves[layer]
             if tc is not None:
                 x = inputs[layer]
-                out = out + _skip(tc, x)
+                out = out + skip_path(tc, x)
                 if respond is not None and layer in respond:
                     mask, pre0 = respond[layer]
                     delta = (tc.pre_acts(x).float() - pre0) * mask
-                    out = out + delta @ _dec(tc)
+                    out = out + delta @ decoder_rows(tc)
             return out.to(y.dtype)
 
         hooks.append((f"blocks.{layer}.hook_mlp_out" if tc is None else transcoders.output_hook(layer), put))
@@ -470,7 +470,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     missing = [layer for layer in range(L) if layer not in transcoders.layers]
     if missing:
         warn(f"layers {','.join(map(str, missing))} have no transcoder: their whole MLP output is an error node")
-    clean = _clean(model, transcoders, tokens)
+    clean = clean_run(model, transcoders, tokens)
     cache = clean["cache"]
     logits = clean["logits"][-1]
     probs = logits.softmax(-1)
@@ -504,13 +504,13 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             pre = tc.pre_acts(x).float()
             f = tc.encode(x).float()
             f[0] = 0  # the attention sink: its MLP output is all error node
-            mlp_const[layer] = y - _skip(tc, x)  # features + b_dec + error: the leaf of the frozen forward
+            mlp_const[layer] = y - skip_path(tc, x)  # features + b_dec + error: the leaf of the frozen forward
         pre_clean[layer] = pre
         pos, j = torch.nonzero(f > 0, as_tuple=True)
         feats += [(layer, p_, j_) for p_, j_ in zip(pos.tolist(), j.tolist())]
         acts.append(f[pos, j])
         dec_rows[layer] = (pos, j, f[pos, j])
-        recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, f[pos, j][:, None] * _dec(tc)[j])
+        recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, f[pos, j][:, None] * decoder_rows(tc)[j])
         errors[layer] = mlp_const[layer] - recon - _b_dec(tc)
     n_active = len(feats)
     feats_t = torch.tensor(feats, dtype=torch.long).view(-1, 3)
@@ -558,7 +558,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         for layer in range(L):
             if layer in dec_rows:
                 pos, j, a = dec_rows[layer]
-                d = _dec(transcoders.layers[layer])[j] * a[:, None]
+                d = decoder_rows(transcoders.layers[layer])[j] * a[:, None]
                 cols.append(torch.einsum("bnd,nd->bn", gL[layer][:n, pos], d))
         feat_cols = torch.cat(cols, 1) if cols else torch.zeros(n, 0)
         err_cols = torch.stack([(gL[layer][:n] * errors[layer]).sum(-1) for layer in range(L)], 1).view(n, -1)
@@ -629,7 +629,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
                             pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped)
 
 
-def _dec(tc) -> Tensor:
+def decoder_rows(tc) -> Tensor:
     """Decoder rows in the output's units (a dictionary trained in this process may still carry its scale)."""
     return (tc.W_dec / tc.target_scale).float()
 
@@ -693,7 +693,7 @@ def _labels(model, transcoders, feats: np.ndarray, k: int = 3) -> list[str]:
         if i >= LABELLED:
             out.append(f"L{layer}#{j}")
             continue
-        d = _dec(transcoders.layers[layer])[j]
+        d = decoder_rows(transcoders.layers[layer])[j]
         top = (d @ W_U).topk(k).indices.tolist()
         out.append(f"L{layer}#{j} → " + ",".join(repr(display_token(model.tokenizer, t)) for t in top))
     return out
@@ -725,7 +725,7 @@ def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[i
 
     tokens = torch.tensor([graph.tokens], device=model.cfg.device)
     L = model.cfg.n_layers
-    clean = _clean(model, transcoders, tokens)
+    clean = clean_run(model, transcoders, tokens)
     cache = clean["cache"]
     mlp_const, respond, acts = {}, {}, {}
     for layer in range(L):
@@ -737,7 +737,7 @@ def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[i
         with torch.no_grad():
             f = tc.encode(x).float()
             f[0] = 0
-            mlp_const[layer] = cache[transcoders.output_hook(layer)][0].float() - _skip(tc, x)
+            mlp_const[layer] = cache[transcoders.output_hook(layer)][0].float() - skip_path(tc, x)
             respond[layer] = [(f > 0).float(), tc.pre_acts(x).float()]
         acts[layer] = f
     sets = []
@@ -766,7 +766,7 @@ def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[i
     with torch.no_grad():
         const = {layer: c.clone() for layer, c in mlp_const.items()}
         for layer, feat, p_, value, a in sets:
-            const[layer][p_] += (value - a) * _dec(transcoders.layers[layer])[feat]
+            const[layer][p_] += (value - a) * decoder_rows(transcoders.layers[layer])[feat]
             respond[layer][0][p_, feat] = 0  # set, not responding
         frozen, _, _, _ = frozen_forward(model, transcoders, tokens, clean, const, 1,
                                          respond={layer: tuple(v) for layer, v in respond.items()})
@@ -775,7 +775,7 @@ def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[i
             y = y.clone()
             for ly, feat, p_, value, a in sets:
                 if ly == layer:
-                    y[0, p_] += ((value - a) * _dec(transcoders.layers[layer])[feat]).to(y.dtype)
+                    y[0, p_] += ((value - a) * decoder_rows(transcoders.layers[layer])[feat]).to(y.dtype)
             return y
 
         hooks = [(transcoders.output_hook(layer), lambda y, hook, layer=layer: shift(y, hook=hook, layer=layer))
