@@ -24,7 +24,8 @@ from benchmarks._harness import emit, machine
 
 
 def main(argv: list[str] | None = None) -> None:
-    from interp.circuits.graph import attribution_graph, intervene
+    from interp.circuits.graph import attribution_graph
+    from interp.circuits.graph_intervention import intervene
     from interp.knowledge.tracing import fill_template, load_facts, subject_span, trace
     from interp.models import load_model
     from saes.transcoder import load_set

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from interp.circuits.graph import attribution_graph, intervene, parse_feature_spec
+from interp.circuits.graph import attribution_graph
+from interp.circuits.graph_intervention import intervene, parse_feature_spec
 from interp.circuits.graph_pruning import graph_scores, influence, normalize_rows, prune, threshold_for
 from interp.errors import InterpError
 from saes.config import SAEConfig
@@ -268,7 +269,7 @@ def test_bad_graph_input_gets_one_clear_line(tiny_models):
 def test_the_graph_verb_writes_a_file_that_validates_and_refuses_bad_input(tiny_models, tmp_path):
     import json
 
-    from interp.circuits.graph import validate_graph_json
+    from interp.circuits.graph_json import validate_graph_json
     from saes.transcoder import save_circuit_tracer
     from tests.test_cli import assert_one_line_error, run_json
 

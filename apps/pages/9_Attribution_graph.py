@@ -179,7 +179,7 @@ value = right.number_input("Steer to value", value=0.0, key="steer_value",
 if right.button("Ablate / steer this feature", type="primary", key="intervene"):
     from _shared import cached_model
 
-    from interp.circuits.graph import intervene
+    from interp.circuits.graph_intervention import intervene
 
     try:
         iv = intervene(cached_model(name), tset, graph, [(layer, feat, pos, float(value))])

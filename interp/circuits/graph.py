@@ -28,9 +28,9 @@ Long prompts have tens of thousands of active features: feature rows are compute
 of their estimated influence on the logits, up to ``max_feature_nodes``. The graph's memory is
 estimated first, and a prompt that would not fit is refused in one line.
 
-Pruning and the replacement/completeness scores are :mod:`interp.circuits.graph_pruning`.
-The graph's JSON is circuit-tracer's (``metadata``, ``qParams``, ``nodes``, ``links``), so its
-frontend and Neuronpedia open it; docs/graph_json.md documents each field.
+Pruning and the replacement/completeness scores are :mod:`interp.circuits.graph_pruning`; the
+graph's JSON, circuit-tracer's, is :mod:`interp.circuits.graph_json`; ablating and steering its
+features is :mod:`interp.circuits.graph_intervention`.
 
 ``transcoders`` is any object with ``layers`` (a dict of layer → dictionary) and
 ``input_hook(l)``/``output_hook(l)``; each dictionary offers ``pre_acts``, ``encode``, ``finish``,
@@ -40,53 +40,25 @@ sets do).
 
 from __future__ import annotations
 
-import json
-import math
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from interp.circuits.graph_json import graph_to_json
 from interp.circuits.graph_pruning import GraphScores, check_threshold, graph_scores, prune
+from interp.circuits.local_replacement import clean_run, decoder_bias, decoder_rows, frozen_forward, skip_path
 from interp.errors import InterpError, warn
 from interp.progress import Estimate, progress
 
-__all__ = ["AttributionGraph", "GRAPH_SCHEMA_VERSION", "Intervention", "attribution_graph", "estimate_bytes",
-           "frozen_forward", "intervene", "MEMORY_LIMIT", "parse_feature_spec", "read_graph_json",
-           "validate_graph_json"]
+__all__ = ["AttributionGraph", "attribution_graph", "estimate_bytes", "MEMORY_LIMIT"]
 
-GRAPH_SCHEMA_VERSION = 1
 INFLUENCE_ROUND = 128
 """Feature rows computed between re-estimates of influence, when a cap leaves features out."""
 MEMORY_LIMIT = 8 * 2**30
 """Refuse a graph whose estimated memory exceeds this (bytes)."""
-
-
-@dataclass
-class Intervention:
-    """Logits before and after setting features, in the frozen replacement model and in the real model."""
-
-    features: list[dict]
-    """Each ``{layer, feature, position, value}`` set (0 for an ablation)."""
-    tokens: list[str]
-    """The graph's logit tokens."""
-    before: list[float]
-    """The demeaned logits of those tokens, unchanged."""
-    frozen_after: list[float]
-    """... in the frozen replacement model, downstream features responding linearly."""
-    predicted_after: list[float]
-    """... as the graph's edges predict (exactly the frozen model's, to float error)."""
-    real_after: list[float]
-    """... in the real model with attention and norms free: the graph's hypothesis tested."""
-    real_top: list[tuple[str, float]]
-    """The real model's top next tokens after the intervention, with probabilities."""
-    clean_top: list[tuple[str, float]]
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -244,29 +216,7 @@ class AttributionGraph:
     def to_json(self, node_threshold: float = 0.8, edge_threshold: float = 0.98, slug: str = "graph",
                 scan: str = "") -> dict:
         """circuit-tracer's graph JSON of the pruned graph (docs/graph_json.md)."""
-        p = self.prune(node_threshold, edge_threshold)
-        keep = np.nonzero(p.node_mask.numpy())[0]
-        infl = p.node_influence.numpy()
-        ids: dict[int, str] = {}
-        nodes = []
-        for i in keep:
-            n = self.node(int(i))
-            d = _ct_node(n, self, float(infl[i]))
-            ids[int(i)] = d["node_id"]
-            nodes.append(d)
-        em = p.edge_mask.numpy()
-        dst, src = np.nonzero(em)
-        links = [{"source": ids[int(s)], "target": ids[int(t)], "weight": float(self.adjacency[t, s])}
-                 for t, s in zip(dst, src) if int(s) in ids and int(t) in ids]
-        used = {lk["source"] for lk in links} | {lk["target"] for lk in links}
-        nodes = [n for n in nodes if n["node_id"] in used or n["feature_type"] in ("embedding", "logit")]
-        return {"metadata": {"slug": slug, "scan": scan or self.model_name, "transcoder_list": [],
-                             "prompt_tokens": self.token_text, "prompt": self.prompt, "node_threshold": node_threshold,
-                             "schema_version": GRAPH_SCHEMA_VERSION,
-                             "info": {"creator": "interp", "model": self.model_name,
-                                      "edge_threshold": edge_threshold}},
-                "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
-                "nodes": nodes, "links": links}
+        return graph_to_json(self, node_threshold, edge_threshold, slug, scan)
 
     def figure(self, node_threshold: float = 0.8, edge_threshold: float = 0.98, pinned: list[str] | None = None):
         from interp.figures.circuits import graph_figure
@@ -287,74 +237,6 @@ class AttributionGraph:
                 "layers_without_transcoder": self.layers_without_transcoder, "seconds": self.seconds}
 
 
-NODE_FIELDS = {"node_id": str, "feature": int, "layer": str, "ctx_idx": int, "feature_type": str,
-               "token_prob": (int, float), "is_target_logit": bool, "run_idx": int, "reverse_ctx_idx": int,
-               "jsNodeId": str, "clerp": str, "influence": (int, float, type(None)),
-               "activation": (int, float, type(None))}
-"""circuit-tracer's node fields and their JSON types (docs/graph_json.md)."""
-FEATURE_TYPES = ("cross layer transcoder", "mlp reconstruction error", "embedding", "logit")
-
-
-def validate_graph_json(doc: dict, where: str = "the graph") -> dict:
-    """Refuse, in one line, a document that is not a graph of this schema version; return it."""
-    if not isinstance(doc, dict) or not {"metadata", "qParams", "nodes", "links"} <= set(doc):
-        raise InterpError(f"{where} is not a graph file: it needs metadata, qParams, nodes and links")
-    version = doc["metadata"].get("schema_version") if isinstance(doc["metadata"], dict) else None
-    if version != GRAPH_SCHEMA_VERSION:
-        raise InterpError(f"{where} has graph schema version {version!r}; this workbench reads version "
-                          f"{GRAPH_SCHEMA_VERSION}")
-    for key in ("slug", "scan", "prompt_tokens", "prompt"):
-        if key not in doc["metadata"]:
-            raise InterpError(f"{where}: metadata lacks {key}")
-    ids = set()
-    for n in doc["nodes"]:
-        for key, typ in NODE_FIELDS.items():
-            if key not in n or not isinstance(n[key], typ) or (typ is int and isinstance(n[key], bool)):
-                raise InterpError(f"{where}: node {n.get('node_id', '?')} has no valid {key}")
-        if n["feature_type"] not in FEATURE_TYPES:
-            raise InterpError(f"{where}: node {n['node_id']} has feature_type {n['feature_type']!r}")
-        ids.add(n["node_id"])
-    for lk in doc["links"]:
-        if not (isinstance(lk, dict) and lk.get("source") in ids and lk.get("target") in ids
-                and isinstance(lk.get("weight"), (int, float))):
-            raise InterpError(f"{where}: a link {lk!r} does not join two nodes with a weight")
-    return doc
-
-
-def read_graph_json(path: str) -> dict:
-    try:
-        doc = json.loads(open(path, encoding="utf-8").read())
-    except FileNotFoundError as err:
-        raise InterpError(f"{path} does not exist") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InterpError(f"{path} is not JSON ({err})") from err
-    return validate_graph_json(doc, path)
-
-
-def _ct_node(n: dict, g: AttributionGraph, infl: float) -> dict:
-    """One node in circuit-tracer's fields (its frontend's ``Node`` model)."""
-    layer, pos = n["layer"], n["position"]
-    base = {"token_prob": 0.0, "is_target_logit": False, "run_idx": 0, "reverse_ctx_idx": 0, "clerp": "",
-            "influence": infl, "activation": None}
-    if n["kind"] == "feature":
-        f = n["feature"]
-        return {**base, "node_id": f"{layer}_{f}_{pos}", "feature": (layer + f) * (layer + f + 1) // 2 + f,
-                "layer": str(layer), "ctx_idx": pos, "feature_type": "cross layer transcoder",
-                "jsNodeId": f"{layer}_{f}-0", "clerp": n["label"], "activation": n["activation"]}
-    if n["kind"] == "error":
-        return {**base, "node_id": f"{layer}_-1_{pos}", "feature": -1, "layer": str(layer), "ctx_idx": pos,
-                "feature_type": "mlp reconstruction error", "jsNodeId": f"{layer}_-1-{pos}"}
-    if n["kind"] == "token":
-        v = n["feature"]
-        return {**base, "node_id": f"E_{v}_{pos}", "feature": pos, "layer": "E", "ctx_idx": pos,
-                "feature_type": "embedding", "jsNodeId": f"E_{v}-{pos}"}
-    v, prob = n["feature"], n["activation"]
-    j = g.logit_tokens.index(v)
-    return {**base, "node_id": f"{g.n_layers + 1}_{v}_{pos}", "feature": v, "layer": str(g.n_layers + 1),
-            "ctx_idx": pos, "feature_type": "logit", "token_prob": prob, "is_target_logit": j == 0,
-            "jsNodeId": f"L_{v}-{pos}", "clerp": f'Output "{g.logit_text[j]}" (p={prob:.3f})', "influence": None}
-
-
 # ---------------------------------------------------------------------------------------------- the computation
 
 
@@ -370,76 +252,6 @@ def estimate_bytes(n_pos: int, n_layers: int, d_model: int, d_vocab: int, k_per_
     forward = batch * n_pos * n_layers * d_model * 4 * 40 + 2 * batch * n_pos * d_vocab * 4
     rows = min(active, max_feature_nodes) * (active + n_layers * n_pos + n_pos) * 4
     return adjacency + forward + rows
-
-
-@torch.no_grad()
-def clean_run(model, transcoders, tokens: Tensor) -> dict:
-    """The clean run: logits, each transcoder's input and output, every MLP output, the embedding, and the
-    values the frozen model keeps (norm scales, attention patterns)."""
-    L = model.cfg.n_layers
-    frozen = [n for n in [f"blocks.{l}.{h}" for l in range(L) for h in ("ln1.hook_scale", "attn.hook_pattern",
-                                                                          "ln2.hook_scale")] + ["ln_final.hook_scale"]
-              if n in model.hook_dict]
-    names = set(frozen) | {"hook_embed"} | {f"blocks.{l}.hook_mlp_out" for l in range(L)}
-    for layer in transcoders.layers:
-        names |= {transcoders.input_hook(layer), transcoders.output_hook(layer)}
-    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    return {"logits": logits[0].float(), "cache": cache, "frozen": frozen}
-
-
-def skip_path(tc, x: Tensor) -> Tensor | float:
-    """A transcoder's skip path alone, in the output's units (linear in x; 0 without W_skip)."""
-    if getattr(tc, "W_skip", None) is None:
-        return 0.0
-    return torch.nn.functional.linear(x.to(tc.W_skip.dtype) * tc.input_scale, tc.W_skip) / tc.target_scale
-
-
-def _b_dec(tc) -> Tensor:
-    return (tc.b_dec / tc.target_scale).float()
-
-
-def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: dict[int, Tensor], batch: int,
-                   embed: Tensor | None = None, respond: dict | None = None):
-    """One forward pass of the frozen replacement model over ``batch`` copies of the prompt.
-
-    Attention patterns and norm scales are the clean run's. Layer l's MLP output is ``mlp_const[l]``
-    (a leaf: its gradient is ∂/∂y_l) plus, with a transcoder, its skip path on this pass's input. With
-    ``respond`` (``{layer: (mask [pos, d_sae], pre_clean [pos, d_sae])}``), active features follow
-    their pre-activations linearly (a_new = a + Δpre where active): the frozen intervention.
-    Returns (logits [batch, pos, vocab], embedding leaf, {layer: MLP leaf}, {layer: input})."""
-    P = tokens.shape[1]
-    cache = clean["cache"]
-    E = (embed if embed is not None else cache["hook_embed"][0]).expand(batch, P, -1).clone().requires_grad_(True)
-    leaves, inputs = {}, {}
-    hooks = [("hook_embed", lambda x, hook: E.to(x.dtype))]
-    for name in clean["frozen"]:
-        hooks.append((name, lambda x, hook, v=cache[name]: v.expand(x.shape).to(x.dtype)))
-    for layer in range(model.cfg.n_layers):
-        leaves[layer] = mlp_const[layer].expand(batch, P, -1).clone().requires_grad_(True)
-        tc = transcoders.layers.get(layer)
-        if tc is not None:
-            def keep(x, *, hook, layer=layer):
-                inputs[layer] = x
-                return x
-
-            hooks.append((transcoders.input_hook(layer), keep))
-
-        def put(y, *, hook, layer=layer, tc=tc):
-            out = leaves[layer]
-            if tc is not None:
-                x = inputs[layer]
-                out = out + skip_path(tc, x)
-                if respond is not None and layer in respond:
-                    mask, pre0 = respond[layer]
-                    delta = (tc.pre_acts(x).float() - pre0) * mask
-                    out = out + delta @ decoder_rows(tc)
-            return out.to(y.dtype)
-
-        hooks.append((f"blocks.{layer}.hook_mlp_out" if tc is None else transcoders.output_hook(layer), put))
-    with warnings.catch_warnings():  # the bridge notes that hooked norm scales take its reconstructed path
-        warnings.filterwarnings("ignore", message=".*edited hook_scale.*")
-        logits = model.run_with_hooks(tokens.expand(batch, P), fwd_hooks=hooks)
-    return logits, E, leaves, inputs
 
 
 def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, logit_prob: float = 0.95,
@@ -511,7 +323,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         acts.append(f[pos, j])
         dec_rows[layer] = (pos, j, f[pos, j])
         recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, f[pos, j][:, None] * decoder_rows(tc)[j])
-        errors[layer] = mlp_const[layer] - recon - _b_dec(tc)
+        errors[layer] = mlp_const[layer] - recon - decoder_bias(tc)
     n_active = len(feats)
     feats_t = torch.tensor(feats, dtype=torch.long).view(-1, 3)
     acts_t = torch.cat(acts) if acts else torch.zeros(0)
@@ -604,7 +416,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
 
     # Bias terms: each target's value with every source at zero, in the frozen model.
     with torch.no_grad():  # (the pre-activations below too)
-        zero_const = {layer: (_b_dec(transcoders.layers[layer]).expand(P, -1) if layer in transcoders.layers
+        zero_const = {layer: (decoder_bias(transcoders.layers[layer]).expand(P, -1) if layer in transcoders.layers
                               else torch.zeros(P, model.cfg.d_model)) for layer in range(L)}
         lz, _, _, inz = frozen_forward(model, transcoders, tokens, clean, zero_const, 1,
                                        embed=torch.zeros_like(emb))
@@ -627,11 +439,6 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     return AttributionGraph(prompt, model.cfg.model_name, tokens[0].tolist(), token_text, L, feats_sel, acts_sel,
                             chosen, [display_token(model.tokenizer, t) for t in chosen], logit_probs, A, bias,
                             pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped)
-
-
-def decoder_rows(tc) -> Tensor:
-    """Decoder rows in the output's units (a dictionary trained in this process may still carry its scale)."""
-    return (tc.W_dec / tc.target_scale).float()
 
 
 def _feature_influence(feat_rows: Tensor, selected: list[int], logit_rows: Tensor, w: Tensor, n_active: int) -> Tensor:
@@ -697,119 +504,3 @@ def _labels(model, transcoders, feats: np.ndarray, k: int = 3) -> list[str]:
         top = (d @ W_U).topk(k).indices.tolist()
         out.append(f"L{layer}#{j} → " + ",".join(repr(display_token(model.tokenizer, t)) for t in top))
     return out
-
-
-def parse_feature_spec(spec: str, steer: bool = False) -> tuple[int, int, int | None, float | None]:
-    """``L:F[@pos]`` (ablate) or ``L:F[@pos]=value`` (steer) as (layer, feature, position, value)."""
-    import re
-
-    pat = r"\s*(\d+)\s*:\s*(\d+)\s*(?:@\s*(\d+))?\s*" + (r"=\s*([-+0-9.eE]+)\s*" if steer else "")
-    m = re.fullmatch(pat, spec)
-    if not m:
-        form = "L:F[@pos]=value, e.g. 12:345=8.0" if steer else "L:F[@pos], e.g. 12:345@6"
-        raise InterpError(f"{spec!r} is not a feature: use {form}")
-    value = float(m.group(4)) if steer else 0.0
-    if not math.isfinite(value):
-        raise InterpError(f"{spec!r}: the value must be finite")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3)) if m.group(3) is not None else None, value
-
-
-def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[int, int, int | None, float]],
-              top: int = 5) -> Intervention:
-    """Set features (``(layer, feature, position or None for every active position, value)``; value 0
-    ablates) and report the graph's logits three ways: in the frozen replacement model (attention and
-    norms frozen, every other active feature following its pre-activation linearly), as the graph's
-    edges predict (the same numbers when the graph holds every active feature), and in the real model
-    (the decoder row's change added to the MLP output; attention, norms and later layers free)."""
-    from interp.tokens import display_token
-
-    tokens = torch.tensor([graph.tokens], device=model.cfg.device)
-    L = model.cfg.n_layers
-    clean = clean_run(model, transcoders, tokens)
-    cache = clean["cache"]
-    mlp_const, respond, acts = {}, {}, {}
-    for layer in range(L):
-        tc = transcoders.layers.get(layer)
-        if tc is None:
-            mlp_const[layer] = cache[f"blocks.{layer}.hook_mlp_out"][0].float()
-            continue
-        x = cache[transcoders.input_hook(layer)][0].float()
-        with torch.no_grad():
-            f = tc.encode(x).float()
-            f[0] = 0
-            mlp_const[layer] = cache[transcoders.output_hook(layer)][0].float() - skip_path(tc, x)
-            respond[layer] = [(f > 0).float(), tc.pre_acts(x).float()]
-        acts[layer] = f
-    sets = []
-    for layer, feat, pos, value in changes:
-        if layer not in transcoders.layers:
-            raise InterpError(f"layer {layer} has no transcoder")
-        d_sae = transcoders.layers[layer].cfg.d_sae
-        if not 0 <= feat < d_sae:
-            raise InterpError(f"feature {feat} is out of range at layer {layer} (0-{d_sae - 1})")
-        active = torch.nonzero(acts[layer][:, feat] > 0)[:, 0].tolist()
-        if pos is not None and pos not in active:
-            where = f"it is active at positions {active}" if active else "it is not active anywhere on this prompt"
-            raise InterpError(f"feature {layer}:{feat} is not active at position {pos} ({where})")
-        if pos is None and not active and value == 0:
-            raise InterpError(f"feature {layer}:{feat} is not active anywhere on this prompt: nothing to ablate")
-        for p_ in ([pos] if pos is not None else active):
-            sets.append((layer, feat, p_, value, float(acts[layer][p_, feat])))
-    if not sets:
-        raise InterpError("give at least one feature to ablate or steer")
-    ids = graph.logit_tokens
-
-    def demeaned(v: Tensor) -> list[float]:
-        v = v.float()
-        return (v[ids] - v.mean()).tolist()
-
-    with torch.no_grad():
-        const = {layer: c.clone() for layer, c in mlp_const.items()}
-        for layer, feat, p_, value, a in sets:
-            const[layer][p_] += (value - a) * decoder_rows(transcoders.layers[layer])[feat]
-            respond[layer][0][p_, feat] = 0  # set, not responding
-        frozen, _, _, _ = frozen_forward(model, transcoders, tokens, clean, const, 1,
-                                         respond={layer: tuple(v) for layer, v in respond.items()})
-
-        def shift(y, *, hook, layer):
-            y = y.clone()
-            for ly, feat, p_, value, a in sets:
-                if ly == layer:
-                    y[0, p_] += ((value - a) * decoder_rows(transcoders.layers[layer])[feat]).to(y.dtype)
-            return y
-
-        hooks = [(transcoders.output_hook(layer), lambda y, hook, layer=layer: shift(y, hook=hook, layer=layer))
-                 for layer in {s[0] for s in sets}]
-        real = model.run_with_hooks(tokens, fwd_hooks=hooks)[0, -1].float()
-    before = clean["logits"][-1]
-    predicted = _predict(graph, sets)
-    tops = []
-    for v in (before, real):
-        p = v.softmax(-1)
-        idx = p.topk(top).indices.tolist()
-        tops.append([(display_token(model.tokenizer, i), float(p[i])) for i in idx])
-    return Intervention([{"layer": ly, "feature": f_, "position": p_, "value": v_, "activation": a}
-                         for ly, f_, p_, v_, a in sets], graph.logit_text, demeaned(before),
-                        demeaned(frozen[0, -1]), predicted, demeaned(real), tops[1], tops[0])
-
-
-def _predict(graph: AttributionGraph, sets: list) -> list[float]:
-    """The graph's edges' prediction for the logit nodes: Δa = Δa_set + J Δa over the feature nodes (each
-    active feature follows its pre-activation; J[t, s] = A[t, s] / a_s), then Δlogit = J_logit Δa."""
-    F_ = graph.n_features
-    a = graph.activations.astype(np.float64)
-    A = graph.adjacency.astype(np.float64)
-    J_ff = A[:F_, :F_] / np.where(a == 0, 1, a)[None, :]
-    J_lf = A[graph.logit_slice, :F_] / np.where(a == 0, 1, a)[None, :]
-    fixed = np.zeros(F_, dtype=bool)
-    d_set = np.zeros(F_)
-    for layer, feat, p_, value, act in sets:
-        hit = graph.find(layer, feat, p_)
-        if hit:
-            fixed[hit[0]] = True
-            d_set[hit[0]] = value - act
-    d = d_set.copy()
-    for _ in range(graph.n_layers + 1):
-        d = np.where(fixed, d_set, J_ff @ d)
-    before = graph.pre_activations[graph.logit_slice]
-    return (before + J_lf @ d).tolist()

@@ -43,7 +43,7 @@ def add_parsers(add: AddParser) -> None:
 def cmd_graph(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     if args.read:
-        from interp.circuits.graph import read_graph_json
+        from interp.circuits.graph_json import read_graph_json
 
         doc = read_graph_json(args.read)
         kinds: dict[str, int] = {}
@@ -61,7 +61,8 @@ def cmd_graph(args: argparse.Namespace) -> dict:
     check_threshold("edge", args.edge_threshold)
     if not 0 < args.logit_prob <= 1:
         raise InterpError(f"--logit-prob must be in (0, 1], not {args.logit_prob}")
-    from interp.circuits.graph import attribution_graph, intervene, parse_feature_spec
+    from interp.circuits.graph import attribution_graph
+    from interp.circuits.graph_intervention import intervene, parse_feature_spec
 
     changes = [parse_feature_spec(s) for s in args.ablate] + [parse_feature_spec(s, steer=True) for s in args.steer]
     if args.out:

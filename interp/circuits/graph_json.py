@@ -1,0 +1,117 @@
+"""circuit-tracer's graph JSON (``metadata``, ``qParams``, ``nodes``, ``links``), so its frontend and
+Neuronpedia open the workbench's attribution graphs: the writer, and the validator that reads a
+file back. docs/graph_json.md documents each field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from interp.errors import InterpError
+
+if TYPE_CHECKING:
+    from interp.circuits.graph import AttributionGraph
+
+__all__ = ["FEATURE_TYPES", "GRAPH_SCHEMA_VERSION", "NODE_FIELDS", "graph_to_json", "read_graph_json",
+           "validate_graph_json"]
+
+GRAPH_SCHEMA_VERSION = 1
+
+
+def graph_to_json(g: AttributionGraph, node_threshold: float = 0.8, edge_threshold: float = 0.98,
+                  slug: str = "graph", scan: str = "") -> dict:
+    """circuit-tracer's graph JSON of the pruned graph (docs/graph_json.md)."""
+    p = g.prune(node_threshold, edge_threshold)
+    keep = np.nonzero(p.node_mask.numpy())[0]
+    infl = p.node_influence.numpy()
+    ids: dict[int, str] = {}
+    nodes = []
+    for i in keep:
+        n = g.node(int(i))
+        d = _ct_node(n, g, float(infl[i]))
+        ids[int(i)] = d["node_id"]
+        nodes.append(d)
+    em = p.edge_mask.numpy()
+    dst, src = np.nonzero(em)
+    links = [{"source": ids[int(s)], "target": ids[int(t)], "weight": float(g.adjacency[t, s])}
+             for t, s in zip(dst, src) if int(s) in ids and int(t) in ids]
+    used = {lk["source"] for lk in links} | {lk["target"] for lk in links}
+    nodes = [n for n in nodes if n["node_id"] in used or n["feature_type"] in ("embedding", "logit")]
+    return {"metadata": {"slug": slug, "scan": scan or g.model_name, "transcoder_list": [],
+                         "prompt_tokens": g.token_text, "prompt": g.prompt, "node_threshold": node_threshold,
+                         "schema_version": GRAPH_SCHEMA_VERSION,
+                         "info": {"creator": "interp", "model": g.model_name,
+                                  "edge_threshold": edge_threshold}},
+            "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
+            "nodes": nodes, "links": links}
+
+
+NODE_FIELDS = {"node_id": str, "feature": int, "layer": str, "ctx_idx": int, "feature_type": str,
+               "token_prob": (int, float), "is_target_logit": bool, "run_idx": int, "reverse_ctx_idx": int,
+               "jsNodeId": str, "clerp": str, "influence": (int, float, type(None)),
+               "activation": (int, float, type(None))}
+"""circuit-tracer's node fields and their JSON types (docs/graph_json.md)."""
+FEATURE_TYPES = ("cross layer transcoder", "mlp reconstruction error", "embedding", "logit")
+
+
+def validate_graph_json(doc: dict, where: str = "the graph") -> dict:
+    """Refuse, in one line, a document that is not a graph of this schema version; return it."""
+    if not isinstance(doc, dict) or not {"metadata", "qParams", "nodes", "links"} <= set(doc):
+        raise InterpError(f"{where} is not a graph file: it needs metadata, qParams, nodes and links")
+    version = doc["metadata"].get("schema_version") if isinstance(doc["metadata"], dict) else None
+    if version != GRAPH_SCHEMA_VERSION:
+        raise InterpError(f"{where} has graph schema version {version!r}; this workbench reads version "
+                          f"{GRAPH_SCHEMA_VERSION}")
+    for key in ("slug", "scan", "prompt_tokens", "prompt"):
+        if key not in doc["metadata"]:
+            raise InterpError(f"{where}: metadata lacks {key}")
+    ids = set()
+    for n in doc["nodes"]:
+        for key, typ in NODE_FIELDS.items():
+            if key not in n or not isinstance(n[key], typ) or (typ is int and isinstance(n[key], bool)):
+                raise InterpError(f"{where}: node {n.get('node_id', '?')} has no valid {key}")
+        if n["feature_type"] not in FEATURE_TYPES:
+            raise InterpError(f"{where}: node {n['node_id']} has feature_type {n['feature_type']!r}")
+        ids.add(n["node_id"])
+    for lk in doc["links"]:
+        if not (isinstance(lk, dict) and lk.get("source") in ids and lk.get("target") in ids
+                and isinstance(lk.get("weight"), (int, float))):
+            raise InterpError(f"{where}: a link {lk!r} does not join two nodes with a weight")
+    return doc
+
+
+def read_graph_json(path: str) -> dict:
+    try:
+        doc = json.loads(open(path, encoding="utf-8").read())
+    except FileNotFoundError as err:
+        raise InterpError(f"{path} does not exist") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InterpError(f"{path} is not JSON ({err})") from err
+    return validate_graph_json(doc, path)
+
+
+def _ct_node(n: dict, g: AttributionGraph, infl: float) -> dict:
+    """One node in circuit-tracer's fields (its frontend's ``Node`` model)."""
+    layer, pos = n["layer"], n["position"]
+    base = {"token_prob": 0.0, "is_target_logit": False, "run_idx": 0, "reverse_ctx_idx": 0, "clerp": "",
+            "influence": infl, "activation": None}
+    if n["kind"] == "feature":
+        f = n["feature"]
+        return {**base, "node_id": f"{layer}_{f}_{pos}", "feature": (layer + f) * (layer + f + 1) // 2 + f,
+                "layer": str(layer), "ctx_idx": pos, "feature_type": "cross layer transcoder",
+                "jsNodeId": f"{layer}_{f}-0", "clerp": n["label"], "activation": n["activation"]}
+    if n["kind"] == "error":
+        return {**base, "node_id": f"{layer}_-1_{pos}", "feature": -1, "layer": str(layer), "ctx_idx": pos,
+                "feature_type": "mlp reconstruction error", "jsNodeId": f"{layer}_-1-{pos}"}
+    if n["kind"] == "token":
+        v = n["feature"]
+        return {**base, "node_id": f"E_{v}_{pos}", "feature": pos, "layer": "E", "ctx_idx": pos,
+                "feature_type": "embedding", "jsNodeId": f"E_{v}-{pos}"}
+    v, prob = n["feature"], n["activation"]
+    j = g.logit_tokens.index(v)
+    return {**base, "node_id": f"{g.n_layers + 1}_{v}_{pos}", "feature": v, "layer": str(g.n_layers + 1),
+            "ctx_idx": pos, "feature_type": "logit", "token_prob": prob, "is_target_logit": j == 0,
+            "jsNodeId": f"L_{v}-{pos}", "clerp": f'Output "{g.logit_text[j]}" (p={prob:.3f})', "influence": None}

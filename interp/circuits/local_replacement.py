@@ -1,0 +1,90 @@
+"""The frozen local replacement model of one prompt (Ameisen et al. 2025): every MLP with a transcoder
+is its transcoder's features, skip path and b_dec plus an error node; the attention patterns and
+the normalisation scales are the clean run's. With the feature activations fixed, every
+pre-activation and logit is an affine function of the embeddings, the features and the error
+nodes, which is what makes an attribution graph's edges exact.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+__all__ = ["clean_run", "decoder_bias", "decoder_rows", "frozen_forward", "skip_path"]
+
+
+@torch.no_grad()
+def clean_run(model, transcoders, tokens: Tensor) -> dict:
+    """The clean run: logits, each transcoder's input and output, every MLP output, the embedding, and the
+    values the frozen model keeps (norm scales, attention patterns)."""
+    L = model.cfg.n_layers
+    frozen = [n for n in [f"blocks.{l}.{h}" for l in range(L) for h in ("ln1.hook_scale", "attn.hook_pattern",
+                                                                          "ln2.hook_scale")] + ["ln_final.hook_scale"]
+              if n in model.hook_dict]
+    names = set(frozen) | {"hook_embed"} | {f"blocks.{l}.hook_mlp_out" for l in range(L)}
+    for layer in transcoders.layers:
+        names |= {transcoders.input_hook(layer), transcoders.output_hook(layer)}
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    return {"logits": logits[0].float(), "cache": cache, "frozen": frozen}
+
+
+def skip_path(tc, x: Tensor) -> Tensor | float:
+    """A transcoder's skip path alone, in the output's units (linear in x; 0 without W_skip)."""
+    if getattr(tc, "W_skip", None) is None:
+        return 0.0
+    return torch.nn.functional.linear(x.to(tc.W_skip.dtype) * tc.input_scale, tc.W_skip) / tc.target_scale
+
+
+def decoder_bias(tc) -> Tensor:
+    return (tc.b_dec / tc.target_scale).float()
+
+
+def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: dict[int, Tensor], batch: int,
+                   embed: Tensor | None = None, respond: dict | None = None):
+    """One forward pass of the frozen replacement model over ``batch`` copies of the prompt.
+
+    Attention patterns and norm scales are the clean run's. Layer l's MLP output is ``mlp_const[l]``
+    (a leaf: its gradient is ∂/∂y_l) plus, with a transcoder, its skip path on this pass's input. With
+    ``respond`` (``{layer: (mask [pos, d_sae], pre_clean [pos, d_sae])}``), active features follow
+    their pre-activations linearly (a_new = a + Δpre where active): the frozen intervention.
+    Returns (logits [batch, pos, vocab], embedding leaf, {layer: MLP leaf}, {layer: input})."""
+    P = tokens.shape[1]
+    cache = clean["cache"]
+    E = (embed if embed is not None else cache["hook_embed"][0]).expand(batch, P, -1).clone().requires_grad_(True)
+    leaves, inputs = {}, {}
+    hooks = [("hook_embed", lambda x, hook: E.to(x.dtype))]
+    for name in clean["frozen"]:
+        hooks.append((name, lambda x, hook, v=cache[name]: v.expand(x.shape).to(x.dtype)))
+    for layer in range(model.cfg.n_layers):
+        leaves[layer] = mlp_const[layer].expand(batch, P, -1).clone().requires_grad_(True)
+        tc = transcoders.layers.get(layer)
+        if tc is not None:
+            def keep(x, *, hook, layer=layer):
+                inputs[layer] = x
+                return x
+
+            hooks.append((transcoders.input_hook(layer), keep))
+
+        def put(y, *, hook, layer=layer, tc=tc):
+            out = leaves[layer]
+            if tc is not None:
+                x = inputs[layer]
+                out = out + skip_path(tc, x)
+                if respond is not None and layer in respond:
+                    mask, pre0 = respond[layer]
+                    delta = (tc.pre_acts(x).float() - pre0) * mask
+                    out = out + delta @ decoder_rows(tc)
+            return out.to(y.dtype)
+
+        hooks.append((f"blocks.{layer}.hook_mlp_out" if tc is None else transcoders.output_hook(layer), put))
+    with warnings.catch_warnings():  # the bridge notes that hooked norm scales take its reconstructed path
+        warnings.filterwarnings("ignore", message=".*edited hook_scale.*")
+        logits = model.run_with_hooks(tokens.expand(batch, P), fwd_hooks=hooks)
+    return logits, E, leaves, inputs
+
+
+def decoder_rows(tc) -> Tensor:
+    """Decoder rows in the output's units (a dictionary trained in this process may still carry its scale)."""
+    return (tc.W_dec / tc.target_scale).float()
