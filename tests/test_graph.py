@@ -228,6 +228,39 @@ def test_a_tiny_models_graph_prunes_and_scores_like_the_reference(tiny_models):
     assert {n["feature_type"] for n in doc["nodes"]} >= {"embedding", "logit"}
 
 
+def test_a_capped_graph_takes_features_by_influence_like_a_dense_reference(tiny_models, monkeypatch):
+    """With --max-feature-nodes below the active count, rows come in rounds, each taking the features of
+    highest influence through the rows so far. Reference: the full graph's rows, and at each round the
+    influence as a dense inverse over the features already taken."""
+    import interp.circuits.graph as graph_module
+
+    model = tiny_models["tiny-llama"]
+    tset = random_set(model, seed=3)
+    monkeypatch.setattr(graph_module, "INFLUENCE_ROUND", 4)
+    full = attribution_graph(model, tset, PROMPT, batch=8, label_features=False)
+    cap = attribution_graph(model, tset, PROMPT, batch=8, max_feature_nodes=40, label_features=False)
+    F, n_round, n_cap = full.n_features, 4, 40
+    assert cap.n_features == n_cap < F == cap.active_features
+    A = full.adjacency.astype(np.float64)
+    norm = np.abs(A) / np.maximum(np.abs(A).sum(1, keepdims=True), 1e-10)
+    direct = full.logit_probs @ norm[full.logit_slice, :F]
+    done: list[int] = []
+    while len(done) < n_cap:
+        M = np.zeros((F, F))
+        M[done] = norm[done, :F]
+        inf = direct @ np.linalg.inv(np.eye(F) - M)
+        inf[done] = -1
+        done += [int(i) for i in np.argsort(-inf)[:min(n_round, n_cap - len(done))]]
+    key = {tuple(f): i for i, f in enumerate(full.features.tolist())}
+    assert {key[tuple(f)] for f in cap.features.tolist()} == set(done)
+    # each capped row equals the full graph's row, and sums exactly with the input left out
+    idx = [key[tuple(f)] for f in cap.features.tolist()]
+    rest = list(range(F, F + full.n_errors + full.n_pos))
+    np.testing.assert_allclose(cap.adjacency[:n_cap, :n_cap + len(rest)], full.adjacency[np.ix_(idx, idx + rest)],
+                               atol=1e-6)
+    assert cap.check_exact() < 1e-4 and np.abs(cap.dropped[:n_cap]).max() > 0
+
+
 def test_frozen_interventions_equal_the_edge_predictions(tiny_models):
     model = tiny_models["tiny-llama"]
     tset = random_set(model, seed=7)

@@ -48,7 +48,8 @@ import torch
 from torch import Tensor
 
 from interp.circuits.graph_json import graph_to_json
-from interp.circuits.graph_pruning import GraphScores, check_threshold, graph_scores, prune
+from interp.circuits.graph_pruning import (GraphScores, check_threshold, graph_scores, influence, normalize_rows,
+                                           prune)
 from interp.circuits.local_replacement import clean_run, decoder_bias, decoder_rows, frozen_forward, skip_path
 from interp.errors import InterpError, warn
 from interp.progress import Estimate, progress
@@ -57,6 +58,8 @@ __all__ = ["AttributionGraph", "attribution_graph", "estimate_bytes", "MEMORY_LI
 
 INFLUENCE_ROUND = 128
 """Feature rows computed between re-estimates of influence, when a cap leaves features out."""
+ROW_BLOCK = 512
+"""Feature rows handled at once when the whole set would make a large temporary (abs, gathers)."""
 MEMORY_LIMIT = 8 * 2**30
 """Refuse a graph whose estimated memory exceeds this (bytes)."""
 
@@ -314,15 +317,16 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         x = cache[transcoders.input_hook(layer)][0].float()
         with torch.no_grad():
             pre = tc.pre_acts(x).float()
-            f = tc.encode(x).float()
+            f = tc.activation(pre).float()
             f[0] = 0  # the attention sink: its MLP output is all error node
             mlp_const[layer] = y - skip_path(tc, x)  # features + b_dec + error: the leaf of the frozen forward
         pre_clean[layer] = pre
         pos, j = torch.nonzero(f > 0, as_tuple=True)
+        scaled = f[pos, j][:, None] * decoder_rows(tc)[j]  # each active feature's contribution a·d
+        dec_rows[layer] = (len(feats), pos, scaled)
         feats += [(layer, p_, j_) for p_, j_ in zip(pos.tolist(), j.tolist())]
         acts.append(f[pos, j])
-        dec_rows[layer] = (pos, j, f[pos, j])
-        recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, f[pos, j][:, None] * decoder_rows(tc)[j])
+        recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, scaled)
         errors[layer] = mlp_const[layer] - recon - decoder_bias(tc)
     n_active = len(feats)
     feats_t = torch.tensor(feats, dtype=torch.long).view(-1, 3)
@@ -332,50 +336,55 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     # Each row's inputs from one backward pass of a batch of targets.
     logits_f, E, leaves, inputs = frozen_forward(model, transcoders, tokens, clean, mlp_const, batch)
     V = logits_f.shape[-1]
+    logits_f = logits_f[:, -1].clone()  # the rows need the last position only: free batch x pos x vocab
     n_src = n_active + L * P + P
 
     def rows_for(targets: list[tuple]) -> Tensor:
         """[len(targets), n_src]: (feature activations..., error nodes..., tokens...) into each target."""
         out = torch.zeros(len(targets), n_src)
+        # By layer, so that a chunk's backward stops at its own highest layer (logits pass through all).
+        order = sorted(range(len(targets)), key=lambda i: targets[i][1] if targets[i][0] == "feature" else L)
         for i0 in range(0, len(targets), batch):
-            chunk = targets[i0:i0 + batch]
-            g_logits = torch.zeros_like(logits_f)
-            g_in = {layer: torch.zeros_like(x) for layer, x in inputs.items()}
-            for b, t in enumerate(chunk):
+            idx = order[i0:i0 + batch]
+            g_logits, g_in = None, {}
+            for b, i in enumerate(idx):
+                t = targets[i]
                 if t[0] == "logit":
-                    g_logits[b, -1] = -1.0 / V
-                    g_logits[b, -1, t[1]] += 1.0
+                    if g_logits is None:
+                        g_logits = torch.zeros_like(logits_f)
+                    g_logits[b] = -1.0 / V
+                    g_logits[b, t[1]] += 1.0
                 else:
                     _, layer, p_, j_ = t
                     tc = transcoders.layers[layer]
-                    g_in[layer][b, p_] = (tc.W_enc[:, j_] * tc.input_scale).to(g_in[layer].dtype)
+                    g = g_in.setdefault(layer, torch.zeros_like(inputs[layer]))
+                    g[b, p_] = (tc.W_enc[:, j_] * tc.input_scale).to(g.dtype)
             # Only the outputs this chunk injects into: a zero gradient still costs its backward (the
-            # unembedding's alone is batch x pos x vocab x d_model).
-            pairs = ([(logits_f, g_logits)] if any(t[0] == "logit" for t in chunk) else []) + [
-                (inputs[layer], g_in[layer]) for layer in g_in
-                if any(t[0] == "feature" and t[1] == layer for t in chunk)]
-            outs, gouts = [o for o, _ in pairs], [g for _, g in pairs]
-            grads = torch.autograd.grad(outs, [E] + [leaves[layer] for layer in range(L)], gouts,
-                                        retain_graph=True, allow_unused=True)
+            # unembedding's alone is batch x vocab x d_model).
+            pairs = ([(logits_f, g_logits)] if g_logits is not None else []) + [
+                (inputs[layer], g) for layer, g in g_in.items()]
+            grads = torch.autograd.grad([o for o, _ in pairs], [E] + [leaves[layer] for layer in range(L)],
+                                        [g for _, g in pairs], retain_graph=True, allow_unused=True)
             with torch.no_grad():
-                out[i0:i0 + len(chunk)] = _columns(grads, chunk)
+                out[idx] = _columns(grads, len(idx))
         return out
 
-    def _columns(grads, chunk) -> Tensor:
-        """One chunk's rows from its gradients at the embedding and at every MLP output."""
-        gE = grads[0].float()
-        gL = [g.float() if g is not None else torch.zeros(batch, P, model.cfg.d_model) for g in grads[1:]]
-        n = len(chunk)
-        cols = []
+    def _columns(grads, n: int) -> Tensor:
+        """One chunk's rows from its gradients at the embedding and at every MLP output (a layer above the
+        chunk's targets has none: its columns are 0)."""
+        cols = torch.zeros(n, n_src)
+        if grads[0] is not None:
+            cols[:, n_active + L * P:] = (grads[0][:n].float() * emb).sum(-1)
         for layer in range(L):
+            g = grads[1 + layer]
+            if g is None:
+                continue
+            g = g[:n].float()
             if layer in dec_rows:
-                pos, j, a = dec_rows[layer]
-                d = decoder_rows(transcoders.layers[layer])[j] * a[:, None]
-                cols.append(torch.einsum("bnd,nd->bn", gL[layer][:n, pos], d))
-        feat_cols = torch.cat(cols, 1) if cols else torch.zeros(n, 0)
-        err_cols = torch.stack([(gL[layer][:n] * errors[layer]).sum(-1) for layer in range(L)], 1).view(n, -1)
-        tok_cols = (gE[:n] * emb).sum(-1)
-        return torch.cat([feat_cols, err_cols, tok_cols], 1)
+                c0, pos, scaled = dec_rows[layer]
+                cols[:, c0:c0 + len(pos)] = torch.einsum("bnd,nd->bn", g[:, pos], scaled)
+            cols[:, n_active + layer * P:n_active + (layer + 1) * P] = (g * errors[layer]).sum(-1)
+        return cols
 
     with torch.enable_grad():
         logit_rows = rows_for([("logit", t) for t in chosen])
@@ -394,24 +403,28 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
                     estimate.done(min(step, n_active))
         else:
             selected, feat_rows = _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active,
-                                                max_feature_nodes, batch)
+                                                max_feature_nodes)
+    logits_f = E = leaves = inputs = None  # the frozen forward's graph: freed before the adjacency is built
     # Order the selected features by influence and assemble the dense adjacency over nodes.
     w = torch.as_tensor(logit_probs, dtype=torch.float32)
-    est = _feature_influence(feat_rows, selected, logit_rows, w, n_active)
+    est = _feature_influence(feat_rows, _abs_sums(feat_rows), selected, logit_rows, w, n_active)
     order_sel = sorted(range(len(selected)), key=lambda i: -float(est[selected[i]]))
     sel = [selected[i] for i in order_sel]
-    rows_sel = feat_rows[order_sel] if order_sel else torch.zeros(0, n_src)
     F_ = len(sel)
     n_nodes = F_ + L * P + P + len(chosen)
     A = np.zeros((n_nodes, n_nodes), dtype=np.float32)
-    src_cols = sel + list(range(n_active, n_src))  # selected features, then errors and tokens
-    A[:F_, :F_ + L * P + P] = rows_sel[:, src_cols].numpy()
-    A[F_ + L * P + P:, :F_ + L * P + P] = logit_rows[:, src_cols].numpy()
+    src_cols = torch.tensor(sel + list(range(n_active, n_src)), dtype=torch.long)  # features, errors, tokens
     dropped = np.zeros(n_nodes)  # input from active features left out by the cap (0 without one)
+    out_cols = torch.ones(n_active, dtype=torch.bool)
+    out_cols[sel] = False
+    for i0 in range(0, F_, ROW_BLOCK):  # in blocks: a 128-token prompt's rows are a gigabyte
+        rows = feat_rows[order_sel[i0:i0 + ROW_BLOCK]]
+        A[i0:i0 + len(rows), :F_ + L * P + P] = rows[:, src_cols].numpy()
+        if F_ < n_active:
+            dropped[i0:i0 + len(rows)] = rows[:, :n_active][:, out_cols].double().sum(1).numpy()
+    del feat_rows
+    A[F_ + L * P + P:, :F_ + L * P + P] = logit_rows[:, src_cols].numpy()
     if F_ < n_active:
-        out_cols = torch.ones(n_active, dtype=torch.bool)
-        out_cols[sel] = False
-        dropped[:F_] = rows_sel[:, :n_active][:, out_cols].double().sum(1).numpy()
         dropped[F_ + L * P + P:] = logit_rows[:, :n_active][:, out_cols].double().sum(1).numpy()
 
     # Bias terms: each target's value with every source at zero, in the frozen model.
@@ -441,47 +454,52 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
                             pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped)
 
 
-def _feature_influence(feat_rows: Tensor, selected: list[int], logit_rows: Tensor, w: Tensor, n_active: int) -> Tensor:
-    """Each active feature's influence on the logits through the rows computed so far (circuit-tracer's
-    normalised influence, restricted to the feature block)."""
-    norm_l = logit_rows[:, :n_active].abs()
-    norm_l = norm_l / logit_rows.abs().sum(1, keepdim=True).clamp_min(1e-10)
-    inf = w @ norm_l
-    if not selected:
-        return inf
-    R = feat_rows[:, :n_active].abs()
-    R = R / feat_rows.abs().sum(1, keepdim=True).clamp_min(1e-10)
-    idx = torch.tensor(selected)
-    current = inf.clone()
-    total = inf.clone()
-    for _ in range(200):
-        nxt = current[idx] @ R
-        if not bool(nxt.any()):
-            break
-        total += nxt
-        current = nxt
+def _abs_sums(rows: Tensor) -> Tensor:
+    """Each row's Σ|input| over every source (what circuit-tracer's normalisation divides by)."""
+    return torch.cat([rows[i:i + ROW_BLOCK].abs().sum(1) for i in range(0, len(rows), ROW_BLOCK)]
+                     or [torch.zeros(0)]).clamp_min(1e-10)
+
+
+def _feature_influence(rows: Tensor, row_sums: Tensor, done: list[int], logit_rows: Tensor, w: Tensor,
+                       n_active: int) -> Tensor:
+    """Each active feature's influence on the logits (circuit-tracer's normalised influence) through the
+    logit rows and the feature rows computed so far: ``rows[i]`` is feature ``done[i]``'s, ``row_sums``
+    their :func:`_abs_sums`. Every path runs through computed rows, so the series is summed on the square
+    block among ``done`` (:func:`~interp.circuits.graph_pruning.influence`), and one more product
+    carries it to every feature."""
+    direct = w @ normalize_rows(logit_rows)[:, :n_active]
+    if not done:
+        return direct
+    idx = torch.tensor(done)
+    block = rows[:, idx].abs() / row_sums[:, None]
+    through = direct[idx] + influence(block, direct[idx])  # each computed feature's total influence
+    total = direct.clone()
+    for i in range(0, len(done), ROW_BLOCK):
+        total += (through[i:i + ROW_BLOCK] / row_sums[i:i + ROW_BLOCK]) @ rows[i:i + ROW_BLOCK, :n_active].abs()
     return total
 
 
-def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap, batch):
+def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap):
     """circuit-tracer's order for a capped graph: compute rows for the features of highest estimated
     influence first, re-estimating as rows arrive."""
     w = torch.as_tensor(logit_probs, dtype=torch.float32)
     done: list[int] = []
-    rows: list[Tensor] = []
+    rows = torch.zeros(cap, logit_rows.shape[1])
+    sums = torch.zeros(cap)
     bar = progress(total=cap, desc="attribution graph (by influence)", unit="feature")
     while len(done) < cap:
-        est = _feature_influence(torch.cat(rows) if rows else torch.zeros(0, logit_rows.shape[1]), done, logit_rows,
-                                 w, n_active)
+        n = len(done)
+        est = _feature_influence(rows[:n], sums[:n], done, logit_rows, w, n_active)
         if done:
             est[torch.tensor(done)] = -1
-        take = min(INFLUENCE_ROUND, cap - len(done))  # not the batch: the selection must not depend on it
+        take = min(INFLUENCE_ROUND, cap - n)  # not the batch: the selection must not depend on it
         nxt = est.topk(take).indices.tolist()
-        rows.append(rows_for([feat_targets[i] for i in nxt]))
+        rows[n:n + take] = rows_for([feat_targets[i] for i in nxt])
+        sums[n:n + take] = _abs_sums(rows[n:n + take])
         done += nxt
         bar.update(take)
     bar.close()
-    return done, torch.cat(rows)
+    return done, rows
 
 
 LABELLED = 256
