@@ -307,7 +307,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     logit_probs = probs[chosen].cpu().numpy().astype(np.float64)
 
     # The sources: active features (position 0 excluded), error nodes, token embeddings.
-    feats, acts, mlp_const, pre_clean, dec_rows, errors = [], [], {}, {}, {}, {}
+    feats, acts, mlp_const, pre_clean, by_pos, errors = [], [], {}, {}, {}, {}
     for layer in range(L):
         tc = transcoders.layers.get(layer)
         if tc is None:
@@ -323,7 +323,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         pre_clean[layer] = pre
         pos, j = torch.nonzero(f > 0, as_tuple=True)
         scaled = f[pos, j][:, None] * decoder_rows(tc)[j]  # each active feature's contribution a·d
-        dec_rows[layer] = (len(feats), pos, scaled)
+        cols_l = torch.arange(len(feats), len(feats) + len(j))  # its column among the sources
+        by_pos[layer] = {p_: (cols_l[pos == p_], scaled[pos == p_]) for p_ in pos.unique().tolist()}
         feats += [(layer, p_, j_) for p_, j_ in zip(pos.tolist(), j.tolist())]
         acts.append(f[pos, j])
         recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, scaled)
@@ -336,7 +337,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     # Each row's inputs from one backward pass of a batch of targets.
     logits_f, E, leaves, inputs = frozen_forward(model, transcoders, tokens, clean, mlp_const, batch)
     V = logits_f.shape[-1]
-    logits_f = logits_f[:, -1].clone()  # the rows need the last position only: free batch x pos x vocab
+    logits_f = logits_f[:, -1]
     n_src = n_active + L * P + P
 
     def rows_for(targets: list[tuple]) -> Tensor:
@@ -380,9 +381,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             if g is None:
                 continue
             g = g[:n].float()
-            if layer in dec_rows:
-                c0, pos, scaled = dec_rows[layer]
-                cols[:, c0:c0 + len(pos)] = torch.einsum("bnd,nd->bn", g[:, pos], scaled)
+            for p_, (cs, scaled) in by_pos.get(layer, {}).items():  # a product per position, no gather
+                cols[:, cs] = g[:, p_] @ scaled.T
             cols[:, n_active + layer * P:n_active + (layer + 1) * P] = (g * errors[layer]).sum(-1)
         return cols
 
