@@ -40,21 +40,22 @@ from interp.models import load_model
 from interp.circuits.graph import attribution_graph, estimate_bytes
 from saes.transcoder import load_set
 model = load_model(sys.argv[1]); tset = load_set(sys.argv[2]); limit = float(sys.argv[4])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+base = peak()
 t0 = time.perf_counter()
-def report(done, g=None):
-    out = {"seconds": time.perf_counter() - t0, "finished": done, "model_and_set_rss_gb": base,
-           "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
-    if g is not None:
-        out.update(tokens=g.n_pos, active_features=g.active_features, feature_nodes=g.n_features, nodes=g.n_nodes)
-    print(json.dumps(out), flush=True)
-def watchdog():  # a CPU cannot finish a 128-token graph in minutes: report the peak so far and stop
+def report(done, **extra):
+    print(json.dumps({"seconds": time.perf_counter() - t0, "finished": done, "model_and_set_rss_gb": base,
+                      "peak_rss_gb": peak(), **extra}), flush=True)
+def watchdog():  # stop a run that takes too long, and report the peak so far
     time.sleep(limit)
     report(False)
     os._exit(0)
 threading.Thread(target=watchdog, daemon=True).start()
 g = attribution_graph(model, tset, sys.argv[3], label_features=False, memory_limit=2**62)  # measure, not refuse
-report(True, g)
+graph_peak = peak()
+summary = g.summary()  # what `interp graph` does next: prune, score, paths
+report(True, graph_seconds=g.seconds, graph_peak_rss_gb=graph_peak, tokens=g.n_pos, active_features=g.active_features,
+       feature_nodes=g.n_features, nodes=g.n_nodes, nodes_pruned=summary["nodes_pruned"])
 """
 
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
         mem.update(tokens=n_tok, estimate_gb=estimate_bytes(n_tok, model.cfg.n_layers, model.cfg.d_model,
                                                             model.cfg.d_vocab, k * len(tset.layers) / model.cfg.n_layers,
-                                                            4096, 32) / 2**30)
+                                                            4096, 32, n_heads=model.cfg.n_heads) / 2**30)
         out["memory_long_prompt"] = mem
     emit(out)
 

@@ -39,7 +39,7 @@ def check_threshold(name: str, value: float) -> None:
 
 def normalize_rows(A: Tensor) -> Tensor:
     a = A.abs()
-    return a / a.sum(1, keepdim=True).clamp_min(1e-10)
+    return a.div_(a.sum(1, keepdim=True).clamp_min(1e-10))  # in place: a graph's matrix can be gigabytes
 
 
 def influence(A_hat: Tensor, w: Tensor, max_iter: int = 10_000) -> Tensor:
@@ -56,7 +56,8 @@ def influence(A_hat: Tensor, w: Tensor, max_iter: int = 10_000) -> Tensor:
 
 def threshold_for(scores: Tensor, share: float) -> float:
     """The smallest score among the fewest top scores whose sum reaches ``share`` of the total."""
-    s = scores.flatten().sort(descending=True).values
+    s = scores.flatten()
+    s = s[s > 0].sort(descending=True).values  # zeros add nothing to the sum, and a large graph's are most
     total = float(s.sum())
     if total <= 0:
         return float("inf")
@@ -86,10 +87,13 @@ def prune(A: Tensor, logit_weights: Tensor, n_features: int, n_tokens: int, n_lo
     pruned = A.clone()
     pruned[~node_mask] = 0
     pruned[:, ~node_mask] = 0
+    nonzero = pruned != 0
     norm = normalize_rows(pruned)
+    del pruned
     target_inf = influence(norm, logit_weights) + logit_weights
-    edge_scores = norm * target_inf[:, None]
-    edge_mask = (edge_scores >= threshold_for(edge_scores, edge_threshold)) & (pruned != 0)
+    edge_scores = norm.mul_(target_inf[:, None])
+    edge_mask = (edge_scores >= threshold_for(edge_scores, edge_threshold)) & nonzero
+    del edge_scores, norm, nonzero
     n_feat_err = len(A) - keep_tail
     while True:
         before = node_mask.clone()
