@@ -48,8 +48,8 @@ import torch
 from torch import Tensor
 
 from interp.circuits.graph_json import graph_to_json
-from interp.circuits.graph_pruning import (GraphScores, check_threshold, graph_scores, influence, normalize_rows,
-                                           prune)
+from interp.circuits.graph_pruning import (ROW_BLOCK, GraphScores, abs_row_sums, check_threshold, graph_scores,
+                                           partial_influence, prune)
 from interp.circuits.local_replacement import clean_run, decoder_bias, decoder_rows, frozen_forward, skip_path
 from interp.errors import InterpError, warn
 from interp.progress import Estimate, progress
@@ -58,8 +58,6 @@ __all__ = ["AttributionGraph", "attribution_graph", "estimate_bytes", "MEMORY_LI
 
 INFLUENCE_ROUND = 128
 """Feature rows computed between re-estimates of influence, when a cap leaves features out."""
-ROW_BLOCK = 512
-"""Feature rows handled at once when the whole set would make a large temporary (abs, gathers)."""
 MEMORY_LIMIT = 8 * 2**30
 """Refuse a graph whose estimated memory exceeds this (bytes)."""
 
@@ -415,7 +413,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     logits_f = E = leaves = inputs = None  # the frozen forward's graph: freed before the adjacency is built
     # Order the selected features by influence and assemble the dense adjacency over nodes.
     w = torch.as_tensor(logit_probs, dtype=torch.float32)
-    est = _feature_influence(feat_rows, _abs_sums(feat_rows), selected, logit_rows, w, n_active)
+    est = partial_influence(feat_rows, abs_row_sums(feat_rows), selected, logit_rows, w, n_active)
     order_sel = sorted(range(len(selected)), key=lambda i: -float(est[selected[i]]))
     sel = [selected[i] for i in order_sel]
     F_ = len(sel)
@@ -462,31 +460,6 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
                             pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped)
 
 
-def _abs_sums(rows: Tensor) -> Tensor:
-    """Each row's Σ|input| over every source (what circuit-tracer's normalisation divides by)."""
-    return torch.cat([rows[i:i + ROW_BLOCK].abs().sum(1) for i in range(0, len(rows), ROW_BLOCK)]
-                     or [torch.zeros(0)]).clamp_min(1e-10)
-
-
-def _feature_influence(rows: Tensor, row_sums: Tensor, done: list[int], logit_rows: Tensor, w: Tensor,
-                       n_active: int) -> Tensor:
-    """Each active feature's influence on the logits (circuit-tracer's normalised influence) through the
-    logit rows and the feature rows computed so far: ``rows[i]`` is feature ``done[i]``'s, ``row_sums``
-    their :func:`_abs_sums`. Every path runs through computed rows, so the series is summed on the square
-    block among ``done`` (:func:`~interp.circuits.graph_pruning.influence`), and one more product
-    carries it to every feature."""
-    direct = w @ normalize_rows(logit_rows)[:, :n_active]
-    if not done:
-        return direct
-    idx = torch.tensor(done)
-    block = rows[:, idx].abs() / row_sums[:, None]
-    through = direct[idx] + influence(block, direct[idx])  # each computed feature's total influence
-    total = direct.clone()
-    for i in range(0, len(done), ROW_BLOCK):
-        total += (through[i:i + ROW_BLOCK] / row_sums[i:i + ROW_BLOCK]) @ rows[i:i + ROW_BLOCK, :n_active].abs()
-    return total
-
-
 def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap, what):
     """circuit-tracer's order for a capped graph: compute rows for the features of highest estimated
     influence first, re-estimating as rows arrive."""
@@ -498,13 +471,13 @@ def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap
     estimate = Estimate(what, cap, "feature rows", "a shorter prompt, or a lower --max-feature-nodes")
     while len(done) < cap:
         n = len(done)
-        est = _feature_influence(rows[:n], sums[:n], done, logit_rows, w, n_active)
+        est = partial_influence(rows[:n], sums[:n], done, logit_rows, w, n_active)
         if done:
             est[torch.tensor(done)] = -1
         take = min(INFLUENCE_ROUND, cap - n)  # not the batch: the selection must not depend on it
         nxt = est.topk(take).indices.tolist()
         rows[n:n + take] = rows_for([feat_targets[i] for i in nxt])
-        sums[n:n + take] = _abs_sums(rows[n:n + take])
+        sums[n:n + take] = abs_row_sums(rows[n:n + take])
         done += nxt
         bar.update(take)
         estimate.done(take)  # the first round: the features of most direct influence, from every layer

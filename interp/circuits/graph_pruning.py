@@ -7,6 +7,8 @@ error nodes, tokens, logits (logits last), as in circuit-tracer's graphs.
 - **Influence:** with ``w`` the logit probabilities on the logit rows (0 elsewhere),
   influence = w·(Â + Â² + …) = w·((I − Â)⁻¹ − I). A graph is a DAG, so Â is nilpotent and
   the series ends; it is summed by repeated products, never an inverse.
+- **Partial influence:** while a capped graph's feature rows are computed in order of influence,
+  the influence through the rows so far (:func:`partial_influence`) picks the next ones.
 - **Node pruning:** keep the smallest set of nodes, by influence, reaching ``node_threshold``
   of the total; tokens and logits always stay.
 - **Edge pruning:** on the node-pruned matrix, an edge's score is its normalised weight times
@@ -28,8 +30,11 @@ from torch import Tensor
 
 from interp.errors import InterpError
 
-__all__ = ["GraphScores", "Pruned", "check_threshold", "graph_scores", "influence", "normalize_rows", "prune",
-           "threshold_for"]
+__all__ = ["GraphScores", "Pruned", "abs_row_sums", "check_threshold", "graph_scores", "influence", "normalize_rows",
+           "partial_influence", "prune", "threshold_for"]
+
+ROW_BLOCK = 512
+"""Rows handled at once where the whole matrix would make a large temporary (abs, gathers)."""
 
 
 def check_threshold(name: str, value: float) -> None:
@@ -52,6 +57,31 @@ def influence(A_hat: Tensor, w: Tensor, max_iter: int = 10_000) -> Tensor:
         current = current @ A_hat
         total += current
     raise ValueError("the adjacency matrix has a cycle: influence did not converge")
+
+
+def abs_row_sums(rows: Tensor) -> Tensor:
+    """Each row's Σ|input| over every source (what circuit-tracer's normalisation divides by)."""
+    return torch.cat([rows[i:i + ROW_BLOCK].abs().sum(1) for i in range(0, len(rows), ROW_BLOCK)]
+                     or [torch.zeros(0)]).clamp_min(1e-10)
+
+
+def partial_influence(rows: Tensor, row_sums: Tensor, done: list[int], logit_rows: Tensor, w: Tensor,
+                       n_active: int) -> Tensor:
+    """Each active feature's influence on the logits (circuit-tracer's normalised influence) through the
+    logit rows and the feature rows computed so far, for a graph whose rows come in order of influence:
+    ``rows[i]`` is feature ``done[i]``'s, ``row_sums`` their :func:`abs_row_sums`. Every path runs
+    through computed rows, so the series is summed on the square block among ``done``
+    (:func:`influence`), and one more product carries it to every feature."""
+    direct = w @ normalize_rows(logit_rows)[:, :n_active]
+    if not done:
+        return direct
+    idx = torch.tensor(done)
+    block = rows[:, idx].abs() / row_sums[:, None]
+    through = direct[idx] + influence(block, direct[idx])  # each computed feature's total influence
+    total = direct.clone()
+    for i in range(0, len(done), ROW_BLOCK):
+        total += (through[i:i + ROW_BLOCK] / row_sums[i:i + ROW_BLOCK]) @ rows[i:i + ROW_BLOCK, :n_active].abs()
+    return total
 
 
 def threshold_for(scores: Tensor, share: float) -> float:
