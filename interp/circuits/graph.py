@@ -33,7 +33,7 @@ graph's JSON, circuit-tracer's, is :mod:`interp.circuits.graph_json`; ablating a
 features is :mod:`interp.circuits.graph_intervention`.
 
 ``transcoders`` is any object with ``layers`` (a dict of layer → dictionary) and
-``input_hook(l)``/``output_hook(l)``; each dictionary offers ``pre_acts``, ``encode``, ``finish``,
+``input_hook(l)``/``output_hook(l)``; each dictionary offers ``pre_acts``, ``activation``, ``encode``,
 ``W_enc``, ``W_dec``, ``input_scale``, ``target_scale`` and ``cfg.d_sae`` (:mod:`saes.transcoder`'s
 sets do).
 """
@@ -338,10 +338,12 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     emb = cache["hook_embed"][0].float()
 
     # Each row's inputs from one backward pass of a batch of targets.
-    logits_f, E, leaves, inputs = frozen_forward(model, transcoders, tokens, clean, mlp_const, batch)
-    V = logits_f.shape[-1]
-    logits_f = logits_f[:, -1]
+    _, E, leaves, inputs = frozen_forward(model, transcoders, tokens, clean, mlp_const, batch)
     n_src = n_active + L * P + P
+    # A demeaned logit is the unembedding's input · (W_U[:, t] − mean_v W_U[:, v]): inject that direction,
+    # formed in float64, rather than backpropagate (onehot − 1/V) through a float32 sum over the vocabulary.
+    W_U = model.W_U.detach().double()
+    demeaned_rows = {t: (W_U[:, t] - W_U.mean(1)).float() for t in chosen}
 
     def rows_for(targets: list[tuple]) -> Tensor:
         """[len(targets), n_src]: (feature activations..., error nodes..., tokens...) into each target."""
@@ -350,25 +352,20 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         order = sorted(range(len(targets)), key=lambda i: targets[i][1] if targets[i][0] == "feature" else L)
         for i0 in range(0, len(targets), batch):
             idx = order[i0:i0 + batch]
-            g_logits, g_in = None, {}
+            g_in = {}
             for b, i in enumerate(idx):
                 t = targets[i]
                 if t[0] == "logit":
-                    if g_logits is None:
-                        g_logits = torch.zeros_like(logits_f)
-                    g_logits[b] = -1.0 / V
-                    g_logits[b, t[1]] += 1.0
+                    g = g_in.setdefault("unembed", torch.zeros_like(inputs["unembed"]))
+                    g[b, 0] = demeaned_rows[t[1]].to(g.dtype)
                 else:
                     _, layer, p_, j_ = t
                     tc = transcoders.layers[layer]
                     g = g_in.setdefault(layer, torch.zeros_like(inputs[layer]))
                     g[b, p_] = (tc.W_enc[:, j_] * tc.input_scale).to(g.dtype)
-            # Only the outputs this chunk injects into: a zero gradient still costs its backward (the
-            # unembedding's alone is batch x vocab x d_model).
-            pairs = ([(logits_f, g_logits)] if g_logits is not None else []) + [
-                (inputs[layer], g) for layer, g in g_in.items()]
-            grads = torch.autograd.grad([o for o, _ in pairs], [E] + [leaves[layer] for layer in range(L)],
-                                        [g for _, g in pairs], retain_graph=True, allow_unused=True)
+            # Only the outputs this chunk injects into: a zero gradient still costs its backward.
+            grads = torch.autograd.grad([inputs[key] for key in g_in], [E] + [leaves[layer] for layer in range(L)],
+                                        list(g_in.values()), retain_graph=True, allow_unused=True)
             with torch.no_grad():
                 out[idx] = _columns(grads, len(idx))
         return out
@@ -410,7 +407,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         else:
             selected, feat_rows = _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active,
                                                 max_feature_nodes, f"attribution graph of {P} tokens")
-    logits_f = E = leaves = inputs = None  # the frozen forward's graph: freed before the adjacency is built
+    E = leaves = inputs = None  # the frozen forward's graph: freed before the adjacency is built
     # Order the selected features by influence and assemble the dense adjacency over nodes.
     w = torch.as_tensor(logit_probs, dtype=torch.float32)
     est = partial_influence(feat_rows, abs_row_sums(feat_rows), selected, logit_rows, w, n_active)

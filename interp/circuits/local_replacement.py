@@ -49,13 +49,18 @@ def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: d
     (a leaf: its gradient is ∂/∂y_l) plus, with a transcoder, its skip path on this pass's input. With
     ``respond`` (``{layer: (mask [pos, d_sae], pre_clean [pos, d_sae])}``), active features follow
     their pre-activations linearly (a_new = a + Δpre where active): the frozen intervention.
-    Only the last position is unembedded (every node of a graph reads the next token's logits there).
+    Only the last position is unembedded (every node of a graph reads the next token's logits there);
+    the unembedding's input is ``inputs["unembed"]`` ([batch, 1, d_model]).
     Returns (logits [batch, 1, vocab], embedding leaf, {layer: MLP leaf}, {layer: input})."""
     P = tokens.shape[1]
     cache = clean["cache"]
     E = (embed if embed is not None else cache["hook_embed"][0]).expand(batch, P, -1).clone().requires_grad_(True)
     leaves, inputs = {}, {}
-    hooks = [("hook_embed", lambda x, hook: E.to(x.dtype)), ("unembed.hook_in", lambda x, hook: x[:, -1:])]
+    def last(x, *, hook):
+        inputs["unembed"] = x[:, -1:]
+        return inputs["unembed"]
+
+    hooks = [("hook_embed", lambda x, hook: E.to(x.dtype)), ("unembed.hook_in", last)]
     for name in clean["frozen"]:
         hooks.append((name, lambda x, hook, v=cache[name]: v.expand(x.shape).to(x.dtype)))
     for layer in range(model.cfg.n_layers):
