@@ -67,7 +67,8 @@ def cmd_trace(args) -> dict:
 
 
 def _average_trace(args, kinds) -> dict:
-    from interp.knowledge.tracing import average_trace, load_facts
+    from interp.knowledge.average_trace import average_trace
+    from interp.knowledge.tracing import load_facts
 
     facts = load_facts(args.facts)
     if args.limit:

@@ -22,7 +22,8 @@ from interp.circuits.eap import build_graph, edge_attribution, edge_mask, edge_o
 from interp.circuits.patching import patch_sweep
 from interp.errors import InterpError
 from interp.knowledge.relations import Relation, Sample, _object_tokens, split_samples
-from interp.knowledge.tracing import ROLES, role_rows, subject_span
+from interp.knowledge.average_trace import ROLES, role_rows
+from interp.knowledge.tracing import subject_span
 from interp.metrics import Task, metric_per_pair, normalize
 from interp.progress import progress
 from interp.tokens import str_tokens, to_tokens

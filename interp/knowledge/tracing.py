@@ -37,8 +37,7 @@ from interp.errors import InterpError, check_index
 from interp.progress import Estimate, progress
 from interp.tokens import single_token, str_tokens, to_tokens
 
-__all__ = ["AverageTrace", "KINDS", "ROLES", "Trace", "average_trace", "embedding_std", "fill_template",
-    "load_facts", "role_rows", "subject_span", "trace", "trace_loop"]
+__all__ = ["KINDS", "Trace", "embedding_std", "fill_template", "load_facts", "subject_span", "trace", "trace_loop"]
 
 Kind = Literal["hidden", "mlp", "attn"]
 KINDS: tuple[Kind, ...] = ("hidden", "mlp", "attn")
@@ -455,59 +454,3 @@ def trace_loop(model, prompt: str, subject: str, answer: str | None = None,
         scores[kind] = grid
     return Trace(scores, str_tokens(model, setup.tokens[0]), subject, setup.span, setup.answer,
                  setup.clean_prob, corrupt, samples, setup.scale, window, time.perf_counter() - t0)
-
-
-ROLES = ("first subject token", "middle subject tokens", "last subject token",
-         "first subsequent token", "further tokens", "last token")
-
-
-def role_rows(scores: Tensor, span: tuple[int, int]) -> Tensor:
-    """``[role][layer]``: a trace's rows grouped by token role (ROME, Figure 2); NaN where
-    a prompt has no token of that role."""
-    a, b = span
-    n_tok = scores.shape[0]
-    groups = [[a], list(range(a + 1, b - 1)), [b - 1], [b] if b < n_tok - 1 else [],
-              list(range(b + 1, n_tok - 1)), [n_tok - 1]]
-    nan = torch.full((scores.shape[1],), float("nan"))
-    return torch.stack([scores[g].mean(0) if g else nan for g in groups])
-
-
-@dataclass
-class AverageTrace:
-    """Average indirect effect, P(answer | restored) − P(answer | corrupted), by token role."""
-
-    effects: dict[str, Tensor]
-    """Kind -> ``[role][layer]`` mean over facts (NaN-aware)."""
-    roles: tuple[str, ...]
-    n_facts: int
-    mean_clean_prob: float
-    mean_corrupt_prob: float
-    seconds: float
-    axes: tuple[str, ...] = ("role", "layer")
-
-    def figure(self):
-        """This result as a plotly figure (:func:`interp.figures.average_trace_figure`)."""
-        from interp.figures import average_trace_figure
-
-        return average_trace_figure(self)
-
-
-def average_trace(model, facts: list[dict] | None = None, kinds: Sequence[Kind] = KINDS,
-                  samples: int = 10, noise: float = 3.0, window: int = 10, seed: int = 1) -> AverageTrace:
-    """Trace every fact and average the indirect effects by token role."""
-    facts = load_facts() if facts is None else facts
-    if not facts:
-        raise InterpError("no facts to average over")
-    t0 = time.perf_counter()
-    per_kind: dict[str, list[Tensor]] = {k: [] for k in kinds}
-    clean, corrupt = [], []
-    for fact in progress(facts, desc="tracing facts", unit="fact", leave=False):
-        tr = trace(model, fill_template(fact["template"], fact["subject"]), fact["subject"],
-                   fact["answer"], kinds, samples, noise, window, seed)
-        for k in kinds:
-            per_kind[k].append(role_rows(tr.scores[k] - tr.corrupt_prob, tr.subject_range))
-        clean.append(tr.clean_prob)
-        corrupt.append(tr.corrupt_prob)
-    effects = {k: torch.stack(v).nanmean(0) for k, v in per_kind.items()}
-    return AverageTrace(effects, ROLES, len(facts), sum(clean) / len(clean), sum(corrupt) / len(corrupt),
-                        time.perf_counter() - t0)
