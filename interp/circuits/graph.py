@@ -50,7 +50,7 @@ from torch import Tensor
 from interp.circuits.graph_json import graph_to_json
 from interp.circuits.graph_pruning import (ROW_BLOCK, GraphScores, abs_row_sums, check_threshold, graph_scores,
                                            partial_influence, prune)
-from interp.circuits.local_replacement import clean_run, decoder_bias, decoder_rows, frozen_forward, skip_path
+from interp.circuits.local_replacement import clean_parts, clean_run, decoder_bias, decoder_rows, frozen_forward
 from interp.errors import InterpError, warn
 from interp.progress import Estimate, progress
 
@@ -310,20 +310,14 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     logit_probs = probs[chosen].cpu().numpy().astype(np.float64)
 
     # The sources: active features (position 0 excluded), error nodes, token embeddings.
-    feats, acts, mlp_const, pre_clean, by_pos, errors = [], [], {}, {}, {}, {}
+    mlp_const, pre_clean, f_clean = clean_parts(model, transcoders, cache)
+    feats, acts, by_pos, errors = [], [], {}, {}
     for layer in range(L):
         tc = transcoders.layers.get(layer)
         if tc is None:
-            mlp_const[layer] = errors[layer] = cache[f"blocks.{layer}.hook_mlp_out"][0].float()
+            errors[layer] = mlp_const[layer]
             continue
-        y = cache[transcoders.output_hook(layer)][0].float()
-        x = cache[transcoders.input_hook(layer)][0].float()
-        with torch.no_grad():
-            pre = tc.pre_acts(x).float()
-            f = tc.activation(pre).float()
-            f[0] = 0  # the attention sink: its MLP output is all error node
-            mlp_const[layer] = y - skip_path(tc, x)  # features + b_dec + error: the leaf of the frozen forward
-        pre_clean[layer] = pre
+        f = f_clean[layer]
         pos, j = torch.nonzero(f > 0, as_tuple=True)
         scaled = f[pos, j][:, None] * decoder_rows(tc)[j]  # each active feature's contribution a·d
         cols_l = torch.arange(len(feats), len(feats) + len(j))  # its column among the sources
@@ -343,7 +337,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     # A demeaned logit is the unembedding's input · (W_U[:, t] − mean_v W_U[:, v]): inject that direction,
     # formed in float64, rather than backpropagate (onehot − 1/V) through a float32 sum over the vocabulary.
     W_U = model.W_U.detach().double()
-    demeaned_rows = {t: (W_U[:, t] - W_U.mean(1)).float() for t in chosen}
+    W_U_mean = W_U.mean(1)
+    demeaned_rows = {t: (W_U[:, t] - W_U_mean).float() for t in chosen}
 
     def rows_for(targets: list[tuple]) -> Tensor:
         """[len(targets), n_src]: (feature activations..., error nodes..., tokens...) into each target."""
@@ -404,13 +399,14 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
                 feat_rows[idx] = rows_for([feat_targets[i] for i in idx])
                 if b == 0:
                     estimate.done(len(idx))
+            row_sums = abs_row_sums(feat_rows)
         else:
-            selected, feat_rows = _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active,
+            selected, feat_rows, row_sums = _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active,
                                                 max_feature_nodes, f"attribution graph of {P} tokens")
     E = leaves = inputs = None  # the frozen forward's graph: freed before the adjacency is built
     # Order the selected features by influence and assemble the dense adjacency over nodes.
     w = torch.as_tensor(logit_probs, dtype=torch.float32)
-    est = partial_influence(feat_rows, abs_row_sums(feat_rows), selected, logit_rows, w, n_active)
+    est = partial_influence(feat_rows, row_sums, selected, logit_rows, w, n_active)
     order_sel = sorted(range(len(selected)), key=lambda i: -float(est[selected[i]]))
     sel = [selected[i] for i in order_sel]
     F_ = len(sel)
@@ -459,7 +455,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
 
 def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap, what):
     """circuit-tracer's order for a capped graph: compute rows for the features of highest estimated
-    influence first, re-estimating as rows arrive."""
+    influence first, re-estimating as rows arrive. Returns the features, their rows and the rows'
+    :func:`abs_row_sums`."""
     w = torch.as_tensor(logit_probs, dtype=torch.float32)
     done: list[int] = []
     rows = torch.zeros(cap, logit_rows.shape[1])
@@ -479,7 +476,7 @@ def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap
         bar.update(take)
         estimate.done(take)  # the first round: the features of most direct influence, from every layer
     bar.close()
-    return done, rows
+    return done, rows, sums
 
 
 LABELLED = 256

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from interp.circuits.graph import AttributionGraph
-from interp.circuits.local_replacement import clean_run, decoder_rows, frozen_forward, skip_path
+from interp.circuits.local_replacement import clean_parts, clean_run, decoder_rows, frozen_forward
 from interp.errors import InterpError
 
 __all__ = ["Intervention", "intervene", "parse_feature_spec"]
@@ -69,22 +69,10 @@ def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[i
     from interp.tokens import display_token
 
     tokens = torch.tensor([graph.tokens], device=model.cfg.device)
-    L = model.cfg.n_layers
     clean = clean_run(model, transcoders, tokens)
     cache = clean["cache"]
-    mlp_const, respond, acts = {}, {}, {}
-    for layer in range(L):
-        tc = transcoders.layers.get(layer)
-        if tc is None:
-            mlp_const[layer] = cache[f"blocks.{layer}.hook_mlp_out"][0].float()
-            continue
-        x = cache[transcoders.input_hook(layer)][0].float()
-        with torch.no_grad():
-            f = tc.encode(x).float()
-            f[0] = 0
-            mlp_const[layer] = cache[transcoders.output_hook(layer)][0].float() - skip_path(tc, x)
-            respond[layer] = [(f > 0).float(), tc.pre_acts(x).float()]
-        acts[layer] = f
+    mlp_const, pre, acts = clean_parts(model, transcoders, cache)
+    respond = {layer: [(f > 0).float(), pre[layer]] for layer, f in acts.items()}
     sets = []
     for layer, feat, pos, value in changes:
         if layer not in transcoders.layers:

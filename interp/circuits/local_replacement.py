@@ -12,7 +12,7 @@ import warnings
 import torch
 from torch import Tensor
 
-__all__ = ["clean_run", "decoder_bias", "decoder_rows", "frozen_forward", "skip_path"]
+__all__ = ["clean_parts", "clean_run", "decoder_bias", "decoder_rows", "frozen_forward", "skip_path"]
 
 
 @torch.no_grad()
@@ -28,6 +28,27 @@ def clean_run(model, transcoders, tokens: Tensor) -> dict:
         names |= {transcoders.input_hook(layer), transcoders.output_hook(layer)}
     logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     return {"logits": logits[0].float(), "cache": cache, "frozen": frozen}
+
+
+@torch.no_grad()
+def clean_parts(model, transcoders, cache) -> tuple[dict[int, Tensor], dict[int, Tensor], dict[int, Tensor]]:
+    """Each layer's part of the frozen model on the clean run. Its MLP leaf: with a transcoder, the MLP
+    output minus the skip path (features + b_dec + error); without one, the whole MLP output. And for
+    each transcoder its pre-activations and activations, 0 at the first position (the attention sink,
+    whose MLP output is all error node). Returns (leaves [pos, d_model], pre-activations, activations
+    [pos, d_sae]), each a dict by layer."""
+    leaves, pre, acts = {}, {}, {}
+    for layer in range(model.cfg.n_layers):
+        tc = transcoders.layers.get(layer)
+        if tc is None:
+            leaves[layer] = cache[f"blocks.{layer}.hook_mlp_out"][0].float()
+            continue
+        x = cache[transcoders.input_hook(layer)][0].float()
+        pre[layer] = tc.pre_acts(x).float()
+        acts[layer] = tc.activation(pre[layer]).float()
+        acts[layer][0] = 0
+        leaves[layer] = cache[transcoders.output_hook(layer)][0].float() - skip_path(tc, x)
+    return leaves, pre, acts
 
 
 def skip_path(tc, x: Tensor) -> Tensor | float:
