@@ -14,18 +14,17 @@ _SEED = 0
 def build_tiny(name: str, tokenizer):
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    vocab = len(tokenizer)
+    from interp.architectures import BUILTIN
+
+    # The shape is the built-in table's (interp.architectures), the one place that states it.
+    shape = {k: v for k, v in BUILTIN[name].config.items() if k != "model_type"}
+    common = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
+              "eos_token_id": tokenizer.eos_token_id}
     if name == "tiny-gpt2":
-        config = GPT2Config(n_layer=3, n_head=4, n_embd=64, n_positions=512, vocab_size=vocab,
-                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                            architectures=["GPT2LMHeadModel"])
+        config = GPT2Config(**shape, **common, architectures=["GPT2LMHeadModel"])
         cls = GPT2LMHeadModel
     elif name == "tiny-llama":
-        config = LlamaConfig(num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
-                             hidden_size=64, intermediate_size=160, vocab_size=vocab,
-                             max_position_embeddings=512, tie_word_embeddings=False,
-                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                             architectures=["LlamaForCausalLM"])
+        config = LlamaConfig(**shape, **common, architectures=["LlamaForCausalLM"])
         cls = LlamaForCausalLM
     else:
         raise KeyError(name)

