@@ -332,7 +332,7 @@ def test_the_graph_verb_writes_a_file_that_validates_and_refuses_bad_input(tiny_
     assert_one_line_error(*base, "--prompt", PROMPT, "--node-threshold", "1.5", message="(0, 1]")
     assert_one_line_error(*base, "--prompt", PROMPT, "--edge-threshold", "0", message="(0, 1]")
     assert_one_line_error(*base, "--prompt", PROMPT, "--target", " Paris and", message="--target")
-    assert_one_line_error(*base, "--prompt", PROMPT, "--ablate", "0:1@99", message="not active at position")
+    assert_one_line_error(*base, "--prompt", PROMPT, "--ablate", "0:1@99", message="past the end of the prompt")
     assert_one_line_error(*base, "--prompt", PROMPT * 40, "--batch", "1024", message="GB")
     assert_one_line_error("graph", "--model", "tiny-gpt2", "--transcoders", str(tmp_path / "tc"), "--prompt", PROMPT,
                           message="trained on")

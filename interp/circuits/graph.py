@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ from interp.circuits.local_replacement import clean_parts, clean_run, decoder_bi
 from interp.errors import InterpError, warn
 from interp.progress import Estimate, progress
 
-__all__ = ["AttributionGraph", "attribution_graph", "estimate_bytes", "MEMORY_LIMIT"]
+__all__ = ["AttributionGraph", "attribution_graph", "check_graph_size", "estimate_bytes", "MEMORY_LIMIT"]
 
 INFLUENCE_ROUND = 128
 """Feature rows computed between re-estimates of influence, when a cap leaves features out."""
@@ -260,10 +261,31 @@ def estimate_bytes(n_pos: int, n_layers: int, d_model: int, d_vocab: int, k_per_
     return int(1.25 * max(computing + nodes * nodes * 4, pruning))
 
 
+def check_graph_size(n_pos: int, n_layers: int, d_model: int, d_vocab: int, n_heads: int, transcoders,
+                     max_feature_nodes: int = 4096, batch: int = 32, memory_limit: int | None = None) -> None:
+    """Refuse, in one line, a prompt of ``n_pos`` tokens whose graph cannot be built: one token, or an
+    estimated memory (:func:`estimate_bytes`) over ``memory_limit``. Needs only the model's shape and the
+    prompt's token count, so the CLI asks before the model loads."""
+    if n_pos < 2:
+        raise InterpError(f"the prompt is {n_pos} token{'s' if n_pos != 1 else ''}; a graph needs at least two "
+                          "(the first is the attention sink)")
+    memory_limit = MEMORY_LIMIT if memory_limit is None else memory_limit
+    k_est = max(getattr(tc.cfg, "k", 32) for tc in transcoders.layers.values())
+    need = estimate_bytes(n_pos, n_layers, d_model, d_vocab, k_est * len(transcoders.layers) / n_layers,
+                          max_feature_nodes, batch, n_heads=n_heads)
+    if need > memory_limit:
+        raise InterpError(f"a graph of this {n_pos}-token prompt needs about {need / 2**30:.1f} GB, over the "
+                          f"{memory_limit / 2**30:.0f} GB limit; shorten the prompt, or lower --max-feature-nodes "
+                          f"({max_feature_nodes}) or --batch ({batch})")
+
+
 def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, logit_prob: float = 0.95,
                       max_feature_nodes: int = 4096, batch: int = 32, target: str | None = None,
-                      label_features: bool = True, memory_limit: int = MEMORY_LIMIT) -> AttributionGraph:
-    """The attribution graph of ``prompt``'s next token (see the module docstring)."""
+                      label_features: bool = True, memory_limit: int = MEMORY_LIMIT,
+                      before_edges: Callable[[dict[int, Tensor]], object] | None = None) -> AttributionGraph:
+    """The attribution graph of ``prompt``'s next token (see the module docstring). ``before_edges``, if
+    given, sees the clean run's feature activations (``{layer: [pos, d_sae]}``) before any edge is
+    computed, and may refuse the work by raising."""
     from interp.tokens import display_token, to_tokens
 
     t0 = time.perf_counter()
@@ -278,13 +300,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     if P < 2:
         raise InterpError(f"the prompt {prompt!r} is one token; a graph needs at least two (the first is the "
                           "attention sink)")
-    k_est = max(getattr(tc.cfg, "k", 32) for tc in transcoders.layers.values())
-    need = estimate_bytes(P, L, model.cfg.d_model, model.cfg.d_vocab, k_est * len(transcoders.layers) / L,
-                          max_feature_nodes, batch, n_heads=model.cfg.n_heads)
-    if need > memory_limit:
-        raise InterpError(f"a graph of this {P}-token prompt needs about {need / 2**30:.1f} GB, over the "
-                          f"{memory_limit / 2**30:.0f} GB limit; shorten the prompt, or lower --max-feature-nodes "
-                          f"({max_feature_nodes}) or --batch ({batch})")
+    check_graph_size(P, L, model.cfg.d_model, model.cfg.d_vocab, model.cfg.n_heads, transcoders, max_feature_nodes,
+                     batch, memory_limit)
     missing = [layer for layer in range(L) if layer not in transcoders.layers]
     if missing:
         warn(f"layers {','.join(map(str, missing))} have no transcoder: their whole MLP output is an error node")
@@ -311,6 +328,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
 
     # The sources: active features (position 0 excluded), error nodes, token embeddings.
     mlp_const, pre_clean, f_clean = clean_parts(model, transcoders, cache)
+    if before_edges is not None:
+        before_edges(f_clean)
     feats, acts, by_pos, errors = [], [], {}, {}
     for layer in range(L):
         tc = transcoders.layers.get(layer)

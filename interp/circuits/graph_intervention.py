@@ -17,7 +17,7 @@ from interp.circuits.graph import AttributionGraph
 from interp.circuits.local_replacement import clean_parts, clean_run, decoder_rows, frozen_forward
 from interp.errors import InterpError
 
-__all__ = ["Intervention", "intervene", "parse_feature_spec"]
+__all__ = ["Intervention", "active_changes", "intervene", "parse_feature_spec"]
 
 
 @dataclass
@@ -59,6 +59,39 @@ def parse_feature_spec(spec: str, steer: bool = False) -> tuple[int, int, int | 
     return int(m.group(1)), int(m.group(2)), int(m.group(3)) if m.group(3) is not None else None, value
 
 
+def active_changes(transcoders, acts: dict[int, Tensor], changes) -> list[tuple[int, int, int, float, float]]:
+    """Each change ``(layer, feature, position or None, value)`` at every position it applies to, as
+    ``(layer, feature, position, value, clean activation)``, from the clean run's activations ``acts``
+    (``{layer: [pos, d_sae]}``); one line for a change that cannot apply.
+
+    Only an active feature can be set: the graph has a node, and edges, only for features the prompt
+    switches on, so setting an inactive one has no prediction to compare with the real model. Its
+    effect is still measurable by steering the residual stream (``interp sae steer``). The CLI calls
+    this after the clean forward pass and before the attribution, so a wrong feature costs seconds."""
+    if not changes:
+        raise InterpError("give at least one feature to ablate or steer")
+    sets = []
+    for layer, feat, pos, value in changes:
+        verb = "ablate" if value == 0 else "steer"
+        if layer not in transcoders.layers:
+            raise InterpError(f"layer {layer} has no transcoder")
+        d_sae = transcoders.layers[layer].cfg.d_sae
+        if not 0 <= feat < d_sae:
+            raise InterpError(f"feature {feat} is out of range at layer {layer} (0-{d_sae - 1})")
+        active = torch.nonzero(acts[layer][:, feat] > 0)[:, 0].tolist()
+        if pos is not None and pos not in active:
+            where = f"it is active at positions {active}" if active else "it is not active anywhere on this prompt"
+            raise InterpError(f"cannot {verb} feature {layer}:{feat}: it is not active at position {pos} ({where}); "
+                              "only an active feature has a node and edges in the graph")
+        if pos is None and not active:
+            raise InterpError(f"cannot {verb} feature {layer}:{feat}: it is not active anywhere on this prompt, so "
+                              "the graph has no node for it (only active features can be set; "
+                              "`interp sae steer` adds a direction to the residual stream instead)")
+        for p_ in ([pos] if pos is not None else active):
+            sets.append((layer, feat, p_, value, float(acts[layer][p_, feat])))
+    return sets
+
+
 def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[int, int, int | None, float]],
               top: int = 5) -> Intervention:
     """Set features (``(layer, feature, position or None for every active position, value)``; value 0
@@ -73,23 +106,7 @@ def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[i
     cache = clean["cache"]
     mlp_const, pre, acts = clean_parts(model, transcoders, cache)
     respond = {layer: [(f > 0).float(), pre[layer]] for layer, f in acts.items()}
-    sets = []
-    for layer, feat, pos, value in changes:
-        if layer not in transcoders.layers:
-            raise InterpError(f"layer {layer} has no transcoder")
-        d_sae = transcoders.layers[layer].cfg.d_sae
-        if not 0 <= feat < d_sae:
-            raise InterpError(f"feature {feat} is out of range at layer {layer} (0-{d_sae - 1})")
-        active = torch.nonzero(acts[layer][:, feat] > 0)[:, 0].tolist()
-        if pos is not None and pos not in active:
-            where = f"it is active at positions {active}" if active else "it is not active anywhere on this prompt"
-            raise InterpError(f"feature {layer}:{feat} is not active at position {pos} ({where})")
-        if pos is None and not active and value == 0:
-            raise InterpError(f"feature {layer}:{feat} is not active anywhere on this prompt: nothing to ablate")
-        for p_ in ([pos] if pos is not None else active):
-            sets.append((layer, feat, p_, value, float(acts[layer][p_, feat])))
-    if not sets:
-        raise InterpError("give at least one feature to ablate or steer")
+    sets = active_changes(transcoders, acts, changes)
     ids = graph.logit_tokens
 
     def demeaned(v: Tensor) -> list[float]:

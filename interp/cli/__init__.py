@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     family = next(f for f in _families() if args.verb in f.COMMANDS)
     try:
+        from interp.cli._preflight import preflight
+
+        preflight(args)  # layers, heads, positions, features and the model's name, before any weights load
         if getattr(args, "html", None):  # a figure nobody can write is refused before the work, not after
             from interp.cache import check_writable
 
@@ -75,12 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interp: internal error: {type(err).__name__}: {err} "
               "(set INTERP_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
-    if args.json:
-        json.dump(out, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        family.summary(args.verb, args, out)
-        print(f"({out['seconds']:.2f} s)")
+    try:
+        if args.json:
+            json.dump(out, sys.stdout)
+            sys.stdout.write("\n")
+        else:
+            family.summary(args.verb, args, out)
+            print(f"({out['seconds']:.2f} s)")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `interp ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -2,7 +2,11 @@
 
 Sizes and counts are checked while parsing, before a model loads: ``count`` (at least 1) and
 ``index`` (at least 0; layers and heads are never negative, so ``--layer -1`` is refused
-rather than silently meaning the last layer). A bad argument is one ``interp: error:`` line
+rather than silently meaning the last layer). Arguments that name a part of the model are typed
+by what they name (``layer``, ``head``, ``position``, ``feature``, ``layer_list`` and the
+``ablation``/``steering`` feature specs): ``interp.cli._preflight`` finds every such value in a
+verb's arguments and checks it against the model's config, and a feature against its dictionary's
+width, before any weights load. A new verb that types its flags this way is checked for free. A bad argument is one ``interp: error:`` line
 and exit status 2, like every other bad input. ``model_of`` loads the model a verb names,
 ``with_html`` draws a result's figure for ``--html``, and ``round_floats`` makes JSON of floats.
 """
@@ -10,8 +14,10 @@ and exit status 2, like every other bad input. ``model_of`` loads the model a ve
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from interp.errors import InterpError
 
@@ -35,6 +41,135 @@ def index(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {n} (negative indices are not supported; "
                                          "`interp models` lists each model's layer count)")
     return n
+
+
+class Layer(int):
+    """A layer index from the command line (checked against the model's layer count before it loads)."""
+
+
+class Head(int):
+    """A head index (checked against the model's head count)."""
+
+
+class Position(int):
+    """A token position of the verb's ``--prompt`` (checked against its token count)."""
+
+
+class Feature(int):
+    """A feature of the verb's dictionary (checked against its width)."""
+
+
+class LayerList(str):
+    """A ``--layers`` value (``0-29``, ``3,5,7``, ``0-3,8`` or ``all``), kept as text for the verb to expand;
+    every layer it names is checked against the model's layer count."""
+
+    def layers(self) -> list[int]:
+        """The layers named, in order; ``all`` names none (it cannot be out of range)."""
+        if self.strip() == "all":
+            return []
+        out = []
+        for part in self.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+        return out
+
+
+class FeatureSpec(NamedTuple):
+    """``L:F[@pos]`` (ablate) or ``L:F[@pos]=value`` (steer): a feature of a transcoder set, at one
+    position or (``position`` None) wherever it is active."""
+
+    layer: Layer
+    feature: Feature
+    position: Position | None
+    value: float
+
+
+def layer(text: str) -> Layer:
+    return Layer(index(text))
+
+
+def head(text: str) -> Head:
+    return Head(index(text))
+
+
+def position(text: str) -> Position:
+    return Position(index(text))
+
+
+def feature(text: str) -> Feature:
+    return Feature(index(text))
+
+
+def positions(text: str) -> list[Position]:
+    """Comma-separated token positions (``0,3``)."""
+    try:
+        out = [Position(int(p)) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give comma-separated token positions such as 0,3, not {text!r}") from None
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"give token positions of 0 or more, not {text!r}")
+    return out
+
+
+def layer_list(text: str) -> LayerList:
+    value = LayerList(text.strip())
+    try:
+        named = value.layers()
+    except ValueError:
+        named = None
+    if named is None or (value != "all" and (not named or min(named) < 0)) or any(
+            "-" in p and int(p.split("-")[0]) > int(p.split("-")[1]) for p in value.split(",") if p.count("-") == 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of layers: give comma-separated integers or ranges "
+                                         "(0-29, 3,5,7, 0-3,8) or all")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share in (0, 1] (a pruning threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], not {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text} (a share of the influence)")
+    return value
+
+
+_SPEC = r"\s*(\d+)\s*:\s*(\d+)\s*(?:@\s*(\d+))?\s*"
+
+
+def ablation(text: str) -> FeatureSpec:
+    """``L:F[@pos]``: a feature to set to zero."""
+    m = re.fullmatch(_SPEC, text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a feature: use L:F[@pos], e.g. 12:345@6")
+    return FeatureSpec(Layer(m[1]), Feature(m[2]), None if m[3] is None else Position(m[3]), 0.0)
+
+
+def steering(text: str) -> FeatureSpec:
+    """``L:F[@pos]=value``: a feature to set to a value."""
+    m = re.fullmatch(_SPEC + r"=\s*([-+0-9.eE]+|inf|nan)\s*", text)
+    try:
+        value = float(m[4]) if m else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a feature: use L:F[@pos]=value, e.g. 12:345=8.0")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: the value must be finite")
+    return FeatureSpec(Layer(m[1]), Feature(m[2]), None if m[3] is None else Position(m[3]), value)
+
+
+def refuse_unused(args: argparse.Namespace, defaults: dict, uses: set[str], mode: str) -> None:
+    """Refuse, in one line, every flag given that ``mode`` would ignore: those outside ``uses`` whose value
+    differs from the parser's default (``--model``, ``--device`` and ``--device-map`` included)."""
+    shared = {"model": None, "device": None, "device_map": None}
+    given = [k for k, v in vars(args).items() if k not in uses and k in {**defaults, **shared}
+             and v != {**defaults, **shared}[k]]
+    if given:
+        flags = " and ".join(", ".join(f"--{k.replace('_', '-')}" for k in given).rsplit(", ", 1))
+        raise InterpError(f"{flags} {'does' if len(given) == 1 else 'do'} nothing with {mode.split()[0]}: "
+                          f"{mode}; drop {'it' if len(given) == 1 else 'them'}")
 
 
 def _int(text: str) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from interp.cli._common import AddParser, count, index, ints, model_of, round_floats, with_html
+from interp.cli._common import AddParser, count, head, index, ints, layer, model_of, round_floats, with_html
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -19,8 +19,8 @@ TOP = 5  # rows of a ranked list (strongest attention pairs, patching cells, DLA
 def add_parsers(add: AddParser) -> None:
     s = add("attention", "attention patterns of a prompt")
     s.add_argument("--prompt", required=True, help="the text whose attention to show")
-    s.add_argument("--layer", type=index, help="one layer (default: all; long prompts need one)")
-    s.add_argument("--head", type=index, help="one head of --layer (default: all)")
+    s.add_argument("--layer", type=layer, help="one layer (default: all; long prompts need one)")
+    s.add_argument("--head", type=head, help="one head of --layer (default: all)")
     s.add_argument("--html", help="write an interactive plotly heatmap here")
     s = add("heads", "score heads as induction / previous-token / duplicate-token heads")
     s.add_argument("--detect", choices=["induction", "previous", "duplicate"], default="induction")
@@ -88,13 +88,34 @@ def _task(args):
     if missing:
         alt = "--resample NAME|FILE" if args.verb == "patch" else "--relation NAME|FILE"
         raise InterpError(f"{args.verb} needs {', '.join(missing)} (prompt pairs), or {alt}")
-
+    _check_pair_lengths(args)
     model = model_of(args)
     task = make_task(model, args.clean, args.corrupt, args.answer, args.wrong)
     fields = {"model": model.cfg.model_name, "metric": args.metric, "n_pairs": task.n_pairs,
               "tokens": task.clean_tokens, "corrupt_tokens": task.corrupt_tokens}
     return model, task, fields
 
+
+
+def _check_pair_lengths(args) -> None:
+    """Clean and corrupt prompts of different token lengths, refused from the tokenizer before the model
+    loads (built-in models; ``make_task`` checks every model again once it has loaded)."""
+    from interp.models import load_embedded_tokenizer, prompt_token_ids
+
+    rows = []
+    for kind in ("clean", "corrupt"):
+        for text in getattr(args, kind):
+            ids = prompt_token_ids(args.model, text) if text.strip() else None
+            if ids is None:
+                return
+            rows.append((kind, ids))
+    if len({len(ids) for _, ids in rows}) > 1:
+        tok = load_embedded_tokenizer()  # the built-in models' tokenizer
+        (k1, a), (k2, b) = rows[0], next(r for r in rows if len(r[1]) != len(rows[0][1]))
+        raise InterpError(f"{k1} and {k2} prompts tokenize to different lengths: {k1} "
+                          f"{[tok.decode([i]) for i in a]} ({len(a)} tokens) vs {k2} {[tok.decode([i]) for i in b]} "
+                          f"({len(b)} tokens); patching swaps activations position by position, so every prompt "
+                          "needs the same token count")
 
 
 def cmd_attention(args) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from interp.cli._common import AddParser, count, index, model_of
+from interp.cli._common import AddParser, count, feature, index, model_of
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -16,7 +16,7 @@ def add_parsers(add: AddParser) -> None:
                                      "with --sae the prompt defaults to 'The{optim}')")
     s.add_argument("--target", help="the text to force after the prompt, e.g. ' Sure, here is'")
     s.add_argument("--sae", help="SAELens-format SAE directory: maximise --feature at the prompt's last token")
-    s.add_argument("--feature", type=index, help="with --sae: the feature to maximise")
+    s.add_argument("--feature", type=feature, help="with --sae: the feature to maximise")
     s.add_argument("--steps", type=count, default=100)
     s.add_argument("--search-width", type=count, default=512, help="candidates evaluated per step")
     s.add_argument("--topk", type=count, default=256, help="tokens kept per position from the gradient")

@@ -8,10 +8,15 @@ import json
 import time
 from pathlib import Path
 
-from interp.cli._common import AddParser, count, model_of
+from interp.cli._common import AddParser, ablation, count, fraction, model_of, refuse_unused, steering
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
+
+
+_DEFAULTS: dict[str, object] = {}
+"""Each flag's default, to tell which flags the user gave (``--read`` refuses the ones it would ignore)."""
+_READ_USES = {"verb", "read", "json"}
 
 
 def add_parsers(add: AddParser) -> None:
@@ -21,59 +26,65 @@ def add_parsers(add: AddParser) -> None:
     g.add_argument("--prompt", help="the text whose next token to explain")
     g.add_argument("--transcoders", help="a transcoder set (interp sae train --transcoder; circuit-tracer; sparsify)")
     g.add_argument("--target", help="the logit to explain first (one token; default: the most likely)")
-    g.add_argument("--node-threshold", type=float, default=0.8, help="share of influence the kept nodes reach")
-    g.add_argument("--edge-threshold", type=float, default=0.98, help="share of edge influence the kept edges reach")
+    g.add_argument("--node-threshold", type=fraction, default=0.8, help="share of influence the kept nodes reach")
+    g.add_argument("--edge-threshold", type=fraction, default=0.98, help="share of edge influence the kept edges reach")
     g.add_argument("--max-feature-nodes", type=count, default=4096,
                    help="feature nodes kept, by influence (a long prompt has tens of thousands)")
     g.add_argument("--max-logits", type=count, default=10)
-    g.add_argument("--logit-prob", type=float, default=0.95, help="... or fewer logits reaching this probability")
+    g.add_argument("--logit-prob", type=fraction, default=0.95, help="... or fewer logits reaching this probability")
     g.add_argument("--batch", type=count, default=32, help="targets per backward pass")
     g.add_argument("--store", help="a feature store of these transcoders: labels come from its explanations "
                                    "or top activations")
-    g.add_argument("--ablate", action="append", default=[], metavar="L:F[@pos]",
-                   help="set a feature to zero and compare frozen, predicted and real logits (repeatable)")
-    g.add_argument("--steer", action="append", default=[], metavar="L:F[@pos]=v",
-                   help="set a feature to a value, likewise (repeatable)")
+    g.add_argument("--ablate", type=ablation, action="append", default=[], metavar="L:F[@pos]",
+                   help="set an active feature to zero and compare frozen, predicted and real logits (repeatable)")
+    g.add_argument("--steer", type=steering, action="append", default=[], metavar="L:F[@pos]=v",
+                   help="set an active feature to a value, likewise (repeatable; an inactive feature has no node "
+                        "in the graph and cannot be set)")
     g.add_argument("--out", help="write the pruned graph as circuit-tracer's graph JSON here")
     g.add_argument("--html", help="write the graph figure here")
-    g.add_argument("--read", help="summarise a graph JSON written before (no model)")
+    g.add_argument("--read", help="summarise a graph JSON written before (no model; no other flag applies)")
     g.add_argument("--force", action="store_true", help="use transcoders whose set names another model")
+    _DEFAULTS.update({a.dest: a.default for a in g._actions if a.dest != "help"})
+
+
+def _read(args: argparse.Namespace, t0: float) -> dict:
+    """``--read FILE``: the file's prompt and node counts, after refusing every flag that would be ignored."""
+    from interp.circuits.graph_json import read_graph_json
+
+    refuse_unused(args, _DEFAULTS, _READ_USES, "--read summarises a written graph file")
+    doc = read_graph_json(args.read)
+    kinds: dict[str, int] = {}
+    for n in doc["nodes"]:
+        kinds[n["feature_type"]] = kinds.get(n["feature_type"], 0) + 1
+    return {"file": args.read, "prompt": doc["metadata"]["prompt"], "nodes": len(doc["nodes"]),
+            "links": len(doc["links"]), "node_kinds": kinds, "seconds": time.perf_counter() - t0}
 
 
 def cmd_graph(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     if args.read:
-        from interp.circuits.graph_json import read_graph_json
-
-        doc = read_graph_json(args.read)
-        kinds: dict[str, int] = {}
-        for n in doc["nodes"]:
-            kinds[n["feature_type"]] = kinds.get(n["feature_type"], 0) + 1
-        return {"file": args.read, "prompt": doc["metadata"]["prompt"], "nodes": len(doc["nodes"]),
-                "links": len(doc["links"]), "node_kinds": kinds, "seconds": time.perf_counter() - t0}
+        return _read(args, t0)
     if args.prompt is None or not args.transcoders:
         raise InterpError("graph needs --prompt P and --transcoders DIR (or --read FILE)")
     if not args.prompt.strip():
         raise InterpError("--prompt is empty: give the text whose next token to explain")
-    from interp.circuits.graph_pruning import check_threshold
-
-    check_threshold("node", args.node_threshold)
-    check_threshold("edge", args.edge_threshold)
-    if not 0 < args.logit_prob <= 1:
-        raise InterpError(f"--logit-prob must be in (0, 1], not {args.logit_prob}")
-    from interp.circuits.graph import attribution_graph
-    from interp.circuits.graph_intervention import intervene, parse_feature_spec
-
-    changes = [parse_feature_spec(s) for s in args.ablate] + [parse_feature_spec(s, steer=True) for s in args.steer]
+    changes = list(args.ablate) + list(args.steer)  # layers, features and positions checked by the preflight
     if args.out:
         from interp.cache import check_writable
 
         check_writable(args.out, "--out", directory=False)
+    from interp.circuits.graph import attribution_graph, check_graph_size
+    from interp.circuits.graph_intervention import active_changes, intervene
+    from interp.models import model_shape, prompt_token_ids
     from saes.transcoder import load_set
 
     tset = load_set(args.transcoders)
     if not tset.transcoders:
         raise InterpError(f"{args.transcoders} is a set of SAEs; a graph needs transcoders (sae train --transcoder)")
+    ids, shape = prompt_token_ids(args.model, args.prompt), model_shape(args.model)
+    if ids is not None and shape is not None:  # the prompt's size, before the model loads
+        check_graph_size(len(ids), shape.n_layers, shape.d_model, shape.d_vocab, shape.n_heads, tset,
+                         args.max_feature_nodes, args.batch)
     store = None
     if args.store:
         from saes.features.store import FeatureStore
@@ -82,8 +93,9 @@ def cmd_graph(args: argparse.Namespace) -> dict:
     model = model_of(args)
     tset.check_model(model, args.force)
     tset.to(model.cfg.device)
+    check = (lambda acts: active_changes(tset, acts, changes)) if changes else None  # before the attribution
     graph = attribution_graph(model, tset, args.prompt, args.max_logits, args.logit_prob, args.max_feature_nodes,
-                              args.batch, args.target)
+                              args.batch, args.target, before_edges=check)
     if store is not None:
         shown = graph.prune(args.node_threshold, args.edge_threshold).node_mask[:graph.n_features]
         graph.labels = store.set_labels(tset, graph.features.tolist(), graph.labels, shown.nonzero()[:, 0].tolist())
@@ -91,7 +103,7 @@ def cmd_graph(args: argparse.Namespace) -> dict:
            **graph.summary(args.node_threshold, args.edge_threshold),
            "axes": {"logits": ["rank"], "top_paths": ["rank"]}}
     if changes:
-        iv = intervene(model, tset, graph, changes)
+        iv = intervene(model, tset, graph, [tuple(c) for c in changes])
         out["intervention"] = iv.to_dict()
     if args.out:
         from interp.cache import atomic_path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from interp.cli._common import AddParser, count, index, model_of, round_floats, with_html
+from interp.cli._common import AddParser, count, index, layer, model_of, round_floats, with_html
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -29,7 +29,7 @@ def add_parsers(add: AddParser) -> None:
     s.add_argument("--prompt", help="template with {} for the subject, e.g. '{} is located in the city of'")
     s.add_argument("--subject", help="the subject to edit, e.g. 'The Eiffel Tower'")
     s.add_argument("--target", help="the new object, e.g. ' Rome' (several tokens allowed)")
-    s.add_argument("--layer", type=index, help="MLP layer (default: peak MLP causal effect at the last subject token)")
+    s.add_argument("--layer", type=layer, help="MLP layer (default: peak MLP causal effect at the last subject token)")
     s.add_argument("--eval", metavar="FILE", help="request file (README 'Request files'), or 'default' for the shipped set")
     s.add_argument("--limit", type=count, help="with --eval: only the first N requests")
     s.add_argument("--no-fluency", action="store_true", help="with --eval: skip the sampled generations")
@@ -53,6 +53,9 @@ def cmd_trace(args) -> dict:
         raise InterpError("--prompt is empty: give the fact's prompt, e.g. 'The Eiffel Tower is located in the city of'")
     if not args.subject.strip():
         raise InterpError("--subject is empty: give the subject's text as it appears in --prompt")
+    if args.subject not in args.prompt:
+        raise InterpError(f"subject {args.subject!r} is not in the prompt {args.prompt!r}: give the subject's text "
+                          "exactly as it appears there")
     model = model_of(args)
     result = trace(model, args.prompt, args.subject, args.answer, kinds, args.samples, args.noise,
                    args.window, args.seed)

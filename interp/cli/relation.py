@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from interp.cli._common import AddParser, count, index, ints, model_of, with_html
+from interp.cli._common import AddParser, count, index, ints, layer, layer_list, model_of, with_html
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -18,8 +18,8 @@ def add_parsers(add: AddParser) -> None:
     s = add("relation", "linear relational embeddings (Hernandez et al. 2024): faithfulness and causality by layer")
     s.add_argument("--dataset", help="a shipped relation (see --list) or a relation JSON file")
     s.add_argument("--list", action="store_true", help="list the shipped relations")
-    s.add_argument("--layer", type=index, help="one layer ℓ of s (default: sweep --layers)")
-    s.add_argument("--layers", help="comma-separated layers to sweep, or 'all' (default: every third layer and the "
+    s.add_argument("--layer", type=layer, help="one layer ℓ of s (default: sweep --layers)")
+    s.add_argument("--layers", type=layer_list, help="comma-separated layers to sweep, or 'all' (default: every third layer and the "
                                     "last, 0,3,...,27,29 on SmolLM2)")
     s.add_argument("--n", type=count, default=8, help="examples whose mean Jacobian is W")
     s.add_argument("--rank", type=count, default=DEFAULT_RANK,
@@ -40,7 +40,7 @@ def cmd_relation(args: argparse.Namespace) -> dict:
         raise InterpError("relation needs --dataset NAME|FILE (or --list for the shipped relations)")
     relation = R.load_relation(args.dataset)
     layers = [args.layer] if args.layer is not None else (
-        "all" if args.layers == "all" else (ints(args.layers, "--layers") or None))
+        "all" if args.layers == "all" else ((args.layers.layers() or None) if args.layers else None))
     ns, ranks = ints(args.ns, "--ns"), ints(args.ranks, "--ranks")
     model = model_of(args)
     for r in [args.rank, *ranks]:

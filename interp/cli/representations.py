@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from interp.cli._common import AddParser, count, index, model_of, with_html
+from interp.cli._common import AddParser, count, index, layer, layer_list, model_of, with_html
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -15,7 +15,7 @@ def add_parsers(add: AddParser) -> None:
     s = add("probe", "linear probes per layer with a control task: accuracy, selectivity, best layer")
     s.add_argument("--dataset", action="append", required=True,
                    help="truth, sentiment, language, pos, all, or a JSON file (repeatable)")
-    s.add_argument("--layers", help="comma-separated layers (default: all)")
+    s.add_argument("--layers", type=layer_list, help="comma-separated layers or ranges, 0,5,10 or 0-3 (default: all)")
     s.add_argument("--site", default="resid_post", choices=["resid_post", "resid_pre", "resid_mid", "attn_out",
                                                             "mlp_out"])
     s.add_argument("--folds", type=count, default=5, help="cross-validation folds for the regularisation")
@@ -27,14 +27,14 @@ def add_parsers(add: AddParser) -> None:
     s = add("steer", "steering vector from a labelled dataset; generations and a classifier score against alpha")
     s.add_argument("--dataset", default="sentiment")
     s.add_argument("--positive", help="the label the vector points to (default: the last label)")
-    s.add_argument("--layer", type=index, help="residual layer to steer (default: n_layers // 3)")
+    s.add_argument("--layer", type=layer, help="residual layer to steer (default: n_layers // 3)")
     s.add_argument("--method", choices=["mean", "probe"], default="mean",
                    help="difference of class means, or the probe's weight vector")
     s.add_argument("--alphas", default="-8,-4,0,4,8")
     s.add_argument("--prompt", action="append", help="generation prompt (repeatable)")
     s.add_argument("--max-new-tokens", type=count, default=30)
     s.add_argument("--scorer-dataset", help="dataset of the scoring probe (default: --dataset)")
-    s.add_argument("--scorer-layer", type=index, help="layer of the scoring probe (default: --layer)")
+    s.add_argument("--scorer-layer", type=layer, help="layer of the scoring probe (default: --layer)")
     s.add_argument("--seed", type=index, default=0)
     s.add_argument("--html", help="write the steering curve here")
 
@@ -45,7 +45,7 @@ def cmd_probe(args) -> dict:
     names = list(SHIPPED) if args.dataset == ["all"] else args.dataset
     datasets = [load_dataset(n) for n in names]  # every file checked before any work
     model = model_of(args)
-    layers = _layers(args.layers, model.cfg.n_layers)
+    layers = (args.layers.layers() or None) if args.layers else None  # checked against the model by the preflight
     t0 = time.perf_counter()
     results = {}
     sae = _probe_sae(args, model)
@@ -82,15 +82,6 @@ def _sae_cosines(report, sae) -> dict:
     return {"layer": probe.layer, "hook": sae.cfg.hook_name,
             "top": {label: feature_cosines(probe.direction[i], sae.W_dec.detach().cpu())
                     for i, label in enumerate(report.labels if probe.direction.shape[0] > 1 else report.labels[1:])}}
-
-
-def _layers(text: str | None, n: int) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError as err:
-        raise InterpError(f"--layers takes comma-separated integers such as 0,5,10, not {text!r}") from err
 
 
 def cmd_steer(args) -> dict:

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from interp.cli._common import AddParser, count, index, model_of, quiet_transformers, with_html
+from interp.cli._common import AddParser, count, feature, index, layer_list, model_of, positions, quiet_transformers, with_html
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -30,7 +30,7 @@ def add_parsers(add: AddParser) -> None:
                    help="skip transcoders: read each MLP's input and predict its output (blocks.{l}.hook_mlp_out)")
     t.add_argument("--hook-out", help="a transcoder's target hook template (default blocks.{l}.hook_mlp_out)")
     t.add_argument("--no-skip", action="store_true", help="transcoders without the linear skip path W_skip")
-    t.add_argument("--layers", help="train one dictionary per layer from one model pass: 0-29, 3,5,7 or all; "
+    t.add_argument("--layers", type=layer_list, help="train one dictionary per layer from one model pass: 0-29, 3,5,7 or all; "
                                     "writes OUT/layer_{l}/ and OUT/set.json")
     t.add_argument("--block-rows", type=count, default=None,
                    help="corpus rows harvested per block (default 256, fewer for many layers: about 1 GB per block)")
@@ -85,13 +85,13 @@ def add_parsers(add: AddParser) -> None:
     a.add_argument("--top", type=count, default=5, help="features per token")
     st = sub.add_parser("steer", help="generate with one feature clamped (or added), keeping the SAE's error")
     st.add_argument("dir")
-    st.add_argument("--feature", type=index, required=True, help="the feature to steer")
+    st.add_argument("--feature", type=feature, required=True, help="the feature to steer")
     st.add_argument("--scale", type=float, required=True, help="multiple of the feature's maximum activation")
     st.add_argument("--prompt", action="append", required=True, help="prompt (repeatable)")
     st.add_argument("--store", help="a store of this SAE: the feature's maximum activation comes from it")
     st.add_argument("--max-act", type=float, help="the feature's maximum activation, without a store")
     st.add_argument("--mode", choices=["clamp", "add"], default="clamp")
-    st.add_argument("--positions", help="comma-separated prompt positions to steer (default: every position)")
+    st.add_argument("--positions", type=positions, help="comma-separated prompt positions to steer (default: every position)")
     st.add_argument("--max-new-tokens", type=count, default=30)
     st.add_argument("--sample", action="store_true", help="sample (top-20, seeded) instead of greedy decoding")
     st.add_argument("--seed", type=index, default=0)
@@ -292,7 +292,7 @@ def _steer(args) -> dict:
     from saes.io import load_sae, resolve_hook
     from saes.features.steer import steer_feature
 
-    positions = _positions(args.positions)
+    positions = args.positions
     sae = load_sae(args.dir)
     if not 0 <= args.feature < sae.cfg.d_sae:
         raise InterpError(f"feature {args.feature} is out of range: the SAE has {sae.cfg.d_sae} features "
@@ -323,18 +323,6 @@ def _steer(args) -> dict:
     return {"model": model.cfg.model_name, **res.to_dict(),
             "axes": {"activation_before": ["prompt", "pos"], "activation_after": ["prompt", "pos"],
                      "before": ["prompt"], "after": ["prompt"]}}
-
-
-def _positions(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        out = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise InterpError(f"--positions takes comma-separated token positions such as 0,3, not {text!r}") from None
-    if not out or min(out) < 0:
-        raise InterpError(f"--positions takes positions of 0 or more, not {text!r}")
-    return out
 
 
 DEFAULT_SCORER_WARNING = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from interp.cli._common import AddParser, count, index, model_of, round_floats, with_html
+from interp.cli._common import AddParser, count, head, layer, model_of, round_floats, with_html
 from interp.errors import InterpError
 
 __all__ = ["COMMANDS", "add_parsers", "summary"]
@@ -25,8 +25,8 @@ def add_parsers(add: AddParser) -> None:
     s.add_argument("--stat", required=True, choices=["qk", "ov", "copying", "composition", "mimetic"],
                    help="qk/ov: one head's circuit (--layer, --head); copying: every head's OV copying score; "
                         "composition: Q/K/V-composition of every head pair; mimetic: identity-likeness against depth")
-    s.add_argument("--layer", type=index, help="with qk/ov: the layer")
-    s.add_argument("--head", type=index, help="with qk/ov: the (query) head")
+    s.add_argument("--layer", type=layer, help="with qk/ov: the layer")
+    s.add_argument("--head", type=head, help="with qk/ov: the (query) head")
     s.add_argument("--fold", action="store_true", help="fold the norms' gains into the weights")
     s.add_argument("--offset", type=_offset, default=None,
                    help="rotary models: QK at this key − query offset (−1: the previous token); default none")
