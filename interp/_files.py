@@ -15,10 +15,15 @@ def read_json(path: str | None, shipped: str, what: str) -> Any:
         text, where = resources.files("interp").joinpath(f"data/{shipped}").read_text(), f"the shipped {what}"
     else:
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                raw = f.read()
         except OSError as err:
             raise InterpError(f"cannot read {what} {path}: {err.strerror}") from err
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InterpError(f"{what} {path} is not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+                              "re-encode the file as UTF-8") from None
         where = f"{what} {path}"
     try:
         return json.loads(text)

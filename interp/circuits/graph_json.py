@@ -61,36 +61,69 @@ def validate_graph_json(doc: dict, where: str = "the graph") -> dict:
     """Refuse, in one line, a document that is not a graph of this schema version; return it."""
     if not isinstance(doc, dict) or not {"metadata", "qParams", "nodes", "links"} <= set(doc):
         raise InterpError(f"{where} is not a graph file: it needs metadata, qParams, nodes and links")
-    version = doc["metadata"].get("schema_version") if isinstance(doc["metadata"], dict) else None
+    for key, typ in (("metadata", dict), ("qParams", dict), ("nodes", list), ("links", list)):
+        if not isinstance(doc[key], typ):
+            raise InterpError(f"{where}: {key} is a JSON {_json_type(doc[key])}, not {_json_type(typ())}")
+    version = doc["metadata"].get("schema_version")
     if version != GRAPH_SCHEMA_VERSION:
         raise InterpError(f"{where} has graph schema version {version!r}; this workbench reads version "
                           f"{GRAPH_SCHEMA_VERSION}")
-    for key in ("slug", "scan", "prompt_tokens", "prompt"):
+    for key, typ in (("slug", str), ("scan", str), ("prompt_tokens", list), ("prompt", str)):
         if key not in doc["metadata"]:
             raise InterpError(f"{where}: metadata lacks {key}")
+        if not isinstance(doc["metadata"][key], typ):
+            raise InterpError(f"{where}: metadata.{key} is a JSON {_json_type(doc['metadata'][key])}, "
+                              f"not {_json_type(typ())}")
+    if not all(isinstance(t, str) for t in doc["metadata"]["prompt_tokens"]):
+        raise InterpError(f"{where}: metadata.prompt_tokens must be a list of strings")
     ids = set()
-    for n in doc["nodes"]:
+    for i, n in enumerate(doc["nodes"]):
+        if not isinstance(n, dict):
+            raise InterpError(f"{where}: node {i} is a JSON {_json_type(n)}, not an object")
         for key, typ in NODE_FIELDS.items():
             if key not in n or not isinstance(n[key], typ) or (typ is int and isinstance(n[key], bool)):
                 raise InterpError(f"{where}: node {n.get('node_id', '?')} has no valid {key}")
         if n["feature_type"] not in FEATURE_TYPES:
             raise InterpError(f"{where}: node {n['node_id']} has feature_type {n['feature_type']!r}")
+        if n["node_id"] in ids:
+            raise InterpError(f"{where}: node id {n['node_id']} appears twice")
         ids.add(n["node_id"])
     for lk in doc["links"]:
-        if not (isinstance(lk, dict) and lk.get("source") in ids and lk.get("target") in ids
-                and isinstance(lk.get("weight"), (int, float))):
-            raise InterpError(f"{where}: a link {lk!r} does not join two nodes with a weight")
+        if not (isinstance(lk, dict) and isinstance(lk.get("source"), str) and isinstance(lk.get("target"), str)
+                and lk["source"] in ids and lk["target"] in ids
+                and isinstance(lk.get("weight"), (int, float)) and not isinstance(lk.get("weight"), bool)):
+            raise InterpError(f"{where}: a link {str(lk)[:80]} does not join two nodes with a weight")
     return doc
 
 
 def read_graph_json(path: str) -> dict:
+    """A graph file written by ``interp graph --out``, validated; one line for anything else."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        raise InterpError(f"{path} is a directory; give a graph JSON file (interp graph --out FILE)")
     try:
-        doc = json.loads(open(path, encoding="utf-8").read())
+        raw = p.read_bytes()
     except FileNotFoundError as err:
         raise InterpError(f"{path} does not exist") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InterpError(f"{path} is not JSON ({err})") from err
+    except OSError as err:
+        raise InterpError(f"cannot read {path}: {err.strerror}") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InterpError(f"{path} is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+                          "a graph file is UTF-8 JSON") from None
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise InterpError(f"{path} is not JSON ({err})") from None
     return validate_graph_json(doc, path)
+
+
+def _json_type(value) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _ct_node(n: dict, g: AttributionGraph, infl: float) -> dict:
