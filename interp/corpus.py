@@ -355,14 +355,20 @@ def corpus_stats(tokenizer, spec: str | None = None, tokenizer_name: str = "smol
     return stats
 
 
-def describe_corpora(load_tokenizer: Callable[[], object], tokenizer_name: str = "smollm2-135m") -> list[dict]:
+def describe_corpora(load_tokenizer: Callable[[], object] | None, tokenizer_name: str = "smollm2-135m") -> list[dict]:
     """The default corpus and each shipped source: what it is, where it comes from, its size.
 
-    ``load_tokenizer`` is called only when a count is not cached yet, and then once.
+    ``load_tokenizer`` is called only when a count is not cached yet, and then once. With None, nothing
+    is counted: an uncounted source has ``tokens`` and ``documents`` None and ``counted`` False.
     """
     loaded: list = []
 
+    class _NotCounted(Exception):
+        pass
+
     def tokenizer(*args, **kwargs):
+        if load_tokenizer is None:
+            raise _NotCounted
         if not loaded:
             print("interp: counting the shipped corpora's tokens, once (about 10-20 s on 2 cores; later calls read "
                   "the counts from the cache)", file=sys.stderr, flush=True)
@@ -383,10 +389,14 @@ def describe_corpora(load_tokenizer: Callable[[], object], tokenizer_name: str =
                 missing = [r for r in rows if not r["available"]]
                 if missing:
                     raise InterpError(missing[0]["error"])
+                if not all(r["counted"] for r in rows):
+                    raise _NotCounted
                 stats = {"documents": sum(r["documents"] for r in rows), "tokens": sum(r["tokens"] for r in rows)}
             else:
                 stats = corpus_stats(tokenizer, name, tokenizer_name)
-            row |= {"documents": stats["documents"], "tokens": stats["tokens"], "available": True}
+            row |= {"documents": stats["documents"], "tokens": stats["tokens"], "available": True, "counted": True}
+        except _NotCounted:
+            row |= {"documents": None, "tokens": None, "available": True, "counted": False}
         except InterpError as err:
             row |= {"available": False, "error": str(err)}
         rows.append(row)

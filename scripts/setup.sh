@@ -55,3 +55,5 @@ if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
     say "chromium missing and not root: the browser test will skip"
   fi
 fi
+# Count the shipped corpora's tokens once, so that `interp models` only reads the cache (no torch).
+"$VENV/bin/interp" models --count-corpora >/dev/null || say "could not count the corpora; interp models will say so"

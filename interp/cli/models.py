@@ -11,7 +11,11 @@ __all__ = ["COMMANDS", "add_parsers", "summary"]
 
 
 def add_parsers(add: AddParser) -> None:
-    add("models", "list embedded, built-in, known and cached models")
+    s = add("models", "list embedded, built-in, known and cached models, and the shipped corpora (no torch: "
+                      "it reads the cache and package metadata only)")
+    s.add_argument("--count-corpora", action="store_true",
+                   help="count the shipped corpora's tokens now if they are not cached yet (once, 10-20 s); "
+                        "the README's set-up does this")
 
 
 def cmd_models(args) -> dict:
@@ -21,7 +25,7 @@ def cmd_models(args) -> dict:
 
     t0 = time.perf_counter()
     rows = list_models()
-    corpora = describe_corpora(load_embedded_tokenizer, DEFAULT_MODEL)
+    corpora = describe_corpora(load_embedded_tokenizer if args.count_corpora else None, DEFAULT_MODEL)
     return {"default": DEFAULT_MODEL, "cache_dir": str(cache_dir()), "models": rows,
             "corpora": corpora, "corpus_tokenizer": DEFAULT_MODEL, "seconds": time.perf_counter() - t0}
 
@@ -36,5 +40,10 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
         for m in out["models"]:
             print(f"{m['name']:<28} {m['kind']:<12} offline={m['offline']!s:<5} {m['description']}")
         for c in out["corpora"]:
-            size = f"{c['tokens']:>10,} tokens {c['documents']:>6,} docs" if c["available"] else "not installed"
+            if not c["available"]:
+                size = "not installed"
+            elif not c["counted"]:
+                size = "not counted yet (interp models --count-corpora)"
+            else:
+                size = f"{c['tokens']:>10,} tokens {c['documents']:>6,} docs"
             print(f"corpus {c['name']:<10} {size}  {c['description']} ({c['package']})")
