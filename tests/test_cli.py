@@ -71,16 +71,21 @@ def test_models_json():
     assert isinstance(out["seconds"], float)
 
 
-def test_models_verb_never_imports_torch():
+@pytest.mark.parametrize("fresh_cache", [False, True])
+def test_models_verb_never_imports_torch(fresh_cache, tmp_path):
     """`interp models` is the first call a new user makes: it lists models and corpora without
-    paying for torch (about 1.5-2.5 s of every other call)."""
+    paying for torch (about 1.5-2.5 s of every other call), even on an empty cache, where it says
+    the corpora are not counted yet instead of counting them."""
     code = ("import sys; from interp.cli import main\n"
             "try:\n    main(['models', '--json'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print('torch' in sys.modules, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules), file=sys.stderr)")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **({"INTERP_CACHE": str(tmp_path)} if fresh_cache else {})}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
+    corpora = json.loads(proc.stdout)["corpora"]
+    if fresh_cache:
+        assert not any(c["counted"] for c in corpora) and all(c["tokens"] is None for c in corpora)
 
 
 def test_attention_json_and_html(tmp_path):
