@@ -20,7 +20,8 @@ def _bare_model(name: str):
     """The same weights as a plain ``transformers`` model, outside the bridge."""
     from transformers import AutoModelForCausalLM
 
-    from interp.models import BUILTIN, DEFAULT_MODEL, _embedded_dir, load_embedded_tokenizer
+    from interp.embedded import _embedded_dir
+    from interp.models import BUILTIN, DEFAULT_MODEL, load_embedded_tokenizer
 
     if name == DEFAULT_MODEL:
         return AutoModelForCausalLM.from_pretrained(_embedded_dir(), dtype=torch.float32)

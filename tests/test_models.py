@@ -100,7 +100,7 @@ def test_embedded_model_knows_paris(smol):
 @pytest.mark.slow
 def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch, smol):
     from interp.cache import cache_dir
-    from interp.models import _embedded_dir
+    from interp.embedded import _embedded_dir
 
     source = _embedded_dir()
     monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
@@ -140,7 +140,7 @@ def test_embedded_cache_key_is_content_not_mtime(tmp_path):
     be keyed by the GGUF's mtime, so they rebuilt it (about 40 s) in turn."""
     import os
 
-    from interp.models import _manifest
+    from interp.embedded import _manifest
 
     a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
     data = os.urandom(3 << 20)
