@@ -1,4 +1,4 @@
-"""Seeded random GPT-2 and Llama models for unit tests and demos (built in ~0.1 s).
+"""Seeded random GPT-2, Llama and Gemma 3 models for unit tests and demos (built in ~0.1 s).
 
 They share the embedded model's tokenizer, so every prompt used on the real model
 also runs on them. Weights are seeded without touching the global RNG.
@@ -26,6 +26,12 @@ def build_tiny(name: str, tokenizer):
     elif name == "tiny-llama":
         config = LlamaConfig(**shape, **common, architectures=["LlamaForCausalLM"])
         cls = LlamaForCausalLM
+    elif name == "tiny-gemma3":
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+        config = Gemma3TextConfig(**shape, **common, pad_token_id=tokenizer.eos_token_id,
+                                  architectures=["Gemma3ForCausalLM"])
+        cls = Gemma3ForCausalLM
     else:
         raise KeyError(name)
     with torch.random.fork_rng(devices=[]):
@@ -38,4 +44,6 @@ def build_tiny(name: str, tokenizer):
             for pname, p in model.named_parameters():
                 if p.dim() == 2 and "emb" not in pname and "wte" not in pname and "wpe" not in pname:
                     p.normal_(0.0, 0.08)
+                elif p.dim() == 1 and "norm" in pname and name == "tiny-gemma3":
+                    p.normal_(0.0, 0.3)  # Gemma's norms scale by (1 + w): exercise w, which starts at 0
     return model.eval(), tokenizer

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from interp.architectures import ALIASES, BUILTIN, DEFAULT_MODEL, KNOWN_HF, ModelShape, ModelSpec, canonical_name
-from interp.embedded import _load_embedded, embedded_cached, embedded_gguf, load_embedded_tokenizer
+from interp.embedded import (_load_embedded, embedded_cached, embedded_gguf, embedded_installed, embedded_terms,
+                             load_embedded_tokenizer)
 from interp.errors import InterpError
 
 if TYPE_CHECKING:  # torch is imported where a model is built, so `interp models` stays light
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # torch is imported where a model is built, so `interp models
 
 __all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "canonical_name", "check_device", "check_kv_cache",
            "default_device", "embedded_cached", "embedded_gguf", "hf_cached_snapshot", "list_models",
-           "load_embedded_tokenizer", "load_model", "model_shape", "prompt_token_ids"]
+           "load_embedded_tokenizer", "load_model", "model_shape", "prompt_token_ids", "builtin_tokenizer"]
 
 _TINY_VOCAB = 49152  # the embedded tokenizer's, which the tiny models share
 
@@ -90,12 +91,12 @@ def load_model(name: str | None = None, device: str | None = None,
     device = check_device(device or default_device())
     spec = BUILTIN.get(name)
     if spec is not None and spec.kind == "embedded":
-        hf_model, tokenizer = _load_embedded(dtype)
+        hf_model, tokenizer = _load_embedded(dtype, spec.name)
         bridge = _wrap(_place(hf_model, device, device_map), tokenizer, spec.name)
     elif spec is not None:
         from interp._tiny import build_tiny
 
-        hf_model, tokenizer = build_tiny(spec.name, tokenizer=load_embedded_tokenizer())
+        hf_model, tokenizer = build_tiny(spec.name, tokenizer=builtin_tokenizer(spec.name))
         bridge = _wrap(_place(hf_model.to(dtype=dtype), device, device_map), tokenizer, spec.name)
     else:
         bridge = _load_huggingface(name, device, dtype, device_map)
@@ -240,16 +241,13 @@ def list_models() -> list[dict]:
     rows = []
     for spec in BUILTIN.values():
         if spec.kind == "embedded":
-            try:
-                embedded_gguf()
-                installed = True
-            except InterpError:
-                installed = False
+            terms = embedded_terms(spec.name)
             rows.append({"name": spec.name, "kind": spec.kind, "description": spec.description,
-                         "offline": installed, "cached": embedded_cached()})
+                         "offline": embedded_installed(spec.name), "cached": embedded_cached(spec.name),
+                         "size": spec.size, "licence": spec.licence, "terms": str(terms) if terms else None})
         else:
             rows.append({"name": spec.name, "kind": spec.kind, "description": spec.description,
-                         "offline": True, "cached": True})
+                         "offline": True, "cached": True, "size": "", "licence": "", "terms": None})
     seen = set()
     for name in KNOWN_HF + _cached_hf_repos():
         if name in seen:
@@ -310,6 +308,12 @@ def model_shape(name: str | None) -> ModelShape | None:
     return shape_from_config(config) if isinstance(config, dict) else None
 
 
+def builtin_tokenizer(name: str):
+    """A built-in model's tokenizer: an embedded model's own, the embedded default's for the tiny ones."""
+    spec = BUILTIN[canonical_name(name)]
+    return load_embedded_tokenizer(spec.name if spec.kind == "embedded" else DEFAULT_MODEL)
+
+
 def prompt_token_ids(name: str | None, text: str) -> list[int] | None:
     """The token ids a built-in model reads for ``text`` (its BOS convention included), from the
     tokenizer alone: what ``interp.tokens.to_tokens`` gives once the model is loaded. None for other
@@ -317,7 +321,7 @@ def prompt_token_ids(name: str | None, text: str) -> list[int] | None:
     spec = BUILTIN.get(canonical_name(name))
     if spec is None:
         return None
-    tok = load_embedded_tokenizer()  # the embedded model's, shared by the tiny ones
+    tok = builtin_tokenizer(spec.name)
     ids = list(tok(text)["input_ids"])
     bos = tok.bos_token_id
     if spec.prepend_bos and bos is not None and (not ids or ids[0] != bos):

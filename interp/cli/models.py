@@ -39,6 +39,8 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
     if verb_name == "models":
         for m in out["models"]:
             print(f"{m['name']:<28} {m['kind']:<12} offline={m['offline']!s:<5} {m['description']}")
+            if m.get("size"):
+                print(f"{'':<28} {'':<12} {m['size']}; licence: {m['licence']}")
         for c in out["corpora"]:
             if not c["available"]:
                 size = "not installed"
