@@ -12,6 +12,7 @@ then edit those rows. With cells sorted by start layer, cell ``c`` owns rows
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import contextmanager
 from typing import Callable, Sequence
 
 import torch
@@ -64,8 +65,36 @@ def forward_with_cells(model, base_tokens: Int[Tensor, "base pos"], starts: Sequ
     fwd = list(base_hooks)
     fwd += [(f"blocks.{layer}.hook_resid_pre", bind(expand, layer=layer)) for layer in sorted(counts)]
     fwd += [*hooks, LAST_POSITION]
-    with torch.no_grad():
+    with torch.no_grad(), masks_follow_rows(model, n_base):
         return model.run_with_hooks(base_tokens, fwd_hooks=fwd, **forward_kwargs)[:, -1]
+
+
+@contextmanager
+def masks_follow_rows(model, n_base: int):
+    """Let an explicit attention mask follow rows added mid-forward.
+
+    Models whose attention takes a mask tensor built from the input (Gemma 3's sliding windows:
+    ``[batch, 1, query, key]``) would see ``n_base`` mask rows against the grown batch. Every added
+    row is a copy of a base row, in base order, so the mask of ``k · n_base`` rows is the base
+    mask repeated ``k`` times: a forward pre-hook on each attention layer repeats it. Models that
+    pass no mask (causal attention without padding) are untouched."""
+
+    def follow(module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        if not (torch.is_tensor(mask) and torch.is_tensor(hidden) and mask.dim() == 4):
+            return None
+        rows = hidden.shape[0]
+        if mask.shape[0] == rows or mask.shape[0] != n_base or rows % n_base:
+            return None
+        return args, {**kwargs, "attention_mask": mask.repeat(rows // n_base, 1, 1, 1)}
+
+    handles = [block.attn.register_forward_pre_hook(follow, with_kwargs=True) for block in model.blocks]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def rows_at_layers(n_base: int, starts: Sequence[int], n_layers: int) -> list[int]:

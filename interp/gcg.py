@@ -223,11 +223,13 @@ def _prefix(model, before: Tensor) -> tuple[object | None, Tensor | None]:
 def _expand(model, prefix, rows: int):
     if prefix is None:
         return None
-    from transformers import DynamicCache
+    import copy
 
-    cache = DynamicCache(config=model.original_model.config)
-    for l, layer in enumerate(prefix.layers):
-        cache.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), l)
+    # A copy of the prefix's own cache, not a new one filled by update(): a sliding-window layer
+    # (Gemma 3) keeps only its window and counts the tokens it has seen, which a refill would lose.
+    cache = copy.deepcopy(prefix)
+    for layer in cache.layers:
+        layer.keys, layer.values = layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)
     return cache
 
 

@@ -20,13 +20,14 @@ second repeat shows that in-context copying happens at all.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.architectures import sliding_windows
 from interp.errors import InterpError, check_index
 from interp.tokens import str_tokens, to_tokens
 
@@ -51,6 +52,9 @@ class AttentionPatterns:
     """Token strings, labelling both the query and key axes."""
     seconds: float
     axes: tuple[str, ...] = ("layer", "head", "query", "key")
+    windows: list[int | None] = field(default_factory=list)
+    """Each selected layer's sliding attention window (a query sees only the last ``w`` keys, itself
+    included), or None for full causal attention (Gemma 3: 5 of every 6 layers are windowed)."""
 
     def figure(self, layer: int | None = None, head: int | None = None):
         """This result as a plotly figure (:func:`interp.figures.attention_figure`)."""
@@ -83,8 +87,9 @@ def attention_patterns(model, prompt: str, layer: int | None = None, head: int |
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names,
                                         stop_at_layer=max(layers) + 1)
     pattern = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][0, heads] for l in layers])
+    windows = sliding_windows(model)
     return AttentionPatterns(pattern.float().cpu(), layers, heads, str_tokens(model, tokens[0]),
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, windows=[windows[l] for l in layers])
 
 
 def repeated_random_tokens(model, n_seqs: int = 8, seq_len: int = 50, seed: int = 0,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from interp.architectures import sliding_windows
 from interp.errors import InterpError
 from interp._batching import LAST_POSITION
 from interp.metrics import Metric, Task, baselines, metric_per_pair
@@ -126,7 +127,8 @@ def _qk_exact(model, site: str, layer: int, src, base, grads, rotary: bool) -> T
     if g is None:
         g = torch.zeros_like(pattern)
     group = q_base.shape[2] // k_base.shape[2]
-    scale = 1.0 / math.sqrt(q_base.shape[-1])
+    config = getattr(model.original_model, "config", None)
+    scale = 1.0 / math.sqrt(getattr(config, "query_pre_attn_scalar", None) or q_base.shape[-1])
     cap = getattr(model.cfg, "attn_scores_soft_cap", -1.0) or -1.0
 
     def capped(s: Tensor) -> Tensor:
@@ -134,6 +136,9 @@ def _qk_exact(model, site: str, layer: int, src, base, grads, rotary: bool) -> T
 
     n_pos = pattern.shape[-1]
     causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=pattern.device).tril()
+    window = sliding_windows(model)[layer]
+    if window:  # a sliding-window layer (Gemma 3): a query sees only its last `window` keys
+        causal = causal.triu(-(window - 1))
     pg = (pattern * g).sum(-1)  # batch head query: Σ_t p_t g_t
     if site.startswith("q"):
         # A patched query changes its whole row of scores: recompute that row's softmax.

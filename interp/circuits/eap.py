@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from interp._batching import bind
+from interp.architectures import architecture
 from interp.errors import InterpError
 from interp.metrics import Metric, Task, metric_per_pair, normalize
 
@@ -85,16 +86,32 @@ def _upstream_outputs(model, cache) -> Tensor:
     """``[upstream, batch, pos, d_model]``: what each upstream node wrote."""
     outs = [cache["blocks.0.hook_resid_pre"]]
     W_O = model.W_O  # the bridge stacks every block's weights on each access: once, not per layer
+    post = _post_gains(model)
     for l in range(model.cfg.n_layers):
         z = cache[f"blocks.{l}.attn.hook_z"]
-        outs += list(torch.einsum("bphd,hdm->hbpm", z, W_O[l]).unbind(0))
+        out = torch.einsum("bphd,hdm->hbpm", z, W_O[l])
+        if post is not None:
+            out = out * (post[l] / cache[f"blocks.{l}.ln1_post.hook_scale"])
+        outs += list(out.unbind(0))
         outs.append(cache[f"blocks.{l}.hook_mlp_out"])
     return torch.stack(outs)
 
 
-def _up_hooks(n_layers: int) -> list[str]:
+def _post_gains(model) -> Tensor | None:
+    """``[layer, d_model]``: the post-attention norm's gains on a model with sandwich norms (Gemma), else
+    None. There a head writes ``g ⊙ z_h W_O^h / s`` with ``s`` the norm's scale in the same run, so the
+    heads' writes still sum to the attention block's output in every run, patched or not."""
+    if "ln1_post" not in architecture(model).post_norms:
+        return None
+    from interp.circuits.lens import norm_gain
+
+    return torch.stack([norm_gain(model.blocks[l].ln1_post) for l in range(model.cfg.n_layers)])
+
+
+def _up_hooks(n_layers: int, post_norm: bool = False) -> list[str]:
     return (["blocks.0.hook_resid_pre"] + [f"blocks.{l}.attn.hook_z" for l in range(n_layers)]
-            + [f"blocks.{l}.hook_mlp_out" for l in range(n_layers)])
+            + [f"blocks.{l}.hook_mlp_out" for l in range(n_layers)]
+            + ([f"blocks.{l}.ln1_post.hook_scale" for l in range(n_layers)] if post_norm else []))
 
 
 class _SplitInputs:
@@ -128,7 +145,7 @@ def edge_attribution(model, task: Task, metric: Metric = "logit_diff") -> EdgeSc
     t0 = time.perf_counter()
     graph = build_graph(model)
     n = model.cfg.n_layers
-    ups = set(_up_hooks(n))
+    ups = set(_up_hooks(n, _post_gains(model) is not None))
     with torch.no_grad():
         clean_logits, clean = model.run_with_cache(task.clean, names_filter=lambda x: x in ups)
         m_clean = metric_per_pair(clean_logits[:, -1], task.answer, task.wrong, metric).mean().item()
@@ -178,7 +195,7 @@ def patched_edges_metric(model, task: Task, keep: Tensor, metric: Metric = "logi
 def corrupt_outputs(model, task: Task) -> Tensor:
     """``[upstream, batch, pos, d_model]``: what each upstream node writes on the corrupt prompts
     (one forward), for :func:`patched_edges_logits` to reuse across several masks."""
-    ups = set(_up_hooks(model.cfg.n_layers))
+    ups = set(_up_hooks(model.cfg.n_layers, _post_gains(model) is not None))
     with torch.no_grad():
         _, corrupt = model.run_with_cache(task.corrupt, names_filter=lambda x: x in ups)
     return _upstream_outputs(model, corrupt)
@@ -192,7 +209,7 @@ def patched_edges_logits(model, task: Task, keep: Tensor, corrupt_out: Tensor | 
     if keep.shape != graph.valid.shape:
         raise InterpError(f"edge mask has shape {tuple(keep.shape)}, the graph {tuple(graph.valid.shape)}")
     n = model.cfg.n_layers
-    ups = set(_up_hooks(n))
+    ups = set(_up_hooks(n, _post_gains(model) is not None))
     if corrupt_out is None:
         corrupt_out = corrupt_outputs(model, task)  # up batch pos d
     drop = (graph.valid & ~keep.bool()).float().to(corrupt_out.device)  # receiver, upstream
@@ -209,14 +226,20 @@ def patched_edges_logits(model, task: Task, keep: Tensor, corrupt_out: Tensor | 
         r += 1
     recv_index["ln_final.hook_in"] = (r, r + 1)
     W_O = model.W_O  # stacked once (each access stacks every block's weights)
+    post = _post_gains(model)
 
     def record(x, *, hook, name):
         cache[name] = x
         if name == "blocks.0.hook_resid_pre":
             delta[0] = x - corrupt_out[0]
-        elif name.endswith("hook_z"):
+        elif name.endswith("hook_z") or name.endswith("ln1_post.hook_scale"):
             l = int(name.split(".")[1])
-            out = torch.einsum("bphd,hdm->hbpm", x, W_O[l])
+            if post is not None and name.endswith("hook_z"):
+                return x  # the heads' writes need this run's post-norm scale, which comes next
+            z = cache[f"blocks.{l}.attn.hook_z"]
+            out = torch.einsum("bphd,hdm->hbpm", z, W_O[l])
+            if post is not None:
+                out = out * (post[l] / x)
             start = 1 + l * (h + 1)
             delta[start:start + h] = out - corrupt_out[start:start + h]
         else:

@@ -15,7 +15,8 @@ so with ``d = W_U[:, answer] - W_U[:, wrong]`` each part ``c`` contributes
 ``center(c) / s · (g ⊙ d)`` and the parts sum exactly to the logit difference:
 
 * embeddings (token, and position where the model has learned positions),
-* each attention head: ``z_h W_O^h`` from ``hook_z``, per query head,
+* each attention head: ``z_h W_O^h`` from ``hook_z``, per query head (on Gemma, through the
+  post-attention norm with its cached scale held fixed: ``g ⊙ z_h W_O^h / s``),
 * each MLP (its output bias included),
 * biases: every attention output bias ``b_O``, the final norm's ``β · d`` and ``b_U``.
 
@@ -33,9 +34,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.architectures import architecture
 from interp.tokens import single_token, str_tokens, to_tokens
 
-__all__ = ["LogitAttribution", "LogitLens", "cache_stack", "direct_logit_attribution", "logit_lens"]
+__all__ = ["LogitAttribution", "LogitLens", "cache_stack", "direct_logit_attribution", "logit_lens", "norm_gain"]
 
 
 @dataclass
@@ -137,6 +139,12 @@ def direct_logit_attribution(model, prompt: str, answer: str, wrong: str) -> Log
 
         z = cache_stack(cache, "attn.hook_z", n)[:, 0, -1]  # layer head d_head
         head_out = torch.einsum("lhd,lhdm->lhm", z, model.W_O)
+        if "ln1_post" in architecture(model).post_norms:
+            # Gemma's sandwich norm sits between the heads' sum and the residual: with its cached
+            # scale s_l held fixed it is linear, so head h adds g_l ⊙ z_h W_O^h / s_l.
+            post = torch.stack([norm_gain(model.blocks[l].ln1_post) for l in range(n)])
+            s_post = cache_stack(cache, "ln1_post.hook_scale", n)[:, 0, -1]  # layer 1
+            head_out = head_out * (post / s_post)[:, None, :]
         heads = project(head_out)
         mlps = project(cache_stack(cache, "hook_mlp_out", n)[:, 0, -1])
         embed = project(cache["blocks.0.hook_resid_pre"][0, -1])
@@ -163,7 +171,7 @@ def cache_stack(cache, hook: str, n_layers: int) -> Tensor:
 def _dla_hooks(n_layers: int):
     wanted = {"blocks.0.hook_resid_pre", "ln_final.hook_scale"}
     for l in range(n_layers):
-        wanted |= {f"blocks.{l}.attn.hook_z", f"blocks.{l}.hook_mlp_out"}
+        wanted |= {f"blocks.{l}.attn.hook_z", f"blocks.{l}.hook_mlp_out", f"blocks.{l}.ln1_post.hook_scale"}
     return lambda name: name in wanted
 
 
@@ -177,7 +185,17 @@ def _stacked_or_none(model, attr: str) -> Tensor | None:
 
 def _final_norm_params(model) -> tuple[Tensor | None, Tensor | None, bool]:
     """(gain g, bias β, whether the norm centres) of the final norm."""
-    norm = model.ln_final._original_component
+    return _norm_params(model.ln_final)
+
+
+def norm_gain(bridge) -> Tensor:
+    """The multiplier of an RMSNorm/LayerNorm component of the bridge (Gemma's is ``1 + weight``)."""
+    return _norm_params(bridge)[0]
+
+
+def _norm_params(bridge) -> tuple[Tensor | None, Tensor | None, bool]:
+    """(gain g, bias β, whether the norm centres) of a norm component of the bridge."""
+    norm = bridge._original_component
     gain = getattr(norm, "weight", None)
     beta = getattr(norm, "bias", None)
     centered = isinstance(norm, torch.nn.LayerNorm) or "LayerNorm" in type(norm).__name__

@@ -1,6 +1,6 @@
 """The frozen local replacement model of one prompt (Ameisen et al. 2025): every MLP with a transcoder
 is its transcoder's features, skip path and b_dec plus an error node; the attention patterns and
-the normalisation scales are the clean run's. With the feature activations fixed, every
+every normalisation scale (on Gemma also the post-attention and post-MLP norms) are the clean run's. With the feature activations fixed, every
 pre-activation and logit is an affine function of the embeddings, the features and the error
 nodes, which is what makes an attribution graph's edges exact.
 """
@@ -12,6 +12,8 @@ import warnings
 import torch
 from torch import Tensor
 
+from interp.architectures import architecture
+
 __all__ = ["clean_parts", "clean_run", "decoder_bias", "decoder_rows", "frozen_forward", "skip_path"]
 
 
@@ -20,8 +22,10 @@ def clean_run(model, transcoders, tokens: Tensor) -> dict:
     """The clean run: logits, each transcoder's input and output, every MLP output, the embedding, and the
     values the frozen model keeps (norm scales, attention patterns)."""
     L = model.cfg.n_layers
-    frozen = [n for n in [f"blocks.{l}.{h}" for l in range(L) for h in ("ln1.hook_scale", "attn.hook_pattern",
-                                                                          "ln2.hook_scale")] + ["ln_final.hook_scale"]
+    # Every norm's scale (Gemma's post-attention and post-MLP norms too: interp.architectures) and every
+    # attention pattern: with these fixed, the model is linear in its leaves.
+    held = [f"{norm}.hook_scale" for norm in architecture(model).frozen_norms] + ["attn.hook_pattern"]
+    frozen = [n for n in [f"blocks.{l}.{h}" for l in range(L) for h in held] + ["ln_final.hook_scale"]
               if n in model.hook_dict]
     names = set(frozen) | {"hook_embed"} | {f"blocks.{l}.hook_mlp_out" for l in range(L)}
     for layer in transcoders.layers:

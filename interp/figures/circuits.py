@@ -38,13 +38,16 @@ def attention_figure(result: AttentionPatterns, layer: int | None = None,
 
     def title(i: int) -> str:
         li, hi = choices[i]
-        return f"Attention pattern L{result.layers[li]}H{result.heads[hi]}"
+        window = result.windows[li] if result.windows else None
+        kind = f" (sliding window {window}: each query sees its last {window} keys)" if window else ""
+        return f"Attention pattern L{result.layers[li]}H{result.heads[hi]}{kind}"
 
     fig = go.Figure(go.Heatmap(z=z(start), x=labels, y=labels, zmin=0, zmax=1,
                                colorscale="Blues", colorbar={"title": "attention"},
                                hovertemplate="query %{y}<br>key %{x}<br>%{z:.3f}<extra></extra>"))
     if len(choices) > 1:
-        buttons = [{"label": f"L{result.layers[li]}H{result.heads[hi]}", "method": "update",
+        buttons = [{"label": f"L{result.layers[li]}H{result.heads[hi]}"
+                             + (" (window)" if result.windows and result.windows[li] else ""), "method": "update",
                     "args": [{"z": [z(i)]}, {"title": {"text": title(i)}}]}
                    for i, (li, hi) in enumerate(choices)]
         fig.update_layout(updatemenus=[{"buttons": buttons, "active": start, "x": 1.0,

@@ -33,6 +33,7 @@ from torch import Tensor
 from interp._batching import cells_per_pass, forward_with_cells, free_memory, is_oom, rows_at_layers
 from interp._files import read_json
 from interp.cache import cache_dir, slug, write_json
+from interp.architectures import sliding_windows
 from interp.errors import InterpError, check_index
 from interp.progress import Estimate, progress
 from interp.tokens import single_token, str_tokens, to_tokens
@@ -236,13 +237,17 @@ def trace(model, prompt: str, subject: str, answer: str | None = None,
     With ``trim`` (default) a restore at token ``t`` runs positions ``t…`` only: earlier
     positions are unchanged by it, so their keys and values come from the noised run
     through a prefix KV cache. One pass per token then holds every cell of that token
-    (all noise samples as rows), appended at its first restored layer.
+    (all noise samples as rows), appended at its first restored layer. A model with sliding-window
+    layers (Gemma 3) runs whole sequences: its KV cache keeps only each window, so a prefix cache
+    cannot stand in for the positions before ``t``.
     """
     _check(model, samples, window, kinds)
     check_trace_size(model, len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"]), samples, len(kinds))
     t0 = time.perf_counter()
     setup = _prepare(model, prompt, subject, answer, samples, noise, seed, kinds)
     n, n_tok = model.cfg.n_layers, setup.tokens.shape[1]
+    if trim and any(sliding_windows(model)):
+        trim = False
     if trim:
         prefix = _noised_cache(model, setup)
         if prefix is None:
