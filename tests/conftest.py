@@ -12,7 +12,7 @@ import torch
 
 from interp.models import load_model
 
-TINY = ["tiny-gpt2", "tiny-llama"]
+TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma3"]
 EIFFEL = "The Eiffel Tower is located in the city of"
 
 

@@ -10,7 +10,8 @@ from tests.conftest import EIFFEL
 
 
 def _manual_pattern(model, tokens, layer):
-    """softmax(q kᵀ / √d_head) with a causal mask, from the cached (rotated) q and k."""
+    """softmax(q kᵀ / √d_head) with a causal mask, from the cached (rotated) q and k; on a sliding-window
+    layer (read from the Hugging Face config's own ``layer_types``) a query sees its last ``window`` keys."""
     rotary = model.cfg.positional_embedding_type == "rotary"
     names = [f"blocks.{layer}.attn.hook_{'rot_q' if rotary else 'q'}",
              f"blocks.{layer}.attn.hook_{'rot_k' if rotary else 'k'}"]
@@ -19,9 +20,14 @@ def _manual_pattern(model, tokens, layer):
     q, k = cache[names[0]][0], cache[names[1]][0]  # pos head d_head
     group = q.shape[1] // k.shape[1]  # GQA: each KV head serves `group` query heads
     k = k.repeat_interleave(group, dim=1)
-    scores = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(q.shape[-1])
+    config = model.original_model.config
+    scale = getattr(config, "query_pre_attn_scalar", None) or q.shape[-1]
+    scores = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(scale)
     pos = scores.shape[-1]
     mask = torch.triu(torch.ones(pos, pos, dtype=torch.bool), diagonal=1)
+    if getattr(config, "layer_types", None) and config.layer_types[layer] == "sliding_attention":
+        i, j = torch.arange(pos)[:, None], torch.arange(pos)[None, :]
+        mask |= i - j >= config.sliding_window
     return scores.masked_fill(mask, float("-inf")).softmax(-1)
 
 
@@ -32,6 +38,13 @@ def test_patterns_match_manual_softmax(tiny):
     for layer in range(tiny.cfg.n_layers):
         assert torch.allclose(result.pattern[layer], _manual_pattern(tiny, tokens, layer), atol=1e-5)
     assert len(result.tokens) == tokens.shape[1]
+    config = tiny.original_model.config
+    if getattr(config, "sliding_window", None):  # Gemma 3: the windowed layers are named as such
+        assert result.windows == [config.sliding_window if t == "sliding_attention" else None
+                                  for t in config.layer_types]
+        assert "sliding window" in result.figure(0, 0).layout.title.text
+    else:
+        assert result.windows == [None] * tiny.cfg.n_layers
 
 
 def test_single_layer_and_head(tiny):

@@ -21,7 +21,12 @@ def _naive_edge_patched_metric(model, task, keep):
         outs = [cache["blocks.0.hook_resid_pre"]]
         for l in range(n):
             z = cache[f"blocks.{l}.attn.hook_z"]
-            outs += [z[:, :, i] @ model.W_O[l, i] for i in range(h)]
+            heads = [z[:, :, i] @ model.W_O[l, i] for i in range(h)]
+            if hasattr(model.blocks[l], "ln1_post"):  # Gemma: each head through the post-norm, at this run's scale
+                total = sum(heads)
+                normed = model.blocks[l].ln1_post._original_component(total)
+                heads = [hd * (normed / total) for hd in heads]  # the norm is g ⊙ x / s: the same factor for all
+            outs += heads
             outs.append(cache[f"blocks.{l}.hook_mlp_out"])
         return outs
 
@@ -113,7 +118,15 @@ def test_eap_scores_are_the_textbook_formula(tiny):
             return clean[name] - corrupt[name]
         l, h = map(int, node[1:].split("H"))
         name = f"blocks.{l}.attn.hook_z"
-        return (clean[name][:, :, h] - corrupt[name][:, :, h]) @ tiny.W_O[l, h]
+
+        def write(cache):  # the head's write into the residual; on Gemma through the post-norm at this run's scale
+            out = cache[name][:, :, h] @ tiny.W_O[l, h]
+            if hasattr(tiny.blocks[l], "ln1_post"):
+                norm = tiny.blocks[l].ln1_post._original_component
+                out = out / cache[f"blocks.{l}.ln1_post.hook_scale"] * (1 + norm.weight)
+            return out
+
+        return write(clean) - write(corrupt)
 
     cases = [("L0H1", "L2H3", grads["blocks.2.attn.hook_q_input"][:, :, 3]),
              ("MLP0", "MLP1", grads["blocks.1.ln2.hook_in"]),

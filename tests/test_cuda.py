@@ -7,7 +7,7 @@ from interp import direct_logit_attribution, load_model
 from interp.metrics import make_task
 from interp.circuits.patching import patch_sweep
 from interp.knowledge.tracing import trace
-from tests.conftest import EIFFEL
+from tests.conftest import EIFFEL, TINY
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.cuda,
 COLOSSEUM = "The Colosseum is located in the city of"
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("name", TINY)
 def test_patching_and_tracing_on_cuda_equal_cpu(name):
     cpu, gpu = load_model(name, device="cpu"), load_model(name, device="cuda")
     assert str(gpu.cfg.device).startswith("cuda")
@@ -106,7 +106,7 @@ def _split_map(model, first: str, rest: str) -> dict:
     return {**others, **blocks, **norms}
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("name", TINY)
 def test_a_model_split_across_cuda_and_cpu_gives_one_devices_values(name, tmp_path):
     from saes.activations import ActivationStore
 

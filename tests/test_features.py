@@ -18,6 +18,7 @@ from interp.errors import InterpError
 from saes import SAEConfig, make_sae, save_sae
 from saes.features.extract import ExtractConfig, extract_features
 from saes.features.store import FeatureStore
+from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK = "blocks.1.hook_resid_post"
@@ -77,7 +78,7 @@ def _reference(model, sae, corpus, ctx=CTX, limit=1500):
     return ctxs, acts, seen
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("name", TINY)
 def test_store_equals_brute_force(tiny_models, corpus, tmp_path, name):
     model = tiny_models[name]
     sae = tiny_sae(model, tmp_path / "sae")

@@ -89,7 +89,7 @@ def _naive_frozen(model, tset, tokens, drop):
     return logits - logits.mean(), pres
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-gemma3"])
 def test_every_edge_equals_a_naive_loop_and_rows_sum_to_the_pre_activation(tiny_models, name):
     model = tiny_models[name]
     tset = random_set(model)

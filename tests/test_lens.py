@@ -3,13 +3,21 @@ import torch
 
 from interp import InterpError, direct_logit_attribution, logit_lens
 from interp.tokens import single_token, to_tokens
-from tests.conftest import EIFFEL
+from tests.conftest import EIFFEL, TINY
 
 
 def _true_logit_diff(model, prompt, a, b):
     with torch.no_grad():
         logits = model(to_tokens(model, prompt))[0, -1]
     return (logits[single_token(model, a)] - logits[single_token(model, b)]).item()
+
+
+def _gain(bridge):
+    """A norm's multiplier as its own module computes it: Gemma's RMSNorm scales by (1 + weight)."""
+    norm = bridge._original_component
+    ones = torch.ones(norm.weight.shape[0])
+    return norm(ones[None]).squeeze(0) * torch.sqrt(ones.pow(2).mean() + getattr(norm, "eps", 0.0)) if "Gemma" in \
+        type(norm).__name__ else norm.weight
 
 
 def test_dla_parts_sum_to_logit_difference(tiny):
@@ -31,13 +39,15 @@ def test_dla_head_part_is_the_head_through_the_frozen_norm(tiny):
         _, cache = tiny.run_with_cache(tokens)
         z = cache[f"blocks.{layer}.attn.hook_z"][0, -1, head]
         out = z @ tiny.W_O[layer, head]  # this head's write into the residual stream
+        if hasattr(tiny.blocks[layer], "ln1_post"):  # Gemma: through the post-attention norm, its scale frozen
+            out = out / cache[f"blocks.{layer}.ln1_post.hook_scale"][0, -1] * _gain(tiny.blocks[layer].ln1_post)
         resid = cache["ln_final.hook_in"][0, -1]
         scale = cache["ln_final.hook_scale"][0, -1]
         norm = tiny.ln_final._original_component
 
         def frozen_norm(x):
             x = x - x.mean() if isinstance(norm, torch.nn.LayerNorm) else x
-            y = x / scale * norm.weight
+            y = x / scale * _gain(tiny.ln_final)
             return y + norm.bias if getattr(norm, "bias", None) is not None else y
 
         def diff(x):
@@ -75,7 +85,7 @@ def test_embedded_lens_and_dla(smol):
     assert dla.logit_diff == pytest.approx(_true_logit_diff(smol, EIFFEL, " Paris", " Rome"), abs=1e-4)
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("name", TINY)
 def test_dla_matches_transformerlens_compatibility_mode(name):
     """Against TransformerLens's own folding: with enable_compatibility_mode() the final
     norm's gain is folded into W_U (and W_O centred), so a head's part is simply
@@ -89,5 +99,10 @@ def test_dla_matches_transformerlens_compatibility_mode(name):
         _, cache = folded.run_with_cache(to_tokens(folded, EIFFEL))
         z = torch.stack([cache[f"blocks.{l}.attn.hook_z"][0, -1] for l in range(folded.cfg.n_layers)])
         direction = folded.W_U[:, single_token(folded, " Paris")] - folded.W_U[:, single_token(folded, " Rome")]
-        heads = torch.einsum("lhd,lhdm->lhm", z, folded.W_O) @ direction / cache["ln_final.hook_scale"][0, -1]
+        head_out = torch.einsum("lhd,lhdm->lhm", z, folded.W_O)
+        if hasattr(folded.blocks[0], "ln1_post"):  # Gemma: the post-attention norm, scale frozen, is not folded
+            post = torch.stack([_gain(folded.blocks[l].ln1_post) / cache[f"blocks.{l}.ln1_post.hook_scale"][0, -1]
+                                for l in range(folded.cfg.n_layers)])
+            head_out = head_out * post[:, None, :]
+        heads = head_out @ direction / cache["ln_final.hook_scale"][0, -1]
     assert torch.allclose(heads, ours.heads, atol=1e-5)

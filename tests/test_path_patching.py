@@ -16,7 +16,14 @@ def _sender_write(model, task, sender):
     with torch.no_grad():
         _, clean = model.run_with_cache(task.clean, names_filter=name)
         _, corrupt = model.run_with_cache(task.corrupt, names_filter=name)
-    return (clean[name][:, :, h] - corrupt[name][:, :, h]) @ model.W_O[l, h]
+    delta = (clean[name][:, :, h] - corrupt[name][:, :, h]) @ model.W_O[l, h]
+    if hasattr(model.blocks[l], "ln1_post"):  # Gemma: the sender's layer post-norm sees its whole new sum
+        post = f"blocks.{l}.ln1_post.hook_in"
+        with torch.no_grad():
+            _, cache = model.run_with_cache(task.corrupt, names_filter=post)
+            x = cache[post]
+            return model.blocks[l].ln1_post(x + delta) - model.blocks[l].ln1_post(x)
+    return delta
 
 
 def test_logits_path_with_frozen_mlps_is_the_direct_effect(tiny):

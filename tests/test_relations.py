@@ -12,6 +12,7 @@ from interp.errors import InterpError
 from interp.knowledge import fact_recall as F
 from interp.knowledge import relations as R
 from interp.models import load_model
+from tests.conftest import TINY
 
 SUBJECTS = [" cat", " dog", " sun", " tree", " book", " red", " king", " water", " stone", " music", " bread",
             " house", " river", " light", " green", " horse"]
@@ -90,7 +91,7 @@ def _affine_toy(name: str, layer: int):
     return model, c
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("name", TINY)
 def test_affine_toy_map_is_recovered_with_faithfulness_one(name):
     layer = 0
     model, c = _affine_toy(name, layer)

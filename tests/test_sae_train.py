@@ -13,6 +13,7 @@ from interp.errors import InterpError
 from saes import load_sae
 from saes.activations import ActivationStore
 from saes.train import TrainConfig, train
+from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK = "blocks.1.hook_resid_post"
@@ -160,7 +161,7 @@ def _identity_sae(d):
     return sae
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("name", TINY)
 def test_evaluation_on_hand_set_saes(tiny_models, corpus, name):
     from saes.evaluate import evaluate_sae
 
