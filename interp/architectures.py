@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "Architecture", "ModelShape", "ModelSpec", "architecture",
-           "canonical_name", "nearest_names", "shape_from_config", "sliding_windows"]
+           "architecture_of_type", "canonical_name", "nearest_names", "shape_from_config", "sliding_windows"]
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -209,7 +209,12 @@ no post-norms (the Llama entry), which the bridge's hook names make true of most
 def architecture(model) -> Architecture:
     """The family entry of a loaded bridge (from its Hugging Face config's ``model_type``)."""
     config = getattr(getattr(model, "original_model", None), "config", None)
-    model_type = getattr(config, "model_type", "") or ""
+    return architecture_of_type(getattr(config, "model_type", "") or "")
+
+
+def architecture_of_type(model_type: str) -> Architecture:
+    """The family entry of a Hugging Face ``model_type`` (``interp.models.model_architecture`` reads it
+    from a config before the weights load)."""
     return _FAMILIES[_MODEL_TYPES.get(model_type, "llama")]
 
 

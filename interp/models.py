@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from interp.architectures import ALIASES, BUILTIN, DEFAULT_MODEL, KNOWN_HF, ModelShape, ModelSpec, canonical_name
+from interp.architectures import (ALIASES, BUILTIN, DEFAULT_MODEL, KNOWN_HF, Architecture, ModelShape, ModelSpec,
+                                  canonical_name)
 from interp.embedded import (_load_embedded, embedded_cached, embedded_gguf, embedded_installed, embedded_terms,
                              load_embedded_tokenizer)
 from interp.errors import InterpError
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # torch is imported where a model is built, so `interp models
 
 __all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "canonical_name", "check_device", "check_kv_cache",
            "default_device", "embedded_cached", "embedded_gguf", "hf_cached_snapshot", "list_models",
-           "load_embedded_tokenizer", "load_model", "model_shape", "prompt_token_ids", "builtin_tokenizer"]
+           "load_embedded_tokenizer", "load_model", "model_architecture", "model_shape", "prompt_token_ids", "builtin_tokenizer"]
 
 _TINY_VOCAB = 49152  # the embedded tokenizer's, which the tiny models share
 
@@ -284,11 +285,24 @@ def model_shape(name: str | None) -> ModelShape | None:
     load will). A name that cannot load at all is refused here, in one line and without torch."""
     from interp.architectures import shape_from_config
 
+    config = _config_of(name)
+    return shape_from_config(config) if config is not None else None
+
+
+def model_architecture(name: str | None) -> Architecture:
+    """The family entry (:class:`interp.architectures.Architecture`) of the model ``name`` names, from
+    its config alone; the pre-norm default when only the hub could say."""
+    from interp.architectures import architecture_of_type
+
+    config = _config_of(name) or {}
+    return architecture_of_type(str(config.get("model_type", "")))
+
+
+def _config_of(name: str | None) -> dict | None:
     name = canonical_name(name)
     spec = BUILTIN.get(name)
     if spec is not None:
-        config = spec.config if spec.kind != "tiny" else {**spec.config, "vocab_size": _TINY_VOCAB}
-        return shape_from_config(config)
+        return spec.config if spec.kind != "tiny" else {**spec.config, "vocab_size": _TINY_VOCAB}
     path = Path(name).expanduser()
     if path.exists() or name.startswith((".", "/", "~")):
         if not path.is_dir():
@@ -305,7 +319,7 @@ def model_shape(name: str | None) -> ModelShape | None:
         config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InterpError(f"cannot read {source / 'config.json'}: {err}") from err
-    return shape_from_config(config) if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else None
 
 
 def builtin_tokenizer(name: str):

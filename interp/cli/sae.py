@@ -25,7 +25,8 @@ def add_parsers(add: AddParser) -> None:
     t = sub.add_parser("train", help="train an SAE, or with --layers one per layer from one model pass; --transcoder "
                                      "for skip transcoders of the MLPs (resumes from checkpoints; torchrun for DDP)")
     t.add_argument("--hook", help="e.g. blocks.15.hook_resid_post; with --layers a template, blocks.{l}.hook_resid_post "
-                                  "(--transcoder: default blocks.{l}.hook_resid_mid)")
+                                  "(--transcoder: default blocks.{l}.hook_resid_mid; on Gemma blocks.{l}.ln2.hook_out, "
+                                  "the pre-feedforward norm's output)")
     t.add_argument("--transcoder", action="store_true",
                    help="skip transcoders: read each MLP's input and predict its output (blocks.{l}.hook_mlp_out)")
     t.add_argument("--hook-out", help="a transcoder's target hook template (default blocks.{l}.hook_mlp_out)")
@@ -184,7 +185,12 @@ def _train_hooks(args) -> tuple[str, str, list[int] | None]:
 
     layers = parse_layers(args.layers) if args.layers is not None else None
     if args.transcoder:
-        hook = args.hook or "blocks.{l}.hook_resid_mid"
+        if args.hook:
+            hook = args.hook
+        else:  # where the family's transcoders read: Gemma's normed MLP input, as Gemma Scope 2 does
+            from interp.models import model_architecture
+
+            hook = model_architecture(args.model).transcoder_input
         hook_out = args.hook_out or "blocks.{l}.hook_mlp_out"
         if layers is None:
             raise InterpError("--transcoder trains one transcoder per layer: give --layers (e.g. 0-29, or 15)")
