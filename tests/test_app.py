@@ -390,3 +390,12 @@ def test_attribution_graph_page_demo_job_graph_dashboard_and_ablation(monkeypatc
     # the page reran for the click and the button without recomputing the graph (cached per input)
     sys.modules.pop("_jobs", None)
     _release_stores()
+
+
+@pytest.mark.parametrize("name", ["Model_and_prompt.py", *sorted(p.name for p in (APPS / "pages").glob("*.py"))])
+def test_every_page_opens_on_gemma3(monkeypatch, name):
+    """Each page's default view on tiny-gemma3 (sandwich norms, sliding windows, one KV head, BOS)."""
+    monkeypatch.setenv("INTERP_MODEL", "tiny-gemma3")
+    at = page(name if name == "Model_and_prompt.py" else f"pages/{name}").run()
+    _ok(at)
+    assert at.selectbox(key="w_model").value == "tiny-gemma3"
