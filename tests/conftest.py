@@ -1,4 +1,4 @@
-"""Shared fixtures: the two tiny architectures (fast, random) and the embedded model (real).
+"""Shared fixtures: the three tiny architectures (fast, random) and the two embedded models (real).
 
 Models are session-scoped: analyses never modify weights, and loading once keeps the
 suite fast on 2 cores.
@@ -31,6 +31,12 @@ def tiny(request, tiny_models):
 def smol():
     """The embedded SmolLM2-135M (dequantized once into the cache dir)."""
     return load_model("smollm2-135m", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """The embedded Gemma 3 270M (assembled and dequantized once into the cache dir)."""
+    return load_model("gemma3-270m", device="cpu")
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ def test_the_analysis_verbs_run_on_gemma3(tmp_path):
     assert {"tiny-gemma3", "gemma3-270m"} <= set(names) and "Gemma" in names["gemma3-270m"]["licence"]
     att = run_json("attention", *G, "--prompt", EIFFEL, "--layer", "0", "--html", str(tmp_path / "a.html"))
     assert att["tokens"][0] == "<|im_start|>" and len(att["pattern"][0]) == 4  # BOS, and four query heads
+    assert att["windows"] == [4]  # layer 0 is a sliding-window layer
     row = att["pattern"][0][0][-1]  # the last query of a window-4 layer sees its last 4 keys only
     assert all(v == 0 for v in row[:-4]) and sum(row[-4:]) == pytest.approx(1, abs=1e-4)
     assert run_json("heads", *G, "--n-seqs", "2", "--seq-len", "12")["top"]

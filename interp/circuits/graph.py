@@ -355,9 +355,9 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     n_src = n_active + L * P + P
     # A demeaned logit is the unembedding's input · (W_U[:, t] − mean_v W_U[:, v]): inject that direction,
     # formed in float64, rather than backpropagate (onehot − 1/V) through a float32 sum over the vocabulary.
-    W_U = model.W_U.detach().double()
-    W_U_mean = W_U.mean(1)
-    demeaned_rows = {t: (W_U[:, t] - W_U_mean).float() for t in chosen}
+    W_U = model.W_U.detach()
+    W_U_mean = _mean_column(W_U)
+    demeaned_rows = {t: (W_U[:, t].double() - W_U_mean).float() for t in chosen}
 
     def rows_for(targets: list[tuple]) -> Tensor:
         """[len(targets), n_src]: (feature activations..., error nodes..., tokens...) into each target."""
@@ -496,6 +496,15 @@ def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap
         estimate.done(take)  # the first round: the features of most direct influence, from every layer
     bar.close()
     return done, rows, sums
+
+
+def _mean_column(W_U: Tensor, block: int = 16384) -> Tensor:
+    """mean_v W_U[:, v] in float64, a block of columns at a time: a float64 copy of Gemma's 640 × 262,144
+    unembedding would be 1.3 GB."""
+    total = torch.zeros(W_U.shape[0], dtype=torch.float64, device=W_U.device)
+    for start in range(0, W_U.shape[1], block):
+        total += W_U[:, start:start + block].double().sum(1)
+    return total / W_U.shape[1]
 
 
 LABELLED = 256

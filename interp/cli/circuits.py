@@ -124,7 +124,7 @@ def cmd_attention(args) -> dict:
     model = model_of(args)
     res = attention_patterns(model, args.prompt, args.layer, args.head, max_values=CLI_MAX_PATTERN_VALUES)
     out = {"model": model.cfg.model_name, "prompt": args.prompt, "tokens": res.tokens,
-           "layers": res.layers, "heads": res.heads,
+           "layers": res.layers, "heads": res.heads, "windows": res.windows,
            "axes": {"pattern": list(res.axes)}, "pattern": round_floats(res.pattern.tolist()),
            "seconds": res.seconds}
     return with_html(out, args, "attention_figure", res, args.layer, args.head)
