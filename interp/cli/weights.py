@@ -37,6 +37,7 @@ def add_parsers(add: AddParser) -> None:
 
 
 def cmd_weights(args: argparse.Namespace) -> dict:
+    from interp.architectures import architecture
     from interp.circuits import weights as W
 
     if args.stat in ("qk", "ov") and (args.layer is None or args.head is None):
@@ -45,7 +46,8 @@ def cmd_weights(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     hw = W.head_weights(model, fold=args.fold)
     out = {"model": model.cfg.model_name, "stat": args.stat, "folded": args.fold, "offset": args.offset,
-           "rotary": hw.rotary, "rope_base": hw.rope_base}
+           "rotary": hw.rotary, "rope_base": hw.rope_base, "qk_norm": architecture(model).qk_norm,
+           "kv_heads": model.cfg.n_key_value_heads or model.cfg.n_heads}
     if args.stat in ("qk", "ov"):
         from interp.tokens import single_token
 
@@ -91,6 +93,11 @@ COMMANDS = {"weights": cmd_weights}
 def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
     """The head's circuit, the top copying heads or head pairs, or the mimetic statistics by layer."""
     stat = out["stat"]
+    if out.get("qk_norm") and stat in ("qk", "composition", "mimetic"):
+        print("note: this model RMS-normalises each head's queries and keys (QK-norm) before the scores; "
+              "W_Q W_Kᵀ leaves those per-head norms out, so QK figures are up to their gains and scales")
+    if out.get("kv_heads") and out["kv_heads"] == 1 and stat in ("qk", "ov"):
+        print("note: one KV head serves every query head: W_K and W_V are shared across heads")
     if stat in ("qk", "ov"):
         print(f"L{out['layer']}H{out['head']} {stat.upper()}: ‖M‖_F {out['frobenius']:.3f}, cos(M, I) "
               f"{out['cos_identity']:+.3f}, diagonal z {out['diag_z']:+.2f}; top singular values "
