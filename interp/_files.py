@@ -29,3 +29,5 @@ def read_json(path: str | None, shipped: str, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise InterpError(f"{where} is not JSON: {err.msg} at line {err.lineno}") from err
+    except RecursionError:  # nested past Python's limit: not a file any writer of ours made
+        raise InterpError(f"{where} nests too deeply to read") from None

@@ -5,7 +5,6 @@ file back. docs/graph_json.md documents each field.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -97,28 +96,15 @@ def validate_graph_json(doc: dict, where: str = "the graph") -> dict:
 
 
 def read_graph_json(path: str) -> dict:
-    """A graph file written by ``interp graph --out``, validated; one line for anything else."""
+    """A graph file written by ``interp graph --out``, validated; one line for anything else (a
+    directory, a missing file, non-UTF-8 bytes, not JSON, another schema)."""
     from pathlib import Path
 
-    p = Path(path)
-    if p.is_dir():
+    from interp._files import read_json
+
+    if Path(path).is_dir():
         raise InterpError(f"{path} is a directory; give a graph JSON file (interp graph --out FILE)")
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError as err:
-        raise InterpError(f"{path} does not exist") from err
-    except OSError as err:
-        raise InterpError(f"cannot read {path}: {err.strerror}") from err
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InterpError(f"{path} is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-                          "a graph file is UTF-8 JSON") from None
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise InterpError(f"{path} is not JSON ({err})") from None
-    return validate_graph_json(doc, path)
+    return validate_graph_json(read_json(path, "", "graph file"), path)
 
 
 def _json_type(value) -> str:
