@@ -19,11 +19,15 @@ before a model loads (``interp.cli._preflight``), so a typo costs a second, not 
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from interp.errors import InterpError
+
 __all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "Architecture", "ModelShape", "ModelSpec", "architecture",
-           "architecture_of_type", "canonical_name", "nearest_names", "shape_from_config", "sliding_windows"]
+           "architecture_of_type", "canonical_name", "expand_layers", "nearest_names", "parse_layers",
+           "shape_from_config", "sliding_windows"]
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -143,6 +147,34 @@ _KEYS = {  # ModelShape field -> the names families give it in config.json, firs
     "d_vocab": ("vocab_size", "padded_vocab_size"),
     "n_ctx": ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"),
 }
+
+
+def expand_layers(spec: str) -> list[int]:
+    """The layers a ``--layers`` value names, in its order: ``0-29``, ``3,5,7``, ``0-3,8``; ``all`` names
+    none here (it means every layer, which only the model's count can list). One line for anything else."""
+    text = spec.strip()
+    if text == "all":
+        return []
+    out = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise InterpError(f"--layers {spec!r} is not a list of layers: give comma-separated integers or ranges "
+                              "(0-29, 3,5,7, 0-3,8) or all")
+        out.extend(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+    return out
+
+
+def parse_layers(spec: str, n_layers: int | None = None) -> list[int]:
+    """``0-29``, ``3,5,7``, ``0-3,8`` or ``all`` (needs ``n_layers``) as a sorted list; one clear error otherwise."""
+    if spec.strip() == "all":
+        if n_layers is None:
+            raise InterpError("--layers all needs the model's layer count")
+        return list(range(n_layers))
+    out = sorted(set(expand_layers(spec)))
+    if n_layers is not None and max(out) >= n_layers:
+        raise InterpError(f"layer {max(out)} is out of range: the model has {n_layers} layers (0-{n_layers - 1})")
+    return out
 
 
 def shape_from_config(config: dict) -> ModelShape | None:

@@ -16,6 +16,7 @@ work on all of them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -34,7 +35,8 @@ if TYPE_CHECKING:  # torch is imported where a model is built, so `interp models
 
 __all__ = ["ALIASES", "BUILTIN", "DEFAULT_MODEL", "KNOWN_HF", "ModelSpec", "canonical_name", "check_device", "check_kv_cache",
            "default_device", "embedded_cached", "embedded_gguf", "hf_cached_snapshot", "list_models",
-           "load_embedded_tokenizer", "load_model", "model_architecture", "model_shape", "prompt_token_ids", "builtin_tokenizer"]
+           "load_embedded_tokenizer", "load_model", "model_architecture", "model_shape", "prompt_token_ids", "prompt_tokenizer",
+           "builtin_tokenizer"]
 
 _TINY_VOCAB = 49152  # the embedded tokenizer's, which the tiny models share
 
@@ -327,6 +329,13 @@ def builtin_tokenizer(name: str):
     return load_embedded_tokenizer(spec.name if spec.kind == "embedded" else DEFAULT_MODEL)
 
 
+@functools.lru_cache(maxsize=4)
+def prompt_tokenizer(name: str):
+    """:func:`builtin_tokenizer`, loaded once per process, for reading prompts before a model loads (the
+    preflight and the verbs' early checks tokenize every prompt they are given). Never handed to a model."""
+    return builtin_tokenizer(name)
+
+
 def prompt_token_ids(name: str | None, text: str) -> list[int] | None:
     """The token ids a built-in model reads for ``text`` (its BOS convention included), from the
     tokenizer alone: what ``interp.tokens.to_tokens`` gives once the model is loaded. None for other
@@ -334,7 +343,7 @@ def prompt_token_ids(name: str | None, text: str) -> list[int] | None:
     spec = BUILTIN.get(canonical_name(name))
     if spec is None:
         return None
-    tok = builtin_tokenizer(spec.name)
+    tok = prompt_tokenizer(spec.name)
     ids = list(tok(text)["input_ids"])
     bos = tok.bos_token_id
     if spec.prepend_bos and bos is not None and (not ids or ids[0] != bos):

@@ -34,6 +34,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from interp.architectures import parse_layers  # re-exported: the one --layers parser
 from interp.cache import atomic_path
 from interp.errors import InterpError
 from saes.base import SAE
@@ -52,25 +53,6 @@ _CT_ACTIVATIONS = {"topk": "topk", "relu": "relu", "jumprelu": "jumprelu", "batc
 
 def layer_dir(layer: int) -> str:
     return f"layer_{layer}"
-
-
-def parse_layers(spec: str, n_layers: int | None = None) -> list[int]:
-    """``0-29``, ``3,5,7``, ``0-3,8`` or ``all`` (needs ``n_layers``) as a sorted list; one clear error otherwise."""
-    text = spec.strip()
-    if text == "all":
-        if n_layers is None:
-            raise InterpError("--layers all needs the model's layer count")
-        return list(range(n_layers))
-    out: set[int] = set()
-    for part in text.split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise InterpError(f"--layers {spec!r} is not a list of layers: use e.g. 0-29, 3,5,7 or all")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        out.update(range(lo, hi + 1))
-    if n_layers is not None and max(out) >= n_layers:
-        raise InterpError(f"layer {max(out)} is out of range: the model has {n_layers} layers (0-{n_layers - 1})")
-    return sorted(out)
 
 
 def check_transcoder_hooks(hook: str, hook_out: str) -> None:

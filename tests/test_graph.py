@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interp.circuits.graph import attribution_graph
-from interp.circuits.graph_intervention import intervene, parse_feature_spec
+from interp.circuits.graph_intervention import intervene
 from interp.circuits.graph_pruning import graph_scores, influence, normalize_rows, prune, threshold_for
 from interp.errors import InterpError
 from saes.config import SAEConfig
@@ -291,10 +291,14 @@ def test_bad_graph_input_gets_one_clear_line(tiny_models):
     inactive = next(p for p in range(1, g.n_pos) if not g.find(layer, feat, p))
     with pytest.raises(InterpError, match="not active at position"):
         intervene(model, tset, g, [(layer, feat, inactive, 0.0)])
-    assert parse_feature_spec("12:345@6") == (12, 345, 6, 0.0)
-    assert parse_feature_spec("3:4=2.5", steer=True) == (3, 4, None, 2.5)
-    with pytest.raises(InterpError, match="not a feature"):
-        parse_feature_spec("12-345")
+    import argparse
+
+    from interp.cli._common import ablation, steering
+
+    assert ablation("12:345@6") == (12, 345, 6, 0.0)  # the CLI's --ablate / --steer types
+    assert steering("3:4=2.5") == (3, 4, None, 2.5)
+    with pytest.raises(argparse.ArgumentTypeError, match="not a feature"):
+        ablation("12-345")
     with pytest.raises(InterpError, match="trained on"):
         TranscoderSet(tset.layers, "gpt2").check_model(model)
 

@@ -6,7 +6,6 @@ agrees is how far to trust the graph.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,7 @@ from interp.circuits.graph import AttributionGraph
 from interp.circuits.local_replacement import clean_parts, clean_run, decoder_rows, frozen_forward
 from interp.errors import InterpError
 
-__all__ = ["Intervention", "active_changes", "intervene", "parse_feature_spec"]
+__all__ = ["Intervention", "active_changes", "intervene"]
 
 
 @dataclass
@@ -42,21 +41,6 @@ class Intervention:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def parse_feature_spec(spec: str, steer: bool = False) -> tuple[int, int, int | None, float | None]:
-    """``L:F[@pos]`` (ablate) or ``L:F[@pos]=value`` (steer) as (layer, feature, position, value)."""
-    import re
-
-    pat = r"\s*(\d+)\s*:\s*(\d+)\s*(?:@\s*(\d+))?\s*" + (r"=\s*([-+0-9.eE]+)\s*" if steer else "")
-    m = re.fullmatch(pat, spec)
-    if not m:
-        form = "L:F[@pos]=value, e.g. 12:345=8.0" if steer else "L:F[@pos], e.g. 12:345@6"
-        raise InterpError(f"{spec!r} is not a feature: use {form}")
-    value = float(m.group(4)) if steer else 0.0
-    if not math.isfinite(value):
-        raise InterpError(f"{spec!r}: the value must be finite")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3)) if m.group(3) is not None else None, value
 
 
 def active_changes(transcoders, acts: dict[int, Tensor], changes) -> list[tuple[int, int, int, float, float]]:

@@ -65,13 +65,9 @@ class LayerList(str):
 
     def layers(self) -> list[int]:
         """The layers named, in order; ``all`` names none (it cannot be out of range)."""
-        if self.strip() == "all":
-            return []
-        out = []
-        for part in self.split(","):
-            lo, sep, hi = part.strip().partition("-")
-            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
-        return out
+        from interp.architectures import expand_layers
+
+        return expand_layers(self)
 
 
 class FeatureSpec(NamedTuple):
@@ -114,13 +110,9 @@ def positions(text: str) -> list[Position]:
 def layer_list(text: str) -> LayerList:
     value = LayerList(text.strip())
     try:
-        named = value.layers()
-    except ValueError:
-        named = None
-    if named is None or (value != "all" and (not named or min(named) < 0)) or any(
-            "-" in p and int(p.split("-")[0]) > int(p.split("-")[1]) for p in value.split(",") if p.count("-") == 1):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of layers: give comma-separated integers or ranges "
-                                         "(0-29, 3,5,7, 0-3,8) or all")
+        value.layers()
+    except InterpError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--layers ")) from None
     return value
 
 
@@ -163,9 +155,8 @@ def steering(text: str) -> FeatureSpec:
 def refuse_unused(args: argparse.Namespace, defaults: dict, uses: set[str], mode: str) -> None:
     """Refuse, in one line, every flag given that ``mode`` would ignore: those outside ``uses`` whose value
     differs from the parser's default (``--model``, ``--device`` and ``--device-map`` included)."""
-    shared = {"model": None, "device": None, "device_map": None}
-    given = [k for k, v in vars(args).items() if k not in uses and k in {**defaults, **shared}
-             and v != {**defaults, **shared}[k]]
+    known = {**defaults, "model": None, "device": None, "device_map": None}
+    given = [k for k, v in vars(args).items() if k not in uses and k in known and v != known[k]]
     if given:
         flags = " and ".join(", ".join(f"--{k.replace('_', '-')}" for k in given).rsplit(", ", 1))
         raise InterpError(f"{flags} {'does' if len(given) == 1 else 'do'} nothing with {mode.split()[0]}: "

@@ -35,9 +35,7 @@ _DICTIONARY_ARGS = ("transcoders", "sae", "dir")
 
 def _tagged(value, flag: str):
     """(flag, value) for every tagged value inside ``value`` (lists, feature specs)."""
-    if isinstance(value, FeatureSpec):
-        yield flag, value
-    elif isinstance(value, (Layer, Head, Position, Feature, LayerList)):
+    if isinstance(value, (FeatureSpec, Layer, Head, Position, Feature, LayerList)):
         yield flag, value
     elif isinstance(value, (list, tuple)):
         for v in value:
@@ -56,7 +54,7 @@ def preflight(args: argparse.Namespace) -> None:
         return
     for flag, v in values:
         if isinstance(v, FeatureSpec):
-            _layer(shape.n_layers, v.layer, flag, str(_spec_text(v)))
+            _layer(shape.n_layers, v.layer, flag, _spec_text(v))
         elif isinstance(v, Layer):
             _layer(shape.n_layers, v, flag)
         elif isinstance(v, LayerList):

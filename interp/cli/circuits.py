@@ -100,7 +100,7 @@ def _task(args):
 def _check_pair_lengths(args) -> None:
     """Clean and corrupt prompts of different token lengths, refused from the tokenizer before the model
     loads (built-in models; ``make_task`` checks every model again once it has loaded)."""
-    from interp.models import builtin_tokenizer, prompt_token_ids
+    from interp.models import canonical_name, prompt_token_ids, prompt_tokenizer
 
     rows = []
     for kind in ("clean", "corrupt"):
@@ -110,7 +110,7 @@ def _check_pair_lengths(args) -> None:
                 return
             rows.append((kind, ids))
     if len({len(ids) for _, ids in rows}) > 1:
-        tok = builtin_tokenizer(args.model)
+        tok = prompt_tokenizer(canonical_name(args.model))  # the one the ids above came from
         (k1, a), (k2, b) = rows[0], next(r for r in rows if len(r[1]) != len(rows[0][1]))
         raise InterpError(f"{k1} and {k2} prompts tokenize to different lengths: {k1} "
                           f"{[tok.decode([i]) for i in a]} ({len(a)} tokens) vs {k2} {[tok.decode([i]) for i in b]} "
