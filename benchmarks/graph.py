@@ -37,7 +37,8 @@ LONG = ("The history of the city begins with a small settlement on the river, wh
 _PEAK = """
 import json, os, resource, sys, threading, time
 from interp.models import load_model
-from interp.circuits.graph import attribution_graph, estimate_bytes
+from interp.circuits.graph import attribution_graph
+from interp.circuits.graph_memory import estimate_bytes
 from saes.transcoder import load_set
 model = load_model(sys.argv[1]); tset = load_set(sys.argv[2]); limit = float(sys.argv[4])
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
 
         n_tok = int(to_tokens(model, LONG).shape[1])
         k = max(getattr(t.cfg, "k", 32) for t in tset.layers.values())
-        from interp.circuits.graph import estimate_bytes
+        from interp.circuits.graph_memory import estimate_bytes
 
         mem.update(tokens=n_tok, estimate_gb=estimate_bytes(n_tok, model.cfg.n_layers, model.cfg.d_model,
                                                             model.cfg.d_vocab, k * len(tset.layers) / model.cfg.n_layers,

@@ -73,7 +73,8 @@ def cmd_graph(args: argparse.Namespace) -> dict:
         from interp.cache import check_writable
 
         check_writable(args.out, "--out", directory=False)
-    from interp.circuits.graph import attribution_graph, check_graph_size
+    from interp.circuits.graph import attribution_graph
+    from interp.circuits.graph_memory import check_graph_size
     from interp.circuits.graph_intervention import active_changes, intervene
     from interp.models import model_shape, prompt_token_ids
     from saes.transcoder import load_set
