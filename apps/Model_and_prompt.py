@@ -16,13 +16,14 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _shared when run by path
 
-from _shared import cached_model, edits_key, pick_model, prompt_input, shared, show_error  # noqa: E402
+from _shared import cached_model, edits_key, pick_model, prompt_input, serialised, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from interp.predictions import predict  # noqa: E402
 
 
 @st.cache_data(show_spinner="Running the prompt…", max_entries=64)
+@serialised
 def cached_prediction(name: str, prompt: str, k: int, edited: str):
     return predict(cached_model(name), prompt, k)
 

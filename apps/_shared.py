@@ -7,11 +7,20 @@ Pages only call library functions and draw their results; nothing here computes.
 (``st.query_params``) and in the session, so a copied link reopens the same view and a prompt
 typed on one page is the starting value on the next. The URL wins over the session, the session
 over the default.
+
+**One model, many sessions.** Every browser tab is a session, and all of them share one loaded model
+(:func:`cached_model`) and its hook points. Two runs that hook it at once would see each other's
+hooks (a steering vector in a graph's backward pass, a graph's freezing hooks in a generation), so
+every computation on the model runs under :func:`on_model`, one at a time; a tab that has to wait
+says so.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
+from contextlib import contextmanager
 
 import _preload
 import streamlit as st
@@ -89,6 +98,39 @@ def edits_key(model) -> str:
     return ";".join(f"{e.layer}:{e.subject}->{e.target}" for e in edits(model))
 
 
+@st.cache_resource(show_spinner=False)
+def _model_lock() -> threading.RLock:
+    """One lock for the whole server (every session, every model): runs that hook a model take turns."""
+    return threading.RLock()
+
+
+@contextmanager
+def on_model():
+    """Hold the server's model lock for a computation; a tab that finds another tab computing says it
+    waits, then runs. Re-entrant, so a cached function that calls another one does not wait on itself."""
+    lock = _model_lock()
+    if not lock.acquire(blocking=False):
+        note = st.empty()
+        note.info("Another tab is computing on the shared model; this waits for it, then runs.")
+        lock.acquire()
+        note.empty()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def serialised(fn):
+    """``fn`` run under :func:`on_model` (put it under ``st.cache_*``, so that a cache hit never waits)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with on_model():
+            return fn(*args, **kwargs)
+
+    return run
+
+
 @st.cache_resource(show_spinner="Loading model…", max_entries=2)
 def cached_model(name: str):
     _preload.wait()
@@ -101,6 +143,7 @@ def cached_model(name: str):
 
 
 @st.cache_data(show_spinner="Direct logit attribution…", max_entries=32)
+@serialised
 def cached_dla(name: str, prompt: str, answer: str, wrong: str, edited: str):
     from interp import direct_logit_attribution
 
@@ -108,6 +151,7 @@ def cached_dla(name: str, prompt: str, answer: str, wrong: str, edited: str):
 
 
 @st.cache_resource(show_spinner="Head weights…", max_entries=2)
+@serialised
 def cached_head_weights(name: str, edited: str):
     from interp.circuits.weights import head_weights
 
@@ -168,6 +212,15 @@ def head_from_selection(event) -> tuple[int, int] | None:
         if isinstance(data, (list, tuple)) and len(data) == 2:
             return int(data[0]), int(data[1])
     return None
+
+
+def continuation_html(label: str, prompt: str, continuation: str) -> str:
+    """A prompt and its generated continuation, the continuation highlighted (HTML-escaped: a model's
+    text may hold markdown or markup)."""
+    import html
+
+    return (f'<div style="margin:4px 0"><b>{html.escape(label)}:</b> {html.escape(prompt)}'
+            f'<span style="background:#fdecc8;border-radius:3px">{html.escape(continuation)}</span></div>')
 
 
 def show_error(err: InterpError) -> None:

@@ -255,7 +255,9 @@ def test_features_page_dashboard_search_steering_and_mismatches(tmp_path):
     assert len(at.dataframe) == 1
     at.button(key="run").click().run()
     _ok(at)
-    assert any("clamped at" in m.value for m in at.markdown)
+    shown = [h.proto.body for h in at.get("html")]
+    steered = [h for h in shown if "clamped at" in h]
+    assert steered and "<span" in steered[0] and "*" not in steered[0]  # highlighted, no markdown marker leaking
     at.text_input(key="w_sae_dir").set_value(other_sae).run()  # a store for another SAE
     assert len(at.error) == 1 and "extracted from another SAE" in at.error[0].value
     at.text_input(key="w_sae_dir").set_value(sae).run()
@@ -371,6 +373,7 @@ def test_attribution_graph_page_demo_job_graph_dashboard_and_ablation(monkeypatc
     _ok(at)
     assert "demo-transcoders-tiny-llama" in at.text_input(key="w_transcoders").value
     assert at.get("plotly_chart") and any("Replacement score" in m.label for m in at.metric)
+    at.slider(key="w_node_t").set_value(0.95).run()  # a set trained on 2k tokens: its features are quiet
     from interp.figures.circuits import graph_figure  # the chart's nodes carry their ids for clicks
 
     fig = at.get("plotly_chart")[0].proto.spec
@@ -399,3 +402,36 @@ def test_every_page_opens_on_gemma3(monkeypatch, name):
     at = page(name if name == "Model_and_prompt.py" else f"pages/{name}").run()
     _ok(at)
     assert at.selectbox(key="w_model").value == "tiny-gemma3"
+
+
+def test_runs_on_the_shared_model_take_turns_across_threads(monkeypatch):
+    """Two sessions are two threads of one server: a run that hooks the model waits for the other's end."""
+    import threading
+    import time
+
+    monkeypatch.syspath_prepend(str(APPS))
+    from _shared import on_model, serialised
+
+    order = []
+    inside = threading.Event()
+
+    @serialised
+    def slow():
+        order.append("a in")
+        inside.set()
+        time.sleep(0.3)
+        with on_model():  # re-entrant: a serialised function calling another does not wait on itself
+            order.append("a nested")
+        order.append("a out")
+
+    def other():
+        inside.wait()
+        with on_model():
+            order.append("b")
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert order == ["a in", "a nested", "a out", "b"]

@@ -10,7 +10,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import (apply_click, cached_model, edits_key, pick_model, prompt_input, shared,  # noqa: E402
+from _shared import (apply_click, cached_model, edits_key, pick_model, prompt_input, serialised, shared,  # noqa: E402
                      show_error, token_attention_html)
 
 from interp import InterpError, attention_patterns, detect_heads  # noqa: E402
@@ -19,11 +19,13 @@ from interp.figures import attention_figure, attention_grid_figure  # noqa: E402
 
 
 @st.cache_data(show_spinner="Attention of every head…", max_entries=32)
+@serialised
 def cached_patterns(name: str, prompt: str, edited: str) -> AttentionPatterns:
     return attention_patterns(cached_model(name), prompt)
 
 
 @st.cache_data(show_spinner="Scoring heads on repeated random tokens…", max_entries=8)
+@serialised
 def cached_head_scores(name: str, edited: str):
     return detect_heads(cached_model(name), n_seqs=8, seq_len=50)
 

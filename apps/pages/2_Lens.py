@@ -11,12 +11,13 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _shared import (cached_dla, cached_model, edits_key, head_from_selection, pick_model,  # noqa: E402
-                     prompt_input, shared, show_error)
+                     prompt_input, serialised, shared, show_error)
 
 from interp import InterpError, logit_lens  # noqa: E402
 
 
 @st.cache_data(show_spinner="Logit lens…", max_entries=32)
+@serialised
 def cached_lens(name: str, prompt: str, answer: str, edited: str):
     return logit_lens(cached_model(name), prompt, answer or None)
 

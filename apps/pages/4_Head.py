@@ -13,7 +13,8 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _shared import (cached_copying, cached_dla, cached_head_weights, cached_model, cached_sae,  # noqa: E402
-                     edits_key, pick_model, prompt_input, remembered, shared, show_error, token_attention_html)
+                     edits_key, on_model, pick_model, prompt_input, remembered, serialised, shared, show_error,
+                     token_attention_html)
 
 from interp import InterpError, attention_patterns  # noqa: E402
 from interp.circuits.weights import full_circuit, ov_promotes  # noqa: E402
@@ -22,6 +23,7 @@ from interp.tokens import display_token, to_tokens  # noqa: E402
 
 
 @st.cache_data(show_spinner="Attention of the head…", max_entries=64)
+@serialised
 def cached_head_pattern(name: str, prompt: str, layer: int, head: int, edited: str):
     return attention_patterns(cached_model(name), prompt, layer=layer, head=head)
 
@@ -86,7 +88,8 @@ try:
             from saes.io import resolve_hook
 
             resolve_hook(model, sae)
-            tokens, f, _ = encode_text(model, sae.to(cfg.device), prompt)
+            with on_model():
+                tokens, f, _ = encode_text(model, sae.to(cfg.device), prompt)
             mean = f.mean(0)
             top = mean.topk(min(10, mean.numel()))
             st.subheader(f"Top features of {sae.cfg.hook_name} on this prompt")

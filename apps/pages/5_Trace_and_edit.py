@@ -11,7 +11,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_model, edits_key, pick_model, prompt_input, shared, show_error  # noqa: E402
+from _shared import cached_model, edits_key, on_model, pick_model, prompt_input, serialised, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from interp.knowledge.counterfact import edit_report, load_requests  # noqa: E402
@@ -20,6 +20,7 @@ from interp.knowledge.tracing import trace  # noqa: E402
 
 
 @st.cache_data(show_spinner="Tracing every (token, layer) cell…", max_entries=16)
+@serialised
 def cached_trace(name: str, prompt: str, subject: str, kinds: tuple[str, ...], samples: int, edited: str):
     return trace(cached_model(name), prompt, subject, kinds=list(kinds), samples=samples)
 
@@ -90,7 +91,7 @@ cov_tokens = st.sidebar.number_input("Corpus tokens for C", 1024, 1_000_000, 100
 
 if st.button("Edit", type="primary", key="edit"):
     try:
-        with st.spinner("Key statistics (cached after the first time), k*, v*, the rank-one update…"):
+        with st.spinner("Key statistics (cached after the first time), k*, v*, the rank-one update…"), on_model():
             st.session_state["report"] = edit_report(
                 model, template, subject_e, target, None if layer < 0 else layer,
                 RomeConfig(cov_tokens=int(cov_tokens)),
@@ -116,5 +117,6 @@ if carried:
     st.warning("This model carries edits (every page sees them): "
                + "; ".join(f"L{e.layer}: {e.subject} → {e.target!r}" for e in carried))
     if st.button("Undo the last edit", key="undo"):
-        carried[-1].undo()
+        with on_model():
+            carried[-1].undo()
         st.rerun()

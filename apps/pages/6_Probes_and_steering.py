@@ -11,7 +11,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_model, edits_key, pick_model, shared, show_error  # noqa: E402
+from _shared import cached_model, edits_key, on_model, pick_model, serialised, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from interp.figures import probe_figure  # noqa: E402
@@ -22,6 +22,7 @@ STEERABLE = [n for n in SHIPPED if load_dataset(n).task == "sequence"]
 
 
 @st.cache_data(show_spinner="Activations, then a cross-validated probe and its control per layer…", max_entries=16)
+@serialised
 def cached_probes(name: str, dataset: str, every: int, edited: str) -> dict:
     model = cached_model(name)
     layers = list(range(0, model.cfg.n_layers, every))
@@ -29,6 +30,7 @@ def cached_probes(name: str, dataset: str, every: int, edited: str) -> dict:
 
 
 @st.cache_resource(show_spinner="The steering vector and its probe scorer…", max_entries=8)
+@serialised
 def cached_steering(name: str, dataset: str, layer: int, positive: str, edited: str):
     model = cached_model(name)
     ds = load_dataset(dataset)
@@ -74,7 +76,7 @@ new_tokens = int(st.number_input("New tokens", 5, 60, 20, key="new_tokens"))
 if st.button("Generate", type="primary", key="steer"):
     try:
         vector, scorer = cached_steering(name, steer_ds, layer, positive, ek)
-        with st.spinner("Generating with and without the vector (KV-cached), then scoring…"):
+        with st.spinner("Generating with and without the vector (KV-cached), then scoring…"), on_model():
             curve = steering_curve(model, vector, layer, [0.0, alpha], prompts, scorer, new_tokens)
     except InterpError as err:
         show_error(err)

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _jobs  # noqa: E402
 from _demo import demo_name, demo_paths, demo_plan, estimate_seconds  # noqa: E402
-from _shared import cached_sae, demo_offer, pick_model, remembered, shared, show_error  # noqa: E402
+from _shared import cached_sae, continuation_html, demo_offer, on_model, pick_model, remembered, serialised, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from saes.features.dashboard import context_html, feature_dashboard  # noqa: E402
@@ -32,6 +32,7 @@ def cached_dashboard(path: str, feature: int, sae: str):
 
 
 @st.cache_data(show_spinner="Timing a forward pass for the estimate…", max_entries=4)
+@serialised
 def cached_estimate(name: str) -> tuple[float, float]:
     from _shared import cached_model
 
@@ -156,7 +157,8 @@ if st.button("Run", type="primary", key="run"):
         from saes.features.extract import encode_text
         from saes.features.steer import steer_feature
 
-        tokens, f, _ = encode_text(model, sae_model, text)
+        with on_model():
+            tokens, f, _ = encode_text(model, sae_model, text)
         top = f.topk(min(3, d_sae), dim=-1)
         st.dataframe([{"token": t, f"#{feature}": round(float(f[i, feature]), 3),
                        "top features": ", ".join(f"#{j} {v:.2f}" for v, j in zip(top.values[i].tolist(),
@@ -166,8 +168,9 @@ if st.button("Run", type="primary", key="run"):
         if not peak > 0:
             raise InterpError(f"feature {feature} never fires on this text and no store gives its maximum; "
                               "load its store or pick a feature that fires")
-        res = steer_feature(model, sae_model, feature, scale, [text], peak, max_new_tokens=new_tokens)
-        st.markdown(f"**Without steering:** {text}*{res.before[0]}*")
-        st.markdown(f"**Feature {feature} clamped at {res.value:.2f}:** {text}*{res.after[0]}*")
+        with on_model():
+            res = steer_feature(model, sae_model, feature, scale, [text], peak, max_new_tokens=new_tokens)
+        st.html(continuation_html("Without steering", text, res.before[0]))
+        st.html(continuation_html(f"Feature {feature} clamped at {res.value:.2f}", text, res.after[0]))
     except InterpError as err:
         show_error(err)

@@ -13,7 +13,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _shared import (cached_copying, cached_head_weights, cached_model, cached_sae, edits_key,  # noqa: E402
-                     head_from_selection, pick_model, remembered, shared, show_error)
+                     head_from_selection, on_model, pick_model, remembered, serialised, shared, show_error)
 
 from interp import InterpError  # noqa: E402
 from interp.circuits.weights import composition_scores, full_circuit, mimetic_stats  # noqa: E402
@@ -34,6 +34,7 @@ def cached_mimetic(name: str, edited: str):
 
 
 @st.cache_resource(show_spinner="The concept direction…", max_entries=8)
+@serialised
 def cached_direction(name: str, dataset: str, layer: int, edited: str):
     ds = load_dataset(dataset)
     v = mean_difference(collect_activations(cached_model(name), ds, [layer]), layer, ds.labels[-1])
@@ -53,7 +54,8 @@ def live_search(model, prompt: str, objective, config: GCGConfig, title: str):
                            width="stretch", key=f"live-{title}-{step}")
         status.caption(f"step {step}/{config.steps}: {best!r}")
 
-    res = gcg(model, prompt, objective, config, on_step=on_step)
+    with on_model():
+        res = gcg(model, prompt, objective, config, on_step=on_step)
     chart.plotly_chart(res.figure(), width="stretch", key=f"done-{title}")
     return res
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _jobs  # noqa: E402
 from _demo import (demo_transcoders_name, demo_transcoders_paths, demo_transcoders_plan,  # noqa: E402
                    estimate_transcoders_seconds)
-from _shared import demo_offer, pick_model, prompt_input, shared, show_error  # noqa: E402
+from _shared import demo_offer, pick_model, prompt_input, serialised, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 
@@ -37,6 +37,7 @@ def cached_store(path: str):
 
 
 @st.cache_resource(show_spinner="Computing the attribution graph (batched backward passes)…", max_entries=16)
+@serialised
 def cached_graph(name: str, tc_path: str, store_path: str, prompt: str, target: str, max_nodes: int):
     """One graph per input: a rerun of the page (a slider, a click) never recomputes it."""
     from _shared import cached_model
@@ -55,6 +56,7 @@ def cached_graph(name: str, tc_path: str, store_path: str, prompt: str, target: 
 
 
 @st.cache_data(show_spinner="Timing this machine for the estimate…", max_entries=4)
+@serialised
 def cached_estimate(name: str) -> tuple[float, float]:
     from _shared import cached_model
 
