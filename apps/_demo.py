@@ -100,7 +100,7 @@ def demo_transcoders_plan(model_name: str, model) -> tuple[list[tuple[str, list[
     steps = [
         (f"Train {layers} transcoders ({d_sae:,} latents each) from one model pass, {train_tokens:,} tokens",
          ["sae", "train", "--model", model_name, "--transcoder", "--layers", f"0-{layers - 1}", "--arch", "topk",
-          "--k", "16", "--d-sae", str(d_sae), "--tokens", str(train_tokens), "--batch-size", "1024", "--lr", "1e-3",
+          "--k", "16", "--d-sae", str(d_sae), "--tokens", str(train_tokens), "--batch-size", "1024", "--lr", "4e-3",
           "--corpus", "bbc-news", "--out", str(tc)]),
         (f"Extract their features over {store_tokens:,} tokens into one store",
          ["sae", "extract", *[str(tc / f"layer_{layer}") for layer in range(layers)], "--model", model_name,

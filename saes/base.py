@@ -193,6 +193,30 @@ class SAE(nn.Module):
         self.output_scale.fill_(float(t))
         return float(t)
 
+    @torch.no_grad()
+    def init_skip_(self, sample: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_in"],
+                   ridge: float = 0.1, latent_scale: float = 0.1) -> float:
+        """A skip transcoder's W_skip and b_dec at the ridge least-squares map from its (scaled) inputs to
+        its (scaled) targets, so that training starts from the best linear transcoder and the latents
+        learn what no linear map gives. ``ridge`` is relative to the inputs' mean variance. The encoder
+        is scaled by ``latent_scale`` so that the latents start quiet: at full size their random outputs
+        would add noise on top of the fitted map that a short run does not remove. Returns the fraction
+        of the sample's variance the linear map leaves unexplained.
+
+        On SmolLM2's MLPs a map fitted on 4,096 tokens leaves 0.16 (layer 2) to 0.45 (layer 20) of
+        held-out variance; training W_skip from zero with the latents had left 0.91 after 100k tokens."""
+        x = sample.double() * float(self.input_scale)
+        y = target.double() * float(self.output_scale)
+        xm, ym = x.mean(0), y.mean(0)
+        xc, yc = x - xm, y - ym
+        gram = xc.T @ xc
+        gram.diagonal().add_(ridge * len(x) * float(xc.pow(2).mean()))
+        w = torch.linalg.solve(gram, xc.T @ yc)  # [d_in, d_out]: y ≈ x w
+        self.W_skip.copy_(w.T.to(self.W_skip.dtype))
+        self.b_dec.copy_((ym - xm @ w).to(self.b_dec.dtype))
+        self.W_enc.mul_(latent_scale)
+        return float((yc - xc @ w).pow(2).sum() / yc.pow(2).sum().clamp_min(1e-30))
+
     def extra_tensors(self) -> dict[str, Tensor]:
         """Tensors besides the four weights that the SAELens file carries (``threshold``, ``W_skip``)."""
         return {"W_skip": self.W_skip.detach()} if self.is_transcoder and self.W_skip is not None else {}

@@ -251,7 +251,7 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
                             max_norm_ratio=cfg.max_norm_ratio, epochs=cfg.epochs)
     if cfg.epochs > 1:  # fail now, not after the first epoch, if even every pass is too short
         store.epoch_of((cfg.steps - 1) // store.batches_per_block)
-    sample = {h: a.to(device) for h, a in store.sample(min(cfg.batch_size, 8192)).items()}
+    sample = {h: a.to(device) for h, a in store.sample(8192 if cfg.hook_out else min(cfg.batch_size, 8192)).items()}
     runs = [_Run(model, jcfg, jout, store, sample, resume, rank, world) for jcfg, jout in jobs]
     start = min(r.start for r in runs)
     what = (f"{len(runs)} {'transcoders' if cfg.hook_out else 'SAEs'} ({cfg.architecture}, layers "
@@ -336,6 +336,8 @@ class _Run:
             sae.set_output_scale_(y)
         if isinstance(sae, TopKSAE):
             sae.init_b_dec_(x, y)
+        if sae.is_transcoder and sae.W_skip is not None:  # the linear part first: the latents then learn the rest
+            sae.init_skip_(x, y)
         if isinstance(sae, JumpReLUSAE) and cfg.init_l0 > 0:
             sae.init_threshold_from_(x, cfg.init_l0)
         on_gpu = device.startswith("cuda")

@@ -69,6 +69,29 @@ def test_skip_transcoder_forward_and_loss_are_the_textbook_formula(arch, skip):
     assert float(folded.b_in.abs().max()) == 0
 
 
+def test_the_skip_initialisation_is_numpy_ridge_least_squares():
+    import numpy as np
+
+    sae = _hand_set("topk", True)
+    sae.input_scale.fill_(1.7)
+    sae.output_scale.fill_(0.6)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(200, 6, generator=g) + 0.5
+    y = x @ torch.randn(6, 6, generator=g) + 0.1 * torch.randn(200, 6, generator=g) - 2.0
+    w_enc = sae.W_enc.detach().clone()
+    fvu = sae.init_skip_(x, y, ridge=0.05, latent_scale=0.25)
+    # the textbook ridge solution on centred, scaled data, the intercept from the means, written with numpy
+    xs, ys = 1.7 * x.double().numpy(), 0.6 * y.double().numpy()
+    xc, yc = xs - xs.mean(0), ys - ys.mean(0)
+    lam = 0.05 * len(xs) * (xc ** 2).mean()
+    w = np.linalg.lstsq(np.vstack([xc, np.sqrt(lam) * np.eye(6)]), np.vstack([yc, np.zeros((6, 6))]), rcond=None)[0]
+    np.testing.assert_allclose(sae.W_skip.detach().double().numpy(), w.T, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sae.b_dec.detach().double().numpy(), ys.mean(0) - xs.mean(0) @ w, rtol=1e-4, atol=1e-4)
+    assert fvu == pytest.approx(((yc - xc @ w) ** 2).sum() / (yc ** 2).sum(), rel=1e-6)
+    assert 0 < fvu < 0.05  # the noise is 10% of a linear map
+    torch.testing.assert_close(sae.W_enc.detach(), 0.25 * w_enc)  # the latents start quiet
+
+
 def load_sae_roundtrip(sae):
     import tempfile
 
