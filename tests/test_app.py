@@ -374,7 +374,7 @@ def test_attribution_graph_page_demo_job_graph_dashboard_and_ablation(monkeypatc
     assert "demo-transcoders-tiny-llama" in at.text_input(key="w_transcoders").value
     assert at.get("plotly_chart") and any("Replacement score" in m.label for m in at.metric)
     at.slider(key="w_node_t").set_value(0.95).run()  # a set trained on 2k tokens: its features are quiet
-    from interp.figures.circuits import graph_figure  # the chart's nodes carry their ids for clicks
+    from interp.figures.attribution_graph import graph_figure  # the chart's nodes carry their ids for clicks
 
     fig = at.get("plotly_chart")[0].proto.spec
     ids = [d for trace in json.loads(fig)["data"] if trace.get("name") == "cross layer transcoder"

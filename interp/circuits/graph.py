@@ -220,7 +220,7 @@ class AttributionGraph:
         return graph_to_json(self, node_threshold, edge_threshold, slug, scan)
 
     def figure(self, node_threshold: float = 0.8, edge_threshold: float = 0.98, pinned: list[str] | None = None):
-        from interp.figures.circuits import graph_figure
+        from interp.figures.attribution_graph import graph_figure
 
         return graph_figure(self.to_json(node_threshold, edge_threshold), pinned=pinned)
 

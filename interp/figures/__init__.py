@@ -15,8 +15,8 @@ import-linter checks the first half (``pyproject.toml``: figures import no analy
 
 from __future__ import annotations
 
+from interp.figures.attribution_graph import graph_figure, graph_layout
 from interp.figures.circuits import (attention_figure, attention_grid_figure, circuit_figure, click_targets,
-                                     graph_figure, graph_layout,
                                      composition_figure, copying_figure, dla_figure, faithfulness_figure,
                                      full_circuit_figure, head_scores_figure, lens_figure, mimetic_figure,
                                      patch_figure)
