@@ -5,6 +5,7 @@ transcoders can train a small demo set for every layer as a background job."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import sys
@@ -17,9 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _jobs  # noqa: E402
 from _demo import (demo_transcoders_name, demo_transcoders_paths, demo_transcoders_plan,  # noqa: E402
                    estimate_transcoders_seconds)
-from _shared import demo_offer, pick_model, prompt_input, serialised, shared, show_error  # noqa: E402
+from _shared import demo_offer, pick_model, prompt_input, remembered, serialised, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
+from interp.circuits.graph_json import node_ids  # noqa: E402
+from interp.circuits.graph_view import SUPERNODE, merge_supernodes, node_links, parse_supernodes, q_params, subgraph  # noqa: E402
+from interp.figures import graph_figure, readable_id  # noqa: E402
 
 
 @st.cache_resource(show_spinner="Loading the transcoders…", max_entries=4)
@@ -55,13 +59,43 @@ def cached_graph(name: str, tc_path: str, store_path: str, prompt: str, target: 
     return graph
 
 
-@st.cache_data(show_spinner="Timing this machine for the estimate…", max_entries=4)
+@st.cache_data(show_spinner="Timing this machine for the estimate…", max_entries=4, ttl=60)
 @serialised
 def cached_estimate(name: str) -> tuple[float, float]:
     from _shared import cached_model
 
     model = cached_model(name)
     return estimate_transcoders_seconds(model, demo_transcoders_plan(name, model)[1])
+
+
+@st.cache_data(show_spinner="Reading the features' top activations for the hover…", max_entries=16)
+def cached_hover(tc_path: str, store_path: str, node_ids: tuple[str, ...], most: int = 150) -> dict[str, str]:
+    """Each feature node's top activations from the store (the first ``most`` nodes), for its hover."""
+    tset, store = cached_set(tc_path), cached_store(store_path)
+    by_hook = {s["hook"]: s for s in store.manifest["saes"]}
+    out = {}
+    for nid in node_ids[:most]:
+        layer, feat, _ = (int(v) for v in nid.split("_"))
+        entry = by_hook.get(tset.input_hook(layer))
+        if entry is not None and entry["d_sae"] == tset[layer].cfg.d_sae:
+            out[nid] = "top activations:<br>" + "<br>".join(html.escape(t) for t in store.snippets(feat, 3, entry["name"]))
+    return out
+
+
+def named_links(graph, ids: list[str], pairs: list[tuple[str, float]]) -> list[dict]:
+    """Ranked links as table rows: each other end's readable name and id, and the weight."""
+    from interp.circuits.graph_json import ct_node
+
+    row = {i: r for r, i in enumerate(ids)}
+    return [{"node": readable_id(ct_node(graph.node(row[i]), graph, 0.0), graph.token_text), "id": i,
+             "weight": round(w, 4)} for i, w in pairs]
+
+
+def set_pinned(ids: list[str]) -> None:
+    """The pin box's new value, set from a button's callback (before the box is drawn again)."""
+    value = ",".join(ids)
+    st.session_state["w_pinned"] = st.session_state["keep_pinned"] = value
+    st.query_params["pinned"] = value
 
 
 def demo_panel(name: str, model) -> None:
@@ -81,7 +115,7 @@ def demo_panel(name: str, model) -> None:
         f"{max(1, round(seconds / 60))} min on this machine** (a forward pass runs at {tps:,.0f} tokens/s here). "
         "It runs in the background, so the other pages stay usable, and it is kept for later visits. A set "
         "trained on millions of tokens leaves far less in the error nodes.",
-        "Train demo transcoders", "demo_tc_start")
+        "Train demo transcoders", "demo_tc_start", estimate=seconds)
 
 
 st.set_page_config(page_title="Attribution graph", layout="wide")
@@ -106,49 +140,95 @@ target = shared(c1.text_input, "Target token (optional)", "target", "", help="th
 node_t = shared(c2.slider, "Node threshold", "node_t", 0.8, min_value=0.05, max_value=1.0, step=0.05)
 edge_t = shared(c3.slider, "Edge threshold", "edge_t", 0.98, min_value=0.05, max_value=1.0, step=0.01)
 max_nodes = int(shared(c4.number_input, "Max feature nodes", "max_nodes", 4096, min_value=16, max_value=100_000))
-pinned_raw = shared(st.text_input, "Pinned nodes (comma-separated node ids; click a node and pin it)", "pinned", "")
+with st.expander("Pinned nodes and supernodes", expanded=bool(remembered("pinned") or remembered("supernodes"))):
+    pinned_raw = shared(st.text_input, "Pinned nodes (comma-separated node ids; click a node and pin it)", "pinned", "")
+    super_raw = shared(st.text_area, "Supernodes, one per line: `label: id, id, ...` (a supernode's links are the "
+                       "sums of its members')", "supernodes", "", height=80)
 pinned = [p for p in (s.strip() for s in pinned_raw.split(",")) if p]
+try:
+    supernodes = parse_supernodes(super_raw)
+except InterpError as err:
+    st.error(str(err))
+    supernodes = []
 try:
     graph = cached_graph(name, tc_path, store_path, prompt, target, max_nodes)
     doc = graph.to_json(node_t, edge_t, slug="graph")
 except InterpError as err:
     show_error(err)
     st.stop()
+ids = node_ids(graph)
 s_all, s_pr = graph.scores(), graph.scores(node_t, edge_t)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Replacement score (pruned)", f"{s_pr.replacement:.2f}", f"unpruned {s_all.replacement:.2f}", delta_color="off")
 m2.metric("Completeness (pruned)", f"{s_pr.completeness:.2f}", f"unpruned {s_all.completeness:.2f}", delta_color="off")
 m3.metric("Nodes shown", f"{len(doc['nodes']):,}", f"of {graph.n_nodes:,}", delta_color="off")
-m4.metric("Links shown", f"{len(doc['links']):,}", f"of {int((graph.adjacency != 0).sum()):,}", delta_color="off")
-only_pinned = st.checkbox("Show only the pinned subgraph", value=False, key="only_pinned", disabled=not pinned)
-shown = doc
-if only_pinned and pinned:
-    keep = set(pinned)
-    shown = {**doc, "nodes": [n for n in doc["nodes"] if n["node_id"] in keep],
-             "links": [lk for lk in doc["links"] if lk["source"] in keep and lk["target"] in keep]}
-from interp.figures import graph_figure  # noqa: E402
-
-event = st.plotly_chart(graph_figure(shown, pinned=pinned), key="graph", on_select="rerun",
-                        selection_mode="points", use_container_width=True)
-st.download_button("Download the graph JSON (circuit-tracer's format)", json.dumps(doc), file_name="graph.json",
+m4.metric("Links after pruning", f"{len(doc['links']):,}", f"of {int((graph.adjacency != 0).sum()):,}", delta_color="off")
+demo = _jobs.status(demo_transcoders_name(name))
+if demo.state == "done" and Path(tc_path) == demo_transcoders_paths(name)[0]:
+    plan = demo_transcoders_plan(name, model)[1]
+    st.caption(f"**The demo set:** {plan['layers']} skip transcoders ({plan['d_sae']:,} latents each) trained on "
+               f"{plan['train_tokens']:,} tokens, with a store of {plan['store_tokens']:,} tokens, made in "
+               f"{(demo.finished - demo.started) / 60:.1f} min on this machine. This graph's replacement score is "
+               f"{s_all.replacement:.2f}: the other {1 - s_all.replacement:.0%} of the influence on the logits "
+               "passes through error nodes. A set trained on millions of tokens leaves far less there.")
+t1, t2, t3, t4 = st.columns(4)
+only_pinned = t1.checkbox("Show only the pinned subgraph", value=False, key="only_pinned", disabled=not pinned,
+                          help="the pinned nodes and the logits, with every direct edge among them")
+hide_errors = t2.checkbox("Hide error nodes", value=False, key="hide_errors")
+max_links = int(t3.number_input("Links to draw", value=600, min_value=50, max_value=20_000, step=50, key="max_links"))
+n_labels = int(t4.number_input("Features labelled", value=12, min_value=0, max_value=200, key="n_labels"))
+node_id = st.session_state.get("graph_node")
+view = doc
+try:
+    if only_pinned and pinned:
+        view = subgraph(graph, doc, ids, pinned)
+except InterpError as err:
+    st.error(str(err))
+if hide_errors:
+    gone = {n["node_id"] for n in view["nodes"] if n["feature_type"] == "mlp reconstruction error"}
+    view = {**view, "nodes": [n for n in view["nodes"] if n["node_id"] not in gone],
+            "links": [lk for lk in view["links"] if lk["source"] not in gone and lk["target"] not in gone]}
+if supernodes:
+    view = merge_supernodes(view, supernodes)
+hover = cached_hover(tc_path, store_path, tuple(n["node_id"] for n in view["nodes"]
+                                                  if n["feature_type"] == "cross layer transcoder")) if store_path else {}
+drawn = {n["node_id"] for n in view["nodes"]}
+event = st.plotly_chart(graph_figure(view, pinned=pinned, max_links=max_links, labels=n_labels, hover=hover,
+                                     clicked=node_id if node_id in drawn else None),
+                        key="graph", on_select="rerun", selection_mode="points", use_container_width=True)
+st.caption(f"Drawing {min(max_links, len(view['links'])):,} of {len(view['links']):,} links, the strongest by "
+           "|weight|: width and opacity step with it (blue excites, red inhibits). A clicked node's own links are "
+           "drawn over the rest. Hover a node for its top activations when a store is given.")
+st.download_button("Download the graph JSON (circuit-tracer's format, with the pins and supernodes in qParams)",
+                   json.dumps({**doc, "qParams": q_params(pinned, supernodes, node_id or "")}), file_name="graph.json",
                    mime="application/json", key="download")
 picked = [p.get("customdata") for p in (event.selection.points if event and event.selection else [])
           if p.get("customdata")]
 if picked:
-    st.session_state["graph_node"] = picked[0] if isinstance(picked[0], str) else picked[0][0]
-node_id = st.session_state.get("graph_node")
-node = next((n for n in doc["nodes"] if n["node_id"] == node_id), None)
+    st.session_state["graph_node"] = node_id = picked[0] if isinstance(picked[0], str) else picked[0][0]
+node = next((n for n in view["nodes"] if n["node_id"] == node_id), None) or next(
+    (n for n in doc["nodes"] if n["node_id"] == node_id), None)
 if node is None:
-    st.caption("Click a node to see it here; a feature opens its dashboard, with buttons to pin, ablate or steer it.")
+    st.caption("Click a node to see it here: its strongest inputs and outputs, and for a feature its dashboard, "
+               "with buttons to pin, ablate or steer it.")
     st.stop()
 
-st.subheader(f"{node['node_id']}: {node['clerp'] or node['feature_type']}")
-if st.button("Pin this node", key="pin"):
-    if node_id not in pinned:
-        st.session_state["w_pinned"] = ",".join([*pinned, node_id])
-        st.session_state["keep_pinned"] = st.session_state["w_pinned"]
-        st.query_params["pinned"] = st.session_state["w_pinned"]
-    st.rerun()
+toks = graph.token_text
+st.subheader(f"{readable_id(node, toks)}: {node['clerp'] or node['feature_type']}")
+b1, b2, _ = st.columns([1, 1, 4])
+if node_id in pinned:
+    b1.button("Unpin this node", key="pin", on_click=set_pinned, args=([p for p in pinned if p != node_id],))
+else:
+    b1.button("Pin this node", key="pin", on_click=set_pinned, args=([*pinned, node_id],))
+if node["feature_type"] == SUPERNODE:
+    st.caption("Members: " + ", ".join(node["members"]))
+    st.stop()
+ins, outs = node_links(graph, ids, node_id, k=10)
+li, lo = st.columns(2)
+li.markdown("**Strongest inputs** (direct edges into this node)")
+li.dataframe(named_links(graph, ids, ins), hide_index=True, key="inputs")
+lo.markdown("**Strongest outputs** (direct edges out of this node)")
+lo.dataframe(named_links(graph, ids, outs), hide_index=True, key="outputs")
 if node["feature_type"] != "cross layer transcoder":
     st.caption(f"{node['feature_type']} at position {node['ctx_idx']}, influence {node.get('influence') or 0:.3f}")
     st.stop()

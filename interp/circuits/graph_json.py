@@ -14,8 +14,8 @@ from interp.errors import InterpError
 if TYPE_CHECKING:
     from interp.circuits.graph import AttributionGraph
 
-__all__ = ["FEATURE_TYPES", "GRAPH_SCHEMA_VERSION", "NODE_FIELDS", "graph_to_json", "read_graph_json",
-           "validate_graph_json"]
+__all__ = ["FEATURE_TYPES", "GRAPH_SCHEMA_VERSION", "NODE_FIELDS", "ct_node", "graph_to_json", "node_ids",
+           "read_graph_json", "validate_graph_json"]
 
 GRAPH_SCHEMA_VERSION = 1
 
@@ -30,7 +30,7 @@ def graph_to_json(g: AttributionGraph, node_threshold: float = 0.8, edge_thresho
     nodes = []
     for i in keep:
         n = g.node(int(i))
-        d = _ct_node(n, g, float(infl[i]))
+        d = ct_node(n, g, float(infl[i]))
         ids[int(i)] = d["node_id"]
         nodes.append(d)
     em = p.edge_mask.numpy()
@@ -112,7 +112,16 @@ def _json_type(value) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _ct_node(n: dict, g: AttributionGraph, infl: float) -> dict:
+def node_ids(g: AttributionGraph) -> list[str]:
+    """circuit-tracer's node id of every node of ``g``, in the adjacency's order (features, errors, tokens,
+    logits), so that an id from a file or a click finds its row."""
+    return ([f"{layer}_{f}_{pos}" for layer, pos, f in g.features.tolist()]
+            + [f"{layer}_-1_{pos}" for layer in range(g.n_layers) for pos in range(g.n_pos)]
+            + [f"E_{v}_{pos}" for pos, v in enumerate(g.tokens)]
+            + [f"{g.n_layers + 1}_{v}_{g.n_pos - 1}" for v in g.logit_tokens])
+
+
+def ct_node(n: dict, g: AttributionGraph, infl: float) -> dict:
     """One node in circuit-tracer's fields (its frontend's ``Node`` model)."""
     layer, pos = n["layer"], n["position"]
     base = {"token_prob": 0.0, "is_target_logit": False, "run_idx": 0, "reverse_ctx_idx": 0, "clerp": "",

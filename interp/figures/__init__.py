@@ -15,7 +15,7 @@ import-linter checks the first half (``pyproject.toml``: figures import no analy
 
 from __future__ import annotations
 
-from interp.figures.attribution_graph import graph_figure, graph_layout
+from interp.figures.attribution_graph import graph_figure, graph_layout, readable_id
 from interp.figures.circuits import (attention_figure, attention_grid_figure, circuit_figure, click_targets,
                                      composition_figure, copying_figure, dla_figure, faithfulness_figure,
                                      full_circuit_figure, head_scores_figure, lens_figure, mimetic_figure,
@@ -29,5 +29,5 @@ from interp.figures.saes import replacement_figure, sae_tradeoff_figure
 __all__ = ["attention_figure", "attention_grid_figure", "average_trace_figure", "circuit_figure", "click_targets",
            "composition_figure", "copying_figure", "dla_figure", "edit_eval_figure", "edit_figure",
            "faithfulness_figure", "full_circuit_figure", "gcg_figure", "graph_figure", "graph_layout", "head_scores_figure", "lens_figure",
-           "lre_figure", "mimetic_figure", "patch_figure", "prediction_figure", "probe_figure",
+           "lre_figure", "mimetic_figure", "patch_figure", "prediction_figure", "probe_figure", "readable_id",
            "relation_circuit_figure", "replacement_figure", "resample_figure", "sae_tradeoff_figure", "steering_figure", "trace_figure"]

@@ -5,52 +5,100 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-__all__ = ["GRAPH_COLOURS", "graph_figure", "graph_layout"]
+__all__ = ["GRAPH_COLOURS", "graph_figure", "graph_layout", "readable_id"]
 
 
 GRAPH_COLOURS = {"cross layer transcoder": "#4c78a8", "mlp reconstruction error": "#bab0ac", "embedding": "#54a24b",
-                 "logit": "#e45756"}
+                 "logit": "#e45756", "supernode": "#9467bd"}
+PER_ROW = 6
+"""Nodes side by side in one (layer, position) cell before they wrap to another row."""
+LINK_BINS = (0.0, 0.1, 0.3, 0.6)
+"""|weight| / the largest shown, where a link's width and opacity step up."""
+LINK_STYLE = ((0.6, 0.18), (1.2, 0.32), (2.2, 0.5), (3.6, 0.75))
+"""(width px, opacity) for each bin."""
 
 
 def graph_layout(doc: dict) -> dict[str, tuple[float, float]]:
-    """(x, y) of each node of a graph JSON: x its position (nodes sharing a position and layer spread
-    across it), y its layer (tokens below layer 0, logits above the last)."""
+    """(x, y) of each node of a graph JSON: x its position, y its layer (tokens below layer 0, logits above
+    the last). Nodes sharing a cell sit in rows of up to :data:`PER_ROW`, the most influential first and
+    nearest the cell's centre line, so that each can be seen and clicked."""
     groups: dict[tuple[int, float], list[dict]] = {}
     for n in doc["nodes"]:
         y = -1.0 if n["layer"] == "E" else float(n["layer"])
         groups.setdefault((n["ctx_idx"], y), []).append(n)
     pos = {}
     for (x, y), members in groups.items():
-        members.sort(key=lambda n: -(n.get("influence") or 0))
+        members.sort(key=lambda n: -abs(n.get("influence") or n.get("token_prob") or 0))
+        rows = (len(members) + PER_ROW - 1) // PER_ROW
+        dy = min(0.8 / rows, 0.3)
         for i, n in enumerate(members):
-            pos[n["node_id"]] = (x + (i - (len(members) - 1) / 2) * min(0.8 / max(len(members), 1), 0.15), y)
+            r, c = divmod(i, PER_ROW)
+            in_row = min(PER_ROW, len(members) - r * PER_ROW)
+            pos[n["node_id"]] = (x + (c - (in_row - 1) / 2) * 0.8 / PER_ROW, y + (r - (rows - 1) / 2) * dy)
     return pos
 
 
-def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 400) -> go.Figure:
-    """An attribution graph (circuit-tracer's JSON): positions across, layers up; nodes sized by influence
-    and coloured by kind; the strongest links drawn (blue positive, red negative) with hover at their
-    middles. Each node's ``customdata`` is its node_id (for clicks). ``pinned`` nodes are ringed."""
+def readable_id(node: dict, tokens: list[str]) -> str:
+    """``L12 #345 @6 ' Paris'`` for a feature, ``error L12 @6``, ``token @6 ' Paris'``, ``logit ' Rome'``."""
+    kind, pos = node["feature_type"], node["ctx_idx"]
+    tok = repr(tokens[pos]) if 0 <= pos < len(tokens) else ""
+    if kind == "cross layer transcoder":
+        layer, feat, _ = node["node_id"].split("_")
+        return f"L{layer} #{feat} @{pos} {tok}"
+    if kind == "mlp reconstruction error":
+        return f"error L{node['layer']} @{pos}"
+    if kind == "embedding":
+        return f"token @{pos} {tok}"
+    if kind == "logit":
+        text = node.get("clerp", "")
+        return "logit " + (text.split('"')[1] if text.count('"') >= 2 else node["node_id"])
+    return f"{node.get('clerp') or node['node_id']} ({len(node.get('members', []))} nodes)"
+
+
+def _short(n: dict, tokens: list[str]) -> str:
+    """A node's text label on the chart: a logit's token, a feature's label (or L#f), a supernode's name."""
+    if n["feature_type"] == "logit":
+        return readable_id(n, tokens).removeprefix("logit ")
+    text = n.get("clerp") or readable_id(n, tokens).split(" @")[0]
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 600, clicked: str | None = None,
+                 hover: dict[str, str] | None = None, labels: int = 12) -> go.Figure:
+    """An attribution graph (circuit-tracer's JSON): positions across, layers up; nodes sized by influence and
+    coloured by kind, the ``labels`` most influential features and every logit named on the chart. The
+    ``max_links`` strongest links are drawn, width and opacity stepping with |weight| (blue positive, red
+    negative), and the figure says how many of all it draws; a ``clicked`` node's own links are drawn
+    over the rest, which fade. ``hover`` adds text (e.g. top activations) to a node's hover. Each node's
+    ``customdata`` is its node_id (for clicks); ``pinned`` nodes are ringed. Links take no hover, so a
+    click always lands on a node."""
     pos = graph_layout(doc)
-    pinned = set(pinned or [])
+    pinned, hover = set(pinned or []), hover or {}
+    toks = doc["metadata"].get("prompt_tokens", [])
     fig = go.Figure()
-    links = sorted(doc["links"], key=lambda lk: -abs(lk["weight"]))[:max_links]
+    ranked = sorted(doc["links"], key=lambda lk: -abs(lk["weight"]))
+    links = ranked[:max_links]
+    own = [lk for lk in ranked if clicked in (lk["source"], lk["target"])] if clicked else []
     top = max((abs(lk["weight"]) for lk in links), default=1.0) or 1.0
-    for sign, colour in ((1, "rgba(76,120,168,0.45)"), (-1, "rgba(228,87,86,0.45)")):
-        xs, ys = [], []
-        for lk in links:
-            if (lk["weight"] >= 0) == (sign > 0):
-                (x0, y0), (x1, y1) = pos[lk["source"]], pos[lk["target"]]
-                xs += [x0, x1, None]
-                ys += [y0, y1, None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": colour, "width": 1}, hoverinfo="skip",
-                                 name="positive links" if sign > 0 else "negative links"))
-    fig.add_trace(go.Scatter(
-        x=[(pos[lk["source"]][0] + pos[lk["target"]][0]) / 2 for lk in links],
-        y=[(pos[lk["source"]][1] + pos[lk["target"]][1]) / 2 for lk in links], mode="markers",
-        marker={"size": [3 + 6 * abs(lk["weight"]) / top for lk in links], "color": "rgba(0,0,0,0.15)"},
-        text=[f"{lk['source']} → {lk['target']}: {lk['weight']:+.3f}" for lk in links], hoverinfo="text",
-        name="link weights"))
+    fade = 0.25 if own else 1.0
+    for drawn, boost in ((links, fade), (own, 1.0)):
+        for sign, rgb in ((1, "76,120,168"), (-1, "228,87,86")):
+            for b, (lo, (width, alpha)) in enumerate(zip(LINK_BINS, LINK_STYLE)):
+                hi = LINK_BINS[b + 1] if b + 1 < len(LINK_BINS) else float("inf")
+                xs, ys = [], []
+                for lk in drawn:
+                    if (lk["weight"] >= 0) == (sign > 0) and lo <= abs(lk["weight"]) / top < hi:
+                        (x0, y0), (x1, y1) = pos[lk["source"]], pos[lk["target"]]
+                        xs += [x0, x1, None]
+                        ys += [y0, y1, None]
+                if xs:
+                    fig.add_trace(go.Scatter(
+                        x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
+                        line={"color": f"rgba({rgb},{alpha * boost:.3f})", "width": width * (1.6 if drawn is own else 1)}))
+    feats = sorted((n for n in doc["nodes"] if n["feature_type"] in ("cross layer transcoder", "supernode")),
+                   key=lambda n: -abs(n.get("influence") or 0))
+    named = {n["node_id"] for n in feats[:labels]} | {n["node_id"] for n in doc["nodes"] if n["feature_type"] == "logit"}
+    named |= pinned | ({clicked} if clicked else set())
     for kind, colour in GRAPH_COLOURS.items():
         nodes = [n for n in doc["nodes"] if n["feature_type"] == kind]
         if not nodes:
@@ -58,19 +106,27 @@ def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 40
         infl = [abs(n.get("influence") or 0) for n in nodes]
         big = max(infl) or 1.0
         fig.add_trace(go.Scatter(
-            x=[pos[n["node_id"]][0] for n in nodes], y=[pos[n["node_id"]][1] for n in nodes], mode="markers",
-            marker={"size": [8 + 18 * (v / big) ** 0.5 if kind != "logit" else 8 + 18 * n["token_prob"]
+            x=[pos[n["node_id"]][0] for n in nodes], y=[pos[n["node_id"]][1] for n in nodes], mode="markers+text",
+            marker={"size": [7 + 14 * (v / big) ** 0.5 if kind != "logit" else 8 + 16 * n["token_prob"]
                              for v, n in zip(infl, nodes)], "color": colour,
-                    "line": {"width": [3 if n["node_id"] in pinned else 0.5 for n in nodes], "color": "black"}},
-            customdata=[n["node_id"] for n in nodes], name=kind,
-            text=[f"{n['node_id']}<br>{n['clerp'] or kind}<br>influence {n.get('influence') or 0:.3f}"
-                  + (f"<br>activation {n['activation']:.3f}" if n.get("activation") is not None else "")
-                  for n in nodes], hoverinfo="text"))
-    toks = doc["metadata"].get("prompt_tokens", [])
-    n_layers = max((int(n["layer"]) for n in doc["nodes"] if n["layer"] != "E"), default=0)
-    fig.update_layout(title=f"Attribution graph: {doc['metadata'].get('prompt', '')!r}", clickmode="event",
-                      xaxis={"tickmode": "array", "tickvals": list(range(len(toks))),
-                             "ticktext": [f"{i}: {t!r}" for i, t in enumerate(toks)], "title": "position"},
-                      yaxis={"title": "layer (tokens below, logits above)", "range": [-1.7, n_layers + 0.7]},
-                      height=700, legend={"orientation": "h"})
+                    "line": {"width": [3 if n["node_id"] in pinned or n["node_id"] == clicked else 0.5 for n in nodes],
+                             "color": "black"}},
+            text=[_short(n, toks) if n["node_id"] in named else "" for n in nodes], textposition="top center",
+            textfont={"size": 10}, customdata=[n["node_id"] for n in nodes], name=kind,
+            hovertext=[f"<b>{readable_id(n, toks)}</b>  ({n['node_id']})<br>{n['clerp'] or kind}"
+                       f"<br>influence {n.get('influence') or 0:.3f}"
+                       + (f"<br>activation {n['activation']:.3f}" if n.get("activation") is not None else "")
+                       + (f"<br>{hover[n['node_id']]}" if n["node_id"] in hover else "")
+                       for n in nodes], hoverinfo="text"))
+    n_layers = max((float(n["layer"]) for n in doc["nodes"] if n["layer"] != "E"), default=0)
+    fig.update_layout(
+        title=f"Attribution graph: {doc['metadata'].get('prompt', '')!r}", clickmode="event",
+        xaxis={"tickmode": "array", "tickvals": list(range(len(toks))),
+               "ticktext": [f"{i}: {t!r}" for i, t in enumerate(toks)], "title": "position", "range": [-0.6, len(toks) - 0.4]},
+        yaxis={"title": "layer (tokens below, logits above)", "range": [-1.7, n_layers + 0.7], "zeroline": False},
+        height=int(max(620, min(1500, 140 + 34 * (n_layers + 2)))), legend={"orientation": "h"},
+        annotations=[{"text": f"drawing {len(links):,} of {len(doc['links']):,} links (the strongest by |weight|)"
+                              + (f"; {len(own)} links of {clicked} on top" if own else ""),
+                      "xref": "paper", "yref": "paper", "x": 0, "y": 1.0, "yanchor": "bottom", "showarrow": False,
+                      "font": {"size": 11, "color": "#555"}}])
     return fig

@@ -347,6 +347,15 @@ class FeatureStore:
         return ", ".join(repr(c.tokens[c.max_position] if c.max_position < len(c.tokens) else c.tokens[-1])
                          for c in tops)
 
+    def snippets(self, feature: int, k: int = 3, sae: str | None = None, window: int = 3) -> list[str]:
+        """The feature's ``k`` top contexts as short text, ``window`` tokens either side of the peak and the
+        peak token in brackets, then the peak's value: ``"…is in the[ city] of… (4.20)"`` (a node's hover)."""
+        out = []
+        for c in self.top_contexts(feature, k, sae, window=window):
+            toks = [f"[{t}]" if i == c.max_position else t for i, t in enumerate(c.tokens)]
+            out.append(("…" if c.window_start else "") + "".join(toks).replace("\n", "⏎") + f"… ({c.max_value:.2f})")
+        return out
+
     def set_labels(self, tset, features, fallback: list[str], only=None) -> list[str]:
         """Labels of ``features`` (rows of layer, position, feature) of a transcoder set whose layers this
         store holds (matched by input hook and width): ``L{layer}#{feature} <label>``, or ``fallback[i]``
