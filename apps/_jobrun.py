@@ -1,19 +1,25 @@
 """The process behind one background job (:mod:`_jobs`): runs its steps, each an ``interp``
 command, in order, and records where it is in ``status.json``.
 
-Run as ``python apps/_jobrun.py JOB_DIR``. A step that fails stops the job with the step's
-last ``interp:`` line as its error; the next start runs the steps again, and each command
-resumes its own work, so nothing done is lost.
+Run as ``python apps/_jobrun.py JOB_DIR``. A step that fails stops the job with how it ended (its exit
+status, or the signal that killed it) and its last error line; a job cancelled from the page (SIGTERM to
+its process group) stops as ``cancelled``. The next start runs the steps again, and each command resumes
+its own work, so nothing done is lost.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+NOT_ERRORS = ("interp: estimate:", "interp: note:", "interp: warning:", "interp: first load", "interp: counting",
+              "interp: cached in", "interp: assembling", "interp: rebuilding", "interp: covariance cache")
+"""``interp:`` lines that report, not fail: never shown as a job's error."""
 
 
 def _write(path: Path, data: dict) -> None:
@@ -22,11 +28,35 @@ def _write(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def how_it_ended(code: int) -> str:
+    """``exit status 1``, or ``killed by SIGKILL (signal 9)`` for a negative return code."""
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = "an unknown signal"
+    return f"killed by {name} (signal {-code})"
+
+
+def last_error(step_log: str) -> str:
+    """The step's last error line: its last ``interp:`` line that is not a report, else a Python
+    exception's last line, else ""."""
+    lines = [line.strip() for line in step_log.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("interp:") and not line.startswith(NOT_ERRORS)]
+    if errors:
+        return errors[-1]
+    raised = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception", "Interrupt"))]
+    return raised[-1] if raised else ""
+
+
 def main(job: Path) -> int:
     spec = json.loads((job / "spec.json").read_text())
     started = time.time()
     state = {"state": "running", "step": 0, "pid": os.getpid(), "started": started}
     _write(job / "status.json", state)
+    cancelled = []
+    signal.signal(signal.SIGTERM, lambda *_: cancelled.append(True))  # the child gets it too: its group's
     log = job / "log.txt"
     for i, step in enumerate(spec["steps"]):
         state["step"] = i
@@ -34,12 +64,20 @@ def main(job: Path) -> int:
         with open(log, "ab") as out:
             out.write(f"== {step['label']}\n".encode())
             out.flush()
+            begin = out.tell()
             code = subprocess.run([sys.executable, "-m", "interp", *step["argv"]], stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=out).returncode
+        if cancelled:
+            _write(job / "status.json", {**state, "state": "cancelled", "error": "cancelled from the page; resume "
+                                         "to go on from where it stopped", "finished": time.time()})
+            return 1
         if code != 0:
-            lines = [l for l in log.read_text(errors="replace").splitlines() if l.startswith("interp:")]
-            error = lines[-1] if lines else f"{step['label']} exited with status {code}"
-            _write(job / "status.json", {**state, "state": "failed", "error": error, "finished": time.time()})
+            with open(log, "rb") as f:
+                f.seek(begin)
+                said = last_error(f.read().decode("utf-8", errors="replace"))
+            error = f"step {i + 1} ({step['label']}) ended with {how_it_ended(code)}" + (f": {said}" if said else "")
+            _write(job / "status.json", {**state, "state": "failed", "error": error, "exit": code,
+                                         "finished": time.time()})
             return 1
     _write(job / "status.json", {**state, "state": "done", "step": len(spec["steps"]), "finished": time.time()})
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from contextlib import contextmanager
 
 import _preload
@@ -214,6 +215,52 @@ def head_from_selection(event) -> tuple[int, int] | None:
     return None
 
 
+@contextmanager
+def progress_bar(what: str):
+    """A Streamlit progress bar, with the estimate and the live ETA, for the library's progress bars in the
+    block (:func:`interp.progress.listening`); it goes when the block ends. For computations long
+    enough that a spinner alone leaves a user guessing (a trace, a probe sweep, patching)."""
+    from interp.progress import listening
+
+    slot = st.empty()
+    said = {"estimate": ""}
+
+    def tell(event: dict) -> None:
+        if "estimate" in event:
+            said["estimate"] = f" · estimate: {event['estimate']}"
+            return
+        n, total = event["n"], event["total"]
+        left = event["remaining"]
+        eta = f", about {_clock(left)} left" if left is not None else ""
+        text = f"{what}: {event['desc']} {n:,}/{total:,}" if total else f"{what}: {event['desc']} {n:,}"
+        slot.progress(min(1.0, n / total) if total else 0.0,
+                      text=f"{text} ({_clock(event['elapsed'])} so far{eta}){said['estimate']}")
+
+    try:
+        with listening(tell):
+            yield
+    finally:
+        slot.empty()
+
+
+def with_progress(what: str):
+    """``fn`` run under :func:`progress_bar` (put it under ``st.cache_*``, so that a cache hit draws no bar)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with progress_bar(what):
+                return fn(*args, **kwargs)
+
+        return run
+
+    return wrap
+
+
+def _clock(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def continuation_html(label: str, prompt: str, continuation: str) -> str:
     """A prompt and its generated continuation, the continuation highlighted (HTML-escaped: a model's
     text may hold markdown or markup)."""
@@ -247,9 +294,11 @@ def token_attention_html(tokens: list[str], pattern, height: int = 160) -> None:
 
     spans = "".join(f'<span class="t" data-i="{i}">{html.escape(t).replace(" ", "&nbsp;") or "&nbsp;"}</span>'
                     for i, t in enumerate(tokens))
+    lines = 1 + sum(len(t) + 2 for t in tokens) // 70  # the strip wraps: a long prompt takes more lines
     st.iframe(f"""
-<style>body{{font-family:monospace;font-size:15px;line-height:2}} .t{{padding:2px 1px;margin:0 1px;border-radius:3px;
-cursor:default;border:1px solid #ddd}} .q{{outline:2px solid #d62728}}</style>
+<style>body{{font-family:monospace;font-size:15px;line-height:2}} #toks{{display:flex;flex-wrap:wrap;gap:3px 2px}}
+.t{{padding:2px 1px;border-radius:3px;cursor:default;border:1px solid #ddd;white-space:pre}}
+.q{{outline:2px solid #d62728}}</style>
 <div id="toks">{spans}</div><div id="info" style="color:#555;font-size:13px">hover a token: its keys shade by
 attention</div>
 <script>
@@ -263,37 +312,42 @@ els.forEach(el => el.addEventListener('mouseenter', () => {{
   document.getElementById('info').textContent =
     `query ${{q}} attends most to key ${{best}} (${{P[q][best].toFixed(3)}})`;
 }}));
-</script>""", height=height)
+</script>""", height=max(height, 90 + 34 * lines))
 
 
 def job_panel(name: str, what: str, every: float = 2.0) -> None:
     """A background job's progress (:mod:`_jobs`), redrawn every ``every`` seconds without rerunning
-    the page; when the job finishes the whole page reruns and shows its result."""
+    the page, with a Cancel button; when the job ends (done, failed or cancelled) the whole page reruns
+    and shows its result, or its error and a Resume button. The estimate measured at the start is shown
+    beside the time so far and the live ETA of the step."""
     import _jobs
 
     @st.fragment(run_every=every)
     def panel() -> None:
         job = _jobs.status(name)
-        if job.state == "done":
+        if job.state != "running":
             st.rerun(scope="app")
-        if job.state == "failed":
-            st.error(f"{what}: the job stopped: {job.error}")
-            return
         label = job.steps[job.step] if job.step < len(job.steps) else "finishing"
         prog = _jobs.progress_of(job.log_tail)
         done = (job.step + (prog.fraction if prog else 0.0)) / max(len(job.steps), 1)
         left = f"; about {prog.remaining} left in this step" if prog and prog.remaining not in ("", "?") else ""
         st.progress(done, text=f"{what}: step {job.step + 1} of {len(job.steps)}: {label}{left}")
-        estimate = [line for line in job.log_tail.splitlines() if line.startswith("interp: estimate:")]
-        if estimate:
-            st.caption(estimate[-1].removeprefix("interp: estimate: "))
+        elapsed = time.time() - job.started if job.started else 0.0
+        if job.estimate and elapsed:
+            st.caption(f"Running for {elapsed / 60:.1f} min of the {job.estimate / 60:.1f} min estimated at its start.")
+        said = [line for line in job.log_tail.splitlines() if line.startswith("interp: estimate:")]
+        if said:
+            st.caption(said[-1].removeprefix("interp: estimate: "))
         st.caption("Running in the background: the other pages stay usable, and this page fills in when it is done.")
+        if st.button("Cancel the job", key=f"cancel_{name}"):
+            _jobs.cancel(name)
+            st.rerun(scope="app")
 
     panel()
 
 
 def demo_offer(job_name: str, steps: list, what: str, intro: str, description: str, start_label: str,
-               key: str) -> None:
+               key: str, estimate: float = 0.0) -> None:
     """A page with nothing to show yet: what to give it, and a demo that makes it in the background. While
     the job runs, its progress; otherwise ``description`` (with the time estimate) and a start (or
     resume) button."""
@@ -307,6 +361,9 @@ def demo_offer(job_name: str, steps: list, what: str, intro: str, description: s
     st.markdown(description)
     if job.state == "failed":
         st.error(f"The last demo job stopped: {job.error}")
-    if st.button("Resume the demo job" if job.state == "failed" else start_label, type="primary", key=key):
-        _jobs.start(job_name, steps)
+    elif job.state == "cancelled":
+        st.warning(f"The demo job was {job.error}")
+    stopped = job.state in ("failed", "cancelled")
+    if st.button("Resume the demo job" if stopped else start_label, type="primary", key=key):
+        _jobs.start(job_name, steps, estimate=estimate)
         st.rerun()

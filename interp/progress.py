@@ -9,15 +9,18 @@ complete line (``tracing: 120/900 cell [00:20<02:10, 6.0 cell/s]``) at most ever
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterator
 
 from tqdm.auto import tqdm
 
-__all__ = ["ESTIMATE_OVER", "PLAIN_EVERY", "Estimate", "progress"]
+__all__ = ["ESTIMATE_OVER", "PLAIN_EVERY", "Estimate", "listening", "progress"]
 
 PLAIN_EVERY = float(os.environ.get("INTERP_PROGRESS_EVERY", 5.0))
 """Seconds between plain progress lines when stderr is not a terminal (``INTERP_PROGRESS_EVERY``;
@@ -44,11 +47,55 @@ class _Lines(io.TextIOBase):
         self.out.flush()
 
 
+_listener: contextvars.ContextVar[Callable[[dict], None] | None] = contextvars.ContextVar("progress_listener",
+                                                                                      default=None)
+
+
+@contextlib.contextmanager
+def listening(listener: Callable[[dict], None]) -> Iterator[None]:
+    """Within the block, every progress bar and estimate of this thread also calls ``listener`` with a
+    dict: ``{"desc", "n", "total", "elapsed", "remaining"}`` (seconds; ``total`` and ``remaining`` may
+    be None) at each redraw, or ``{"estimate": text}`` once per estimate. A GUI draws its own bar from
+    it (the explorer's pages); stderr gets its lines as before."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+class _Discard(io.TextIOBase):
+    """Where a listened-to bar writes: the listener shows it, so the server's stderr stays quiet."""
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+
+class _Told(tqdm):
+    """A tqdm bar that also tells the thread's listener at each redraw."""
+
+    def __init__(self, *args, listener, **kw):
+        self._tell = listener
+        super().__init__(*args, **kw)
+
+    def display(self, *args, **kw):
+        d = self.format_dict
+        rate, total = d.get("rate"), d.get("total")
+        remaining = (total - d["n"]) / rate if rate and total else None
+        self._tell({"desc": self.desc, "n": d["n"], "total": total, "elapsed": d["elapsed"], "remaining": remaining})
+        return super().display(*args, **kw)
+
+
 def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", initial: int = 0,
              leave: bool = True, disable: bool = False) -> tqdm:
     """A tqdm bar over ``iterable`` (or ``total`` steps) on stderr; ``disable`` silences it (a DDP rank
     other than 0, a job too small to report). ``INTERP_PROGRESS=0`` silences every bar."""
     disable = disable or os.environ.get("INTERP_PROGRESS") == "0"
+    listener = _listener.get()
+    if listener is not None and not disable:
+        return _Told(iterable, total=total, desc=desc, unit=unit, initial=initial, file=_Discard(),
+                     mininterval=0.5, ascii=True, ncols=100, dynamic_ncols=False, listener=listener,
+                     bar_format="{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
     if sys.stderr.isatty():
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave, file=sys.stderr,
                     disable=disable)
@@ -80,9 +127,11 @@ class Estimate:
         self.seconds = first / share if share is not None else first / units * self.total
         if self.seconds >= ESTIMATE_OVER and os.environ.get("INTERP_PROGRESS") != "0":
             took = f"the first {units} took" if units > 1 else "the first took"
-            print(f"interp: estimate: {self.what}: about {_duration(self.seconds)} for {self.total:,} {self.unit} "
-                  f"({took} {_duration(first)})" + (f"; {self.hint}" if self.hint else ""),
-                  file=sys.stderr, flush=True)
+            text = (f"{self.what}: about {_duration(self.seconds)} for {self.total:,} {self.unit} "
+                    f"({took} {_duration(first)})" + (f"; {self.hint}" if self.hint else ""))
+            print(f"interp: estimate: {text}", file=sys.stderr, flush=True)
+            if _listener.get() is not None:
+                _listener.get()({"estimate": text})
 
 
 def _duration(seconds: float) -> str:

@@ -138,6 +138,30 @@ def test_lens_page_and_a_multi_token_answer():
     _ok(at)
 
 
+def test_lens_answers_a_new_prompt_with_the_models_top_prediction_and_colours_mlps_by_sign(tiny_models):
+    import plotly.io
+
+    from interp import direct_logit_attribution, logit_lens
+    from interp.predictions import predict
+
+    at = page("pages/2_Lens.py").run()
+    at.text_area(key="w_prompt").set_value("Once upon a time there was a").run()
+    _ok(at)
+    top = predict(tiny_models["tiny-llama"], "Once upon a time there was a", k=2)
+    assert [at.text_input(key="w_answer").value, at.text_input(key="w_wrong").value] == top.top_tokens[:2]
+    lens, dla = (plotly.io.from_json(c.proto.spec).data for c in at.get("plotly_chart"))
+    want = logit_lens(tiny_models["tiny-llama"], "Once upon a time there was a").top_tokens
+    top_trace = next(t for t in lens if t.name.startswith("top-1"))
+    assert list(top_trace.text) == [repr(t[0][0]) for t in want]  # each layer's top token, written on the chart
+    answer_trace = next(t for t in lens if t.name.startswith("P("))
+    assert answer_trace.y[-1] == pytest.approx(want[-1][0][1], abs=1e-4)  # not a flat 0: the model's own answer
+    bars = next(t for t in dla if t.type == "bar")
+    mlps = direct_logit_attribution(tiny_models["tiny-llama"], "Once upon a time there was a", *top.top_tokens[:2]).mlps
+    assert list(bars.marker.color) == ["#2166ac" if float(v) >= 0 else "#b2182b" for v in mlps]  # blue helps
+    at.text_input(key="w_answer").set_value(" dog").run()  # a chosen answer stays while the prompt does
+    assert at.text_input(key="w_answer").value == " dog"
+
+
 def test_circuits_page_patching_eap_and_bad_pairs():
     at = page("pages/3_Circuits.py", edges=40).run()
     _ok(at)
@@ -253,6 +277,12 @@ def test_features_page_dashboard_search_steering_and_mismatches(tmp_path):
     at.text_input(key="token").set_value(" the").run()
     _ok(at)
     assert len(at.dataframe) == 1
+    hits = at.dataframe[0].value
+    at.session_state["token_hits"] = {"selection": {"rows": [1], "columns": []}}  # what a click on row 1 sets
+    at.run()
+    _ok(at)
+    assert at.number_input(key="w_feature").value == int(hits["feature"][1])
+    assert any(f"Feature {int(hits['feature'][1])} fires on" in c.value for c in at.caption)
     at.button(key="run").click().run()
     _ok(at)
     shown = [h.proto.body for h in at.get("html")]
@@ -285,9 +315,15 @@ def _release_stores():
 
 
 def test_token_search_and_weights_page():
+    import json
+
     at = page("pages/8_Token_search_and_weights.py", gcg_steps=3).run()
     _ok(at)
     assert len(at.get("plotly_chart")) == 3  # copying, the full circuit, mimetic
+    heat = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]  # the rate, on its own range: no saturation
+    assert heat["colorscale"][0][1] != heat["colorscale"][-1][1] and heat["zmin"] == 0 and 0 < heat["zmax"] <= 1
+    at.radio(key="copy_measure").set_value("Σλ/Σ|λ| (eigenvalues)").run()
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["zmin"] == -1
     at.button(key="compose").click().run()
     assert len(at.get("plotly_chart")) == 4  # and composition, on request
     at.button(key="gcg").click().run()
@@ -346,6 +382,68 @@ def test_job_progress_lines_parse():
     assert _jobs.progress_of("nothing yet") is None
 
 
+def _wait(_jobs, name, until, seconds=120):
+    import time
+
+    deadline = time.time() + seconds
+    job = _jobs.status(name)
+    while not until(job) and time.time() < deadline:
+        time.sleep(0.3)
+        job = _jobs.status(name)
+    return job
+
+
+def _runner(_jobs, name):
+    import json
+
+    return int(json.loads((_jobs.job_dir(name) / "status.json").read_text())["pid"])
+
+
+def test_jobs_report_their_exit_status_signal_and_last_error_and_cancel_and_resume(monkeypatch):
+    """A failing step shows its exit status and error line (never the estimate line); a step killed by a
+    signal shows the signal; Cancel stops the whole process group as 'cancelled'; a start resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    monkeypatch.syspath_prepend(str(APPS))
+    import _jobs
+    from _jobrun import how_it_ended, last_error
+
+    assert how_it_ended(2) == "exit status 2" and how_it_ended(-9) == "killed by SIGKILL (signal 9)"
+    assert last_error("interp: estimate: about 54 min\nstep 3/9\n") == ""
+    assert last_error("interp: estimate: x\ninterp: no such corpus 'x'\ninterp: note: y\n") == "interp: no such corpus 'x'"
+    long = ["sae", "train", "--model", "tiny-llama", "--hook", "blocks.1.hook_resid_post", "--tokens", "50000000",
+            "--out", str(_jobs.job_dir("long") / "sae")]
+    bad = ["sae", "train", "--model", "tiny-llama", "--hook", "blocks.1.hook_resid_post", "--corpus", "no-such-corpus",
+           "--out", str(_jobs.job_dir("bad") / "sae")]
+
+    _jobs.start("bad", [("Train", bad)])
+    job = _wait(_jobs, "bad", lambda j: j.state != "running")
+    assert job.state == "failed" and job.error.startswith("step 1 (Train) ended with exit status 2: interp: ")
+    assert "no-such-corpus" in job.error and "estimate" not in job.error
+
+    _jobs.start("long", [("Train", long)], estimate=90.0)
+    job = _wait(_jobs, "long", lambda j: "step" in j.log_tail)  # it is training
+    assert job.state == "running" and job.estimate == 90.0
+    child = int(subprocess.run(["pgrep", "-P", str(_runner(_jobs, "long"))], capture_output=True,
+                               text=True).stdout.split()[0])
+    os.kill(child, signal.SIGKILL)  # as the OOM killer would
+    job = _wait(_jobs, "long", lambda j: j.state != "running")
+    assert job.state == "failed" and "killed by SIGKILL (signal 9)" in job.error and "estimate" not in job.error
+
+    _jobs.start("long", [("Train", long)])  # resume, then cancel from the page
+    _wait(_jobs, "long", lambda j: j.log_tail.count("== Train") == 2)
+    runner = _runner(_jobs, "long")
+    job = _jobs.cancel("long")
+    assert job.state == "cancelled" and "resume" in job.error
+    assert not subprocess.run(["pgrep", "-g", str(runner)], capture_output=True).stdout  # the group is gone
+    assert _jobs.start("long", [("Train", long)]).state == "running"
+    _jobs.cancel("long")
+    sys.modules.pop("_jobs", None)
+
+
 def test_attribution_graph_page_demo_job_graph_dashboard_and_ablation(monkeypatch):
     """A new user with no transcoders: the page offers a demo set with an estimate, a background job trains a
     transcoder for every layer and a store of their features, and the page then draws the graph. A clicked
@@ -373,6 +471,8 @@ def test_attribution_graph_page_demo_job_graph_dashboard_and_ablation(monkeypatc
     _ok(at)
     assert "demo-transcoders-tiny-llama" in at.text_input(key="w_transcoders").value
     assert at.get("plotly_chart") and any("Replacement score" in m.label for m in at.metric)
+    told = next(c.value for c in at.caption if "The demo set" in c.value)
+    assert "2,048 tokens" in told and " min on this machine" in told and "replacement score is 0." in told
     at.slider(key="w_node_t").set_value(0.95).run()  # a set trained on 2k tokens: its features are quiet
     from interp.figures.attribution_graph import graph_figure  # the chart's nodes carry their ids for clicks
 
@@ -384,9 +484,31 @@ def test_attribution_graph_page_demo_job_graph_dashboard_and_ablation(monkeypatc
     at.run()
     _ok(at)
     assert any("Feature dashboard" in m.value for m in at.markdown)
+    inputs = at.dataframe[0].value  # ranked by |weight|, each named readably
+    assert len(inputs) and list(inputs["weight"].abs()) == sorted(inputs["weight"].abs(), reverse=True)
+    assert inputs["node"].str.match(r"^(L\d+ #\d+ @\d+ |error L\d+ @\d+|token @\d+ )").all()
+    at.button(key="pin").click().run()  # pinning the clicked node (it crashed: the box was drawn already)
+    _ok(at)
+    assert at.text_input(key="w_pinned").value == ids[0] and at.button(key="pin").label == "Unpin this node"
+    at.text_input(key="w_pinned").set_value(f"{ids[0]},{ids[1]}").run()
+    at.checkbox(key="only_pinned").check().run()
+    _ok(at)
+    sub = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    shown = {c for trace in sub if trace.get("customdata") for c in trace["customdata"]}
+    assert {ids[0], ids[1]} <= shown and any(trace.get("name") == "logit" for trace in sub)
+    at.text_area(key="w_supernodes").set_value(f"pair: {ids[0]}, {ids[1]}").run()
+    _ok(at)
+    sub = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert [t["customdata"] for t in sub if t.get("name") == "supernode"] == [["supernode:pair"]]
+    at.checkbox(key="only_pinned").uncheck()
+    at.text_area(key="w_supernodes").set_value("")
+    at.checkbox(key="hide_errors").check().run()
+    _ok(at)
+    data = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert not any(t.get("name") == "mlp reconstruction error" for t in data)
     at.button(key="intervene").click().run()
     _ok(at)
-    table = at.dataframe[0].value
+    table = at.dataframe[-1].value
     assert list(table.columns)[:5] == ["token", "before", "frozen", "predicted", "real"]
     assert (table["frozen"] - table["predicted"]).abs().max() < 1e-3
     assert (table["before"] != table["frozen"]).any()

@@ -187,3 +187,20 @@ def test_discover_circuit(tiny):
     assert len(small.edges) == 5 and big.faithfulness == pytest.approx(1.0, abs=1e-3)
     assert abs(small.edges[0]["score"]) >= abs(small.edges[-1]["score"])
     assert {e["src"] for e in small.edges} <= set(small.nodes)
+
+
+def test_the_circuit_figure_keeps_labels_apart_and_draws_an_mlp_chain_as_a_path(tiny):
+    from types import SimpleNamespace
+
+    from interp.figures import circuit_figure
+
+    nodes = ["input", "MLP0", "MLP1", "MLP2", *[f"L1H{h}" for h in range(4)], "logits"]
+    edges = [{"src": "input", "dst": "MLP0", "score": 1.0}, {"src": "MLP0", "dst": "MLP1", "score": 0.5},
+             {"src": "MLP1", "dst": "MLP2", "score": -0.4}, {"src": "MLP2", "dst": "logits", "score": 0.2}]
+    fig = circuit_figure(SimpleNamespace(nodes=nodes, edges=edges, n_edges_total=99, faithfulness=0.5), 3)
+    pts = next(t for t in fig.data if t.name == "nodes")
+    where = dict(zip(pts.text, zip(pts.x, pts.y, pts.textposition)))
+    assert len({where[f"MLP{i}"][0] for i in range(3)}) == 2  # consecutive MLPs step sideways
+    row = sorted((where[f"L1H{h}"] for h in range(4)), key=lambda p: p[0])
+    assert [p[2] for p in row] == ["top center", "bottom center"] * 2  # neighbours label on opposite sides
+    assert min(b[0] - a[0] for a, b in zip(row, row[1:])) >= 1

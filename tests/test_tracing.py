@@ -107,3 +107,23 @@ def test_shipped_facts_are_known_by_the_embedded_model(smol):
         for f in facts:
             logits = smol(to_tokens(smol, fill_template(f["template"], f["subject"])))[0, -1]
             assert int(logits.argmax()) == single_token(smol, f["answer"]), f
+
+
+def test_a_listener_sees_the_trace_progress_from_start_to_end(tiny, monkeypatch):
+    """The explorer draws its bar from interp.progress.listening: every redraw reaches it, counting up to
+    the total, and an estimate line (forced here by a zero threshold) reaches it too."""
+    import interp.progress as progress_mod
+
+    monkeypatch.setattr(progress_mod, "ESTIMATE_OVER", 0.0)
+    monkeypatch.delenv("INTERP_PROGRESS", raising=False)
+    events = []
+    with progress_mod.listening(events.append):
+        trace(tiny, EIFFEL, "The Eiffel Tower", samples=2)
+    bars = [e for e in events if "n" in e]
+    assert bars and bars[-1]["n"] == bars[-1]["total"] > 0
+    assert [e["n"] for e in bars] == sorted(e["n"] for e in bars)
+    assert all(e["elapsed"] >= 0 for e in bars)
+    assert [e["estimate"][:12] for e in events if "estimate" in e] == ["causal trace"]
+    events.clear()
+    trace(tiny, EIFFEL, "The Eiffel Tower", samples=2)  # outside the block: nobody is told
+    assert events == []

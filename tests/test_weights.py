@@ -71,6 +71,30 @@ def test_copying_score_equals_the_dense_eigenvalues():
     assert W.copying_scores(hw2)[0, 0].item() == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_copying_rate_counts_own_logits_in_the_top_k_by_a_naive_loop(k):
+    hw = _hand_set(vocab=30, seed=4)
+    ids = [3, 7, 11, 12, 19, 25, 28]
+    got = W.copying_rate(hw, ids, k)
+    for l in range(2):
+        for h in range(3):
+            hits = 0
+            for t in ids:  # read token t through the head; rank its own logit among the words' logits
+                logits = {u: float(hw.W_E[t] @ hw.W_V[l, h] @ hw.W_O[l, h] @ hw.W_U[:, u]) for u in ids}
+                above = sum(1 for u in ids if logits[u] > logits[t])
+                hits += above < k
+            assert got[l, h].item() == pytest.approx(hits / len(ids))
+    e = torch.eye(20)[:, :12]  # the identity head of the test above copies every word
+    hw2 = W.HeadWeights(*(torch.zeros(1, 1, 12, 4),) * 2, torch.eye(12)[None, None, :, :4].clone(),
+                        torch.eye(12)[None, None, :4, :].clone(), e, e.T.clone(), False, False, None)
+    assert W.copying_rate(hw2, [0, 1, 2, 3], 1).item() == 1.0
+    for bad, match in (([1], "two distinct"), ([1, 1], "two distinct")):
+        with pytest.raises(InterpError, match=match):
+            W.copying_rate(hw, bad)
+    with pytest.raises(InterpError, match="k = 7"):
+        W.copying_rate(hw, ids, 7)
+
+
 def test_full_circuits_on_a_token_subset():
     hw = _hand_set()
     toks = [3, 7, 11]

@@ -32,12 +32,23 @@ if clicked is not None and st.session_state.get("dla_applied") != clicked:  # a 
 if clicked is None:
     st.session_state["dla_applied"] = None
 prompt = prompt_input(area=True)
+ek = edits_key(model)
+url_answer = st.query_params.get("answer")
+shared_link = url_answer is not None and url_answer != st.session_state.get("url_answer")
+if st.session_state.get("lens_prompt") != prompt and not shared_link:
+    try:  # a new prompt: the answer is what the model itself predicts, the wrong one its runner-up
+        top = cached_lens(name, prompt, "", ek).top_tokens[-1]
+        for key, (tok, _) in zip(("answer", "wrong"), top[:2]):
+            st.session_state["w_" + key] = st.session_state["keep_" + key] = tok
+    except InterpError as err:
+        show_error(err)
+st.session_state["lens_prompt"] = prompt
 col_a, col_b = st.columns(2)
-answer = shared(col_a.text_input, "Answer (one token, mind the leading space)", "answer", " Paris")
+answer = shared(col_a.text_input, "Answer (one token, mind the leading space; a new prompt starts from the "
+                "model's own top prediction)", "answer", " Paris")
 wrong = shared(col_b.text_input, "Wrong answer", "wrong", " Rome")
 
 try:
-    ek = edits_key(model)
     st.plotly_chart(cached_lens(name, prompt, answer, ek).figure(), width="stretch", key="lens")
     if answer and wrong:
         dla = cached_dla(name, prompt, answer, wrong, ek)

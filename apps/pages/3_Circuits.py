@@ -10,7 +10,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_model, edits_key, pick_model, prompt_input, serialised, shared, show_error  # noqa: E402
+from _shared import cached_model, edits_key, pick_model, prompt_input, serialised, with_progress, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from interp.circuits.attribution import attribution_sweep  # noqa: E402
@@ -28,6 +28,7 @@ def _task(name, clean, corrupt, answer, wrong):
 
 @st.cache_data(show_spinner="Patching…", max_entries=32)
 @serialised
+@with_progress("Patching")
 def cached_patch(name, clean, corrupt, answer, wrong, site, method, edited):
     task = _task(name, clean, corrupt, answer, wrong)
     if method == "exact":
@@ -37,6 +38,7 @@ def cached_patch(name, clean, corrupt, answer, wrong, site, method, edited):
 
 @st.cache_resource(show_spinner="Edge attribution patching…", max_entries=8)
 @serialised
+@with_progress("Edge attribution patching")
 def cached_eap(name, clean, corrupt, answer, wrong, edited):
     return edge_attribution(cached_model(name), _task(name, clean, corrupt, answer, wrong))
 
@@ -50,6 +52,7 @@ def cached_circuit(name, clean, corrupt, answer, wrong, n_edges, edited):
 
 @st.cache_resource(show_spinner="Faithfulness curve…", max_entries=8)
 @serialised
+@with_progress("Faithfulness curve")
 def cached_curve(name, clean, corrupt, answer, wrong, edited):
     scores = cached_eap(name, clean, corrupt, answer, wrong, edited)
     return faithfulness_curve(cached_model(name), _task(name, clean, corrupt, answer, wrong), SIZES, scores=scores)

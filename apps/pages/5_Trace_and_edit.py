@@ -11,7 +11,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_model, edits_key, on_model, pick_model, prompt_input, serialised, shared, show_error  # noqa: E402
+from _shared import cached_model, edits_key, on_model, pick_model, prompt_input, serialised, with_progress, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from interp.knowledge.counterfact import edit_report, load_requests  # noqa: E402
@@ -21,6 +21,7 @@ from interp.knowledge.tracing import trace  # noqa: E402
 
 @st.cache_data(show_spinner="Tracing every (token, layer) cell…", max_entries=16)
 @serialised
+@with_progress("Causal tracing")
 def cached_trace(name: str, prompt: str, subject: str, kinds: tuple[str, ...], samples: int, edited: str):
     return trace(cached_model(name), prompt, subject, kinds=list(kinds), samples=samples)
 

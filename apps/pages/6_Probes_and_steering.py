@@ -11,7 +11,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_model, edits_key, on_model, pick_model, serialised, shared, show_error  # noqa: E402
+from _shared import cached_model, edits_key, on_model, pick_model, serialised, with_progress, shared, show_error  # noqa: E402
 
 from interp import InterpError  # noqa: E402
 from interp.figures import probe_figure  # noqa: E402
@@ -23,6 +23,7 @@ STEERABLE = [n for n in SHIPPED if load_dataset(n).task == "sequence"]
 
 @st.cache_data(show_spinner="Activations, then a cross-validated probe and its control per layer…", max_entries=16)
 @serialised
+@with_progress("Probes")
 def cached_probes(name: str, dataset: str, every: int, edited: str) -> dict:
     model = cached_model(name)
     layers = list(range(0, model.cfg.n_layers, every))

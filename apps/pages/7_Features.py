@@ -31,7 +31,7 @@ def cached_dashboard(path: str, feature: int, sae: str):
     return feature_dashboard(cached_store(path), feature, sae, k=8, per_group=3, window=14)
 
 
-@st.cache_data(show_spinner="Timing a forward pass for the estimate…", max_entries=4)
+@st.cache_data(show_spinner="Timing a forward pass for the estimate…", max_entries=4, ttl=60)
 @serialised
 def cached_estimate(name: str) -> tuple[float, float]:
     from _shared import cached_model
@@ -60,7 +60,7 @@ def demo_panel(name: str, model) -> None:
         f"A full-size SAE (16 × d_model = {16 * model.cfg.d_model:,} latents, millions of tokens: "
         "`interp sae train --hook ... --tokens 20000000`) has fewer dead latents and more specific, more "
         "interpretable features; the demo shows the pipeline, not the best features this model has.",
-        "Train a demo SAE and extract a demo store", "demo_start")
+        "Train a demo SAE and extract a demo store", "demo_start", estimate=seconds)
 
 
 st.set_page_config(page_title="Features", layout="wide")
@@ -107,18 +107,36 @@ if entry is not None:
 else:
     st.caption(f"{sae_model.cfg.hook_name} · {d_sae:,} features · no store: live features and steering only")
 
+def open_search_hit() -> int | None:
+    """The feature of a newly selected token-search row, once per selection."""
+    rows = (st.session_state.get("token_hits") or {}).get("selection", {}).get("rows", [])
+    picked = st.session_state.get("token_rows", [])[rows[0]] if rows and rows[0] < len(
+        st.session_state.get("token_rows", [])) else None
+    if picked == st.session_state.get("token_hit_applied"):
+        return None
+    st.session_state["token_hit_applied"] = picked
+    return picked
+
+
 @st.fragment
 def dashboard_view() -> None:
     """The feature picker, search and dashboard; a new feature reruns only this part of the page."""
     left, right = st.columns([1, 2])
+    hit = open_search_hit()
+    if hit is not None:  # a clicked search result opens its feature (set before the picker is drawn)
+        st.session_state["w_feature"] = st.session_state["keep_feature"] = hit
+        st.query_params["feature"] = str(hit)
     feature = int(shared(right.number_input, "Feature", "feature", 0, min_value=0, max_value=d_sae - 1))
     if store is not None:
         token = left.text_input("Search features by token", "", key="token", help="a token's text, e.g. ' Paris'")
         if token:
             try:
                 rows = store.search_token(token, 10, entry["name"])
+                st.session_state["token_rows"] = [int(r["feature"]) for r in rows]
                 left.dataframe([{"feature": r["feature"], "mean": round(r["mean_value"], 3),
-                                 "fires": f"{r['fire_rate']:.0%}"} for r in rows], hide_index=True)
+                                 "fires": f"{r['fire_rate']:.0%}"} for r in rows], hide_index=True,
+                               on_select="rerun", selection_mode="single-row", key="token_hits")
+                left.caption("Click a row to open that feature.")
             except InterpError as err:
                 left.error(str(err))
         try:

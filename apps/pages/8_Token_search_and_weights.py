@@ -23,6 +23,16 @@ from interp.representations.probes import SHIPPED, collect_activations, load_dat
 from interp.representations.steering import mean_difference  # noqa: E402
 
 
+RATE = "top-1 rate over 500 corpus words"
+
+
+@st.cache_data(show_spinner="Each head's OV circuit on 500 words…", max_entries=2)
+def cached_copying_rate(name: str, edited: str):
+    from interp.circuits.weights import copying_rate, corpus_words
+
+    return copying_rate(cached_head_weights(name, edited), corpus_words(cached_model(name), 500))
+
+
 @st.cache_resource(show_spinner="Composition of every pair of heads…", max_entries=2)
 def cached_composition(name: str, edited: str):
     return composition_scores(cached_head_weights(name, edited))
@@ -132,8 +142,12 @@ with vis:
 with weights:
     try:
         hw = cached_head_weights(name, ek)
-        st.plotly_chart(copying_figure(cached_copying(name, ek)), width="stretch", key="copying", on_select="rerun",
-                        selection_mode="points")
+        measure = st.radio("Copying measure", [RATE, "Σλ/Σ|λ| (eigenvalues)"], horizontal=True, key="copy_measure",
+                           help="Σλ/Σ|λ| sits near ±1 for many heads (a few large eigenvalues decide it); the rate "
+                                "counts how many ordinary words each head copies, and spreads them apart")
+        fig = (copying_figure(cached_copying_rate(name, ek), f"OV copying: {RATE} (own logit top among the words)",
+                              signed=False) if measure == RATE else copying_figure(cached_copying(name, ek)))
+        st.plotly_chart(fig, width="stretch", key="copying", on_select="rerun", selection_mode="points")
         st.caption("Click a head to open it.")
         col_l, col_h, col_k = st.columns(3)
         layer_w = int(shared(col_l.number_input, "Layer", "layer", min(18, cfg.n_layers - 1), min_value=0,

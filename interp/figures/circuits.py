@@ -129,7 +129,7 @@ def attention_grid_figure(result: AttentionPatterns, tile: int = 24) -> go.Figur
 
 
 def lens_figure(result: LogitLens) -> go.Figure:
-    """The answer's probability after each layer, with each layer's top token on hover."""
+    """The answer's probability after each layer, and each layer's top token written above its probability."""
     top = [f"{t[0][0]!r} {t[0][1]:.2f}" for t in result.top_tokens]
     fig = go.Figure()
     if result.answer_prob is not None:
@@ -137,8 +137,9 @@ def lens_figure(result: LogitLens) -> go.Figure:
                                  name=f"P({result.answer!r})", text=top,
                                  hovertemplate="%{x}: %{y:.3f}<br>top %{text}<extra></extra>"))
     fig.add_trace(go.Scatter(x=result.layers, y=[t[0][1] for t in result.top_tokens],
-                             mode="lines+markers", name="top-1 probability", text=top,
-                             hovertemplate="%{x}: top %{text}<extra></extra>"))
+                             mode="lines+markers+text", name="top-1 token and its probability", customdata=top,
+                             text=[repr(t[0][0]) for t in result.top_tokens], textposition="top center",
+                             textfont={"size": 9}, hovertemplate="%{x}: top %{customdata}<extra></extra>"))
     fig.update_layout(title="Logit lens at the last position", xaxis_title="layer",
                       yaxis_title="probability", yaxis_range=[0, 1])
     return fig
@@ -155,8 +156,10 @@ def dla_figure(result: LogitAttribution) -> go.Figure:
                              y=[f"L{l}" for l in range(heads.shape[0])],
                              hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"), row=1, col=1)
     click_targets(fig, heads.shape[0], heads.shape[1], row=1, col=1, values=heads, label="DLA")
-    fig.add_trace(go.Bar(x=result.mlps.numpy(), y=[f"L{l}" for l in range(len(result.mlps))],
-                         orientation="h", showlegend=False), row=1, col=2)
+    mlps = result.mlps.numpy()
+    fig.add_trace(go.Bar(x=mlps, y=[f"L{l}" for l in range(len(mlps))], orientation="h", showlegend=False,
+                         marker_color=["#2166ac" if v >= 0 else "#b2182b" for v in mlps],  # the heatmap's RdBu
+                         hovertemplate="MLP %{y}: %{x:.3f}<extra></extra>"), row=1, col=2)
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=(f"Direct logit attribution of {result.answer!r} − {result.wrong!r} "
                              f"(total {result.logit_diff:.2f}; embed {result.embed:.2f}, "
@@ -210,9 +213,9 @@ def circuit_figure(circuit, n_layers: int) -> go.Figure:
     pos = {}
     widest = max((len(v) for k, v in rows.items() if k % 1 == 0), default=1)
     for y, names in rows.items():
-        if y % 1:  # MLP rows sit between layers: give them their own column on the left
-            for node in names:
-                pos[node] = (-widest / 2 - 1.5, y)
+        if y % 1:  # MLPs sit between layers in a column of their own on the left, zigzagging so that a
+            for node in names:  # chain of MLPs draws as a visible path, not one vertical line
+                pos[node] = (-widest / 2 - 1.5 - 0.9 * (int(y) % 2), y)
             continue
         for i, node in enumerate(sorted(names)):
             pos[node] = (i - (len(names) - 1) / 2, y)
@@ -231,13 +234,16 @@ def circuit_figure(circuit, n_layers: int) -> go.Figure:
                 fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip",
                                          line={"color": colour, "width": width},
                                          name=f"{'+' if sign > 0 else '−'} score ≥ {lo:.0%} of max"))
+    order = {n: i for names in rows.values() for i, n in enumerate(sorted(names, key=lambda m: pos[m][0]))}
     fig.add_trace(go.Scatter(x=[pos[n][0] for n in circuit.nodes], y=[pos[n][1] for n in circuit.nodes],
-                             mode="markers+text", text=circuit.nodes, textposition="middle right",
+                             mode="markers+text", text=circuit.nodes, textfont={"size": 10},
+                             # neighbours in a row label above and below in turn, so that labels never overlap
+                             textposition=["top center" if order[n] % 2 == 0 else "bottom center" for n in circuit.nodes],
                              customdata=circuit.nodes, marker={"size": 11, "color": "black"}, name="nodes",
                              hovertemplate="%{text}<extra></extra>"))
     fig.update_layout(title=(f"EAP circuit: {len(circuit.edges)} of {circuit.n_edges_total} edges, "
                              f"faithfulness {circuit.faithfulness:.2f}"),
-                      yaxis_title="layer", xaxis_visible=False, height=max(500, 28 * (n_layers + 2)))
+                      yaxis_title="layer", xaxis_visible=False, height=max(500, 40 * (n_layers + 2)))
     return fig
 
 
@@ -292,12 +298,16 @@ def mimetic_figure(result) -> go.Figure:
     return fig
 
 
-def copying_figure(scores, title: str = "OV copying score Σλ/Σ|λ| of W_E W_V W_O W_U") -> go.Figure:
-    """``[layer, head]`` copying scores as a heatmap (+1: the head copies the tokens it attends to)."""
+def copying_figure(scores, title: str = "OV copying score Σλ/Σ|λ| of W_E W_V W_O W_U",
+                   signed: bool = True) -> go.Figure:
+    """``[layer, head]`` copying scores as a heatmap: ``signed`` scores in [-1, 1] (+1: the head copies the
+    tokens it attends to) on a diverging scale, rates in [0, 1] on a sequential one from 0 to their largest."""
     z = scores.numpy()
+    scale = ({"colorscale": "RdBu_r", "zmid": 0, "zmin": -1, "zmax": 1} if signed
+             else {"colorscale": "Blues", "zmin": 0, "zmax": float(z.max()) or 1.0})
     fig = go.Figure(go.Heatmap(z=z, x=[f"H{h}" for h in range(z.shape[1])], y=[f"L{l}" for l in range(z.shape[0])],
-                               colorscale="RdBu_r", zmid=0, zmin=-1, zmax=1, colorbar={"title": "copying"},
-                               hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>"))
+                               colorbar={"title": "copying"}, hovertemplate="%{y}%{x}: %{z:.3f}<extra></extra>",
+                               **scale))
     click_targets(fig, z.shape[0], z.shape[1], values=z, label="copying")
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=title, height=520)
