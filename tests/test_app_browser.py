@@ -270,22 +270,104 @@ def test_first_run_demo_job_and_every_page_under_load_on_a_tiny_model(tmp_path):
                                                               indent=1))
 
 
+def _graph_nodes(page) -> list[tuple[int, int, str, str]]:
+    """(trace index, point index, node id, readable id) of every node marker the graph draws, read from
+    the plotly figure in the page."""
+    return page.evaluate("""() => { const gd = document.querySelector('.st-key-graph .js-plotly-plot');
+        const out = []; gd.data.forEach((t, i) => { if (t.customdata) t.customdata.forEach((c, j) =>
+          out.push([i, j, c, ((t.hovertext || [])[j] || '').split('<b>')[1].split('</b>')[0]])); });
+        return out; }""")
+
+
+def _click_node(page, trace: int, point: int, readable: str) -> None:
+    """Click one node marker with the mouse, at the pixel where plotly draws it, and wait for the page to
+    show that node (the click landed)."""
+    page.locator(".st-key-graph .js-plotly-plot").scroll_into_view_if_needed()
+    page.wait_for_timeout(200)
+    x, y = page.evaluate("""([i, j]) => { const gd = document.querySelector('.st-key-graph .js-plotly-plot');
+        const t = gd._fullData.find(f => f.index === i), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const r = gd.getBoundingClientRect();
+        return [r.left + xa._offset + xa.l2p(t.x[j]), r.top + ya._offset + ya.l2p(t.y[j])]; }""", [trace, point])
+    page.mouse.click(x, y)
+    try:
+        page.wait_for_function("s => [...document.querySelectorAll('h3')].some(h => h.innerText.startsWith(s))",
+                               arg=readable + ":", timeout=60_000)
+    except Exception:
+        shown = page.evaluate("() => [...document.querySelectorAll('h3')].map(h => h.innerText)")
+        raise AssertionError(f"the click on {readable!r} did not land: the page shows {shown}") from None
+    _idle(page)
+    _no_errors(page)
+
+
+def _clicks_land(page, most: int = 6) -> int:
+    """Click a spread of nodes (features first, then an error, a token and a logit) and check each lands."""
+    nodes = _graph_nodes(page)
+    kinds = {}
+    for trace, point, node_id, readable in nodes:
+        kinds.setdefault(readable.split(" ")[0] if not readable.startswith("L") else "feature", []).append(
+            (trace, point, readable))
+    picks = kinds.get("feature", [])[:3] + [v[0] for k, v in kinds.items() if k != "feature"]
+    for _, _, readable in picks[:most]:  # a click redraws the chart (the node's links on top): find it again
+        trace, point = next((t, p) for t, p, _, r in _graph_nodes(page) if r == readable)
+        _click_node(page, trace, point, readable)
+    return len(picks[:most])
+
+
 def test_attribution_graph_page_in_chromium_on_a_tiny_model(tmp_path):
     """The Attribution graph page as a new user meets it: no transcoders, so the demo job trains a set in
-    the background; the graph draws; a click on a feature node opens its dashboard; the ablate button
-    changes the logits shown."""
+    the background and the graph draws. Mouse clicks on nodes land (at the default thresholds and at 0.4);
+    a feature opens its dashboard; Pin, clicked with the mouse, pins it and the pinned subgraph shows it
+    with the logits; the ablate button changes the logits shown. Meanwhile a second tab generating with
+    a steering vector and a graph computing in the first tab both finish (they share one model)."""
     with _demo_started(tmp_path, "/Attribution_graph", "Train demo transcoders",
                        "The demo transcoders") as (browser, page, base, shots):
         page.wait_for_selector(".st-key-graph .js-plotly-plot", timeout=600_000)
         _idle(page)
         _no_errors(page)
-        assert "Replacement score" in page.inner_text("body")
-        _shot(page, shots / "explorer-graph.png")
-        features = page.locator(".st-key-graph .scatterlayer .trace").nth(3)  # links, links, link weights, features
-        _click_point(page, features.locator(".point").first)
+        assert "Replacement score" in page.inner_text("body") and "The demo set:" in page.inner_text("body")
+        assert re.search(r"drawing [0-9,]+ of [0-9,]+ links", page.inner_text("body"))
+        assert _clicks_land(page) >= 3
+        page.goto(base + "/Attribution_graph?node_t=0.4")
+        page.wait_for_selector(".st-key-graph .js-plotly-plot", timeout=120_000)
+        _idle(page)
+        assert _clicks_land(page) >= 3
+
+        # two tabs computing on the shared model at once
+        other = browser.new_page(viewport={"width": 1400, "height": 1400})
+        other.goto(base + "/Probes_and_steering?alpha=6.0&steer_layer=1")
+        other.get_by_role("button", name="Generate", exact=True).wait_for(timeout=120_000)
+        _idle(other)
+        other.get_by_role("button", name="Generate", exact=True).click()
+        page.goto(base + "/Attribution_graph?node_t=0.95&prompt=The+Colosseum+is+in+the+city+of")
+        other.wait_for_selector("text=P(positive) of the generations", timeout=300_000)
+        page.wait_for_selector(".st-key-graph .js-plotly-plot", timeout=300_000)
+        for tab in (page, other):
+            _idle(tab)
+            _no_errors(tab)
+        assert "Colosseum" in page.inner_text("body")
+        other.close()
+
+        features = [n for n in _graph_nodes(page) if n[3].startswith("L")]
+        assert features, "no feature node at node threshold 0.95"
+        trace, point, node_id, readable = features[0]
+        _click_node(page, trace, point, readable)
         page.wait_for_selector("text=Feature dashboard", timeout=120_000)
+        assert "Strongest inputs" in page.inner_text("body")
+        page.get_by_role("button", name="Pin this node").click()  # it crashed with the box drawn already
+        page.get_by_role("button", name="Unpin this node").wait_for(timeout=60_000)
         _idle(page)
         _no_errors(page)
+        page.get_by_text("Show only the pinned subgraph").click()
+        _idle(page)
+        page.wait_for_function("id => document.querySelector('.st-key-graph .js-plotly-plot').data.some("
+                               "t => t.name === 'logit') && document.querySelector('.st-key-graph .js-plotly-plot')"
+                               ".data.some(t => (t.customdata || []).includes(id))", arg=node_id, timeout=60_000)
+        pinned = [n for n in _graph_nodes(page)]
+        assert {n[2] for n in pinned} >= {node_id} and len(pinned) < 20
+        _shot(page, shots / "explorer-graph-pinned.png")
+        page.get_by_text("Show only the pinned subgraph").click()
+        _idle(page)
+        _shot(page, shots / "explorer-graph.png")
         page.get_by_role("button", name="Ablate / steer this feature").click()
         page.wait_for_selector("text=Largest logit change", timeout=120_000)
         _idle(page)

@@ -32,7 +32,7 @@ def test_node_ids_find_their_rows_and_read_as_people_write_them(graph):
     layer, f, pos = feat["node_id"].split("_")
     assert readable_id(feat, graph.token_text) == f"L{layer} #{f} @{pos} {graph.token_text[int(pos)]!r}"
     logit = next(n for n in doc["nodes"] if n["feature_type"] == "logit" and n["is_target_logit"])
-    assert readable_id(logit, graph.token_text) == f"logit {graph.logit_text[0]}"
+    assert readable_id(logit, graph.token_text) == f"logit {graph.logit_text[0]!r}"
 
 
 def test_a_nodes_ranked_links_are_its_adjacency_row_and_column_sorted_by_magnitude(graph):
@@ -109,4 +109,7 @@ def test_the_layout_spreads_a_crowded_cell_into_rows_and_the_figure_says_what_it
     assert sum(len(t.customdata) for t in nodes) == len(doc["nodes"])
     texts = {c: (tx, h) for t in nodes for c, tx, h in zip(t.customdata, t.text, t.hovertext)}
     assert "top: 'Paris'" in texts[clicked][1]
-    assert all(texts[n["node_id"]][0] for n in doc["nodes"] if n["feature_type"] == "logit")  # logits named
+    top = sorted((n for n in doc["nodes"] if n["feature_type"] == "logit"), key=lambda n: -n["token_prob"])
+    assert all(texts[n["node_id"]][0] for n in top[:5]) and not any(texts[n["node_id"]][0] for n in top[5:])
+    sides = [p for t in nodes for p, tx in zip(t.textposition, t.text) if tx]
+    assert {"top center", "bottom center"} <= set(sides)  # labels alternate, so neighbours do not overlap

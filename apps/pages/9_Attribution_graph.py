@@ -193,9 +193,12 @@ if supernodes:
 hover = cached_hover(tc_path, store_path, tuple(n["node_id"] for n in view["nodes"]
                                                   if n["feature_type"] == "cross layer transcoder")) if store_path else {}
 drawn = {n["node_id"] for n in view["nodes"]}
-event = st.plotly_chart(graph_figure(view, pinned=pinned, max_links=max_links, labels=n_labels, hover=hover,
-                                     clicked=node_id if node_id in drawn else None),
-                        key="graph", on_select="rerun", selection_mode="points", use_container_width=True)
+chart = st.session_state.setdefault("graph_chart", 0)
+with st.container(key="graph"):
+    event = st.plotly_chart(graph_figure(view, pinned=pinned, max_links=max_links, labels=n_labels, hover=hover,
+                                         clicked=node_id if node_id in drawn else None),
+                            key=f"graph_chart_{chart}", on_select="rerun", selection_mode="points",
+                            use_container_width=True)
 st.caption(f"Drawing {min(max_links, len(view['links'])):,} of {len(view['links']):,} links, the strongest by "
            "|weight|: width and opacity step with it (blue excites, red inhibits). A clicked node's own links are "
            "drawn over the rest. Hover a node for its top activations when a store is given.")
@@ -204,8 +207,10 @@ st.download_button("Download the graph JSON (circuit-tracer's format, with the p
                    mime="application/json", key="download")
 picked = [p.get("customdata") for p in (event.selection.points if event and event.selection else [])
           if p.get("customdata")]
-if picked:
-    st.session_state["graph_node"] = node_id = picked[0] if isinstance(picked[0], str) else picked[0][0]
+if picked:  # the click's node; then a fresh chart, since a chart still holding this selection swallows the next click
+    st.session_state["graph_node"] = picked[0] if isinstance(picked[0], str) else picked[0][0]
+    st.session_state["graph_chart"] = chart + 1
+    st.rerun()
 node = next((n for n in view["nodes"] if n["node_id"] == node_id), None) or next(
     (n for n in doc["nodes"] if n["node_id"] == node_id), None)
 if node is None:

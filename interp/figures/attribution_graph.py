@@ -39,7 +39,8 @@ def graph_layout(doc: dict) -> dict[str, tuple[float, float]]:
 
 
 def readable_id(node: dict, tokens: list[str]) -> str:
-    """``L12 #345 @6 ' Paris'`` for a feature, ``error L12 @6``, ``token @6 ' Paris'``, ``logit ' Rome'``."""
+    """``L12 #345 @6 ' Paris'`` for a feature, ``error L12 @6``, ``token @6 ' Paris'``, ``logit ' Rome'``
+    (tokens quoted, so that a leading space shows)."""
     kind, pos = node["feature_type"], node["ctx_idx"]
     tok = repr(tokens[pos]) if 0 <= pos < len(tokens) else ""
     if kind == "cross layer transcoder":
@@ -51,7 +52,7 @@ def readable_id(node: dict, tokens: list[str]) -> str:
         return f"token @{pos} {tok}"
     if kind == "logit":
         text = node.get("clerp", "")
-        return "logit " + (text.split('"')[1] if text.count('"') >= 2 else node["node_id"])
+        return "logit " + (repr(text.split('"')[1]) if text.count('"') >= 2 else node["node_id"])
     return f"{node.get('clerp') or node['node_id']} ({len(node.get('members', []))} nodes)"
 
 
@@ -66,7 +67,8 @@ def _short(n: dict, tokens: list[str]) -> str:
 def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 600, clicked: str | None = None,
                  hover: dict[str, str] | None = None, labels: int = 12) -> go.Figure:
     """An attribution graph (circuit-tracer's JSON): positions across, layers up; nodes sized by influence and
-    coloured by kind, the ``labels`` most influential features and every logit named on the chart. The
+    coloured by kind, the ``labels`` most influential features and the five likeliest logits named on the
+    chart (neighbours in a row above and below in turn). The
     ``max_links`` strongest links are drawn, width and opacity stepping with |weight| (blue positive, red
     negative), and the figure says how many of all it draws; a ``clicked`` node's own links are drawn
     over the rest, which fade. ``hover`` adds text (e.g. top activations) to a node's hover. Each node's
@@ -97,8 +99,14 @@ def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 60
                         line={"color": f"rgba({rgb},{alpha * boost:.3f})", "width": width * (1.6 if drawn is own else 1)}))
     feats = sorted((n for n in doc["nodes"] if n["feature_type"] in ("cross layer transcoder", "supernode")),
                    key=lambda n: -abs(n.get("influence") or 0))
-    named = {n["node_id"] for n in feats[:labels]} | {n["node_id"] for n in doc["nodes"] if n["feature_type"] == "logit"}
+    logits = sorted((n for n in doc["nodes"] if n["feature_type"] == "logit"), key=lambda n: -n["token_prob"])
+    named = {n["node_id"] for n in feats[:labels]} | {n["node_id"] for n in logits[:5]}
     named |= pinned | ({clicked} if clicked else set())
+    side: dict[str, str] = {}  # named neighbours in one row label above and below in turn
+    for row in {round(pos[i][1], 3) for i in named if i in pos}:
+        for k, i in enumerate(sorted((i for i in named if i in pos and round(pos[i][1], 3) == row),
+                                     key=lambda i: pos[i][0])):
+            side[i] = "top center" if k % 2 == 0 else "bottom center"
     for kind, colour in GRAPH_COLOURS.items():
         nodes = [n for n in doc["nodes"] if n["feature_type"] == kind]
         if not nodes:
@@ -107,11 +115,12 @@ def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 60
         big = max(infl) or 1.0
         fig.add_trace(go.Scatter(
             x=[pos[n["node_id"]][0] for n in nodes], y=[pos[n["node_id"]][1] for n in nodes], mode="markers+text",
-            marker={"size": [7 + 14 * (v / big) ** 0.5 if kind != "logit" else 8 + 16 * n["token_prob"]
+            marker={"size": [6 + 10 * (v / big) ** 0.5 if kind != "logit" else 7 + 12 * n["token_prob"]
                              for v, n in zip(infl, nodes)], "color": colour,
                     "line": {"width": [3 if n["node_id"] in pinned or n["node_id"] == clicked else 0.5 for n in nodes],
                              "color": "black"}},
-            text=[_short(n, toks) if n["node_id"] in named else "" for n in nodes], textposition="top center",
+            text=[_short(n, toks) if n["node_id"] in named else "" for n in nodes],
+            textposition=[side.get(n["node_id"], "top center") for n in nodes],
             textfont={"size": 10}, customdata=[n["node_id"] for n in nodes], name=kind,
             hovertext=[f"<b>{readable_id(n, toks)}</b>  ({n['node_id']})<br>{n['clerp'] or kind}"
                        f"<br>influence {n.get('influence') or 0:.3f}"
@@ -121,6 +130,7 @@ def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 60
     n_layers = max((float(n["layer"]) for n in doc["nodes"] if n["layer"] != "E"), default=0)
     fig.update_layout(
         title=f"Attribution graph: {doc['metadata'].get('prompt', '')!r}", clickmode="event",
+        hovermode="closest",  # a click picks the nearest node, not the first at its position (hovermode x)
         xaxis={"tickmode": "array", "tickvals": list(range(len(toks))),
                "ticktext": [f"{i}: {t!r}" for i, t in enumerate(toks)], "title": "position", "range": [-0.6, len(toks) - 0.4]},
         yaxis={"title": "layer (tokens below, logits above)", "range": [-1.7, n_layers + 0.7], "zeroline": False},
