@@ -376,4 +376,15 @@ def test_attribution_graph_page_in_chromium_on_a_tiny_model(tmp_path):
         real = float(re.search(r"real model ([0-9.]+)", line).group(1))
         assert real > 0, line
         _shot(page, shots / "explorer-graph-ablate.png")
+
+        # the hover-a-token strip wraps: every token of a long prompt lies inside its frame
+        words = "When Mary and John went to the store on a sunny day in the city, John gave a drink to"
+        page.goto(base + "/Attention?prompt=" + words.replace(" ", "+"))
+        page.wait_for_selector("text=Top induction heads", timeout=120_000)
+        _idle(page)
+        frame = next(f for f in page.frames if f.query_selector("#toks"))
+        inside = frame.evaluate("""() => { const w = document.documentElement.clientWidth, h = window.innerHeight;
+            return [...document.querySelectorAll('.t')].map(t => { const r = t.getBoundingClientRect();
+              return r.right <= w + 1 && r.bottom <= h + 1; }); }""")
+        assert len(inside) >= 20 and all(inside), inside
         browser.close()
