@@ -303,6 +303,26 @@ def test_bad_graph_input_gets_one_clear_line(tiny_models):
         TranscoderSet(tset.layers, "gpt2").check_model(model)
 
 
+def test_top_paths_are_signed_and_promoting_and_suppressing_chains_rank_apart(tiny_models):
+    model = tiny_models["tiny-llama"]
+    g = attribution_graph(model, random_set(model, seed=5), PROMPT, batch=16)
+    p = g.prune(0.9, 0.99)
+    A = np.where(p.edge_mask.numpy(), g.adjacency, 0.0)
+    t = g.logit_slice.start
+    ups, downs = g.top_paths(k=3, node_threshold=0.9, edge_threshold=0.99, sign=1), \
+        g.top_paths(k=3, node_threshold=0.9, edge_threshold=0.99, sign=-1)
+    # the reference: the logit row's strongest positive and negative entries, by a plain sort
+    pos = sorted((float(A[t, s]) for s in range(g.n_nodes) if A[t, s] > 0), reverse=True)[:3]
+    neg = sorted(float(A[t, s]) for s in range(g.n_nodes) if A[t, s] < 0)[:3]
+    assert [q["strength"] for q in ups] == pytest.approx(pos) and [q["strength"] for q in downs] == pytest.approx(neg)
+    assert pos and neg  # both kinds exist, so the test can tell them apart
+    assert {q["effect"] for q in ups} == {"promotes"} and {q["effect"] for q in downs} == {"suppresses"}
+    for q in ups + downs:  # every edge's signed weight; the last one into the logit is the strength
+        assert q["weights"][-1] == q["strength"] and len(q["weights"]) == len(q["nodes"]) - 1
+    summary = g.summary(0.9, 0.99)["top_paths"]
+    assert [q["effect"] for q in summary] == ["promotes"] * len(ups) + ["suppresses"] * len(downs)
+
+
 def test_the_graph_verb_writes_a_file_that_validates_and_refuses_bad_input(tiny_models, tmp_path):
     import json
 

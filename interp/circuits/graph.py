@@ -189,16 +189,20 @@ class AttributionGraph:
         return graph_scores(A, self.logit_weights(), self.error_slice, self.token_slice)
 
     def top_paths(self, target: int | None = None, k: int = 5, node_threshold: float = 0.8,
-                  edge_threshold: float = 0.98, max_len: int = 8) -> list[dict]:
+                  edge_threshold: float = 0.98, max_len: int = 8, sign: int = 0) -> list[dict]:
         """The strongest chains into a logit (default: the top one) in the pruned graph: from the logit,
-        follow each best incoming edge (by |weight|) back to a token, branching on the first step."""
+        follow each best incoming edge (by |weight|) back to a token, branching on the first step.
+        ``sign`` +1 keeps the chains whose last edge promotes the logit, -1 those that suppress it (0:
+        both, by |weight|). Each chain carries every edge's signed weight and ``effect``: "promotes" or
+        "suppresses" (the sign of its last edge, the one into the logit)."""
         p = self.prune(node_threshold, edge_threshold)
         A = np.where(p.edge_mask.numpy(), self.adjacency, 0.0)
         t = self.logit_slice.start + (target or 0)
-        firsts = np.argsort(-np.abs(A[t]))[:k]
+        row = A[t] if sign == 0 else np.where(np.sign(A[t]) == sign, A[t], 0.0)
+        firsts = np.argsort(-np.abs(row), kind="stable")[:k]
         paths = []
         for s in firsts:
-            if A[t, s] == 0:
+            if row[s] == 0:
                 continue
             chain, weights, node = [int(s)], [float(A[t, s])], int(s)
             while len(chain) < max_len and node < self.n_features:
@@ -209,7 +213,8 @@ class AttributionGraph:
                 weights.append(float(A[node, nxt]))
                 node = nxt
             nodes = [self.node(i)["label"] for i in reversed(chain)] + [self.node(t)["label"]]
-            paths.append({"nodes": nodes, "weights": list(reversed(weights)), "strength": float(A[t, s])})
+            paths.append({"nodes": nodes, "weights": list(reversed(weights)), "strength": float(A[t, s]),
+                          "effect": "promotes" if A[t, s] > 0 else "suppresses"})
         return paths
 
     # ------------------------------------------------------------------ files and figures
@@ -233,7 +238,8 @@ class AttributionGraph:
                 "scores": self.scores().to_dict(),
                 "scores_pruned": self.scores(node_threshold, edge_threshold).to_dict(),
                 "logits": [{"token": t, "probability": float(q)} for t, q in zip(self.logit_text, self.logit_probs)],
-                "top_paths": self.top_paths(None, 3, node_threshold, edge_threshold),
+                "top_paths": (self.top_paths(None, 3, node_threshold, edge_threshold, sign=1)
+                              + self.top_paths(None, 3, node_threshold, edge_threshold, sign=-1)),
                 "exactness_max_error": self.check_exact(),
                 "layers_without_transcoder": self.layers_without_transcoder, "seconds": self.seconds}
 

@@ -136,8 +136,10 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
     print(f"  replacement {s['replacement']:.3f} (pruned {sp['replacement']:.3f})   completeness "
           f"{s['completeness']:.3f} (pruned {sp['completeness']:.3f})   exactness error {out['exactness_max_error']:.1e}")
     print("  logits: " + ", ".join(f"{lg['token']!r} {lg['probability']:.3f}" for lg in out["logits"][:5]))
-    for p in out["top_paths"]:
-        print("  path: " + " → ".join(p["nodes"]) + f"  ({p['strength']:+.3f})")
+    for effect in ("promotes", "suppresses"):  # the edge weights written on the arrows, signed
+        for p in (p for p in out["top_paths"] if p["effect"] == effect):
+            chain = p["nodes"][0] + "".join(f" →({w:+.3f}) {n}" for w, n in zip(p["weights"], p["nodes"][1:]))
+            print(f"  path {effect} {out['logits'][0]['token']!r}: {chain}")
     iv = out.get("intervention")
     if iv:
         print("  intervention: " + ", ".join(f"{f['layer']}:{f['feature']}@{f['position']}={f['value']:g}"
