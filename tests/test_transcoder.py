@@ -1,6 +1,7 @@
 """Skip transcoders: the formula, multi-layer training from one pass, resume, the set's three layouts."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -387,6 +388,21 @@ def test_the_cli_trains_and_evaluates_a_set_and_refuses_bad_input_in_one_line(co
     ev = run_json("sae", "eval", str(tmp_path / "set"), "--model", "tiny-llama", "--corpus", corpus, "--tokens", "256",
                   "--no-per-layer")
     assert ev["source"] == "interp" and len(ev["layers"]) == 3 and 0 <= ev["top1_agreement"] <= 1
+    from safetensors.torch import load_file
+
+    from tests.test_cli import run_in_process
+
+    weights = tmp_path / "set" / "layer_1" / "sae_weights.safetensors"  # layer 1 now misses by far more than its mean
+    w = load_file(weights)
+    save_file({**w, "b_dec": w["b_dec"] + 100.0}, weights)
+    code, text, err = run_in_process("sae", "eval", str(tmp_path / "set"), "--model", "tiny-llama", "--corpus", corpus,
+                                     "--tokens", "256", "--no-per-layer", "--force")
+    assert code == 0 and text.count("CE recovered alone skipped (--no-per-layer)") == 3 and "nan" not in text
+    warned = [line for line in err.splitlines() if line.startswith("interp: warning: held-out FVU above 1")]
+    again = run_json("sae", "eval", str(tmp_path / "set"), "--model", "tiny-llama", "--corpus", corpus, "--tokens",
+                     "256", "--no-per-layer")
+    above = [f["layer"] for f in again["layers"] if f["fvu"] > 1]
+    assert len(warned) == 1 and 1 in above and [int(n) for n in re.findall(r"(\d+) \(", warned[0])] == above, err
     assert_one_line_error(*base, "--transcoder", "--layers", "0-7", "--out", str(tmp_path / "x"), message="out of range")
     assert_one_line_error(*base, "--transcoder", "--layers", "1-a", "--out", str(tmp_path / "x"),
                           message="not a list of layers")

@@ -242,6 +242,14 @@ def _eval_set(args) -> dict:
     model = model_of(args)
     res = evaluate_replacement(model, tset, args.corpus, args.tokens or 4096, skip_rows=args.skip_rows,
                                max_norm_ratio=args.max_norm_ratio, per_layer=not args.no_per_layer, force=args.force)
+    worse = [f for f in res.to_dict()["layers"] if f["fvu"] > 1]
+    if worse:
+        from interp.errors import warn
+
+        warn(f"held-out FVU above 1 on layer{'s' if len(worse) > 1 else ''} "
+             + ", ".join(f"{f['layer']} ({f['fvu']:.2f})" for f in worse)
+             + ": those transcoders predict their MLP's output worse than its mean does; train them longer "
+               "(more --tokens) before reading their graphs")
     return with_html({"model": model.cfg.model_name, "dir": args.dir, "source": tset.source, **res.to_dict(),
                       "axes": {"layers": ["layer"]}}, args, "replacement_figure", res)
 
@@ -450,7 +458,8 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
               f"KL {out['kl']:.3f}")
         for f in out["layers"]:
             print(f"  layer {f['layer']:>2}  FVU {f['fvu']:.3f}  L0 {f['l0']:5.1f}  dead {f['dead_frac']:.3f}  "
-                  f"CE recovered alone {f['ce_loss_recovered']:.3f}")
+                  + (f"CE recovered alone {f['ce_loss_recovered']:.3f}" if f["ce_loss_recovered"] == f["ce_loss_recovered"]
+                     else "CE recovered alone skipped (--no-per-layer)"))
     elif sub == "eval":
         print(f"L0 {out['l0']:.1f}  FVU {out['fvu']:.3f}  CE recovered {out['ce_loss_recovered']:.3f}  "
               f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
