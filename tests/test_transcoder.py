@@ -385,6 +385,9 @@ def test_the_cli_trains_and_evaluates_a_set_and_refuses_bad_input_in_one_line(co
             "--tokens", "512", "--batch-size", "128")
     out = run_json(*base, "--transcoder", "--layers", "0-2", "--out", str(tmp_path / "set"))
     assert out["transcoder"] and out["layers"] == [0, 1, 2] and [p["layer"] for p in out["per_layer"]] == [0, 1, 2]
+    fvus = [p["fvu"] for p in out["per_layer"]]  # the set's final: the mean and the worst, not layer 0's
+    assert out["final"]["fvu"] == pytest.approx(sum(fvus) / 3) and out["final"]["worst_fvu"] == max(fvus)
+    assert out["final"]["worst_fvu_layer"] == fvus.index(max(fvus))
     ev = run_json("sae", "eval", str(tmp_path / "set"), "--model", "tiny-llama", "--corpus", corpus, "--tokens", "256",
                   "--no-per-layer")
     assert ev["source"] == "interp" and len(ev["layers"]) == 3 and 0 <= ev["top1_agreement"] <= 1

@@ -173,9 +173,19 @@ def _train(args) -> dict:
            "resumed_from_step": res.resumed_from, "final": res.final, "epochs": res.final.get("epoch", 1),
            "axes": {}, "seconds": res.seconds}
     if layers is not None:
-        out.update(hook_out=hook_out, transcoder=bool(hook_out), layers=layers,
-                   per_layer=[{"layer": layer, **res.finals[layer]} for layer in layers], axes={"per_layer": ["layer"]})
+        per_layer = [{"layer": layer, **res.finals[layer]} for layer in layers]
+        out.update(hook_out=hook_out, transcoder=bool(hook_out), layers=layers, per_layer=per_layer,
+                   final=set_final(per_layer), axes={"per_layer": ["layer"]})
     return out
+
+
+def set_final(per_layer: list[dict]) -> dict:
+    """A set's last metrics as one record: each metric's mean over the layers, and the worst layer's FVU
+    and its layer (a set's ``final`` used to be its first layer's)."""
+    keys = [k for k in per_layer[0] if k != "layer" and isinstance(per_layer[0][k], (int, float))]
+    mean = {k: sum(f[k] for f in per_layer) / len(per_layer) for k in keys}
+    worst = max(per_layer, key=lambda f: f.get("fvu", 0.0))
+    return {**mean, "over": "mean of the layers", "worst_fvu": worst.get("fvu"), "worst_fvu_layer": worst["layer"]}
 
 
 def _train_hooks(args) -> tuple[str, str, list[int] | None]:
@@ -465,8 +475,10 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
               f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
     elif sub == "train" and out.get("layers") is not None:
         kind = "transcoders" if out["transcoder"] else "SAEs"
+        fin = out["final"]
         print(f"trained {len(out['layers'])} {kind} for {out['steps']} steps ({out['tokens']:,} tokens, one model pass "
-              f"per block) into {out['out']}")
+              f"per block) into {out['out']}: mean FVU {fin.get('fvu', 0):.3f}, worst {fin.get('worst_fvu') or 0:.3f} "
+              f"(layer {fin['worst_fvu_layer']}), mean L0 {fin.get('l0', 0):.1f}")
         for f in out["per_layer"]:
             print(f"  layer {f['layer']:>2}  L0 {f.get('l0', 0):5.1f}  FVU {f.get('fvu', 0):.3f}  dead {f.get('dead_frac', 0):.3f}")
     elif sub == "train":
