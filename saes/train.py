@@ -116,10 +116,13 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def for_layer(self, layer: int) -> "TrainConfig":
-        """The config of one layer's dictionary: the same as a single-layer run with these options."""
+        """The config of one layer's dictionary: the same as a single-layer run with these options and
+        ``init_seed`` :func:`layer_seed` of the run's, so that no two layers start from the same weights
+        (they did: after a short run feature #381 recurred at adjacent layers)."""
+        base = self.seed if self.init_seed is None else self.init_seed
         return replace(self, hook=self.hook.replace("{l}", str(layer)),
                        hook_out=self.hook_out.replace("{l}", str(layer)), layers=None,
-                       block_rows=self.resolved_block_rows())
+                       block_rows=self.resolved_block_rows(), init_seed=layer_seed(base, layer))
 
     def hooks(self) -> list[str]:
         """Every hook the run harvests."""
@@ -143,6 +146,11 @@ def default_block_rows(n_hooks: int, batch_size: int, seq_len: int) -> int:
     the memory of 512 rows of one hook (60 hooks of SmolLM2: 73 rows, 1.3 GB), yet holds two batches with
     room (about a tenth) for the massive-activation tokens the store drops."""
     return min(256, max(-(-9 * batch_size // (4 * max(seq_len - 1, 1))), 512 // max(n_hooks, 1)))
+
+
+def layer_seed(seed: int, layer: int) -> int:
+    """The initial-weight seed of layer ``layer``'s dictionary in a multi-layer run seeded ``seed``."""
+    return seed + 1000 * (layer + 1)
 
 
 def default_lr(d_sae: int) -> float:

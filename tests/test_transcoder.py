@@ -12,7 +12,7 @@ from interp.errors import InterpError
 from saes.activations import ActivationStore
 from saes.config import SAEConfig
 from saes.io import load_sae, make_sae
-from saes.train import TrainConfig, train
+from saes.train import TrainConfig, layer_seed, train
 from saes.transcoder import check_transcoder_hooks, load_set, parse_layers, save_circuit_tracer
 
 IN, OUT = "blocks.{l}.hook_resid_mid", "blocks.{l}.hook_mlp_out"
@@ -122,13 +122,17 @@ def test_one_multi_layer_job_equals_single_layer_jobs_with_one_forward_per_block
     blocks = -(-8 // store.batches_per_block)
     model_batches = -(-16 // store.model_batch)
     assert len(forwards) == blocks * model_batches  # one forward per block (per model micro-batch), not per layer
-    for layer in (0, 1, 2):
-        single = train(model, _cfg(corpus, hook=IN.format(l=layer), hook_out=OUT.format(l=layer)),
-                       tmp_path / f"single{layer}")
+    for layer in (0, 1, 2):  # a single-layer run with the layer's own initial seed is the same dictionary
+        single = train(model, _cfg(corpus, hook=IN.format(l=layer), hook_out=OUT.format(l=layer),
+                                   init_seed=layer_seed(0, layer)), tmp_path / f"single{layer}")
         for name, p in single.sae.state_dict().items():
             assert torch.equal(p, multi.layers[layer].state_dict()[name]), (layer, name)
         lines = (tmp_path / "set" / f"layer_{layer}" / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in lines] == [4, 8]
+    for a, b in ((0, 1), (1, 2)):  # no two layers start alike: after 8 steps latent j of adjacent layers differs
+        wa, wb = multi.layers[a].W_enc.detach(), multi.layers[b].W_enc.detach()
+        same = torch.nn.functional.cosine_similarity(wa, wb, dim=0).mean()
+        assert abs(float(same)) < 0.3, (a, b, float(same))
     manifest = json.loads((tmp_path / "set" / "set.json").read_text())
     assert manifest["kind"] == "transcoders" and set(manifest["layers"]) == {"0", "1", "2"}
     tset = load_set(tmp_path / "set")
