@@ -228,22 +228,28 @@ def test_a_tiny_models_graph_prunes_and_scores_like_the_reference(tiny_models):
     assert {n["feature_type"] for n in doc["nodes"]} >= {"embedding", "logit"}
 
 
-def test_a_capped_graph_takes_features_by_influence_like_a_dense_reference(tiny_models, monkeypatch):
+@pytest.mark.parametrize("target", [None, 6])
+def test_a_capped_graph_takes_features_by_influence_like_a_dense_reference(tiny_models, monkeypatch, target):
     """With --max-feature-nodes below the active count, rows come in rounds, each taking the features of
     highest influence through the rows so far. Reference: the full graph's rows, and at each round the
-    influence as a dense inverse over the features already taken."""
+    influence as a dense inverse over the features already taken. The logits weigh in by probability;
+    with --target (the 7th likeliest token here) the target alone does."""
     import interp.circuits.graph as graph_module
 
     model = tiny_models["tiny-llama"]
     tset = random_set(model, seed=3)
     monkeypatch.setattr(graph_module, "INFLUENCE_ROUND", 4)
-    full = attribution_graph(model, tset, PROMPT, batch=8, label_features=False)
-    cap = attribution_graph(model, tset, PROMPT, batch=8, max_feature_nodes=40, label_features=False)
+    tok = None if target is None else attribution_graph(model, tset, PROMPT, batch=8, label_features=False,
+                                                         max_feature_nodes=1).logit_text[target]
+    full = attribution_graph(model, tset, PROMPT, batch=8, label_features=False, target=tok)
+    cap = attribution_graph(model, tset, PROMPT, batch=8, max_feature_nodes=40, label_features=False, target=tok)
     F, n_round, n_cap = full.n_features, 4, 40
     assert cap.n_features == n_cap < F == cap.active_features
     A = full.adjacency.astype(np.float64)
     norm = np.abs(A) / np.maximum(np.abs(A).sum(1, keepdims=True), 1e-10)
-    direct = full.logit_probs @ norm[full.logit_slice, :F]
+    weights = full.logit_probs if tok is None else np.eye(full.n_logits)[0]  # the target is the first logit
+    assert (cap.top_logit_input()["weighting"] == "target") == (tok is not None)
+    direct = weights @ norm[full.logit_slice, :F]
     done: list[int] = []
     while len(done) < n_cap:
         M = np.zeros((F, F))

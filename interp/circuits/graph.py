@@ -88,6 +88,9 @@ class AttributionGraph:
     seconds: float = 0.0
     dropped: np.ndarray | None = None
     """[n_nodes]: each row's input from active features that ``max_feature_nodes`` left out of the nodes."""
+    logit_weight: np.ndarray | None = None
+    """[n_logits]: how much each logit counts in the cap, influence, pruning and scores (None: its
+    probability, circuit-tracer's weighting). A ``--target`` graph puts all the weight on the target."""
 
     # ------------------------------------------------------------------ layout
 
@@ -127,7 +130,8 @@ class AttributionGraph:
 
     def logit_weights(self) -> Tensor:
         w = torch.zeros(self.n_nodes, dtype=torch.float64)
-        w[self.logit_slice] = torch.as_tensor(self.logit_probs, dtype=torch.float64)
+        w[self.logit_slice] = torch.as_tensor(self.logit_probs if self.logit_weight is None else self.logit_weight,
+                                              dtype=torch.float64)
         return w
 
     def node(self, i: int) -> dict:
@@ -217,6 +221,14 @@ class AttributionGraph:
                           "effect": "promotes" if A[t, s] > 0 else "suppresses"})
         return paths
 
+    def top_logit_input(self) -> dict:
+        """The first logit's (the target's, with ``--target``) input from the feature nodes kept and from
+        the active features the cap left out, and the weighting that chose them."""
+        t = self.logit_slice.start
+        return {"token": self.logit_text[0], "from_kept_features": float(self.adjacency[t, :self.n_features].sum()),
+                "from_left_out_features": float(self.dropped[t]) if self.dropped is not None else 0.0,
+                "weighting": "target" if self.logit_weight is not None else "probability"}
+
     # ------------------------------------------------------------------ files and figures
 
     def to_json(self, node_threshold: float = 0.8, edge_threshold: float = 0.98, slug: str = "graph",
@@ -240,6 +252,7 @@ class AttributionGraph:
                 "logits": [{"token": t, "probability": float(q)} for t, q in zip(self.logit_text, self.logit_probs)],
                 "top_paths": (self.top_paths(None, 3, node_threshold, edge_threshold, sign=1)
                               + self.top_paths(None, 3, node_threshold, edge_threshold, sign=-1)),
+                "top_logit_input": self.top_logit_input(),
                 "exactness_max_error": self.check_exact(),
                 "layers_without_transcoder": self.layers_without_transcoder, "seconds": self.seconds}
 
@@ -249,11 +262,16 @@ class AttributionGraph:
 
 def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, logit_prob: float = 0.95,
                       max_feature_nodes: int = 4096, batch: int = 32, target: str | None = None,
-                      label_features: bool = True, memory_limit: int = MEMORY_LIMIT,
+                      weight_target: bool = True, label_features: bool = True, memory_limit: int = MEMORY_LIMIT,
                       before_edges: Callable[[dict[int, Tensor]], object] | None = None) -> AttributionGraph:
     """The attribution graph of ``prompt``'s next token (see the module docstring). ``before_edges``, if
     given, sees the clean run's feature activations (``{layer: [pos, d_sae]}``) before any edge is
-    computed, and may refuse the work by raising."""
+    computed, and may refuse the work by raising.
+
+    With ``target``, the target logit carries all the weight (``weight_target``) in choosing the capped
+    features, in influence, pruning and the scores, so that a low-probability target keeps the features
+    that drive it; the other logits stay as nodes. ``weight_target=False`` keeps the probabilities'
+    weighting (circuit-tracer's), where a target of p 0.006 gets the features of the top token."""
     from interp.tokens import display_token, to_tokens
 
     t0 = time.perf_counter()
@@ -293,6 +311,11 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             if cum >= logit_prob:
                 break
     logit_probs = probs[chosen].cpu().numpy().astype(np.float64)
+    logit_weight = None
+    if target is not None and weight_target:
+        logit_weight = np.zeros_like(logit_probs)
+        logit_weight[0] = 1.0
+    weights = logit_probs if logit_weight is None else logit_weight
 
     # The sources: active features (position 0 excluded), error nodes, token embeddings.
     mlp_const, pre_clean, f_clean = clean_parts(model, transcoders, cache)
@@ -388,11 +411,11 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
                     estimate.done(len(idx))
             row_sums = abs_row_sums(feat_rows)
         else:
-            selected, feat_rows, row_sums = _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active,
+            selected, feat_rows, row_sums = _by_influence(rows_for, feat_targets, logit_rows, weights, n_active,
                                                 max_feature_nodes, f"attribution graph of {P} tokens")
     E = leaves = inputs = None  # the frozen forward's graph: freed before the adjacency is built
     # Order the selected features by influence and assemble the dense adjacency over nodes.
-    w = torch.as_tensor(logit_probs, dtype=torch.float32)
+    w = torch.as_tensor(weights, dtype=torch.float32)
     est = partial_influence(feat_rows, row_sums, selected, logit_rows, w, n_active)
     order_sel = sorted(range(len(selected)), key=lambda i: -float(est[selected[i]]))
     sel = [selected[i] for i in order_sel]
@@ -431,20 +454,25 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             layer, p_, j_ = feats[s]
             bias[i] = float(transcoders.layers[layer].pre_acts(inz[layer][0, p_][None].float())[0, j_])
             pre_act[i] = float(pre_clean[layer][p_, j_])
+    t_row = F_ + L * P + P  # the first logit: the target, when one is given
+    kept, left_out = float(A[t_row, :F_].astype(np.float64).sum()), float(dropped[t_row])
+    if target is not None and F_ < n_active and abs(left_out) > abs(kept):
+        warn(f"the features kept give {target!r} {kept:+.2f} of input and the ones --max-feature-nodes left out "
+             f"{left_out:+.2f}: raise --max-feature-nodes to explain it")
     feats_sel = feats_t[sel].numpy() if F_ else np.zeros((0, 3), dtype=np.int64)
     acts_sel = acts_t[sel].numpy() if F_ else np.zeros(0)
     labels = _labels(model, transcoders, feats_sel) if label_features else []
     token_text = [display_token(model.tokenizer, int(t)) for t in tokens[0]]
     return AttributionGraph(prompt, model.cfg.model_name, tokens[0].tolist(), token_text, L, feats_sel, acts_sel,
                             chosen, [display_token(model.tokenizer, t) for t in chosen], logit_probs, A, bias,
-                            pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped)
+                            pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped, logit_weight)
 
 
-def _by_influence(rows_for, feat_targets, logit_rows, logit_probs, n_active, cap, what):
+def _by_influence(rows_for, feat_targets, logit_rows, logit_weights, n_active, cap, what):
     """circuit-tracer's order for a capped graph: compute rows for the features of highest estimated
     influence first, re-estimating as rows arrive. Returns the features, their rows and the rows'
     :func:`abs_row_sums`."""
-    w = torch.as_tensor(logit_probs, dtype=torch.float32)
+    w = torch.as_tensor(logit_weights, dtype=torch.float32)
     done: list[int] = []
     rows = torch.zeros(cap, logit_rows.shape[1])
     sums = torch.zeros(cap)
