@@ -136,7 +136,8 @@ if not tc_path:
 
 prompt = prompt_input()
 c1, c2, c3, c4 = st.columns(4)
-target = shared(c1.text_input, "Target token (optional)", "target", "", help="the logit to explain first").strip()
+target = shared(c1.text_input, "Target token (optional)", "target", "", help="the logit to explain: it alone then weighs in "
+                "choosing, pruning and scoring the nodes").strip()
 node_t = shared(c2.slider, "Node threshold", "node_t", 0.8, min_value=0.05, max_value=1.0, step=0.05)
 edge_t = shared(c3.slider, "Edge threshold", "edge_t", 0.98, min_value=0.05, max_value=1.0, step=0.01)
 max_nodes = int(shared(c4.number_input, "Max feature nodes", "max_nodes", 4096, min_value=16, max_value=100_000))
