@@ -62,6 +62,9 @@ def load_sae(path: str | Path, device: str = "cpu") -> SAE:
     try:
         raw = json.loads((path / CFG).read_text())
     except FileNotFoundError as err:
+        if (path / "checkpoint.pt").exists():
+            raise InterpError(f"{path} is an unfinished training run (a checkpoint, no saved SAE yet); run the "
+                              "`interp sae train` command that made it again: it resumes and saves the SAE") from err
         raise InterpError(f"{path} is not an SAE directory: {CFG} is missing") from err
     except json.JSONDecodeError as err:
         raise InterpError(f"{path / CFG} is not JSON: {err.msg} at line {err.lineno}") from err

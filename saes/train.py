@@ -233,6 +233,10 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
             ckpt = ckpts[0] if cfg.layers is None else out
             if isinstance(err, InterpError) and str(ckpt) not in str(err):
                 raise InterpError(f"{err} (run the same command again to resume from {ckpt})") from err
+            if isinstance(err, KeyboardInterrupt):  # Ctrl-C: say what is kept and how to go on
+                step = min(int(torch.load(c, map_location="cpu", weights_only=True)["step"]) for c in ckpts)
+                warn(f"interrupted; {ckpt} holds a checkpoint at step {step:,}: run the same command again to "
+                     "resume from there")
         elif created and out.exists():
             shutil.rmtree(out, ignore_errors=True)
         raise

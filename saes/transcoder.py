@@ -142,6 +142,9 @@ def load_set(path: str | Path, device: str = "cpu") -> TranscoderSet:
         tset = load_sparsify(path)
     elif (path / CFG).exists():
         raise InterpError(f"{path} is a single SAE, not a set; train a set with --layers, or use it with `interp sae`")
+    elif any((d / "checkpoint.pt").exists() for d in path.glob("layer_*")):
+        raise InterpError(f"{path} is an unfinished set: its layers have checkpoints but no saved dictionaries yet; "
+                          "run the `interp sae train` command that made it again: it resumes and finishes the set")
     else:
         raise InterpError(f"{path} is not a transcoder set: it has no {SET} (ours), config.yaml (circuit-tracer) or "
                           "per-hookpoint sae.safetensors (sparsify)")
@@ -154,10 +157,11 @@ def _load_own(path: Path) -> TranscoderSet:
         dirs = {int(k): v for k, v in manifest["layers"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise InterpError(f"{path / SET} is not a set manifest ({err})") from err
-    missing = [layer for layer, d in dirs.items() if not (path / d / WEIGHTS).exists()]
+    missing = [layer for layer, d in dirs.items() if not ((path / d / WEIGHTS).exists() and (path / d / CFG).exists())]
     if missing:
-        raise InterpError(f"{path}: layer {missing[0]} has no saved weights yet ({path / dirs[missing[0]]}); "
-                          "finish or resume its training run")
+        raise InterpError(f"{path} is an unfinished set: layer {missing[0]} has no saved dictionary yet "
+                          f"({path / dirs[missing[0]]}); run the `interp sae train` command that made it again: it "
+                          "resumes from its checkpoint and finishes the set")
     layers = {layer: load_sae(path / d) for layer, d in sorted(dirs.items())}
     return TranscoderSet(layers, manifest.get("model_name", ""), "interp", str(path), manifest)
 

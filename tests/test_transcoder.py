@@ -140,13 +140,20 @@ def test_one_multi_layer_job_equals_single_layer_jobs_with_one_forward_per_block
     assert tset.input_hook(2) == "blocks.2.hook_resid_mid" and tset.output_hook(2) == "blocks.2.hook_mlp_out"
 
 
-def test_a_killed_multi_layer_job_resumes_bit_exact(tiny_models, corpus, tmp_path, killed_at_step):
+def test_a_killed_multi_layer_job_resumes_bit_exact(tiny_models, corpus, tmp_path, killed_at_step, capsys):
     model = tiny_models["tiny-gpt2"]
     cfg = _cfg(corpus, layers=[0, 2], tokens=128 * 12)
     whole = train(model, cfg, tmp_path / "whole")
     killed_at_step(6)
+    capsys.readouterr()
     with pytest.raises(KeyboardInterrupt):
         train(model, cfg, tmp_path / "killed")
+    said = capsys.readouterr().err  # Ctrl-C says what is kept and how to go on
+    assert "interrupted;" in said and "checkpoint at step 4:" in said and "run the same command again" in said
+    with pytest.raises(InterpError, match="unfinished set: .*run the `interp sae train` command that made it again"):
+        load_set(tmp_path / "killed")
+    with pytest.raises(InterpError, match="unfinished training run .*run the `interp sae train` command"):
+        load_sae(tmp_path / "killed" / "layer_0")
     killed_at_step(None)
     resumed = train(model, cfg, tmp_path / "killed")
     assert resumed.resumed_from == 4
