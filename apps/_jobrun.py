@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-NOT_ERRORS = ("interp: estimate:", "interp: note:", "interp: warning:", "interp: first load", "interp: counting",
-              "interp: cached in", "interp: assembling", "interp: rebuilding", "interp: covariance cache")
-"""``interp:`` lines that report, not fail: never shown as a job's error."""
+ERROR_LINE = re.compile(r"^interp( [\w-]+)*: ((internal )?error: |interrupted)")
+"""How ``interp`` says it failed (``interp.cli.main``: ``interp: error:``, ``interp: internal error:``,
+``interp: interrupted``; argparse: ``interp sae train: error:``); its estimate, note and warning lines
+report and never match."""
 
 
 def _write(path: Path, data: dict) -> None:
@@ -40,10 +42,10 @@ def how_it_ended(code: int) -> str:
 
 
 def last_error(step_log: str) -> str:
-    """The step's last error line: its last ``interp:`` line that is not a report, else a Python
-    exception's last line, else ""."""
+    """The step's last error line: its last :data:`ERROR_LINE`, else a Python exception's last line,
+    else ""."""
     lines = [line.strip() for line in step_log.replace("\r", "\n").splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("interp:") and not line.startswith(NOT_ERRORS)]
+    errors = [line for line in lines if ERROR_LINE.match(line)]
     if errors:
         return errors[-1]
     raised = [line for line in lines if line.split(":")[0].endswith(("Error", "Exception", "Interrupt"))]

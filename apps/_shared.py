@@ -220,7 +220,7 @@ def progress_bar(what: str):
     """A Streamlit progress bar, with the estimate and the live ETA, for the library's progress bars in the
     block (:func:`interp.progress.listening`); it goes when the block ends. For computations long
     enough that a spinner alone leaves a user guessing (a trace, a probe sweep, patching)."""
-    from interp.progress import listening
+    from interp.progress import duration, listening
 
     slot = st.empty()
     said = {"estimate": ""}
@@ -231,10 +231,10 @@ def progress_bar(what: str):
             return
         n, total = event["n"], event["total"]
         left = event["remaining"]
-        eta = f", about {_clock(left)} left" if left is not None else ""
+        eta = f", about {duration(left)} left" if left is not None else ""
         text = f"{what}: {event['desc']} {n:,}/{total:,}" if total else f"{what}: {event['desc']} {n:,}"
         slot.progress(min(1.0, n / total) if total else 0.0,
-                      text=f"{text} ({_clock(event['elapsed'])} so far{eta}){said['estimate']}")
+                      text=f"{text} ({duration(event['elapsed'])} so far{eta}){said['estimate']}")
 
     try:
         with listening(tell):
@@ -255,10 +255,6 @@ def with_progress(what: str):
         return run
 
     return wrap
-
-
-def _clock(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def continuation_html(label: str, prompt: str, continuation: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 from tqdm.auto import tqdm
 
-__all__ = ["ESTIMATE_OVER", "PLAIN_EVERY", "Estimate", "listening", "progress"]
+__all__ = ["ESTIMATE_OVER", "PLAIN_EVERY", "Estimate", "duration", "listening", "progress"]
 
 PLAIN_EVERY = float(os.environ.get("INTERP_PROGRESS_EVERY", 5.0))
 """Seconds between plain progress lines when stderr is not a terminal (``INTERP_PROGRESS_EVERY``;
@@ -127,14 +127,15 @@ class Estimate:
         self.seconds = first / share if share is not None else first / units * self.total
         if self.seconds >= ESTIMATE_OVER and os.environ.get("INTERP_PROGRESS") != "0":
             took = f"the first {units} took" if units > 1 else "the first took"
-            text = (f"{self.what}: about {_duration(self.seconds)} for {self.total:,} {self.unit} "
-                    f"({took} {_duration(first)})" + (f"; {self.hint}" if self.hint else ""))
+            text = (f"{self.what}: about {duration(self.seconds)} for {self.total:,} {self.unit} "
+                    f"({took} {duration(first)})" + (f"; {self.hint}" if self.hint else ""))
             print(f"interp: estimate: {text}", file=sys.stderr, flush=True)
             if _listener.get() is not None:
                 _listener.get()({"estimate": text})
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``45 s``, ``4.9 min`` or ``2.1 h``: how estimates and the explorer's progress bars say a time."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

@@ -234,7 +234,8 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
             if isinstance(err, InterpError) and str(ckpt) not in str(err):
                 raise InterpError(f"{err} (run the same command again to resume from {ckpt})") from err
             if isinstance(err, KeyboardInterrupt):  # Ctrl-C: say what is kept and how to go on
-                step = min(int(torch.load(c, map_location="cpu", weights_only=True)["step"]) for c in ckpts)
+                step = min(int(torch.load(c, map_location="cpu", weights_only=True, mmap=True)["step"])
+                           for c in ckpts)  # mapped: only the step is read, not every layer's weights and Adam state
                 warn(f"interrupted; {ckpt} holds a checkpoint at step {step:,}: run the same command again to "
                      "resume from there")
         elif created and out.exists():

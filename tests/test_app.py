@@ -413,7 +413,9 @@ def test_jobs_report_their_exit_status_signal_and_last_error_and_cancel_and_resu
 
     assert how_it_ended(2) == "exit status 2" and how_it_ended(-9) == "killed by SIGKILL (signal 9)"
     assert last_error("interp: estimate: about 54 min\nstep 3/9\n") == ""
-    assert last_error("interp: estimate: x\ninterp: no such corpus 'x'\ninterp: note: y\n") == "interp: no such corpus 'x'"
+    said = "interp: estimate: x\ninterp: error: no such corpus 'x'\ninterp: note: y\ninterp: warning: z\n"
+    assert last_error(said) == "interp: error: no such corpus 'x'"  # the CLI's error line, not its reports
+    assert last_error("usage: ...\ninterp sae train: error: argument --k: invalid int\n").endswith("invalid int")
     long = ["sae", "train", "--model", "tiny-llama", "--hook", "blocks.1.hook_resid_post", "--tokens", "50000000",
             "--out", str(_jobs.job_dir("long") / "sae")]
     bad = ["sae", "train", "--model", "tiny-llama", "--hook", "blocks.1.hook_resid_post", "--corpus", "no-such-corpus",

@@ -9,7 +9,8 @@ import pytest
 
 from interp.circuits.graph import attribution_graph
 from interp.circuits.graph_json import node_ids, validate_graph_json
-from interp.circuits.graph_view import SUPERNODE, merge_supernodes, node_links, parse_supernodes, q_params, subgraph
+from interp.circuits.graph_view import (SUPERNODE, merge_supernodes, node_links, parse_supernodes, q_params, subgraph,
+                                       without_kind)
 from interp.errors import InterpError
 from interp.figures import graph_figure, graph_layout, readable_id
 from tests.test_graph import PROMPT, random_set
@@ -83,6 +84,10 @@ def test_supernode_links_are_the_sums_of_their_members_links(graph):
     assert set(sn) == {"supernode:say it", "supernode:other"} and sn["supernode:other"]["members"] == b
     assert not set(a + b) & {n["node_id"] for n in merged["nodes"]}
     graph_figure(merged)  # draws
+    bare = without_kind(doc, "mlp reconstruction error")
+    errors = {n["node_id"] for n in doc["nodes"] if n["feature_type"] == "mlp reconstruction error"}
+    assert errors and {n["node_id"] for n in bare["nodes"]} == {n["node_id"] for n in doc["nodes"]} - errors
+    assert bare["links"] == [lk for lk in doc["links"] if not {lk["source"], lk["target"]} & errors]
     for bad in ("no colon here", "label:", ": 1_2_3"):
         with pytest.raises(InterpError, match="label: 12_345_6"):
             parse_supernodes(bad)

@@ -10,7 +10,8 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_model, edits_key, pick_model, prompt_input, serialised, with_progress, shared, show_error  # noqa: E402
+from _shared import (cached_model, edits_key, pick_model, prompt_input, serialised, shared, show_error,  # noqa: E402
+                     with_progress)
 
 from interp import InterpError  # noqa: E402
 from interp.circuits.attribution import attribution_sweep  # noqa: E402

@@ -11,7 +11,8 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_model, edits_key, on_model, pick_model, prompt_input, serialised, with_progress, shared, show_error  # noqa: E402
+from _shared import (cached_model, edits_key, on_model, pick_model, prompt_input, serialised, shared,  # noqa: E402
+                     show_error, with_progress)
 
 from interp import InterpError  # noqa: E402
 from interp.knowledge.counterfact import edit_report, load_requests  # noqa: E402

@@ -11,7 +11,8 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _shared import cached_model, edits_key, on_model, pick_model, serialised, with_progress, shared, show_error  # noqa: E402
+from _shared import (cached_model, edits_key, on_model, pick_model, serialised, shared, show_error,  # noqa: E402
+                     with_progress)
 
 from interp import InterpError  # noqa: E402
 from interp.figures import probe_figure  # noqa: E402

@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _jobs  # noqa: E402
 from _demo import demo_name, demo_paths, demo_plan, estimate_seconds  # noqa: E402
-from _shared import cached_sae, continuation_html, demo_offer, on_model, pick_model, remembered, serialised, shared, show_error  # noqa: E402
+from _shared import (cached_sae, continuation_html, demo_offer, on_model, pick_model, remembered, serialised,  # noqa: E402
+                     shared, show_error)
 
 from interp import InterpError  # noqa: E402
 from saes.features.dashboard import context_html, feature_dashboard  # noqa: E402

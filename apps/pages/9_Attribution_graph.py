@@ -22,7 +22,8 @@ from _shared import demo_offer, pick_model, prompt_input, remembered, serialised
 
 from interp import InterpError  # noqa: E402
 from interp.circuits.graph_json import node_ids  # noqa: E402
-from interp.circuits.graph_view import SUPERNODE, merge_supernodes, node_links, parse_supernodes, q_params, subgraph  # noqa: E402
+from interp.circuits.graph_view import (SUPERNODE, merge_supernodes, node_links, parse_supernodes,  # noqa: E402
+                                       q_params, subgraph, without_kind)
 from interp.figures import graph_figure, readable_id  # noqa: E402
 
 
@@ -69,16 +70,21 @@ def cached_estimate(name: str) -> tuple[float, float]:
 
 
 @st.cache_data(show_spinner="Reading the features' top activations for the hover…", max_entries=16)
-def cached_hover(tc_path: str, store_path: str, node_ids: tuple[str, ...], most: int = 150) -> dict[str, str]:
-    """Each feature node's top activations from the store (the first ``most`` nodes), for its hover."""
+def cached_hover(tc_path: str, store_path: str, feature_nodes: tuple[str, ...], most: int = 150) -> dict[str, str]:
+    """Each feature node's top activations from the store (the first ``most`` nodes), for its hover; a
+    feature that is a node at several positions is read once."""
     tset, store = cached_set(tc_path), cached_store(store_path)
     by_hook = {s["hook"]: s for s in store.manifest["saes"]}
+    text: dict[tuple[int, int], str] = {}
     out = {}
-    for nid in node_ids[:most]:
+    for nid in feature_nodes[:most]:
         layer, feat, _ = (int(v) for v in nid.split("_"))
         entry = by_hook.get(tset.input_hook(layer))
         if entry is not None and entry["d_sae"] == tset[layer].cfg.d_sae:
-            out[nid] = "top activations:<br>" + "<br>".join(html.escape(t) for t in store.snippets(feat, 3, entry["name"]))
+            if (layer, feat) not in text:
+                text[layer, feat] = "top activations:<br>" + "<br>".join(
+                    html.escape(t) for t in store.snippets(feat, 3, entry["name"]))
+            out[nid] = text[layer, feat]
     return out
 
 
@@ -186,9 +192,7 @@ try:
 except InterpError as err:
     st.error(str(err))
 if hide_errors:
-    gone = {n["node_id"] for n in view["nodes"] if n["feature_type"] == "mlp reconstruction error"}
-    view = {**view, "nodes": [n for n in view["nodes"] if n["node_id"] not in gone],
-            "links": [lk for lk in view["links"] if lk["source"] not in gone and lk["target"] not in gone]}
+    view = without_kind(view, "mlp reconstruction error")
 if supernodes:
     view = merge_supernodes(view, supernodes)
 hover = cached_hover(tc_path, store_path, tuple(n["node_id"] for n in view["nodes"]
@@ -221,11 +225,10 @@ if node is None:
 
 toks = graph.token_text
 st.subheader(f"{readable_id(node, toks)}: {node['clerp'] or node['feature_type']}")
-b1, b2, _ = st.columns([1, 1, 4])
 if node_id in pinned:
-    b1.button("Unpin this node", key="pin", on_click=set_pinned, args=([p for p in pinned if p != node_id],))
+    st.button("Unpin this node", key="pin", on_click=set_pinned, args=([p for p in pinned if p != node_id],))
 else:
-    b1.button("Pin this node", key="pin", on_click=set_pinned, args=([*pinned, node_id],))
+    st.button("Pin this node", key="pin", on_click=set_pinned, args=([*pinned, node_id],))
 if node["feature_type"] == SUPERNODE:
     st.caption("Members: " + ", ".join(node["members"]))
     st.stop()

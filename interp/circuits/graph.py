@@ -454,18 +454,19 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             layer, p_, j_ = feats[s]
             bias[i] = float(transcoders.layers[layer].pre_acts(inz[layer][0, p_][None].float())[0, j_])
             pre_act[i] = float(pre_clean[layer][p_, j_])
-    t_row = F_ + L * P + P  # the first logit: the target, when one is given
-    kept, left_out = float(A[t_row, :F_].astype(np.float64).sum()), float(dropped[t_row])
-    if target is not None and F_ < n_active and abs(left_out) > abs(kept):
-        warn(f"the features kept give {target!r} {kept:+.2f} of input and the ones --max-feature-nodes left out "
-             f"{left_out:+.2f}: raise --max-feature-nodes to explain it")
     feats_sel = feats_t[sel].numpy() if F_ else np.zeros((0, 3), dtype=np.int64)
     acts_sel = acts_t[sel].numpy() if F_ else np.zeros(0)
     labels = _labels(model, transcoders, feats_sel) if label_features else []
     token_text = [display_token(model.tokenizer, int(t)) for t in tokens[0]]
-    return AttributionGraph(prompt, model.cfg.model_name, tokens[0].tolist(), token_text, L, feats_sel, acts_sel,
-                            chosen, [display_token(model.tokenizer, t) for t in chosen], logit_probs, A, bias,
-                            pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped, logit_weight)
+    graph = AttributionGraph(prompt, model.cfg.model_name, tokens[0].tolist(), token_text, L, feats_sel, acts_sel,
+                             chosen, [display_token(model.tokenizer, t) for t in chosen], logit_probs, A, bias,
+                             pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped, logit_weight)
+    fed = graph.top_logit_input()
+    if target is not None and F_ < n_active and abs(fed["from_left_out_features"]) > abs(fed["from_kept_features"]):
+        warn(f"the features kept give {target!r} {fed['from_kept_features']:+.2f} of input and the ones "
+             f"--max-feature-nodes left out {fed['from_left_out_features']:+.2f}: raise --max-feature-nodes to "
+             "explain it")
+    return graph
 
 
 def _by_influence(rows_for, feat_targets, logit_rows, logit_weights, n_active, cap, what):

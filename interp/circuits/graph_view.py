@@ -1,6 +1,7 @@
-"""What a graph viewer does with an attribution graph beyond drawing it: a node's strongest inputs and outputs, the subgraph of pinned nodes with their logits, supernodes
-(features grouped under one label, whose links are the sums of their members' links), and the
-``qParams`` in which circuit-tracer's frontend saves a pinned view.
+"""What a graph viewer does with an attribution graph beyond drawing it: a node's strongest inputs and
+outputs, the subgraph of pinned nodes with their logits, a view without one kind of node (error nodes),
+supernodes (features grouped under one label, whose links are the sums of their members' links), and
+the ``qParams`` in which circuit-tracer's frontend saves a pinned view.
 
 Nodes and links are in circuit-tracer's graph JSON (:mod:`interp.circuits.graph_json`); the links of
 a subgraph and a node's ranked neighbours come from the whole adjacency, not from the pruned links,
@@ -18,7 +19,8 @@ from interp.errors import InterpError
 if TYPE_CHECKING:
     from interp.circuits.graph import AttributionGraph
 
-__all__ = ["SUPERNODE", "merge_supernodes", "node_links", "parse_supernodes", "q_params", "subgraph"]
+__all__ = ["SUPERNODE", "merge_supernodes", "node_links", "parse_supernodes", "q_params", "subgraph",
+           "without_kind"]
 
 SUPERNODE = "supernode"
 """The ``feature_type`` of a merged node (a viewer's own; circuit-tracer keeps supernodes in ``qParams``)."""
@@ -58,6 +60,13 @@ def subgraph(g: AttributionGraph, doc: dict, ids: list[str], pinned: list[str]) 
     links = [{"source": ids[s], "target": ids[t], "weight": float(g.adjacency[t, s])}
              for t in rows for s in rows if g.adjacency[t, s] != 0]
     return {**doc, "nodes": nodes, "links": links}
+
+
+def without_kind(doc: dict, kind: str) -> dict:
+    """``doc`` without its nodes of ``feature_type`` ``kind`` and every link to or from them."""
+    gone = {n["node_id"] for n in doc["nodes"] if n["feature_type"] == kind}
+    return {**doc, "nodes": [n for n in doc["nodes"] if n["node_id"] not in gone],
+            "links": [lk for lk in doc["links"] if lk["source"] not in gone and lk["target"] not in gone]}
 
 
 def parse_supernodes(text: str) -> list[list[str]]:

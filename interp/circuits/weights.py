@@ -43,7 +43,8 @@ from torch import Tensor
 from interp.errors import InterpError, check_index
 
 __all__ = ["Composition", "HeadWeights", "Mimetic", "check_head", "composition_score", "composition_scores",
-           "copying_rate", "copying_scores", "corpus_words", "full_circuit", "head_weights", "identity_stats", "mimetic_stats", "ov_promotes", "rope_rotation"]
+           "copying_rate", "copying_scores", "corpus_words", "full_circuit", "head_weights", "identity_stats",
+           "mimetic_stats", "ov_promotes", "rope_rotation"]
 
 
 @dataclass

@@ -8,6 +8,7 @@ import no torch: a store carries its vocabulary, so they answer in about a secon
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -252,7 +253,8 @@ def _eval_set(args) -> dict:
     model = model_of(args)
     res = evaluate_replacement(model, tset, args.corpus, args.tokens or 4096, skip_rows=args.skip_rows,
                                max_norm_ratio=args.max_norm_ratio, per_layer=not args.no_per_layer, force=args.force)
-    worse = [f for f in res.to_dict()["layers"] if f["fvu"] > 1]
+    found = res.to_dict()
+    worse = [f for f in found["layers"] if f["fvu"] > 1]
     if worse:
         from interp.errors import warn
 
@@ -260,7 +262,7 @@ def _eval_set(args) -> dict:
              + ", ".join(f"{f['layer']} ({f['fvu']:.2f})" for f in worse)
              + ": those transcoders predict their MLP's output worse than its mean does; train them longer "
                "(more --tokens) before reading their graphs")
-    return with_html({"model": model.cfg.model_name, "dir": args.dir, "source": tset.source, **res.to_dict(),
+    return with_html({"model": model.cfg.model_name, "dir": args.dir, "source": tset.source, **found,
                       "axes": {"layers": ["layer"]}}, args, "replacement_figure", res)
 
 
@@ -468,8 +470,8 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
               f"KL {out['kl']:.3f}")
         for f in out["layers"]:
             print(f"  layer {f['layer']:>2}  FVU {f['fvu']:.3f}  L0 {f['l0']:5.1f}  dead {f['dead_frac']:.3f}  "
-                  + (f"CE recovered alone {f['ce_loss_recovered']:.3f}" if f["ce_loss_recovered"] == f["ce_loss_recovered"]
-                     else "CE recovered alone skipped (--no-per-layer)"))
+                  + ("CE recovered alone skipped (--no-per-layer)" if math.isnan(f["ce_loss_recovered"])
+                     else f"CE recovered alone {f['ce_loss_recovered']:.3f}"))
     elif sub == "eval":
         print(f"L0 {out['l0']:.1f}  FVU {out['fvu']:.3f}  CE recovered {out['ce_loss_recovered']:.3f}  "
               f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
