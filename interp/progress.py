@@ -108,27 +108,54 @@ class Estimate:
     """One ``interp: estimate:`` line for long work, printed when its first unit of work is timed:
     ``LRE sweep: about 4.9 min for 11 layers (the first took 27 s)``. Silent for work expected
     to take less than :data:`ESTIMATE_OVER` seconds, and after its one line. The progress bar
-    keeps the running ETA; this line comes before the user has to watch it."""
+    keeps the running ETA; this line comes before the user has to watch it.
 
-    def __init__(self, what: str, total: int, unit: str, hint: str = ""):
+    ``warmup``: the first unit pays one-time costs (allocations, the first kernels), so the estimate
+    waits for the next one and extrapolates from it. ``after``: seconds of work that follow the units
+    (a graph's pruning and writing), asked for when the estimate is made and named by ``after_what``."""
+
+    def __init__(self, what: str, total: int, unit: str, hint: str = "", warmup: bool = False,
+                 after: Callable[[], float] | None = None, after_what: str = ""):
         self.what, self.total, self.unit, self.hint = what, total, unit, hint
+        self.warmup, self.after, self.after_what = warmup, after, after_what
         self.t0, self.said = time.perf_counter(), False
+        self.last, self.units_done, self.share_done = self.t0, 0, 0.0
         self.seconds: float | None = None
-        """The estimate of the whole work, once made."""
+        """The estimate of the whole work, units and what follows them, once made."""
+        self.after_seconds = 0.0
 
     def done(self, units: int = 1, share: float | None = None) -> None:
-        """``units`` of the work are done (the first call makes the estimate). Where units differ in
-        cost, ``share`` gives the fraction of the whole work they were (a trace's first token row
-        runs the whole prompt, its last one token)."""
+        """``units`` of the work are done (the first call makes the estimate, or the second with
+        ``warmup``). Where units differ in cost, ``share`` gives the fraction of the whole work they
+        were (a trace's first token row runs the whole prompt, its last one token)."""
         if self.said or units <= 0 or (share is not None and share <= 0):
             return
+        now = time.perf_counter()
+        share = units / self.total if share is None else share
+        if self.warmup and self.units_done == 0 and self.share_done + share < 1 - 1e-9:
+            self.last, self.units_done, self.share_done = now, units, share
+            return
         self.said = True
-        first = time.perf_counter() - self.t0
-        self.seconds = first / share if share is not None else first / units * self.total
+        took = now - self.last
+        remaining = max(0.0, 1.0 - self.share_done - share)
+        units_seconds = (now - self.t0) + took / share * remaining
+        self.after_seconds = float(self.after()) if self.after is not None else 0.0
+        self.seconds = units_seconds + self.after_seconds
         if self.seconds >= ESTIMATE_OVER and os.environ.get("INTERP_PROGRESS") != "0":
-            took = f"the first {units} took" if units > 1 else "the first took"
-            text = (f"{self.what}: about {duration(self.seconds)} for {self.total:,} {self.unit} "
-                    f"({took} {duration(first)})" + (f"; {self.hint}" if self.hint else ""))
+            if self.units_done:
+                first = "the first" if self.units_done == 1 else f"the first {self.units_done:,}"
+                nxt = "the next" if units == 1 else f"the next {units:,}"
+                took_text = f"{first} took {duration(self.last - self.t0)}, {nxt} {duration(took)}"
+            else:
+                took_text = f"the first {units} took" if units > 1 else "the first took"
+                took_text += f" {duration(took)}"
+            text = f"{self.what}: about {duration(self.seconds)}"
+            if self.after is not None:
+                text += (f" in all: {duration(units_seconds)} for {self.total:,} {self.unit} ({took_text}), then "
+                         f"{duration(self.after_seconds)} to {self.after_what}")
+            else:
+                text += f" for {self.total:,} {self.unit} ({took_text})"
+            text += f"; {self.hint}" if self.hint else ""
             print(f"interp: estimate: {text}", file=sys.stderr, flush=True)
             if _listener.get() is not None:
                 _listener.get()({"estimate": text})

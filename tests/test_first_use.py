@@ -400,6 +400,20 @@ def test_an_estimate_is_one_line_from_the_first_unit(monkeypatch, capsys):
     assert est.seconds == pytest.approx(120.0)
 
 
+def test_an_estimate_after_a_warmup_extrapolates_from_the_next_unit_and_adds_what_follows(monkeypatch, capsys):
+    from interp import progress as P
+
+    ticks = [100.0, 130.0, 136.0]  # the start; a first block of 30 s (one-time costs); a second of 6 s
+    monkeypatch.setattr("time.perf_counter", lambda: ticks.pop(0) if len(ticks) > 1 else ticks[0])
+    est = P.Estimate("graph", 10, "blocks", warmup=True, after=lambda: 20.0, after_what="prune")
+    est.done(1)
+    assert capsys.readouterr().err == "" and est.seconds is None
+    est.done(1)  # 36 s so far, 8 more blocks at 6 s, then 20 s after: 104 s
+    assert est.seconds == pytest.approx(104.0) and est.after_seconds == 20.0
+    assert capsys.readouterr().err == ("interp: estimate: graph: about 1.7 min in all: 84 s for 10 blocks (the first "
+                                       "took 30 s, the next 6 s), then 20 s to prune\n")
+
+
 def test_models_says_it_counts_the_corpora_once(monkeypatch, tmp_path, capsys):
     from interp.corpus import SOURCES, describe_corpora
 
