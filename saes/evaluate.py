@@ -103,11 +103,12 @@ def held_out_start(sae: SAE, corpus: str | None, seq_len: int, skip_rows: int | 
     return skip_rows
 
 
-def held_out_batches(model, rows: list, batch_rows: int, desc: str):
+def held_out_batches(model, rows: list, batch_rows: int, desc: str | None):
     """Batches of corpus ``rows`` on the model's device, each row with the model's BOS in front where it
-    prepends one, under a progress bar."""
+    prepends one, under a progress bar (none with ``desc`` None: the caller keeps its own)."""
     bos = model.tokenizer.bos_token_id if model.cfg.default_prepend_bos else None
-    for i in progress(range(0, len(rows), batch_rows), desc=desc, unit="batch"):
+    starts = range(0, len(rows), batch_rows)
+    for i in (progress(starts, desc=desc, unit="batch") if desc is not None else starts):
         batch = torch.stack(rows[i:i + batch_rows]).to(model.cfg.device)
         if bos is not None:
             batch = torch.cat([batch.new_full((batch.shape[0], 1), bos), batch], 1)

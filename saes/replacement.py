@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from interp.corpus import token_rows
+from interp.progress import Estimate, progress
 from saes.activations import typical_tokens
 from saes.evaluate import held_out_batches, held_out_start
 from saes.transcoder import TranscoderSet
@@ -97,9 +98,22 @@ def evaluate_replacement(model, tset: TranscoderSet, corpus: str | None = None, 
     ys: dict[int, list] = {layer: [] for layer in layers}
     fires = {layer: torch.zeros(tset[layer].cfg.d_sae, device=model.cfg.device) for layer in layers}
     n_tok, skipped = 0, 0
-    for batch in held_out_batches(model, rows, batch_rows, "replacement model eval"):
+    # The bar counts forward passes, not batches: a set's batch is 3 of them plus 2 per layer, so a
+    # one-batch evaluation of 30 layers would otherwise sit at 0/1 for minutes.
+    per_batch = 3 + (2 * len(layers) if per_layer else 0)
+    total = -(-len(rows) // batch_rows) * per_batch
+    bar = progress(total=total, desc="replacement model eval", unit="forward")
+    estimate = Estimate("replacement model eval", total, "forward passes",
+                        "fewer with --tokens" + ("" if not per_layer else ", or --no-per-layer"), warmup=True)
+
+    def tick() -> None:
+        bar.update(1)
+        estimate.done(1)
+
+    for batch in held_out_batches(model, rows, batch_rows, None):
         names = set(ins.values()) | set(outs.values())
         clean_logits, cache = model.run_with_cache(batch, names_filter=lambda n: n in names)
+        tick()
         mask = torch.zeros(batch.shape, dtype=torch.bool, device=batch.device)
         mask[:, 1:] = True
         for layer in layers:
@@ -126,7 +140,9 @@ def evaluate_replacement(model, tset: TranscoderSet, corpus: str | None = None, 
         sums["clean"] += ce(clean)
         sums["n"] += int(scored.sum())
         repl = model.run_with_hooks(batch, fwd_hooks=_splice(tset, layers, ins, outs, mask)).float()
+        tick()
         zero = model.run_with_hooks(batch, fwd_hooks=[(outs[layer], _zero(mask)) for layer in layers]).float()
+        tick()
         sums["repl"] += ce(repl)
         sums["zero"] += ce(zero)
         p_clean = clean[:, 1:-1].log_softmax(-1)
@@ -136,8 +152,11 @@ def evaluate_replacement(model, tset: TranscoderSet, corpus: str | None = None, 
         if per_layer:
             for layer in layers:
                 one = model.run_with_hooks(batch, fwd_hooks=_splice(tset, [layer], ins, outs, mask))
+                tick()
                 alone[layer][0] += ce(one)
                 alone[layer][1] += ce(model.run_with_hooks(batch, fwd_hooks=[(outs[layer], _zero(mask))]))
+                tick()
+    bar.close()
     n = max(sums["n"], 1)
     ce_clean, ce_repl, ce_zero = sums["clean"] / n, sums["repl"] / n, sums["zero"] / n
     fidelity = []

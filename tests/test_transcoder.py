@@ -314,7 +314,20 @@ def test_the_replacement_model_evaluation_equals_a_hand_written_splice(tiny_mode
     model = tiny_models["tiny-llama"]
     train(model, _cfg(corpus, layers=[0, 1, 2], tokens=128 * 4), tmp_path / "set")
     tset = load_set(tmp_path / "set")
-    res = evaluate_replacement(model, tset, corpus, tokens=8 * 32, seq_len=32, batch_rows=4, max_norm_ratio=0)
+    from interp import progress as P
+
+    events = []
+    P.ESTIMATE_OVER, over = 0.0, P.ESTIMATE_OVER  # the estimate line, forced
+    try:
+        with P.listening(events.append):
+            res = evaluate_replacement(model, tset, corpus, tokens=8 * 32, seq_len=32, batch_rows=4, max_norm_ratio=0)
+    finally:
+        P.ESTIMATE_OVER = over
+    # the bar counts forward passes (2 batches of 3 + 2 per layer), and an estimate comes once two are timed
+    bars = [e for e in events if e.get("desc") == "replacement model eval"]
+    assert bars and bars[0]["total"] == 2 * (3 + 2 * 3) and bars[-1]["n"] == bars[-1]["total"]
+    said = [e["estimate"] for e in events if "estimate" in e]
+    assert len(said) == 1 and "for 18 forward passes" in said[0] and "--no-per-layer" in said[0]
     # the reference: one forward with every transcoder spliced in by hooks, positions 1.. replaced
     rows = torch.stack(list(token_rows(model, corpus, 8 * 32, 32, skip_rows=res.skip_rows)))
     seen = {}
