@@ -7,8 +7,11 @@
   must be equal (the largest difference is reported).
 - **Time** of a full graph (default ``--max-feature-nodes``) of a 10-token prompt on the embedded
   model with every layer's transcoder.
-- **Memory:** the peak resident memory of a process that builds the graph of a 128-token prompt
-  with the default cap (a fresh interpreter, so the peak is the graph's).
+- **Estimate against measurement.** For a short (≤ 10 tokens), a medium and a long prompt, each in a
+  fresh interpreter (so that its peak memory is its own), ``--repeats`` times, interleaved: what
+  ``interp graph`` does (graph, summary, graph JSON, figure) timed against the run's own estimate
+  (``estimated_seconds``), and the peak resident memory beyond the model and set against
+  :func:`interp.circuits.graph_memory.estimate_bytes`. Ratios are estimate / measured.
 
     python -m benchmarks.graph --transcoders DIR [--repeats 2 --cap 4096]
 """
@@ -34,7 +37,9 @@ LONG = ("The history of the city begins with a small settlement on the river, wh
         "in summer its banks fill with people who come to walk, to read and to watch the evening light while "
         "the bells of the old cathedral ring out across water")
 
-_PEAK = """
+MEDIUM = " ".join(LONG.split()[:24])
+
+_RUN = """
 import json, os, resource, sys, threading, time
 from interp.models import load_model
 from interp.circuits.graph import attribution_graph
@@ -44,20 +49,46 @@ model = load_model(sys.argv[1]); tset = load_set(sys.argv[2]); limit = float(sys
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 base = peak()
 t0 = time.perf_counter()
-def report(done, **extra):
-    print(json.dumps({"seconds": time.perf_counter() - t0, "finished": done, "model_and_set_rss_gb": base,
-                      "peak_rss_gb": peak(), **extra}), flush=True)
-def watchdog():  # stop a run that takes too long, and report the peak so far
+def watchdog():  # stop a run that takes too long
     time.sleep(limit)
-    report(False)
+    print(json.dumps({"error": f"stopped after {limit:.0f} s"}), flush=True)
     os._exit(0)
 threading.Thread(target=watchdog, daemon=True).start()
-g = attribution_graph(model, tset, sys.argv[3], label_features=False, memory_limit=2**62)  # measure, not refuse
-graph_peak = peak()
-summary = g.summary()  # what `interp graph` does next: prune, score, paths
-report(True, graph_seconds=g.seconds, graph_peak_rss_gb=graph_peak, tokens=g.n_pos, active_features=g.active_features,
-       feature_nodes=g.n_features, nodes=g.n_nodes, nodes_pruned=summary["nodes_pruned"])
+g = attribution_graph(model, tset, sys.argv[3], memory_limit=2**62)  # measure, not refuse
+summary = g.summary()  # then what `interp graph` does: prune, score, paths, the JSON and the figure
+json.dumps(g.to_json())
+g.figure().to_html(include_plotlyjs=True)
+seconds = time.perf_counter() - t0
+k = max(getattr(t.cfg, "k", 32) for t in tset.layers.values())
+need = estimate_bytes(g.n_pos, model.cfg.n_layers, model.cfg.d_model, model.cfg.d_vocab,
+                      k * len(tset.layers) / model.cfg.n_layers, 4096, 32, n_heads=model.cfg.n_heads)
+print(json.dumps({"tokens": g.n_pos, "active_features": g.active_features, "nodes": g.n_nodes,
+                  "seconds": seconds, "estimated_seconds": g.estimated_seconds,
+                  "time_ratio": g.estimated_seconds / seconds, "peak_gb": (peak() - base),
+                  "estimated_gb": need / 2**30, "memory_ratio": need / 2**30 / max(peak() - base, 1e-9)}), flush=True)
 """
+
+
+def _estimates(model: str, transcoders: str, repeats: int, limit: float) -> dict:
+    """Each prompt's runs (fresh interpreters, interleaved), and each ratio's range over all of them."""
+    prompts = {"short": PROMPT, "medium": MEDIUM, "long": LONG}
+    runs: dict[str, list[dict]] = {k: [] for k in prompts}
+    for _ in range(repeats):
+        for name, prompt in prompts.items():
+            proc = subprocess.run([sys.executable, "-c", _RUN, model, transcoders, prompt, str(limit)],
+                                  capture_output=True, text=True, timeout=limit + 600)
+            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 and
+                              proc.stdout.strip() else {"error": proc.stderr.strip()[-400:]})
+    out = {}
+    for name, rs in runs.items():
+        ok = [r for r in rs if "error" not in r]
+        out[name] = {"runs": rs}
+        if ok:
+            out[name].update({"tokens": ok[0]["tokens"],
+                              "time_ratio": [min(r["time_ratio"] for r in ok), max(r["time_ratio"] for r in ok)],
+                              "memory_ratio": [min(r["memory_ratio"] for r in ok),
+                                               max(r["memory_ratio"] for r in ok)]})
+    return out
 
 
 def _max_difference(a, b) -> float:
@@ -83,9 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="feature nodes in the batched-against-naive comparison (the graph's default: all of a "
                          "10-token prompt's)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--memory-seconds", type=float, default=600,
-                    help="stop the 128-token run after this long and report the peak so far")
+    ap.add_argument("--no-memory", action="store_true", help="skip the estimates against measurement")
+    ap.add_argument("--memory-seconds", type=float, default=900, help="stop a run of the estimates after this long")
     args = ap.parse_args(argv)
 
     model = load_model(args.model)
@@ -111,22 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                           "exactness_max_error": full.check_exact(), "scores": full.scores().to_dict(),
                           "scores_pruned": full.scores(0.8, 0.98).to_dict()}}
     if not args.no_memory:
-        proc = subprocess.run([sys.executable, "-c", _PEAK, args.model, args.transcoders, LONG,
-                               str(args.memory_seconds)], capture_output=True, text=True, timeout=7200)
-        if proc.returncode:
-            mem = {"error": proc.stderr.strip()[-400:]}
-        else:
-            mem = json.loads(proc.stdout.strip().splitlines()[-1])
-        from interp.tokens import to_tokens
-
-        n_tok = int(to_tokens(model, LONG).shape[1])
-        k = max(getattr(t.cfg, "k", 32) for t in tset.layers.values())
-        from interp.circuits.graph_memory import estimate_bytes
-
-        mem.update(tokens=n_tok, estimate_gb=estimate_bytes(n_tok, model.cfg.n_layers, model.cfg.d_model,
-                                                            model.cfg.d_vocab, k * len(tset.layers) / model.cfg.n_layers,
-                                                            4096, 32, n_heads=model.cfg.n_heads) / 2**30)
-        out["memory_long_prompt"] = mem
+        out["estimates"] = _estimates(args.model, args.transcoders, args.repeats, args.memory_seconds)
     emit(out)
 
 

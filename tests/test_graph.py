@@ -329,7 +329,7 @@ def test_top_paths_are_signed_and_promoting_and_suppressing_chains_rank_apart(ti
     assert [q["effect"] for q in summary] == ["promotes"] * len(ups) + ["suppresses"] * len(downs)
 
 
-def test_the_graph_verb_writes_a_file_that_validates_and_refuses_bad_input(tiny_models, tmp_path):
+def test_the_graph_verb_writes_a_file_that_validates_and_refuses_bad_input(tiny_models, tmp_path, monkeypatch):
     import json
 
     from interp.circuits.graph_json import validate_graph_json
@@ -363,7 +363,8 @@ def test_the_graph_verb_writes_a_file_that_validates_and_refuses_bad_input(tiny_
     assert_one_line_error(*base, "--prompt", PROMPT, "--edge-threshold", "0", message="(0, 1]")
     assert_one_line_error(*base, "--prompt", PROMPT, "--target", " Paris and", message="--target")
     assert_one_line_error(*base, "--prompt", PROMPT, "--ablate", "0:1@99", message="past the end of the prompt")
-    assert_one_line_error(*base, "--prompt", PROMPT * 40, "--batch", "1024", message="GB")
+    monkeypatch.setenv("INTERP_GRAPH_MEMORY_GB", "1")  # the limit follows the machine; one small enough to refuse
+    assert_one_line_error(*base, "--prompt", PROMPT * 40, "--batch", "1024", message="fits")
     assert_one_line_error("graph", "--model", "tiny-gpt2", "--transcoders", str(tmp_path / "tc"), "--prompt", PROMPT,
                           message="trained on")
     assert not (tmp_path / "x.json").exists()
@@ -381,3 +382,47 @@ def test_the_embedded_models_graph_is_exact_and_its_frozen_interventions_match(s
     layer, pos, feat = (int(v) for v in g.features[0])
     iv = intervene(smol, tset, g, [(layer, feat, pos, 0.0)])
     np.testing.assert_allclose(iv.frozen_after, iv.predicted_after, atol=1e-4 * scale)
+
+
+def test_a_target_graph_keeps_the_features_that_drive_a_low_probability_target(tiny_models):
+    """A tiny model built so that two features at the last position write the unembedding direction of
+    a low-probability token T and two others the top token's. With a cap of two feature nodes,
+    weighting by probability (circuit-tracer's) keeps the top token's pair, and T's input from the
+    features left out exceeds that from the ones kept; weighting by the target keeps T's pair, and the
+    kept input is the larger (issue 41)."""
+    from interp.circuits.local_replacement import clean_parts, clean_run
+    from interp.tokens import to_tokens
+
+    model = tiny_models["tiny-llama"]
+    tset = random_set(model, seed=5)
+    L = model.cfg.n_layers
+    tokens = to_tokens(model, PROMPT)
+    with torch.no_grad():
+        logits = model(tokens)[0, -1].float()
+        _, _, acts = clean_parts(model, tset, clean_run(model, tset, tokens)["cache"])
+    order = logits.argsort(descending=True).tolist()
+    top, target = order[0], order[5]  # T: the sixth likeliest
+    on = torch.nonzero(acts[L - 1][-1] > 0)[:, 0].tolist()
+    assert len(on) >= 4
+    drives_t, drives_top = on[:2], on[2:4]
+    W_U = model.W_U.detach().float()
+    tc = tset.layers[L - 1]
+    with torch.no_grad():
+        for group, tok in ((drives_t, target), (drives_top, top)):
+            direction = W_U[:, tok] - W_U.mean(1)
+            for j in group:
+                tc.W_dec[j] = 20 * direction / direction.norm() / float(acts[L - 1][-1, j]) * tc.output_scale
+    t_text = model.to_str_tokens(torch.tensor([target]))[0]
+
+    def kept(weight_target):
+        g = attribution_graph(model, tset, PROMPT, max_feature_nodes=2, target=t_text, weight_target=weight_target,
+                              label_features=False)
+        pos = g.n_pos - 1
+        return {int(f) for layer, p, f in g.features.tolist() if layer == L - 1 and p == pos}, g.top_logit_input()
+
+    by_prob, fed_prob = kept(False)
+    by_target, fed_target = kept(True)
+    assert by_prob == set(drives_top) and fed_prob["weighting"] == "probability"
+    assert abs(fed_prob["from_left_out_features"]) > abs(fed_prob["from_kept_features"])
+    assert by_target == set(drives_t) and fed_target["weighting"] == "target"
+    assert fed_target["from_kept_features"] > abs(fed_target["from_left_out_features"])

@@ -22,6 +22,7 @@ from _shared import demo_offer, pick_model, prompt_input, remembered, serialised
 
 from interp import InterpError  # noqa: E402
 from interp.circuits.graph_json import node_ids  # noqa: E402
+from interp.circuits.graph_trust import flag_intervention, trust_summary  # noqa: E402
 from interp.circuits.graph_view import (SUPERNODE, merge_supernodes, node_links, parse_supernodes,  # noqa: E402
                                        q_params, subgraph, without_kind)
 from interp.figures import graph_figure, readable_id  # noqa: E402
@@ -170,6 +171,12 @@ m1.metric("Replacement score (pruned)", f"{s_pr.replacement:.2f}", f"unpruned {s
 m2.metric("Completeness (pruned)", f"{s_pr.completeness:.2f}", f"unpruned {s_all.completeness:.2f}", delta_color="off")
 m3.metric("Nodes shown", f"{len(doc['nodes']):,}", f"of {graph.n_nodes:,}", delta_color="off")
 m4.metric("Links after pruning", f"{len(doc['links']):,}", f"of {int((graph.adjacency != 0).sum()):,}", delta_color="off")
+massive = trust_summary(graph, graph.prune(node_t, edge_t).node_mask.numpy())["massive_activation_positions"]
+if massive:
+    st.warning("**Massive activations**, where the graph's frozen norms may overstate effects (those nodes have an "
+               "orange outline): " + "; ".join(
+                   f"{p['token']!r}@{p['position']} after layers {p['layers'][0]}-{p['layers'][-1]}, up to "
+                   f"{p['max_norm_ratio']:.0f}x the prompt's median norm" for p in massive))
 demo = _jobs.status(demo_transcoders_name(name))
 if demo.state == "done" and Path(tc_path) == demo_transcoders_paths(name)[0]:
     plan = demo_transcoders_plan(name, model)[1]
@@ -225,6 +232,8 @@ if node is None:
 
 toks = graph.token_text
 st.subheader(f"{readable_id(node, toks)}: {node['clerp'] or node['feature_type']}")
+if node.get("untrusted"):
+    st.warning(f"Not to be trusted: {node['untrusted']}")
 if node_id in pinned:
     st.button("Unpin this node", key="pin", on_click=set_pinned, args=([p for p in pinned if p != node_id],))
 else:
@@ -274,7 +283,8 @@ if right.button("Ablate / steer this feature", type="primary", key="intervene"):
 
     try:
         iv = intervene(cached_model(name), tset, graph, [(layer, feat, pos, float(value))])
-        st.session_state["graph_iv"] = (node_id, float(value), iv.to_dict())
+        why = flag_intervention(graph, iv)  # marks the node in the graph, its JSON and the figure
+        st.session_state["graph_iv"] = (node_id, float(value), {**iv.to_dict(), "disagreement": why})
     except InterpError as err:
         show_error(err)
 if st.session_state.get("graph_iv") and st.session_state["graph_iv"][0] == node_id:
@@ -289,3 +299,5 @@ if st.session_state.get("graph_iv") and st.session_state["graph_iv"][0] == node_
     frozen_moved = max(abs(f - b) for f, b in zip(iv["frozen_after"], iv["before"]))
     right.markdown(f"Largest logit change: real model {moved:.4f}, frozen model {frozen_moved:.4f}")
     right.caption("Real model's top tokens after: " + ", ".join(f"{t!r} {p:.3f}" for t, p in iv["real_top"]))
+    if iv.get("disagreement"):
+        right.warning(f"The graph's prediction fails here: {iv['disagreement']}. The node is marked in the graph.")

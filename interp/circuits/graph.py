@@ -51,7 +51,10 @@ from torch import Tensor
 from interp.circuits.graph_json import graph_to_json
 from interp.circuits.graph_pruning import (ROW_BLOCK, GraphScores, abs_row_sums, check_threshold, graph_scores,
                                            partial_influence, prune)
-from interp.circuits.graph_memory import MEMORY_LIMIT, check_graph_size
+from interp.circuits.graph_memory import MemoryLimit, check_graph_size, machine_limit
+from interp.circuits.graph_trust import norm_ratios, trust_summary
+from interp.circuits.graph_time import (ROW_COST_BASE, after_rows_seconds, chunk_costs, interleaved,
+                                        rounds_cost)
 from interp.circuits.local_replacement import clean_parts, clean_run, decoder_bias, decoder_rows, frozen_forward
 from interp.errors import InterpError, warn
 from interp.progress import Estimate, progress
@@ -60,6 +63,8 @@ __all__ = ["AttributionGraph", "attribution_graph"]
 
 INFLUENCE_ROUND = 128
 """Feature rows computed between re-estimates of influence, when a cap leaves features out."""
+CHUNKS_PER_BLOCK = 4
+"""Chunks of rows between progress updates (and the estimate's sample) when every feature is a node."""
 
 
 @dataclass
@@ -91,6 +96,14 @@ class AttributionGraph:
     logit_weight: np.ndarray | None = None
     """[n_logits]: how much each logit counts in the cap, influence, pruning and scores (None: its
     probability, circuit-tracer's weighting). A ``--target`` graph puts all the weight on the target."""
+    norm_ratio: np.ndarray | None = None
+    """[n_layers, n_pos]: the residual norm after each layer at each position over the prompt's median
+    (:mod:`interp.circuits.graph_trust`: a massive-activation position marks its nodes)."""
+    flags: dict[int, str] = field(default_factory=dict)
+    """Nodes marked by an intervention whose frozen and real effects disagreed (node → why)."""
+    estimated_seconds: float | None = None
+    """What the run estimated for itself, graph, pruning, scores and writing (see
+    :mod:`interp.circuits.graph_time`), against :attr:`seconds` for the graph alone."""
 
     # ------------------------------------------------------------------ layout
 
@@ -167,7 +180,9 @@ class AttributionGraph:
         """The largest |Σ incoming edges + bias − actual pre-activation| over feature and logit rows (with a
         cap on feature nodes, the input from the features left out counts too: :attr:`dropped`)."""
         rows = np.r_[0:self.n_features, self.logit_slice.start:self.logit_slice.stop]
-        got = self.adjacency[rows].astype(np.float64).sum(1) + self.bias[rows]
+        # Summed in float64 a row block at a time: a float64 copy of a long prompt's matrix is gigabytes.
+        got = np.concatenate([self.adjacency[rows[i:i + ROW_BLOCK]].sum(1, dtype=np.float64)
+                              for i in range(0, len(rows), ROW_BLOCK)] or [np.zeros(0)]) + self.bias[rows]
         if self.dropped is not None:
             got = got + self.dropped[rows]
         return float(np.abs(got - self.pre_activations[rows]).max()) if len(rows) else 0.0
@@ -199,26 +214,31 @@ class AttributionGraph:
         ``sign`` +1 keeps the chains whose last edge promotes the logit, -1 those that suppress it (0:
         both, by |weight|). Each chain carries every edge's signed weight and ``effect``: "promotes" or
         "suppresses" (the sign of its last edge, the one into the logit)."""
-        p = self.prune(node_threshold, edge_threshold)
-        A = np.where(p.edge_mask.numpy(), self.adjacency, 0.0)
+        mask = self.prune(node_threshold, edge_threshold).edge_mask.numpy()
+
+        def row_of(i: int) -> np.ndarray:  # a node's kept inputs (a row at a time: the matrix can be gigabytes)
+            return np.where(mask[i], self.adjacency[i], np.float32(0))
+
         t = self.logit_slice.start + (target or 0)
-        row = A[t] if sign == 0 else np.where(np.sign(A[t]) == sign, A[t], 0.0)
+        into = row_of(t)
+        row = into if sign == 0 else np.where(np.sign(into) == sign, into, 0.0)
         firsts = np.argsort(-np.abs(row), kind="stable")[:k]
         paths = []
         for s in firsts:
             if row[s] == 0:
                 continue
-            chain, weights, node = [int(s)], [float(A[t, s])], int(s)
+            chain, weights, node = [int(s)], [float(into[s])], int(s)
             while len(chain) < max_len and node < self.n_features:
-                nxt = int(np.argmax(np.abs(A[node])))
-                if A[node, nxt] == 0:
+                inputs = row_of(node)
+                nxt = int(np.argmax(np.abs(inputs)))
+                if inputs[nxt] == 0:
                     break
                 chain.append(nxt)
-                weights.append(float(A[node, nxt]))
+                weights.append(float(inputs[nxt]))
                 node = nxt
             nodes = [self.node(i)["label"] for i in reversed(chain)] + [self.node(t)["label"]]
-            paths.append({"nodes": nodes, "weights": list(reversed(weights)), "strength": float(A[t, s]),
-                          "effect": "promotes" if A[t, s] > 0 else "suppresses"})
+            paths.append({"nodes": nodes, "weights": list(reversed(weights)), "strength": float(into[s]),
+                          "effect": "promotes" if into[s] > 0 else "suppresses"})
         return paths
 
     def top_logit_input(self) -> dict:
@@ -253,8 +273,10 @@ class AttributionGraph:
                 "top_paths": (self.top_paths(None, 3, node_threshold, edge_threshold, sign=1)
                               + self.top_paths(None, 3, node_threshold, edge_threshold, sign=-1)),
                 "top_logit_input": self.top_logit_input(),
+                "untrusted": trust_summary(self, p.node_mask.numpy()),
                 "exactness_max_error": self.check_exact(),
-                "layers_without_transcoder": self.layers_without_transcoder, "seconds": self.seconds}
+                "layers_without_transcoder": self.layers_without_transcoder, "seconds": self.seconds,
+                "estimated_seconds": self.estimated_seconds}
 
 
 # ---------------------------------------------------------------------------------------------- the computation
@@ -262,7 +284,7 @@ class AttributionGraph:
 
 def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, logit_prob: float = 0.95,
                       max_feature_nodes: int = 4096, batch: int = 32, target: str | None = None,
-                      weight_target: bool = True, label_features: bool = True, memory_limit: int = MEMORY_LIMIT,
+                      weight_target: bool = True, label_features: bool = True, memory_limit: MemoryLimit | int | None = None,
                       before_edges: Callable[[dict[int, Tensor]], object] | None = None) -> AttributionGraph:
     """The attribution graph of ``prompt``'s next token (see the module docstring). ``before_edges``, if
     given, sees the clean run's feature activations (``{layer: [pos, d_sae]}``) before any edge is
@@ -287,11 +309,13 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         raise InterpError(f"the prompt {prompt!r} is one token; a graph needs at least two (the first is the "
                           "attention sink)")
     check_graph_size(P, L, model.cfg.d_model, model.cfg.d_vocab, model.cfg.n_heads, transcoders, max_feature_nodes,
-                     batch, memory_limit)
+                     batch, machine_limit(str(model.cfg.device)) if memory_limit is None else memory_limit)
     missing = [layer for layer in range(L) if layer not in transcoders.layers]
     if missing:
         warn(f"layers {','.join(map(str, missing))} have no transcoder: their whole MLP output is an error node")
+    t_clean = time.perf_counter()
     clean = clean_run(model, transcoders, tokens)
+    clean_seconds = time.perf_counter() - t_clean
     cache = clean["cache"]
     logits = clean["logits"][-1]
     probs = logits.softmax(-1)
@@ -340,6 +364,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     feats_t = torch.tensor(feats, dtype=torch.long).view(-1, 3)
     acts_t = torch.cat(acts) if acts else torch.zeros(0)
     emb = cache["hook_embed"][0].float()
+    resid_norms = torch.stack([cache[f"blocks.{layer}.hook_resid_post"][0].float().norm(dim=-1)
+                               for layer in range(L)]).cpu().numpy()
 
     # Each row's inputs from one backward pass of a batch of targets.
     _, E, leaves, inputs = frozen_forward(model, transcoders, tokens, clean, mlp_const, batch)
@@ -394,25 +420,39 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     with torch.enable_grad():
         logit_rows = rows_for([("logit", t) for t in chosen])
         feat_targets = [("feature", int(l_), int(p_), int(j_)) for l_, p_, j_ in feats]
+        kept = min(n_active, max_feature_nodes)
+
+        def after() -> float:  # the bias run, labels, pruning, scores and writing, once rows are timed
+            return after_rows_seconds(kept + L * P + P + len(chosen), L, kept * n_src, clean_seconds,
+                                      _label_seconds(model, transcoders, kept) if label_features else 0.0)
         if n_active <= max_feature_nodes:
             selected = list(range(n_active))
             feat_rows = torch.zeros(n_active, n_src)
-            step = batch * 4
-            # A row's backward runs down from its layer, so the first block is a sample across all the
-            # layers (every n-th feature) and its time scales by the count; the rest go in order.
-            first = list(range(0, n_active, -(-n_active // step)))
-            rest = sorted(set(range(n_active)) - set(first))
-            blocks = [first] + [rest[i:i + step] for i in range(0, len(rest), step)]
+            feat_layers = feats_t[:, 0].numpy() if n_active else np.zeros(0, dtype=np.int64)
+            # Chunks of one layer each (a row's backward runs down from its layer), taken in an order that
+            # spreads every prefix over the layers, so the first blocks time a fair sample of the work.
+            chunks = [idx[i:i + batch] for layer in range(L) for idx in [np.flatnonzero(feat_layers == layer)]
+                      for i in range(0, len(idx), batch)]
+            chunks = [chunks[i] for i in interleaved(len(chunks))]
+            costs = [float(feat_layers[c[0]]) + ROW_COST_BASE for c in chunks]
+            total_cost = sum(costs) or 1.0
             estimate = Estimate(f"attribution graph of {P} tokens", n_active, "feature rows",
-                                "a shorter prompt, or a lower --max-feature-nodes")
-            for b, idx in enumerate(progress(blocks, desc="attribution graph", unit="block")):
-                feat_rows[idx] = rows_for([feat_targets[i] for i in idx])
-                if b == 0:
-                    estimate.done(len(idx))
+                                "a shorter prompt, or a lower --max-feature-nodes", warmup=True, after=after,
+                                after_what="prune, score and write")
+            bar = progress(total=n_active, desc="attribution graph", unit="row")
+            for b in range(0, len(chunks), CHUNKS_PER_BLOCK):
+                block = chunks[b:b + CHUNKS_PER_BLOCK]
+                for c in block:
+                    feat_rows[c] = rows_for([feat_targets[i] for i in c])
+                n_rows = sum(len(c) for c in block)
+                bar.update(n_rows)
+                estimate.done(n_rows, sum(costs[b:b + CHUNKS_PER_BLOCK]) / total_cost)
+            bar.close()
             row_sums = abs_row_sums(feat_rows)
         else:
-            selected, feat_rows, row_sums = _by_influence(rows_for, feat_targets, logit_rows, weights, n_active,
-                                                max_feature_nodes, f"attribution graph of {P} tokens")
+            selected, feat_rows, row_sums, estimate = _by_influence(
+                rows_for, feat_targets, feats_t[:, 0].numpy(), logit_rows, weights, n_active, max_feature_nodes,
+                batch, f"attribution graph of {P} tokens", after)
     E = leaves = inputs = None  # the frozen forward's graph: freed before the adjacency is built
     # Order the selected features by influence and assemble the dense adjacency over nodes.
     w = torch.as_tensor(weights, dtype=torch.float32)
@@ -460,7 +500,9 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     token_text = [display_token(model.tokenizer, int(t)) for t in tokens[0]]
     graph = AttributionGraph(prompt, model.cfg.model_name, tokens[0].tolist(), token_text, L, feats_sel, acts_sel,
                              chosen, [display_token(model.tokenizer, t) for t in chosen], logit_probs, A, bias,
-                             pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped, logit_weight)
+                             pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped, logit_weight,
+                             norm_ratios(resid_norms), {},
+                             (estimate.t0 - t0) + estimate.seconds if estimate.seconds is not None else None)
     fed = graph.top_logit_input()
     if target is not None and F_ < n_active and abs(fed["from_left_out_features"]) > abs(fed["from_kept_features"]):
         warn(f"the features kept give {target!r} {fed['from_kept_features']:+.2f} of input and the ones "
@@ -469,16 +511,18 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     return graph
 
 
-def _by_influence(rows_for, feat_targets, logit_rows, logit_weights, n_active, cap, what):
+def _by_influence(rows_for, feat_targets, feat_layers, logit_rows, logit_weights, n_active, cap, batch, what, after):
     """circuit-tracer's order for a capped graph: compute rows for the features of highest estimated
-    influence first, re-estimating as rows arrive. Returns the features, their rows and the rows'
-    :func:`abs_row_sums`."""
+    influence first, re-estimating as rows arrive. Returns the features, their rows, the rows'
+    :func:`abs_row_sums` and the run's :class:`Estimate`."""
     w = torch.as_tensor(logit_weights, dtype=torch.float32)
     done: list[int] = []
     rows = torch.zeros(cap, logit_rows.shape[1])
     sums = torch.zeros(cap)
-    bar = progress(total=cap, desc="attribution graph (by influence)", unit="feature")
-    estimate = Estimate(what, cap, "feature rows", "a shorter prompt, or a lower --max-feature-nodes")
+    bar = progress(total=cap, desc="attribution graph (by influence)", unit="row")
+    estimate = Estimate(what, cap, "feature rows", "a shorter prompt, or a lower --max-feature-nodes", warmup=True,
+                        after=after, after_what="prune, score and write")
+    spent = 0.0  # the cost of the rounds so far, in layer-backwards (interp.circuits.graph_time)
     while len(done) < cap:
         n = len(done)
         est = partial_influence(rows[:n], sums[:n], done, logit_rows, w, n_active)
@@ -490,9 +534,14 @@ def _by_influence(rows_for, feat_targets, logit_rows, logit_weights, n_active, c
         sums[n:n + take] = abs_row_sums(rows[n:n + take])
         done += nxt
         bar.update(take)
-        estimate.done(take)  # the first round: the features of most direct influence, from every layer
+        if not estimate.said:  # the rounds to come: the features this estimate of influence would take next
+            cost = chunk_costs(feat_layers[nxt], batch)
+            spent += cost
+            est[torch.tensor(nxt)] = -1
+            future = est.topk(cap - len(done)).indices.numpy()
+            estimate.done(take, cost / (spent + rounds_cost(feat_layers[future], INFLUENCE_ROUND, batch)))
     bar.close()
-    return done, rows, sums
+    return done, rows, sums, estimate
 
 
 def _mean_column(W_U: Tensor, block: int = 16384) -> Tensor:
@@ -508,6 +557,10 @@ LABELLED = 256
 """Feature nodes (the most influential) labelled by their logit effects; each costs a d_model × vocab product."""
 
 
+LABEL_BLOCK = 64
+"""Labels computed per product with the unembedding: one matrix product instead of 64 vector ones."""
+
+
 @torch.no_grad()
 def _labels(model, transcoders, feats: np.ndarray, k: int = 3) -> list[str]:
     """A feature's label without a store: its top logit-effect tokens (decoder row · unembedding), for the
@@ -515,12 +568,26 @@ def _labels(model, transcoders, feats: np.ndarray, k: int = 3) -> list[str]:
     from interp.tokens import display_token
 
     W_U = model.W_U.detach().float()
-    out = []
-    for i, (layer, _, j) in enumerate(feats.tolist()):
-        if i >= LABELLED:
-            out.append(f"L{layer}#{j}")
-            continue
-        d = decoder_rows(transcoders.layers[layer])[j]
-        top = (d @ W_U).topk(k).indices.tolist()
-        out.append(f"L{layer}#{j} → " + ",".join(repr(display_token(model.tokenizer, t)) for t in top))
-    return out
+    names = [f"L{layer}#{j}" for layer, _, j in feats.tolist()]
+    n = min(len(feats), LABELLED)
+    for i0 in range(0, n, LABEL_BLOCK):
+        block = feats[i0:min(n, i0 + LABEL_BLOCK)]
+        d = torch.stack([decoder_rows(transcoders.layers[layer])[j] for layer, _, j in block.tolist()])
+        top = (d.float() @ W_U).topk(k, dim=1).indices.tolist()
+        for i, t in enumerate(top):
+            names[i0 + i] += " → " + ",".join(repr(display_token(model.tokenizer, v)) for v in t)
+    return names
+
+
+@torch.no_grad()
+def _label_seconds(model, transcoders, n_features: int) -> float:
+    """The time :func:`_labels` will take for ``n_features`` nodes, from one block of it."""
+    n = min(n_features, LABELLED)
+    if n == 0:
+        return 0.0
+    tc = next(iter(transcoders.layers.values()))
+    d = decoder_rows(tc)[:min(n, LABEL_BLOCK)].float()
+    t0 = time.perf_counter()
+    (d @ model.W_U.detach().float()).topk(3, dim=1).indices.tolist()
+    return (time.perf_counter() - t0) * -(-n // LABEL_BLOCK)
+

@@ -26,11 +26,16 @@ def graph_to_json(g: AttributionGraph, node_threshold: float = 0.8, edge_thresho
     p = g.prune(node_threshold, edge_threshold)
     keep = np.nonzero(p.node_mask.numpy())[0]
     infl = p.node_influence.numpy()
+    from interp.circuits.graph_trust import untrusted_nodes
+
+    marked = untrusted_nodes(g)
     ids: dict[int, str] = {}
     nodes = []
     for i in keep:
         n = g.node(int(i))
         d = ct_node(n, g, float(infl[i]))
+        if int(i) in marked:  # an extra field: circuit-tracer's frontend reads the ones it knows
+            d["untrusted"] = marked[int(i)]
         ids[int(i)] = d["node_id"]
         nodes.append(d)
     em = p.edge_mask.numpy()

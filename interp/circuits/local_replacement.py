@@ -27,7 +27,7 @@ def clean_run(model, transcoders, tokens: Tensor) -> dict:
     held = [f"{norm}.hook_scale" for norm in architecture(model).frozen_norms] + ["attn.hook_pattern"]
     frozen = [n for n in [f"blocks.{l}.{h}" for l in range(L) for h in held] + ["ln_final.hook_scale"]
               if n in model.hook_dict]
-    names = set(frozen) | {"hook_embed"} | {f"blocks.{l}.hook_mlp_out" for l in range(L)}
+    names = set(frozen) | {"hook_embed"} | {f"blocks.{l}.{h}" for l in range(L) for h in ("hook_mlp_out", "hook_resid_post")}
     for layer in transcoders.layers:
         names |= {transcoders.input_hook(layer), transcoders.output_hook(layer)}
     logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)

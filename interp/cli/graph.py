@@ -74,8 +74,9 @@ def cmd_graph(args: argparse.Namespace) -> dict:
 
         check_writable(args.out, "--out", directory=False)
     from interp.circuits.graph import attribution_graph
-    from interp.circuits.graph_memory import check_graph_size
+    from interp.circuits.graph_memory import check_graph_size, machine_limit, model_bytes
     from interp.circuits.graph_intervention import active_changes, intervene
+    from interp.circuits.graph_trust import flag_intervention
     from interp.models import model_shape, prompt_token_ids
     from saes.transcoder import load_set
 
@@ -84,8 +85,11 @@ def cmd_graph(args: argparse.Namespace) -> dict:
         raise InterpError(f"{args.transcoders} is a set of SAEs; a graph needs transcoders (sae train --transcoder)")
     ids, shape = prompt_token_ids(args.model, args.prompt), model_shape(args.model)
     if ids is not None and shape is not None:  # the prompt's size, before the model loads
+        from interp.distributed import local_device
+
         check_graph_size(len(ids), shape.n_layers, shape.d_model, shape.d_vocab, shape.n_heads, tset,
-                         args.max_feature_nodes, args.batch)
+                         args.max_feature_nodes, args.batch,
+                         machine_limit(str(local_device(args.device)), model_bytes(shape)))
     store = None
     if args.store:
         from saes.features.store import FeatureStore
@@ -100,12 +104,13 @@ def cmd_graph(args: argparse.Namespace) -> dict:
     if store is not None:
         shown = graph.prune(args.node_threshold, args.edge_threshold).node_mask[:graph.n_features]
         graph.labels = store.set_labels(tset, graph.features.tolist(), graph.labels, shown.nonzero()[:, 0].tolist())
+    iv = intervene(model, tset, graph, [tuple(c) for c in changes]) if changes else None
+    why = flag_intervention(graph, iv) if iv is not None else None  # marks the nodes before the summary
     out = {"model": model.cfg.model_name, "transcoders": args.transcoders,
            **graph.summary(args.node_threshold, args.edge_threshold),
            "axes": {"logits": ["rank"], "top_paths": ["rank"]}}
-    if changes:
-        iv = intervene(model, tset, graph, [tuple(c) for c in changes])
-        out["intervention"] = iv.to_dict()
+    if iv is not None:
+        out["intervention"] = {**iv.to_dict(), "disagreement": why}
     if args.out:
         from interp.cache import atomic_path
 
@@ -147,6 +152,21 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
         for t, b, fz, pr, r in zip(iv["tokens"], iv["before"], iv["frozen_after"], iv["predicted_after"],
                                    iv["real_after"]):
             print(f"    {t!r:>12}  before {b:+.3f}  frozen {fz:+.3f}  predicted {pr:+.3f}  real {r:+.3f}")
+        if iv["disagreement"]:
+            print(f"  not to be trusted here: {iv['disagreement']}")
+    _untrusted(out["untrusted"])
     for k in ("out", "html"):
         if k in out:
             print(f"  {k}: {out[k]}")
+
+
+def _untrusted(u: dict) -> None:
+    """The summary's caution lines: massive-activation positions, and how many kept nodes they mark."""
+    for p in u["massive_activation_positions"]:
+        layers = p["layers"]
+        span = f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers[0]}-{layers[-1]}"
+        print(f"  caution: {p['token']!r}@{p['position']} carries a massive activation after {span} (up to "
+              f"{p['max_norm_ratio']:.0f}x the prompt's median norm); frozen norms may overstate its nodes")
+    if u["nodes_pruned"]:
+        print(f"  {u['nodes_pruned']} node{'s' if u['nodes_pruned'] != 1 else ''} of the pruned graph marked "
+              "'untrusted' in the JSON and the figure")

@@ -10,6 +10,8 @@ __all__ = ["GRAPH_COLOURS", "graph_figure", "graph_layout", "readable_id"]
 
 GRAPH_COLOURS = {"cross layer transcoder": "#4c78a8", "mlp reconstruction error": "#bab0ac", "embedding": "#54a24b",
                  "logit": "#e45756", "supernode": "#9467bd"}
+UNTRUSTED_COLOUR = "#f58518"
+"""The outline of a node marked not to be trusted (interp.circuits.graph_trust)."""
 PER_ROW = 6
 """Nodes side by side in one (layer, position) cell before they wrap to another row."""
 LINK_BINS = (0.0, 0.1, 0.3, 0.6)
@@ -117,8 +119,10 @@ def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 60
             x=[pos[n["node_id"]][0] for n in nodes], y=[pos[n["node_id"]][1] for n in nodes], mode="markers+text",
             marker={"size": [6 + 10 * (v / big) ** 0.5 if kind != "logit" else 7 + 12 * n["token_prob"]
                              for v, n in zip(infl, nodes)], "color": colour,
-                    "line": {"width": [3 if n["node_id"] in pinned or n["node_id"] == clicked else 0.5 for n in nodes],
-                             "color": "black"}},
+                    "line": {"width": [3 if n["node_id"] in pinned or n["node_id"] == clicked else
+                                       2.5 if n.get("untrusted") else 0.5 for n in nodes],
+                             "color": ["black" if n["node_id"] in pinned or n["node_id"] == clicked or
+                                       not n.get("untrusted") else UNTRUSTED_COLOUR for n in nodes]}},
             text=[_short(n, toks) if n["node_id"] in named else "" for n in nodes],
             textposition=[side.get(n["node_id"], "top center") for n in nodes],
             textfont={"size": 10}, customdata=[n["node_id"] for n in nodes], name=kind,
@@ -126,6 +130,7 @@ def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 60
                        f"<br>influence {n.get('influence') or 0:.3f}"
                        + (f"<br>activation {n['activation']:.3f}" if n.get("activation") is not None else "")
                        + (f"<br>{hover[n['node_id']]}" if n["node_id"] in hover else "")
+                       + (f"<br><b>not to be trusted</b>: {n['untrusted']}" if n.get("untrusted") else "")
                        for n in nodes], hoverinfo="text"))
     n_layers = max((float(n["layer"]) for n in doc["nodes"] if n["layer"] != "E"), default=0)
     fig.update_layout(
