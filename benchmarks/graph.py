@@ -10,7 +10,8 @@
 - **Estimate against measurement.** For a short (≤ 10 tokens), a medium and a long prompt, each in a
   fresh interpreter (so that its peak memory is its own), ``--repeats`` times, interleaved: what
   ``interp graph`` does (graph, summary, graph JSON, figure) timed against the run's own estimate
-  (``estimated_seconds``), and the peak resident memory beyond the model and set against
+  (``estimated_seconds``), and the peak resident memory beyond the model and set (VmHWM, reset after
+  loading them) against
   :func:`interp.circuits.graph_memory.estimate_bytes`. Ratios are estimate / measured.
 
     python -m benchmarks.graph --transcoders DIR [--repeats 2 --cap 4096]
@@ -40,14 +41,19 @@ LONG = ("The history of the city begins with a small settlement on the river, wh
 MEDIUM = " ".join(LONG.split()[:24])
 
 _RUN = """
-import json, os, resource, sys, threading, time
+import json, os, sys, threading, time
 from interp.models import load_model
 from interp.circuits.graph import attribution_graph
 from interp.circuits.graph_memory import estimate_bytes
 from saes.transcoder import load_set
 model = load_model(sys.argv[1]); tset = load_set(sys.argv[2]); limit = float(sys.argv[4])
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-base = peak()
+def rss(field):  # GB, from /proc/self/status: VmRSS now, VmHWM the peak since the last reset
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(field)) / 2**20
+with open("/proc/self/clear_refs", "w") as f:  # reset the peak: loading the model has a transient of its own
+    f.write("5")
+base = rss("VmRSS:")
+peak = lambda: rss("VmHWM:")
 t0 = time.perf_counter()
 def watchdog():  # stop a run that takes too long
     time.sleep(limit)

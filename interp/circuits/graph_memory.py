@@ -69,16 +69,19 @@ def estimate_parts(n_pos: int, n_layers: int, d_model: int, d_vocab: int, k_per_
     device: the frozen forward kept for the backward (per layer and copy, the frozen attention pattern
     twice and about four d_model-wide activations) and one chunk's gradients at every layer. On the
     host, while rows are computed: the rows (float32, every source) and the influence estimate's
-    temporaries, then the dense adjacency; while pruning, its float64 copies. Allocator overhead is a
-    quarter on top. Calibrated on the embedded model with 30 transcoders (k 16), graph and pruning: 64
-    tokens measured 2.1 GB over the model's memory (this says 2.1), 128 tokens 4.5 GB (this says 4.8)."""
+    temporaries, then the dense adjacency; while pruning and scoring, about 36 bytes a matrix element
+    (the float32 adjacency, float64 copies, masks, the sorted edge scores). Allocator overhead is a
+    quarter on top. Against the peak resident memory beyond the model of what ``interp graph`` does
+    (graph, summary, JSON, figure) on the embedded model with 30 transcoders (k 16, default cap;
+    benchmarks/graph.py): 9 tokens measured 0.55-0.61 GB (this says 0.71), 27 tokens 1.1-1.27 GB
+    (1.02), 128 tokens 3.5 GB (4.8)."""
     active = int(n_layers * (n_pos - 1) * k_per_token)
     rows = min(active, max_feature_nodes)
     nodes = rows + n_layers * n_pos + n_pos + n_logits
     forward = n_layers * batch * (2 * n_heads * n_pos * n_pos + 4 * n_pos * d_model) * 4 + 2 * batch * d_vocab * 4
     grads = (n_layers + 1) * batch * n_pos * d_model * 4
     computing = rows * (active + n_layers * n_pos + n_pos) * 4 + 2 * ROW_BLOCK * active * 4
-    pruning = nodes * nodes * (4 + 3 * 8)
+    pruning = nodes * nodes * (4 + 4 * 8)
     return GraphMemory(int(1.25 * (forward + grads)), int(1.25 * (computing + nodes * nodes * 4)), int(1.25 * pruning))
 
 
