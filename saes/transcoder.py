@@ -136,6 +136,8 @@ def load_set(path: str | Path, device: str = "cpu") -> TranscoderSet:
         raise InterpError(f"{path} is not a transcoder set: {'it does not exist' if not path.exists() else 'a file'}")
     if (path / SET).exists():
         tset = _load_own(path)
+        if (path / "config.yaml").exists():
+            refresh_ct_paths(path)
     elif (path / "config.yaml").exists():
         tset = load_circuit_tracer(path)
     elif any((d / "sae.safetensors").exists() for d in path.iterdir() if d.is_dir()):
@@ -172,7 +174,6 @@ def _load_own(path: Path) -> TranscoderSet:
 def save_circuit_tracer(tset: TranscoderSet, out: str | Path) -> Path:
     """circuit-tracer's layout beside ours: ``config.yaml`` and ``layer_{l}.safetensors`` per layer (folded
     weights: circuit-tracer's encoder has no input bias). Only transcoder sets can be written."""
-    import yaml
 
     if not tset.transcoders:
         raise InterpError("circuit-tracer's layout holds transcoders; this set holds SAEs")
@@ -188,15 +189,53 @@ def save_circuit_tracer(tset: TranscoderSet, out: str | Path) -> Path:
             tensors["activation_function.threshold"] = w["threshold"]
         with atomic_path(out / f"layer_{layer}.safetensors") as tmp:
             save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(tmp))
-    config = {"model_name": tset.model_name, "model_kind": "transcoder_set",
+    with atomic_path(out / "config.yaml") as tmp:
+        tmp.write_text(_ct_config(tset, out, first))
+    return out / "config.yaml"
+
+
+CT_TOPK_NOTE = ("# circuit-tracer 0.5's loader reads no activation key: a file with activation_function.threshold\n"
+                "# loads as JumpReLU, any other as ReLU. It has no file form for TopK, so this set would load there\n"
+                "# as ReLU (every positive pre-activation active). See docs/transcoders_and_graphs.md.\n")
+
+
+def _ct_config(tset: TranscoderSet, out: Path, first) -> str:
+    """``config.yaml`` as circuit-tracer 0.5's ``load_transcoders(config)`` reads it: ``model_kind``,
+    ``scan``, the hooks, and ``transcoders`` as absolute paths (it opens them against the working
+    directory, not the config's folder); ``model_name`` is the Hugging Face id its CLI loads, our short
+    name ``interp_model``. ``activation`` and ``k`` are ours (it reads neither)."""
+    import yaml
+
+    from interp.architectures import BUILTIN
+
+    spec = BUILTIN.get(tset.model_name)
+    config = {"model_kind": "transcoder_set", "model_name": (spec.hf_id if spec and spec.hf_id else tset.model_name),
+              "interp_model": tset.model_name, "scan": f"interp/{tset.model_name}/{out.resolve().name}",
               "feature_input_hook": _relative(first.hook_name), "feature_output_hook": _relative(first.hook_out),
               "activation": _CT_ACTIVATIONS[first.architecture],
-              "transcoders": [f"layer_{layer}.safetensors" for layer in sorted(tset.layers)]}
+              "transcoders": [str((out / f"layer_{layer}.safetensors").resolve()) for layer in sorted(tset.layers)]}
     if first.architecture == "topk":
         config["k"] = first.k
-    with atomic_path(out / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-    return out / "config.yaml"
+    return (CT_TOPK_NOTE if first.architecture == "topk" else "") + yaml.safe_dump(config, sort_keys=False)
+
+
+def refresh_ct_paths(path: Path) -> None:
+    """Point a set's ``config.yaml`` at its own files again after the folder moved (its ``transcoders``
+    are absolute for circuit-tracer). Best effort: a read-only set is left as it is."""
+    import yaml
+
+    try:
+        text = (path / "config.yaml").read_text()
+        config = yaml.safe_load(text)
+        files = config.get("transcoders") if isinstance(config, dict) else None
+        if not files or all(Path(str(f)).is_absolute() and Path(str(f)).parent == path.resolve() for f in files):
+            return
+        config["transcoders"] = [str(path.resolve() / Path(str(f)).name) for f in files]
+        note = CT_TOPK_NOTE if text.startswith(CT_TOPK_NOTE) else ""
+        with atomic_path(path / "config.yaml") as tmp:
+            tmp.write_text(note + yaml.safe_dump(config, sort_keys=False))
+    except (OSError, yaml.YAMLError):
+        return
 
 
 def _folded(sae: SAE) -> dict[str, torch.Tensor]:
@@ -233,8 +272,8 @@ def load_circuit_tracer(path: str | Path) -> TranscoderSet:
         if not isinstance(config.get(key), str):
             raise InterpError(f"{path / 'config.yaml'} lacks {key}")
     files = config.get("transcoders")
-    if files:
-        paths = {i: path / Path(str(f)).name if not Path(str(f)).is_absolute() else Path(str(f))
+    if files:  # relative names are the config's folder's; absolute ones too once the folder has moved
+        paths = {i: Path(str(f)) if Path(str(f)).is_absolute() and Path(str(f)).exists() else path / Path(str(f)).name
                  for i, f in enumerate(files)}
     else:
         paths = {int(m.group(1)): p for p in path.glob("layer_*.safetensors")
@@ -242,6 +281,7 @@ def load_circuit_tracer(path: str | Path) -> TranscoderSet:
     if not paths:
         raise InterpError(f"{path}: config.yaml names no transcoders and there is no layer_*.safetensors")
     activation = str(config.get("activation") or "").lower()
+    model_name = str(config.get("interp_model") or config.get("model_name") or "")  # ours, else its HF id
     layers = {}
     for layer, file in sorted(paths.items()):
         t = _read(file)
@@ -261,13 +301,13 @@ def load_circuit_tracer(path: str | Path) -> TranscoderSet:
         if arch == "topk" and not config.get("k") and "k" not in t:
             raise InterpError(f"{path / 'config.yaml'}: a topk set needs k")
         cfg = SAEConfig(arch, d_model, d_tc, hook_name=f"blocks.{layer}.{config['feature_input_hook']}",
-                        model_name=str(config.get("model_name") or ""), k=min(k, d_tc),
+                        model_name=model_name, k=min(k, d_tc),
                         hook_out=f"blocks.{layer}.{config['feature_output_hook']}", skip="W_skip" in t)
         extra = {"threshold": threshold} if threshold is not None else {}
         if "W_skip" in t:
             extra["W_skip"] = t["W_skip"]
         layers[layer] = _build(cfg, t["W_enc"].T, t["W_dec"], t["b_enc"], t["b_dec"], extra)
-    return TranscoderSet(layers, str(config.get("model_name") or ""), "circuit-tracer", str(path), config)
+    return TranscoderSet(layers, model_name, "circuit-tracer", str(path), config)
 
 
 # ---------------------------------------------------------------------------------------------- sparsify

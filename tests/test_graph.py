@@ -93,7 +93,7 @@ def _naive_frozen(model, tset, tokens, drop):
 def test_every_edge_equals_a_naive_loop_and_rows_sum_to_the_pre_activation(tiny_models, name):
     model = tiny_models[name]
     tset = random_set(model)
-    g = attribution_graph(model, tset, PROMPT, batch=8)
+    g = attribution_graph(model, tset, PROMPT, batch=8, first_position_errors="keep")
     assert g.active_features == g.n_features > 20
     # check 1: every feature and logit row, with its bias, sums to the actual pre-activation
     assert g.check_exact() < 1e-4
@@ -115,6 +115,21 @@ def test_every_edge_equals_a_naive_loop_and_rows_sum_to_the_pre_activation(tiny_
     assert worst < 1e-4, worst
     # error and token rows have no inputs
     assert not g.adjacency[g.n_features:g.logit_slice.start].any()
+    # circuit-tracer's convention: position 0's error nodes lose their edges, and each row's bias gains
+    # exactly what they gave it; every other edge is the same
+    z = attribution_graph(model, tset, PROMPT, batch=8, first_position_errors="zero")
+    assert z.first_position_errors == "zero" and z.check_exact() < 1e-4
+    key = {tuple(f): i for i, f in enumerate(z.features.tolist())}
+    perm = np.r_[[key[tuple(f)] for f in g.features.tolist()], np.arange(z.n_features, z.n_nodes)].astype(int)
+    A_z, bias_z = z.adjacency[np.ix_(perm, perm)], z.bias[perm]
+    first = [g.error_slice.start + layer * P for layer in range(g.n_layers)]
+    assert not A_z[:, first].any()
+    rest = np.setdiff1d(np.arange(g.n_nodes), first)
+    np.testing.assert_allclose(A_z[:, rest], g.adjacency[:, rest], atol=1e-5)
+    rows = np.r_[0:g.n_features, g.logit_slice.start:g.logit_slice.stop]
+    np.testing.assert_allclose(bias_z[rows], g.bias[rows] + g.adjacency[np.ix_(rows, first)].sum(1), atol=1e-4)
+    auto = attribution_graph(model, tset, PROMPT, batch=8, label_features=False)
+    assert auto.first_position_errors == ("zero" if model.cfg.default_prepend_bos else "keep")
 
 
 def test_a_layer_without_a_transcoder_is_all_error_and_warns(tiny_models, capsys):

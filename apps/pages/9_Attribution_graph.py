@@ -26,6 +26,7 @@ from interp.circuits.graph_trust import flag_intervention, trust_summary  # noqa
 from interp.circuits.graph_view import (SUPERNODE, merge_supernodes, node_links, parse_supernodes,  # noqa: E402
                                        q_params, subgraph, without_kind)
 from interp.figures import graph_figure, readable_id  # noqa: E402
+from interp.figures.attribution_graph import node_weight  # noqa: E402
 
 
 @st.cache_resource(show_spinner="Loading the transcoders…", max_entries=4)
@@ -248,7 +249,7 @@ li.dataframe(named_links(graph, ids, ins), hide_index=True, key="inputs")
 lo.markdown("**Strongest outputs** (direct edges out of this node)")
 lo.dataframe(named_links(graph, ids, outs), hide_index=True, key="outputs")
 if node["feature_type"] != "cross layer transcoder":
-    st.caption(f"{node['feature_type']} at position {node['ctx_idx']}, influence {node.get('influence') or 0:.3f}")
+    st.caption(f"{node['feature_type']} at position {node['ctx_idx']}, influence {node_weight(node):.3f}")
     st.stop()
 layer, feat, pos = (int(v) for v in node["node_id"].split("_"))
 left, right = st.columns([3, 2])
@@ -273,7 +274,7 @@ if store_path:
                                                             "store": store_path, "feature": str(feat)})
 else:
     left.caption("Give the set's feature store above for this feature's dashboard (top activations, logits).")
-left.caption(f"Activation {node['activation']:.3f} at position {pos}; influence {node.get('influence') or 0:.3f}")
+left.caption(f"Activation {node['activation']:.3f} at position {pos}; influence {node_weight(node):.3f}")
 value = right.number_input("Steer to value", value=0.0, key="steer_value",
                            help="0 ablates the feature; any other value sets it")
 if right.button("Ablate / steer this feature", type="primary", key="intervene"):

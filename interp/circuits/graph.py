@@ -96,6 +96,9 @@ class AttributionGraph:
     logit_weight: np.ndarray | None = None
     """[n_logits]: how much each logit counts in the cap, influence, pruning and scores (None: its
     probability, circuit-tracer's weighting). A ``--target`` graph puts all the weight on the target."""
+    first_position_errors: str = "keep"
+    """``"zero"``: position 0's error nodes have no edges, their input is in the biases (circuit-tracer's
+    convention); ``"keep"``: they are sources like any other error node."""
     norm_ratio: np.ndarray | None = None
     """[n_layers, n_pos]: the residual norm after each layer at each position over the prompt's median
     (:mod:`interp.circuits.graph_trust`: a massive-activation position marks its nodes)."""
@@ -275,7 +278,8 @@ class AttributionGraph:
                 "top_logit_input": self.top_logit_input(),
                 "untrusted": trust_summary(self, p.node_mask.numpy()),
                 "exactness_max_error": self.check_exact(),
-                "layers_without_transcoder": self.layers_without_transcoder, "seconds": self.seconds,
+                "layers_without_transcoder": self.layers_without_transcoder,
+                "first_position_errors": self.first_position_errors, "seconds": self.seconds,
                 "estimated_seconds": self.estimated_seconds}
 
 
@@ -285,10 +289,17 @@ class AttributionGraph:
 def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, logit_prob: float = 0.95,
                       max_feature_nodes: int = 4096, batch: int = 32, target: str | None = None,
                       weight_target: bool = True, label_features: bool = True, memory_limit: MemoryLimit | int | None = None,
-                      before_edges: Callable[[dict[int, Tensor]], object] | None = None) -> AttributionGraph:
+                      before_edges: Callable[[dict[int, Tensor]], object] | None = None,
+                      first_position_errors: str = "auto") -> AttributionGraph:
     """The attribution graph of ``prompt``'s next token (see the module docstring). ``before_edges``, if
     given, sees the clean run's feature activations (``{layer: [pos, d_sae]}``) before any edge is
     computed, and may refuse the work by raising.
+
+    ``first_position_errors``: position 0 is the attention sink, so it has no feature nodes and its MLP
+    output is all error node. ``"zero"`` (circuit-tracer's convention) moves those error nodes' input
+    into the biases (their nodes stay, without edges); ``"keep"`` keeps them as sources. ``"auto"``:
+    zero where position 0 is a BOS (it says nothing of the prompt), keep where it is the prompt's first
+    token, whose MLP output the later positions read (SmolLM2 prepends no BOS).
 
     With ``target``, the target logit carries all the weight (``weight_target``) in choosing the capped
     features, in influence, pruning and the scores, so that a low-probability target keeps the features
@@ -308,6 +319,10 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     if P < 2:
         raise InterpError(f"the prompt {prompt!r} is one token; a graph needs at least two (the first is the "
                           "attention sink)")
+    if first_position_errors not in ("auto", "keep", "zero"):
+        raise InterpError(f"first_position_errors must be auto, keep or zero, not {first_position_errors!r}")
+    zero_first = first_position_errors == "zero" or (first_position_errors == "auto"
+                                                     and bool(getattr(model.cfg, "default_prepend_bos", False)))
     check_graph_size(P, L, model.cfg.d_model, model.cfg.d_vocab, model.cfg.n_heads, transcoders, max_feature_nodes,
                      batch, machine_limit(str(model.cfg.device)) if memory_limit is None else memory_limit)
     missing = [layer for layer in range(L) if layer not in transcoders.layers]
@@ -360,6 +375,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         acts.append(f[pos, j])
         recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, scaled)
         errors[layer] = mlp_const[layer] - recon - decoder_bias(tc)
+    if zero_first:  # the sink's MLP output goes to the biases (below), not to error nodes
+        errors = {layer: torch.cat([torch.zeros_like(e[:1]), e[1:]]) for layer, e in errors.items()}
     n_active = len(feats)
     feats_t = torch.tensor(feats, dtype=torch.long).view(-1, 3)
     acts_t = torch.cat(acts) if acts else torch.zeros(0)
@@ -480,6 +497,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     with torch.no_grad():  # (the pre-activations below too)
         zero_const = {layer: (decoder_bias(transcoders.layers[layer]).expand(P, -1) if layer in transcoders.layers
                               else torch.zeros(P, model.cfg.d_model)) for layer in range(L)}
+        if zero_first:  # position 0's whole MLP leaf (no features there) is a constant
+            zero_const = {layer: torch.cat([mlp_const[layer][:1], c[1:]]) for layer, c in zero_const.items()}
         lz, _, _, inz = frozen_forward(model, transcoders, tokens, clean, zero_const, 1,
                                        embed=torch.zeros_like(emb))
     bias = np.zeros(n_nodes)
@@ -501,7 +520,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     graph = AttributionGraph(prompt, model.cfg.model_name, tokens[0].tolist(), token_text, L, feats_sel, acts_sel,
                              chosen, [display_token(model.tokenizer, t) for t in chosen], logit_probs, A, bias,
                              pre_act, labels, n_active, missing, time.perf_counter() - t0, dropped, logit_weight,
-                             norm_ratios(resid_norms), {},
+                             "zero" if zero_first else "keep", norm_ratios(resid_norms), {},
                              (estimate.t0 - t0) + estimate.seconds if estimate.seconds is not None else None)
     fed = graph.top_logit_input()
     if target is not None and F_ < n_active and abs(fed["from_left_out_features"]) > abs(fed["from_kept_features"]):

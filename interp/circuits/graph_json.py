@@ -5,6 +5,7 @@ file back. docs/graph_json.md documents each field.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,7 +15,7 @@ from interp.errors import InterpError
 if TYPE_CHECKING:
     from interp.circuits.graph import AttributionGraph
 
-__all__ = ["FEATURE_TYPES", "GRAPH_SCHEMA_VERSION", "NODE_FIELDS", "ct_node", "graph_to_json", "node_ids",
+__all__ = ["FEATURE_TYPES", "GRAPH_SCHEMA_VERSION", "INDEX", "NODE_FIELDS", "add_to_index", "ct_node", "graph_to_json", "node_ids",
            "read_graph_json", "validate_graph_json"]
 
 GRAPH_SCHEMA_VERSION = 1
@@ -25,7 +26,7 @@ def graph_to_json(g: AttributionGraph, node_threshold: float = 0.8, edge_thresho
     """circuit-tracer's graph JSON of the pruned graph (docs/graph_json.md)."""
     p = g.prune(node_threshold, edge_threshold)
     keep = np.nonzero(p.node_mask.numpy())[0]
-    infl = p.node_influence.numpy()
+    infl, cumulative = p.node_influence.numpy(), p.cumulative.numpy()
     from interp.circuits.graph_trust import untrusted_nodes
 
     marked = untrusted_nodes(g)
@@ -33,7 +34,7 @@ def graph_to_json(g: AttributionGraph, node_threshold: float = 0.8, edge_thresho
     nodes = []
     for i in keep:
         n = g.node(int(i))
-        d = ct_node(n, g, float(infl[i]))
+        d = ct_node(n, g, float(infl[i]), float(cumulative[i]))
         if int(i) in marked:  # an extra field: circuit-tracer's frontend reads the ones it knows
             d["untrusted"] = marked[int(i)]
         ids[int(i)] = d["node_id"]
@@ -47,10 +48,41 @@ def graph_to_json(g: AttributionGraph, node_threshold: float = 0.8, edge_thresho
     return {"metadata": {"slug": slug, "scan": scan or g.model_name, "transcoder_list": [],
                          "prompt_tokens": g.token_text, "prompt": g.prompt, "node_threshold": node_threshold,
                          "schema_version": GRAPH_SCHEMA_VERSION,
-                         "info": {"creator": "interp", "model": g.model_name,
-                                  "edge_threshold": edge_threshold}},
+                         "info": {"creator": "interp", "model": g.model_name, "edge_threshold": edge_threshold,
+                                  "first_position_errors": g.first_position_errors}},
             "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
             "nodes": nodes, "links": links}
+
+
+INDEX = "graph-metadata.json"
+"""The file beside graph files that lists them for circuit-tracer's frontend: ``{"graphs": [metadata, ...]}``."""
+INDEX_FIELDS = ("slug", "scan", "transcoder_list", "prompt_tokens", "prompt", "node_threshold", "schema_version")
+"""Each listed graph's fields (circuit-tracer's ``Metadata``)."""
+
+
+def add_to_index(graph_file: str | Path, doc: dict) -> Path:
+    """List a written graph in :data:`INDEX` beside it (replacing a graph of the same slug), as
+    circuit-tracer's ``create_graph_files`` does, so its frontend can serve the folder. Written
+    atomically; an index that is not one is refused in one line, not overwritten."""
+    import json
+
+    from interp.cache import atomic_path
+
+    index = Path(graph_file).parent / INDEX
+    listed = {"graphs": []}
+    if index.exists():
+        try:
+            listed = json.loads(index.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise InterpError(f"{index} is not JSON ({err}); move it away to list this graph") from None
+        if not isinstance(listed, dict) or not isinstance(listed.get("graphs"), list):
+            raise InterpError(f"{index} is not a graph index (an object with a graphs list); move it away")
+    meta = {k: doc["metadata"][k] for k in INDEX_FIELDS if k in doc["metadata"]}
+    listed["graphs"] = [m for m in listed["graphs"] if not (isinstance(m, dict) and m.get("slug") == meta["slug"])]
+    listed["graphs"].append(meta)
+    with atomic_path(index) as tmp:
+        tmp.write_text(json.dumps(listed, indent=1))
+    return index
 
 
 NODE_FIELDS = {"node_id": str, "feature": int, "layer": str, "ctx_idx": int, "feature_type": str,
@@ -126,11 +158,13 @@ def node_ids(g: AttributionGraph) -> list[str]:
             + [f"{g.n_layers + 1}_{v}_{g.n_pos - 1}" for v in g.logit_tokens])
 
 
-def ct_node(n: dict, g: AttributionGraph, infl: float) -> dict:
-    """One node in circuit-tracer's fields (its frontend's ``Node`` model)."""
+def ct_node(n: dict, g: AttributionGraph, infl: float, cumulative: float | None = None) -> dict:
+    """One node in circuit-tracer's fields (its frontend's ``Node`` model): ``influence`` is its cumulative
+    share (:func:`interp.circuits.graph_pruning.cumulative_share`, what its frontend filters on), and
+    ``raw_influence``, an extra field, the node's own influence on the logits."""
     layer, pos = n["layer"], n["position"]
     base = {"token_prob": 0.0, "is_target_logit": False, "run_idx": 0, "reverse_ctx_idx": 0, "clerp": "",
-            "influence": infl, "activation": None}
+            "influence": cumulative, "raw_influence": infl, "activation": None}
     if n["kind"] == "feature":
         f = n["feature"]
         return {**base, "node_id": f"{layer}_{f}_{pos}", "feature": (layer + f) * (layer + f + 1) // 2 + f,
@@ -147,4 +181,6 @@ def ct_node(n: dict, g: AttributionGraph, infl: float) -> dict:
     j = g.logit_tokens.index(v)
     return {**base, "node_id": f"{g.n_layers + 1}_{v}_{pos}", "feature": v, "layer": str(g.n_layers + 1),
             "ctx_idx": pos, "feature_type": "logit", "token_prob": prob, "is_target_logit": j == 0,
-            "jsNodeId": f"L_{v}-{pos}", "clerp": f'Output "{g.logit_text[j]}" (p={prob:.3f})', "influence": None}
+            "jsNodeId": f"L_{v}-{pos}", "clerp": f'Output "{g.logit_text[j]}" (p={prob:.3f})', "influence": None,
+            "raw_influence": None}
+

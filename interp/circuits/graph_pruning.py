@@ -30,7 +30,8 @@ from torch import Tensor
 
 from interp.errors import InterpError
 
-__all__ = ["GraphScores", "Pruned", "abs_row_sums", "check_threshold", "graph_scores", "influence", "normalize_rows",
+__all__ = ["GraphScores", "Pruned", "abs_row_sums", "check_threshold", "cumulative_share", "graph_scores", "influence",
+           "normalize_rows",
            "partial_influence", "prune", "threshold_for"]
 
 ROW_BLOCK = 512
@@ -102,6 +103,9 @@ class Pruned:
     edge_mask: Tensor
     node_influence: Tensor
     """Each node's influence on the logits in the unpruned graph (logit rows: their weight)."""
+    cumulative: Tensor
+    """circuit-tracer's ``cumulative_scores``: with nodes sorted by influence (logit weights left out),
+    the share of the total reached up to and including each node; its frontend filters on it."""
 
 
 def prune(A: Tensor, logit_weights: Tensor, n_features: int, n_tokens: int, n_logits: int,
@@ -133,7 +137,17 @@ def prune(A: Tensor, logit_weights: Tensor, n_features: int, n_tokens: int, n_lo
         node_mask[:n_features] &= edge_mask[:n_features].any(1)  # a feature needs an input
         if bool((before == node_mask).all()):
             break
-    return Pruned(node_mask, edge_mask, node_inf + logit_weights)
+    return Pruned(node_mask, edge_mask, node_inf + logit_weights, cumulative_share(node_inf))
+
+
+def cumulative_share(scores: Tensor) -> Tensor:
+    """Each entry's place in the running share of the total, largest first (circuit-tracer's
+    ``cumulative_scores``): the largest gets its own share, the smallest 1."""
+    values, order = torch.sort(scores, descending=True)
+    total = values.sum()
+    out = torch.zeros_like(scores)
+    out[order] = values.cumsum(0) / (total if total > 0 else 1)
+    return out
 
 
 @dataclass

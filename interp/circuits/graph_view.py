@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from interp.errors import InterpError
+from interp.figures.attribution_graph import node_weight
 
 if TYPE_CHECKING:
     from interp.circuits.graph import AttributionGraph
@@ -101,7 +102,8 @@ def merge_supernodes(doc: dict, supernodes: list[list[str]]) -> dict:
         layers = [float(m["layer"]) if m["layer"] != "E" else -1.0 for m in present]
         merged.append({**present[0], "node_id": sid, "jsNodeId": sid, "feature": -1, "feature_type": SUPERNODE,
                        "layer": str(round(sum(layers) / len(layers))), "ctx_idx": max(m["ctx_idx"] for m in present),
-                       "clerp": label, "influence": sum(m.get("influence") or 0.0 for m in present),
+                       "clerp": label, "influence": None,
+                       "raw_influence": sum(node_weight(m) for m in present),
                        "activation": None, "members": [m["node_id"] for m in present]})
     summed: dict[tuple[str, str], float] = {}
     for lk in doc["links"]:

@@ -33,6 +33,10 @@ def add_parsers(add: AddParser) -> None:
     g.add_argument("--max-logits", type=count, default=10)
     g.add_argument("--logit-prob", type=fraction, default=0.95, help="... or fewer logits reaching this probability")
     g.add_argument("--batch", type=count, default=32, help="targets per backward pass")
+    g.add_argument("--first-position-errors", choices=("auto", "keep", "zero"), default="auto",
+                   help="position 0 (the attention sink) has no features: zero its error nodes into the biases "
+                        "(circuit-tracer's convention) or keep them as sources; auto zeroes them where position 0 "
+                        "is a BOS and keeps them where it is the prompt's first token")
     g.add_argument("--store", help="a feature store of these transcoders: labels come from its explanations "
                                    "or top activations")
     g.add_argument("--ablate", type=ablation, action="append", default=[], metavar="L:F[@pos]",
@@ -100,7 +104,8 @@ def cmd_graph(args: argparse.Namespace) -> dict:
     tset.to(model.cfg.device)
     check = (lambda acts: active_changes(tset, acts, changes)) if changes else None  # before the attribution
     graph = attribution_graph(model, tset, args.prompt, args.max_logits, args.logit_prob, args.max_feature_nodes,
-                              args.batch, args.target, before_edges=check)
+                              args.batch, args.target, before_edges=check,
+                              first_position_errors=args.first_position_errors)
     if store is not None:
         shown = graph.prune(args.node_threshold, args.edge_threshold).node_mask[:graph.n_features]
         graph.labels = store.set_labels(tset, graph.features.tolist(), graph.labels, shown.nonzero()[:, 0].tolist())
@@ -113,11 +118,13 @@ def cmd_graph(args: argparse.Namespace) -> dict:
         out["intervention"] = {**iv.to_dict(), "disagreement": why}
     if args.out:
         from interp.cache import atomic_path
+        from interp.circuits.graph_json import add_to_index
 
         doc = graph.to_json(args.node_threshold, args.edge_threshold, slug=Path(args.out).stem)
         with atomic_path(args.out) as tmp:
             tmp.write_text(json.dumps(doc))
         out["out"] = args.out
+        out["index"] = str(add_to_index(args.out, doc))  # circuit-tracer's frontend lists the folder's graphs
     if args.html:
         from interp.cache import atomic_path
 
@@ -155,7 +162,7 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
         if iv["disagreement"]:
             print(f"  not to be trusted here: {iv['disagreement']}")
     _untrusted(out["untrusted"])
-    for k in ("out", "html"):
+    for k in ("out", "index", "html"):
         if k in out:
             print(f"  {k}: {out[k]}")
 

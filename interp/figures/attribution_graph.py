@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-__all__ = ["GRAPH_COLOURS", "graph_figure", "graph_layout", "readable_id"]
+__all__ = ["GRAPH_COLOURS", "graph_figure", "graph_layout", "node_weight", "readable_id"]
+
+
+def node_weight(n: dict) -> float:
+    """How much a node matters, for sizes and order: its ``raw_influence`` (our files), else one minus
+    circuit-tracer's cumulative share (its files: the most influential node has the smallest share), else
+    a logit's probability."""
+    if n.get("raw_influence") is not None:
+        return abs(n["raw_influence"])
+    if n.get("influence") is not None:
+        return 1.0 - n["influence"]
+    return n.get("token_prob") or 0.0
 
 
 GRAPH_COLOURS = {"cross layer transcoder": "#4c78a8", "mlp reconstruction error": "#bab0ac", "embedding": "#54a24b",
@@ -30,7 +41,7 @@ def graph_layout(doc: dict) -> dict[str, tuple[float, float]]:
         groups.setdefault((n["ctx_idx"], y), []).append(n)
     pos = {}
     for (x, y), members in groups.items():
-        members.sort(key=lambda n: -abs(n.get("influence") or n.get("token_prob") or 0))
+        members.sort(key=lambda n: -node_weight(n))
         rows = (len(members) + PER_ROW - 1) // PER_ROW
         dy = min(0.8 / rows, 0.3)
         for i, n in enumerate(members):
@@ -100,7 +111,7 @@ def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 60
                         x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
                         line={"color": f"rgba({rgb},{alpha * boost:.3f})", "width": width * (1.6 if drawn is own else 1)}))
     feats = sorted((n for n in doc["nodes"] if n["feature_type"] in ("cross layer transcoder", "supernode")),
-                   key=lambda n: -abs(n.get("influence") or 0))
+                   key=lambda n: -node_weight(n))
     logits = sorted((n for n in doc["nodes"] if n["feature_type"] == "logit"), key=lambda n: -n["token_prob"])
     named = {n["node_id"] for n in feats[:labels]} | {n["node_id"] for n in logits[:5]}
     named |= pinned | ({clicked} if clicked else set())
@@ -113,7 +124,7 @@ def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 60
         nodes = [n for n in doc["nodes"] if n["feature_type"] == kind]
         if not nodes:
             continue
-        infl = [abs(n.get("influence") or 0) for n in nodes]
+        infl = [node_weight(n) for n in nodes]
         big = max(infl) or 1.0
         fig.add_trace(go.Scatter(
             x=[pos[n["node_id"]][0] for n in nodes], y=[pos[n["node_id"]][1] for n in nodes], mode="markers+text",
@@ -127,7 +138,7 @@ def graph_figure(doc: dict, pinned: list[str] | None = None, max_links: int = 60
             textposition=[side.get(n["node_id"], "top center") for n in nodes],
             textfont={"size": 10}, customdata=[n["node_id"] for n in nodes], name=kind,
             hovertext=[f"<b>{readable_id(n, toks)}</b>  ({n['node_id']})<br>{n['clerp'] or kind}"
-                       f"<br>influence {n.get('influence') or 0:.3f}"
+                       f"<br>influence {node_weight(n):.3f}"
                        + (f"<br>activation {n['activation']:.3f}" if n.get("activation") is not None else "")
                        + (f"<br>{hover[n['node_id']]}" if n["node_id"] in hover else "")
                        + (f"<br><b>not to be trusted</b>: {n['untrusted']}" if n.get("untrusted") else "")
