@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# circuit-tracer 0.5 pins transformers<=4.57.3 and TransformerLens 2, so it cannot live in the
+# circuit-tracer 0.5 pins transformers<=4.57.3 and TransformerLens 3, so it cannot live in the
 # workbench's environment. This makes benchmarks/.circuit-tracer-venv with circuit-tracer and its
 # dependencies, for running it beside the workbench on the same files (issues 42 and 43; the
 # comparison script itself is still to come).
