@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # circuit-tracer 0.5 pins transformers<=4.57.3 and TransformerLens 3, so it cannot live in the
 # workbench's environment. This makes benchmarks/.circuit-tracer-venv with circuit-tracer and its
-# dependencies, for running it beside the workbench on the same files (issues 42 and 43; the
-# comparison script itself is still to come).
+# dependencies, for running it beside the workbench on the same files:
+#   python -m benchmarks.circuit_tracer_compat --transcoders SET   (runs this script when needed)
 # A torch already importable by python3 (a CUDA build on a GPU machine) is reused; otherwise the
 # CPU build is installed.
 set -euo pipefail
