@@ -3,6 +3,7 @@ model's config (interp.cli._preflight) before any weights load, a graph's interv
 attribution starts, and a graph file, a probe dataset or a mode's unused flags in one line."""
 
 import json
+import os
 from unittest import mock
 
 import pytest
@@ -119,8 +120,9 @@ def test_a_graphs_bad_features_are_refused_before_the_attribution(graph_set):
         assert_one_line_error(*base, "--ablate", "1:999", message="feature 999 is out of range: the dictionary has 48")
         assert_one_line_error(*base, "--ablate", "1:2@99", message="--ablate 1:2@99: position 99 is past the end of the prompt")
         assert_one_line_error(*base, "--steer", "1:2=nan", message="must be finite")
-        assert_one_line_error("graph", "--model", "tiny-llama", "--transcoders", path, "--prompt", PROMPT * 40,
-                              "--batch", "1024", message="GB")
+        with mock.patch.dict(os.environ, {"INTERP_GRAPH_MEMORY_GB": "1"}):  # the limit follows the machine: set one
+            assert_one_line_error("graph", "--model", "tiny-llama", "--transcoders", path, "--prompt", PROMPT * 40,
+                                  "--batch", "1024", message="fits")
     with mock.patch("interp.circuits.graph.frozen_forward", side_effect=AssertionError("attribution started")):
         assert_one_line_error(*base, "--ablate", f"1:{active}@{off}", message="not active at position")
         assert_one_line_error(*base, "--steer", f"1:{never}=4.0", message="not active anywhere on this prompt")
