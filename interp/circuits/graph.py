@@ -53,8 +53,7 @@ from interp.circuits.graph_pruning import (ROW_BLOCK, GraphScores, abs_row_sums,
                                            partial_influence, prune)
 from interp.circuits.graph_memory import MemoryLimit, check_graph_size, machine_limit
 from interp.circuits.graph_trust import norm_ratios, trust_summary
-from interp.circuits.graph_time import (ROW_COST_BASE, after_rows_seconds, chunk_costs, interleaved,
-                                        rounds_cost)
+from interp.circuits.graph_time import after_rows_seconds, chunk_costs, interleaved, rounds_cost
 from interp.circuits.local_replacement import clean_parts, clean_run, decoder_bias, decoder_rows, frozen_forward
 from interp.errors import InterpError, warn
 from interp.progress import Estimate, progress
@@ -438,6 +437,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         logit_rows = rows_for([("logit", t) for t in chosen])
         feat_targets = [("feature", int(l_), int(p_), int(j_)) for l_, p_, j_ in feats]
         kept = min(n_active, max_feature_nodes)
+        feat_layers = feats_t[:, 0].numpy()
 
         def after() -> float:  # the bias run, labels, pruning, scores and writing, once rows are timed
             return after_rows_seconds(kept + L * P + P + len(chosen), L, kept * n_src, clean_seconds,
@@ -445,13 +445,12 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         if n_active <= max_feature_nodes:
             selected = list(range(n_active))
             feat_rows = torch.zeros(n_active, n_src)
-            feat_layers = feats_t[:, 0].numpy() if n_active else np.zeros(0, dtype=np.int64)
             # Chunks of one layer each (a row's backward runs down from its layer), taken in an order that
             # spreads every prefix over the layers, so the first blocks time a fair sample of the work.
             chunks = [idx[i:i + batch] for layer in range(L) for idx in [np.flatnonzero(feat_layers == layer)]
                       for i in range(0, len(idx), batch)]
             chunks = [chunks[i] for i in interleaved(len(chunks))]
-            costs = [float(feat_layers[c[0]]) + ROW_COST_BASE for c in chunks]
+            costs = [chunk_costs(feat_layers[c], batch) for c in chunks]
             total_cost = sum(costs) or 1.0
             estimate = Estimate(f"attribution graph of {P} tokens", n_active, "feature rows",
                                 "a shorter prompt, or a lower --max-feature-nodes", warmup=True, after=after,
@@ -468,7 +467,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             row_sums = abs_row_sums(feat_rows)
         else:
             selected, feat_rows, row_sums, estimate = _by_influence(
-                rows_for, feat_targets, feats_t[:, 0].numpy(), logit_rows, weights, n_active, max_feature_nodes,
+                rows_for, feat_targets, feat_layers, logit_rows, weights, n_active, max_feature_nodes,
                 batch, f"attribution graph of {P} tokens", after)
     E = leaves = inputs = None  # the frozen forward's graph: freed before the adjacency is built
     # Order the selected features by influence and assemble the dense adjacency over nodes.
