@@ -66,15 +66,13 @@ def add_to_index(graph_file: str | Path, doc: dict) -> Path:
     atomically; an index that is not one is refused in one line, not overwritten."""
     import json
 
+    from interp._files import read_json
     from interp.cache import atomic_path
 
     index = Path(graph_file).parent / INDEX
     listed = {"graphs": []}
     if index.exists():
-        try:
-            listed = json.loads(index.read_text())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise InterpError(f"{index} is not JSON ({err}); move it away to list this graph") from None
+        listed = read_json(str(index), "", "graph index")
         if not isinstance(listed, dict) or not isinstance(listed.get("graphs"), list):
             raise InterpError(f"{index} is not a graph index (an object with a graphs list); move it away")
     meta = {k: doc["metadata"][k] for k in INDEX_FIELDS if k in doc["metadata"]}
