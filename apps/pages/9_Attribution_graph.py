@@ -22,7 +22,7 @@ from _shared import demo_offer, pick_model, prompt_input, remembered, serialised
 
 from interp import InterpError  # noqa: E402
 from interp.circuits.graph_json import node_ids  # noqa: E402
-from interp.circuits.graph_trust import flag_intervention, trust_summary  # noqa: E402
+from interp.circuits.graph_trust import flag_intervention, massive_positions  # noqa: E402
 from interp.circuits.graph_view import (SUPERNODE, merge_supernodes, node_links, parse_supernodes,  # noqa: E402
                                        q_params, subgraph, without_kind)
 from interp.figures import graph_figure, readable_id  # noqa: E402
@@ -172,7 +172,7 @@ m1.metric("Replacement score (pruned)", f"{s_pr.replacement:.2f}", f"unpruned {s
 m2.metric("Completeness (pruned)", f"{s_pr.completeness:.2f}", f"unpruned {s_all.completeness:.2f}", delta_color="off")
 m3.metric("Nodes shown", f"{len(doc['nodes']):,}", f"of {graph.n_nodes:,}", delta_color="off")
 m4.metric("Links after pruning", f"{len(doc['links']):,}", f"of {int((graph.adjacency != 0).sum()):,}", delta_color="off")
-massive = trust_summary(graph, graph.prune(node_t, edge_t).node_mask.numpy())["massive_activation_positions"]
+massive = massive_positions(graph)
 if massive:
     st.warning("**Massive activations**, where the graph's frozen norms may overstate effects (those nodes have an "
                "orange outline): " + "; ".join(

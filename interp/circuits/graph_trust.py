@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DISAGREE_RATIO", "OUTLIER_NORM", "disagreement", "flag_intervention", "norm_ratios", "trust_summary",
-           "untrusted_nodes"]
+__all__ = ["DISAGREE_RATIO", "OUTLIER_NORM", "disagreement", "flag_intervention", "massive_positions", "norm_ratios",
+           "trust_summary", "untrusted_nodes"]
 
 OUTLIER_NORM = 4.0
 """A residual norm this many times the prompt's median at that layer marks a massive-activation position."""
@@ -92,11 +92,9 @@ def flag_intervention(graph, iv) -> str | None:
     return why
 
 
-def trust_summary(graph, kept: np.ndarray) -> dict:
-    """The summary's ``untrusted``: the massive-activation positions (each with its layers and largest
-    ratio), how many nodes are marked in all and in the pruned graph (``kept``: its node mask), and
-    the marked pruned nodes' reasons, most influential first."""
-    marked = untrusted_nodes(graph)
+def massive_positions(graph) -> list[dict]:
+    """The massive-activation positions: each with the layers after which it is marked and its largest
+    ratio to the prompt's median norm."""
     positions = []
     if graph.norm_ratio is not None:
         for pos in range(1, graph.n_pos):
@@ -104,6 +102,15 @@ def trust_summary(graph, kept: np.ndarray) -> dict:
             if len(layers):
                 positions.append({"position": pos, "token": graph.token_text[pos], "layers": layers.tolist(),
                                   "max_norm_ratio": float(graph.norm_ratio[:, pos].max())})
+    return positions
+
+
+def trust_summary(graph, kept: np.ndarray) -> dict:
+    """The summary's ``untrusted``: the massive-activation positions (each with its layers and largest
+    ratio), how many nodes are marked in all and in the pruned graph (``kept``: its node mask), and
+    the marked pruned nodes' reasons, most influential first."""
+    marked = untrusted_nodes(graph)
     in_pruned = [i for i in sorted(marked) if kept[i]]
-    return {"massive_activation_positions": positions, "nodes": len(marked), "nodes_pruned": len(in_pruned),
+    return {"massive_activation_positions": massive_positions(graph), "nodes": len(marked),
+            "nodes_pruned": len(in_pruned),
             "pruned": [{"node": graph.node(i)["label"], "why": marked[i]} for i in in_pruned[:20]]}
