@@ -25,12 +25,12 @@ def _refusal(n_pos, limit, cap=4096, batch=32) -> str:
 
 
 def test_a_refusal_names_the_largest_cap_that_fits_and_the_check_accepts_it():
-    limit = MemoryLimit(3 * 2**30)
+    limit = MemoryLimit(2 * 2**30)
     said = _refusal(100, limit)
     cap = int(re.search(r"--max-feature-nodes (\d+) fits", said).group(1))
     assert 1 <= cap < 4096
     check_graph_size(100, **SMOLLM2, transcoders=_set(), max_feature_nodes=cap, memory_limit=limit)  # accepted
-    assert "over the 3.0 GB free on this machine" in said
+    assert "over the 2.0 GB free on this machine" in said
     _refusal(100, limit, cap=cap + 1)  # and it is the largest
 
 
@@ -50,7 +50,7 @@ def test_a_prompt_too_long_for_any_cap_is_told_the_longest_prompt_that_fits():
 def test_a_device_too_small_for_the_batch_is_told_a_batch_that_fits():
     """On a GPU the frozen forward lives on the device and the rows in RAM: a small device names --batch."""
     parts = estimate_parts(512, SMOLLM2["n_layers"], SMOLLM2["d_model"], SMOLLM2["d_vocab"], 16, 4096, 32, n_heads=9)
-    limit = MemoryLimit(host=parts.host + 2**30, device=parts.device // 4)
+    limit = MemoryLimit(host=parts.host + 2**30, device=parts.device // 2)
     said = _refusal(512, limit)
     assert "on the device" in said
     batch = int(re.search(r"--batch (\d+) fits", said).group(1))

@@ -53,7 +53,8 @@ from interp.circuits.graph_pruning import (ROW_BLOCK, GraphScores, abs_row_sums,
                                            partial_influence, prune)
 from interp.circuits.graph_memory import MemoryLimit, check_graph_size, machine_limit
 from interp.circuits.graph_trust import norm_ratios, trust_summary
-from interp.circuits.graph_time import after_rows_seconds, chunk_costs, interleaved, rounds_cost
+from interp.circuits.graph_time import (after_rows_seconds, causal_chunks, chunk_costs, interleaved, prefix_lengths,
+                                       rounds_cost)
 from interp.circuits.local_replacement import clean_parts, clean_run, decoder_bias, decoder_rows, frozen_forward
 from interp.errors import InterpError, warn
 from interp.progress import Estimate, progress
@@ -359,7 +360,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     mlp_const, pre_clean, f_clean = clean_parts(model, transcoders, cache)
     if before_edges is not None:
         before_edges(f_clean)
-    feats, acts, by_pos, errors = [], [], {}, {}
+    feats, acts, by_layer, errors = [], [], {}, {}
     for layer in range(L):
         tc = transcoders.layers.get(layer)
         if tc is None:
@@ -369,7 +370,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         pos, j = torch.nonzero(f > 0, as_tuple=True)
         scaled = f[pos, j][:, None] * decoder_rows(tc)[j]  # each active feature's contribution a·d
         cols_l = torch.arange(len(feats), len(feats) + len(j))  # its column among the sources
-        by_pos[layer] = {p_: (cols_l[pos == p_], scaled[pos == p_]) for p_ in pos.unique().tolist()}
+        by_layer[layer] = _grouped(pos, scaled, cols_l)
         feats += [(layer, p_, j_) for p_, j_ in zip(pos.tolist(), j.tolist())]
         acts.append(f[pos, j])
         recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, scaled)
@@ -383,54 +384,71 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     resid_norms = torch.stack([cache[f"blocks.{layer}.hook_resid_post"][0].float().norm(dim=-1)
                                for layer in range(L)]).cpu().numpy()
 
-    # Each row's inputs from one backward pass of a batch of targets.
-    _, E, leaves, inputs = frozen_forward(model, transcoders, tokens, clean, mlp_const, batch)
+    # Each row's inputs from one backward pass of a batch of targets, through a forward of one copy of the
+    # prompt: the chunk's targets are a batch of vector-Jacobian products (``is_grads_batched``), so the
+    # forward and the graph it keeps are a batch's worth smaller. A target at position p reads nothing
+    # after p (causal attention), so its backward runs through a forward of the prompt's first positions
+    # only, rounded up to one of a few lengths that share forwards (interp.circuits.graph_time).
     n_src = n_active + L * P + P
     # A demeaned logit is the unembedding's input · (W_U[:, t] − mean_v W_U[:, v]): inject that direction,
     # formed in float64, rather than backpropagate (onehot − 1/V) through a float32 sum over the vocabulary.
     W_U = model.W_U.detach()
     W_U_mean = _mean_column(W_U)
     demeaned_rows = {t: (W_U[:, t].double() - W_U_mean).float() for t in chosen}
+    forwards: dict[int, tuple] = {}  # prefix length → (embedding leaf, MLP leaves, inputs) of its frozen forward
 
-    def rows_for(targets: list[tuple]) -> Tensor:
-        """[len(targets), n_src]: (feature activations..., error nodes..., tokens...) into each target."""
+    def rows_for(targets: list[tuple], chunks: list[np.ndarray] | None = None) -> Tensor:
+        """[len(targets), n_src]: (feature activations..., error nodes..., tokens...) into each target, in
+        ``chunks`` of them (default :func:`causal_chunks`)."""
         out = torch.zeros(len(targets), n_src)
-        # By layer, so that a chunk's backward stops at its own highest layer (logits pass through all).
-        order = sorted(range(len(targets)), key=lambda i: targets[i][1] if targets[i][0] == "feature" else L)
-        for i0 in range(0, len(targets), batch):
-            idx = order[i0:i0 + batch]
+        tops = np.array([t[1] if t[0] == "feature" else L for t in targets])
+        lengths = prefix_lengths([t[2] if t[0] == "feature" else P - 1 for t in targets], P)
+        for idx in causal_chunks(tops, lengths, batch) if chunks is None else chunks:
+            idx = idx.tolist()
+            length = int(lengths[idx].max())
+            if length not in forwards:
+                forwards[length] = frozen_forward(model, transcoders, tokens, clean, mlp_const, 1, length=length)[1:]
+            E, leaves, inputs = forwards[length]
             g_in = {}
             for b, i in enumerate(idx):
                 t = targets[i]
                 if t[0] == "logit":
-                    g = g_in.setdefault("unembed", torch.zeros_like(inputs["unembed"]))
-                    g[b, 0] = demeaned_rows[t[1]].to(g.dtype)
+                    g = g_in.setdefault("unembed", inputs["unembed"].new_zeros(len(idx), *inputs["unembed"].shape))
+                    g[b, 0, 0] = demeaned_rows[t[1]].to(g.dtype)
                 else:
                     _, layer, p_, j_ = t
                     tc = transcoders.layers[layer]
-                    g = g_in.setdefault(layer, torch.zeros_like(inputs[layer]))
-                    g[b, p_] = (tc.W_enc[:, j_] * tc.input_scale).to(g.dtype)
+                    g = g_in.setdefault(layer, inputs[layer].new_zeros(len(idx), *inputs[layer].shape))
+                    g[b, 0, p_] = (tc.W_enc[:, j_] * tc.input_scale).to(g.dtype)
             # Only the outputs this chunk injects into: a zero gradient still costs its backward.
-            grads = torch.autograd.grad([inputs[key] for key in g_in], [E] + [leaves[layer] for layer in range(L)],
-                                        list(g_in.values()), retain_graph=True, allow_unused=True)
+            grads = torch.autograd.grad([inputs[k] for k in g_in], [E] + [leaves[layer] for layer in range(L)],
+                                        list(g_in.values()), retain_graph=True, allow_unused=True,
+                                        is_grads_batched=True)
             with torch.no_grad():
-                out[idx] = _columns(grads, len(idx))
+                out[idx] = _columns([None if g is None else g[:, 0] for g in grads], len(idx), length)
         return out
 
-    def _columns(grads, n: int) -> Tensor:
-        """One chunk's rows from its gradients at the embedding and at every MLP output (a layer above the
-        chunk's targets has none: its columns are 0)."""
+    def _columns(grads, n: int, length: int) -> Tensor:
+        """One chunk's rows from its gradients ([n, length, d_model]) at the embedding and at every MLP output
+        (a layer above the chunk's targets has none, and positions from ``length`` on none: their columns
+        are 0)."""
         cols = torch.zeros(n, n_src)
         if grads[0] is not None:
-            cols[:, n_active + L * P:] = (grads[0][:n].float() * emb).sum(-1)
+            cols[:, n_active + L * P:n_active + L * P + length] = (grads[0].float() * emb[:length]).sum(-1)
         for layer in range(L):
             g = grads[1 + layer]
             if g is None:
                 continue
-            g = g[:n].float()
-            for p_, (cs, scaled) in by_pos.get(layer, {}).items():  # a product per position, no gather
-                cols[:, cs] = g[:, p_] @ scaled.T
-            cols[:, n_active + layer * P:n_active + (layer + 1) * P] = (g * errors[layer]).sum(-1)
+            g = g.float()
+            if layer in by_layer:  # every active feature's a·d · gradient at its position, one product a layer
+                at, contrib, columns = by_layer[layer]
+                m = int(torch.searchsorted(at, length))  # the groups before ``length``
+                if m:
+                    prod = torch.bmm(g[:, at[:m]].transpose(0, 1), contrib[:m].transpose(1, 2))  # [m, n, K]
+                    real = columns[:m] >= 0
+                    cols[:, columns[:m][real]] = prod.transpose(0, 1)[:, real]
+            start = n_active + layer * P
+            cols[:, start:start + length] = (g * errors[layer][:length]).sum(-1)
         return cols
 
     with torch.enable_grad():
@@ -445,12 +463,13 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         if n_active <= max_feature_nodes:
             selected = list(range(n_active))
             feat_rows = torch.zeros(n_active, n_src)
-            # Chunks of one layer each (a row's backward runs down from its layer), taken in an order that
-            # spreads every prefix over the layers, so the first blocks time a fair sample of the work.
-            chunks = [idx[i:i + batch] for layer in range(L) for idx in [np.flatnonzero(feat_layers == layer)]
-                      for i in range(0, len(idx), batch)]
+            # Chunks of rows close in layer and position (a row's backward runs down from its layer, over the
+            # positions up to its own), taken in an order that spreads every prefix of the work over the
+            # chunks, so the first blocks time a fair sample of it.
+            positions = feats_t[:, 1].numpy()
+            chunks = causal_chunks(feat_layers, prefix_lengths(positions, P), batch)
             chunks = [chunks[i] for i in interleaved(len(chunks))]
-            costs = [chunk_costs(feat_layers[c], batch) for c in chunks]
+            costs = [chunk_costs(feat_layers[c], positions[c], P, batch) for c in chunks]
             total_cost = sum(costs) or 1.0
             estimate = Estimate(f"attribution graph of {P} tokens", n_active, "feature rows",
                                 "a shorter prompt, or a lower --max-feature-nodes", warmup=True, after=after,
@@ -459,7 +478,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             for b in range(0, len(chunks), CHUNKS_PER_BLOCK):
                 block = chunks[b:b + CHUNKS_PER_BLOCK]
                 for c in block:
-                    feat_rows[c] = rows_for([feat_targets[i] for i in c])
+                    feat_rows[c] = rows_for([feat_targets[i] for i in c], [np.arange(len(c))])
                 n_rows = sum(len(c) for c in block)
                 bar.update(n_rows)
                 estimate.done(n_rows, sum(costs[b:b + CHUNKS_PER_BLOCK]) / total_cost)
@@ -467,9 +486,9 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             row_sums = abs_row_sums(feat_rows)
         else:
             selected, feat_rows, row_sums, estimate = _by_influence(
-                rows_for, feat_targets, feat_layers, logit_rows, weights, n_active, max_feature_nodes,
-                batch, f"attribution graph of {P} tokens", after)
-    E = leaves = inputs = None  # the frozen forward's graph: freed before the adjacency is built
+                rows_for, feat_targets, feat_layers, feats_t[:, 1].numpy(), P, logit_rows, weights, n_active,
+                max_feature_nodes, batch, f"attribution graph of {P} tokens", after)
+    forwards.clear()  # the frozen forwards' graphs: freed before the adjacency is built
     # Order the selected features by influence and assemble the dense adjacency over nodes.
     w = torch.as_tensor(weights, dtype=torch.float32)
     est = partial_influence(feat_rows, row_sums, selected, logit_rows, w, n_active)
@@ -529,7 +548,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     return graph
 
 
-def _by_influence(rows_for, feat_targets, feat_layers, logit_rows, logit_weights, n_active, cap, batch, what, after):
+def _by_influence(rows_for, feat_targets, feat_layers, feat_positions, n_pos, logit_rows, logit_weights, n_active, cap,
+                  batch, what, after):
     """circuit-tracer's order for a capped graph: compute rows for the features of highest estimated
     influence first, re-estimating as rows arrive. Returns the features, their rows, the rows'
     :func:`abs_row_sums` and the run's :class:`Estimate`."""
@@ -553,13 +573,35 @@ def _by_influence(rows_for, feat_targets, feat_layers, logit_rows, logit_weights
         done += nxt
         bar.update(take)
         if not estimate.said:  # the rounds to come: the features this estimate of influence would take next
-            cost = chunk_costs(feat_layers[nxt], batch)
+            cost = chunk_costs(feat_layers[nxt], feat_positions[nxt], n_pos, batch)
             spent += cost
             est[torch.tensor(nxt)] = -1
             future = est.topk(cap - len(done)).indices.numpy()
-            estimate.done(take, cost / (spent + rounds_cost(feat_layers[future], INFLUENCE_ROUND, batch)))
+            estimate.done(take, cost / (spent + rounds_cost(feat_layers[future], feat_positions[future], n_pos,
+                                                            INFLUENCE_ROUND, batch)))
     bar.close()
     return done, rows, sums, estimate
+
+
+def _grouped(pos: Tensor, scaled: Tensor, columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer's active features in groups of up to K at one position (K: the layer's mean count per
+    position, rounded up, so that padding at most doubles them), for one batched product a layer:
+    (each group's position [m], the features' a·d [m, K, d_model] (0 padding), their source columns
+    [m, K] (-1 padding)). ``pos`` is sorted (row-major nonzero), and so are the groups."""
+    if len(pos) == 0:
+        return pos, scaled.new_zeros(0, 1, scaled.shape[1]), columns.new_zeros(0, 1)
+    at, counts = torch.unique_consecutive(pos, return_counts=True)
+    k = max(1, -(-len(pos) // len(at)))
+    per = -(-counts // k)  # groups at each position
+    group_pos = torch.repeat_interleave(at, per)
+    first_group = torch.cumsum(per, 0) - per  # each position's first group
+    rank = torch.arange(len(pos)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)  # within its position
+    group = torch.repeat_interleave(first_group, counts) + rank // k
+    contrib = scaled.new_zeros(len(group_pos), k, scaled.shape[1])
+    contrib[group, rank % k] = scaled
+    cols = torch.full((len(group_pos), k), -1, dtype=torch.long)
+    cols[group, rank % k] = columns
+    return group_pos, contrib, cols
 
 
 def _mean_column(W_U: Tensor, block: int = 16384) -> Tensor:

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from interp.circuits.graph_pruning import ROW_BLOCK
+from interp.circuits.graph_time import PREFIXES
 from interp.errors import InterpError
 
 __all__ = ["FALLBACK_LIMIT", "GraphMemory", "MemoryLimit", "check_graph_size", "estimate_bytes", "estimate_parts",
@@ -66,20 +67,22 @@ class GraphMemory:
 def estimate_parts(n_pos: int, n_layers: int, d_model: int, d_vocab: int, k_per_token: float, max_feature_nodes: int,
                    batch: int, n_logits: int = 10, n_heads: int = 16) -> GraphMemory:
     """Peak memory of :func:`attribution_graph` and its pruning, beyond the model's, about. On the
-    device: the frozen forward kept for the backward (per layer and copy, the frozen attention pattern
-    twice and about four d_model-wide activations) and one chunk's gradients at every layer. On the
-    host, while rows are computed: the rows (float32, every source) and the influence estimate's
-    temporaries, then the dense adjacency; while pruning and scoring, about 36 bytes a matrix element
-    (the float32 adjacency, float64 copies, masks, the sorted edge scores). Allocator overhead is a
-    quarter on top. Against the peak resident memory beyond the model of what ``interp graph`` does
-    (graph, summary, JSON, figure) on the embedded model with 30 transcoders (k 16, default cap;
-    benchmarks/graph.py): 9 tokens measured 0.55-0.61 GB (this says 0.71), 27 tokens 1.1-1.27 GB
-    (1.02), 128 tokens 3.5 GB (4.8)."""
+    device: the clean run's attention patterns (the frozen forwards read them in place), the frozen
+    forwards of one copy of the prompt kept for the backward (about four d_model-wide activations per
+    layer and position, for each of the prefix lengths, :data:`interp.circuits.graph_time.PREFIXES`),
+    and one chunk's backward: its gradients at every layer and one layer's batched temporaries (an
+    attention pattern and four activations per row). On the host, while rows are computed: the rows
+    (float32, every source) and the influence estimate's temporaries, then the dense adjacency; while
+    pruning and scoring, about 36 bytes a matrix element (the float32 adjacency, float64 copies, masks,
+    the sorted edge scores). Allocator overhead is a quarter on top. Measured against the peak resident
+    memory beyond the model of what ``interp graph`` does in benchmarks/graph.py (README)."""
     active = int(n_layers * (n_pos - 1) * k_per_token)
     rows = min(active, max_feature_nodes)
     nodes = rows + n_layers * n_pos + n_pos + n_logits
-    forward = n_layers * batch * (2 * n_heads * n_pos * n_pos + 4 * n_pos * d_model) * 4 + 2 * batch * d_vocab * 4
-    grads = (n_layers + 1) * batch * n_pos * d_model * 4
+    step = -(-n_pos // PREFIXES)
+    prefixes = sum(min(n_pos, step * i) for i in range(1, PREFIXES + 1))  # every prefix length, summed
+    forward = n_layers * (n_heads * n_pos * n_pos + 4 * prefixes * d_model) * 4 + 2 * d_vocab * 4
+    grads = (n_layers + 1) * batch * n_pos * d_model * 4 + batch * (2 * n_heads * n_pos * n_pos + 4 * n_pos * d_model) * 4
     computing = rows * (active + n_layers * n_pos + n_pos) * 4 + 2 * ROW_BLOCK * active * 4
     pruning = nodes * nodes * (4 + 4 * 8)
     return GraphMemory(int(1.25 * (forward + grads)), int(1.25 * (computing + nodes * nodes * 4)), int(1.25 * pruning))

@@ -67,7 +67,7 @@ def decoder_bias(tc) -> Tensor:
 
 
 def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: dict[int, Tensor], batch: int,
-                   embed: Tensor | None = None, respond: dict | None = None):
+                   embed: Tensor | None = None, respond: dict | None = None, length: int | None = None):
     """One forward pass of the frozen replacement model over ``batch`` copies of the prompt.
 
     Attention patterns and norm scales are the clean run's. Layer l's MLP output is ``mlp_const[l]``
@@ -75,11 +75,14 @@ def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: d
     ``respond`` (``{layer: (mask [pos, d_sae], pre_clean [pos, d_sae])}``), active features follow
     their pre-activations linearly (a_new = a + Δpre where active): the frozen intervention.
     Only the last position is unembedded (every node of a graph reads the next token's logits there);
-    the unembedding's input is ``inputs["unembed"]`` ([batch, 1, d_model]).
+    the unembedding's input is ``inputs["unembed"]`` ([batch, 1, d_model]). With ``length``, the pass runs
+    over the prompt's first ``length`` positions only: with causal attention they are the whole prompt's
+    first positions exactly.
     Returns (logits [batch, 1, vocab], embedding leaf, {layer: MLP leaf}, {layer: input})."""
-    P = tokens.shape[1]
+    P = tokens.shape[1] if length is None else length
+    tokens = tokens[:, :P]
     cache = clean["cache"]
-    E = (embed if embed is not None else cache["hook_embed"][0]).expand(batch, P, -1).clone().requires_grad_(True)
+    E = (embed if embed is not None else cache["hook_embed"][0])[:P].expand(batch, P, -1).clone().requires_grad_(True)
     leaves, inputs = {}, {}
     def last(x, *, hook):
         inputs["unembed"] = x[:, -1:]
@@ -87,9 +90,9 @@ def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: d
 
     hooks = [("hook_embed", lambda x, hook: E.to(x.dtype)), ("unembed.hook_in", last)]
     for name in clean["frozen"]:
-        hooks.append((name, lambda x, hook, v=cache[name]: v.expand(x.shape).to(x.dtype)))
+        hooks.append((name, lambda x, hook, v=_first(cache[name], P): v.expand(x.shape).to(x.dtype)))
     for layer in range(model.cfg.n_layers):
-        leaves[layer] = mlp_const[layer].expand(batch, P, -1).clone().requires_grad_(True)
+        leaves[layer] = mlp_const[layer][:P].expand(batch, P, -1).clone().requires_grad_(True)
         tc = transcoders.layers.get(layer)
         if tc is not None:
             def keep(x, *, hook, layer=layer):
@@ -104,7 +107,7 @@ def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: d
                 x = inputs[layer]
                 out = out + skip_path(tc, x)
                 if respond is not None and layer in respond:
-                    mask, pre0 = respond[layer]
+                    mask, pre0 = (v[:P] for v in respond[layer])
                     delta = (tc.pre_acts(x).float() - pre0) * mask
                     out = out + delta @ decoder_rows(tc)
             return out.to(y.dtype)
@@ -123,6 +126,12 @@ def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: d
         for w in weights:
             w.requires_grad_(True)
     return logits, E, leaves, inputs
+
+
+def _first(frozen: Tensor, length: int) -> Tensor:
+    """A frozen value's first ``length`` positions: a norm scale [batch, pos, 1], or an attention pattern
+    [batch, head, query, key] (its first queries over their keys)."""
+    return frozen[..., :length, :length] if frozen.dim() == 4 else frozen[:, :length]
 
 
 def decoder_rows(tc) -> Tensor:
