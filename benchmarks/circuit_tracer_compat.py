@@ -55,6 +55,30 @@ def _model_dir(model, name: str, out: Path) -> Path:
     return out
 
 
+def circuit_tracer_python(python: str | None = None) -> str:
+    """circuit-tracer's environment's Python, made with benchmarks/setup_circuit_tracer.sh when it is missing
+    (one command from a fresh clone)."""
+    default = str(HERE / ".circuit-tracer-venv" / "bin" / "python")
+    python = python or default
+    if not Path(python).exists() and python == default:
+        print("circuit-tracer's environment is missing: running benchmarks/setup_circuit_tracer.sh", file=sys.stderr)
+        subprocess.run(["bash", str(HERE / "setup_circuit_tracer.sh")], check=True)
+    if not Path(python).exists():
+        raise SystemExit(f"interp: error: {python} is missing; run bash benchmarks/setup_circuit_tracer.sh")
+    return python
+
+
+def special_prefix(model, prompt: str) -> str:
+    """The special token circuit-tracer puts in front of a prompt that starts with none (its
+    ensure_tokenized), as text; "" where the prompt starts with one."""
+    ids = model.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    tok = model.tokenizer
+    if ids[0] in set(tok.all_special_ids):
+        return ""
+    first = next(t for t in (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, *tok.all_special_ids) if t)
+    return tok.convert_ids_to_tokens(first)
+
+
 def main(argv: list[str] | None = None) -> None:
     from interp.circuits.graph import attribution_graph
     from interp.circuits.graph_json import add_to_index
@@ -65,27 +89,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--transcoders", required=True, help="a JumpReLU or ReLU transcoder set of the workbench's")
     ap.add_argument("--prompt", default=PROMPT)
-    ap.add_argument("--python", default=str(HERE / ".circuit-tracer-venv" / "bin" / "python"),
-                    help="circuit-tracer's environment (benchmarks/setup_circuit_tracer.sh)")
+    ap.add_argument("--python", default=None, help="circuit-tracer's environment (benchmarks/setup_circuit_tracer.sh)")
     args = ap.parse_args(argv)
-    if not Path(args.python).exists() and args.python == ap.get_default("python"):  # one command from a fresh clone
-        print("circuit-tracer's environment is missing: running benchmarks/setup_circuit_tracer.sh", file=sys.stderr)
-        subprocess.run(["bash", str(HERE / "setup_circuit_tracer.sh")], check=True)
-    if not Path(args.python).exists():
-        raise SystemExit(f"interp: error: {args.python} is missing; run bash benchmarks/setup_circuit_tracer.sh")
+    args.python = circuit_tracer_python(args.python)
     tset = load_set(args.transcoders)
     arch = next(iter(tset.layers.values())).cfg.architecture
     if arch == "topk":
         raise SystemExit("interp: error: circuit-tracer 0.5's loader has no TopK (it would read this set as ReLU); "
                          "give a JumpReLU or ReLU set (interp sae train --transcoder --arch jumprelu)")
     model = load_model(args.model)
-    ids = model.tokenizer(args.prompt, add_special_tokens=False)["input_ids"]
-    special = set(model.tokenizer.all_special_ids)
-    prefix = ""
-    if ids[0] not in special:  # circuit-tracer prepends a special token, as its ensure_tokenized does
-        tok = model.tokenizer
-        first = next(t for t in (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, *tok.all_special_ids) if t)
-        prefix = tok.convert_ids_to_tokens(first)
+    prefix = special_prefix(model, args.prompt)  # circuit-tracer prepends a special token, as its ensure_tokenized does
     with tempfile.TemporaryDirectory(prefix="ct-compare-") as tmp:
         tmp = Path(tmp)
         save_circuit_tracer(tset, tmp / "set")  # the files as the workbench writes them

@@ -38,7 +38,7 @@ LONG = ("The history of the city begins with a small settlement on the river, wh
         "in summer its banks fill with people who come to walk, to read and to watch the evening light while "
         "the bells of the old cathedral ring out across water")
 
-MEDIUM = " ".join(LONG.split()[:24])
+MEDIUM = " ".join(LONG.split()[:34])
 
 _RUN = """
 import json, os, sys, threading, time
