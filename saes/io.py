@@ -22,6 +22,7 @@ from interp.errors import InterpError, check_hook
 from saes.base import SAE
 from saes.batchtopk import BatchTopKSAE
 from saes.config import CFG, WEIGHTS, SAEConfig, check_sae_dir
+from saes.gemma_scope import is_gemma_scope, load_gemma_scope
 from saes.jumprelu import JumpReLUSAE
 from saes.relu import ReluSAE
 from saes.topk import TopKSAE
@@ -56,9 +57,12 @@ def save_sae(sae: SAE, path: str | Path) -> Path:
 
 
 def load_sae(path: str | Path, device: str = "cpu") -> SAE:
-    """Any SAELens-format directory (ours, or one downloaded from a SAELens release)."""
+    """Any SAELens-format directory (ours, or one downloaded from a SAELens release), or one of Gemma Scope
+    2's dictionary folders (:mod:`saes.gemma_scope`)."""
     path = Path(path)
     check_sae_dir(path)
+    if is_gemma_scope(path) and not (path / CFG).exists():
+        return load_gemma_scope(path, device)
     try:
         raw = json.loads((path / CFG).read_text())
     except FileNotFoundError as err:
@@ -109,6 +113,10 @@ def resolve_hook(model, sae: SAE, force: bool = False) -> str:
         _, cache = model.run_with_cache(torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device),
                                         names_filter=name)
     width = cache[name].shape[-1]
+    if cache[name].dim() == 4 and cache[name].shape[-2] * width == sae.cfg.d_in:
+        raise InterpError(f"the SAE reads {name} with its {cache[name].shape[-2]} heads concatenated (d_in {sae.cfg.d_in}, "
+                          "Gemma Scope 2's attn_out); it loads and computes, but the workbench's SAE jobs read one "
+                          "vector per position and do not attach a per-head hook yet")
     if width != sae.cfg.d_in:
         raise InterpError(f"SAE d_in {sae.cfg.d_in} (trained on {trained_on or 'an unrecorded model'}, {name}) does "
                           f"not match hook {name} of {model.cfg.model_name}, of width {width}")

@@ -16,7 +16,8 @@ transcoder_set``; ``layer_{i}.safetensors`` with ``W_enc``/``W_dec`` ``[d_tc, d_
 ``b_enc``, ``b_dec``, optional ``W_skip`` and ``activation_function.threshold``), and
 EleutherAI sparsify checkpoints (a folder per hookpoint, ``layers.{i}.mlp``, with ``cfg.json``
 and ``sae.safetensors``: ``encoder.weight``/``encoder.bias``, ``W_dec``, ``b_dec``, ``W_skip``),
-whose MLP hookpoints map to the bridge's ``blocks.{i}.mlp.hook_in`` → ``blocks.{i}.hook_mlp_out``.
+whose MLP hookpoints map to the bridge's ``blocks.{i}.mlp.hook_in`` → ``blocks.{i}.hook_mlp_out``, and
+Gemma Scope 2's per-layer transcoder folders (:mod:`saes.gemma_scope`).
 
 Two differences from the other layouts' formulas, both exact in our terms: their encoders have no
 input bias (ours is folded into ``b_enc`` on saving), and circuit-tracer's TopK keeps a negative
@@ -38,6 +39,7 @@ from interp.architectures import parse_layers  # re-exported: the one --layers p
 from interp.cache import atomic_path
 from interp.errors import InterpError
 from saes.base import SAE
+from saes.gemma_scope import MODEL, is_gemma_scope, load_gemma_scope_layers
 from saes.config import CFG, WEIGHTS, SAEConfig
 from saes.io import load_sae, make_sae
 
@@ -130,7 +132,11 @@ def write_set_manifest(out: str | Path, kind: str, model_name: str, hook: str, h
 
 
 def load_set(path: str | Path, device: str = "cpu") -> TranscoderSet:
-    """A set in any of the three layouts (see the module docstring), detected from its files."""
+    """A set in any of the four layouts (see the module docstring), detected from its files: for Gemma Scope
+    2's, a folder of its per-layer transcoder folders or a quoted glob choosing one variant per layer."""
+    if any(c in str(path) for c in "*?[") or (Path(path).is_dir() and any(
+            d.is_dir() and is_gemma_scope(d) for d in Path(path).iterdir())):  # Gemma Scope 2's folders
+        return TranscoderSet(load_gemma_scope_layers(path, device), MODEL, "gemma-scope-2", str(path))
     path = Path(path)
     if not path.is_dir():
         raise InterpError(f"{path} is not a transcoder set: {'it does not exist' if not path.exists() else 'a file'}")
