@@ -315,7 +315,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     if not transcoders.layers:
         raise InterpError("the transcoder set is empty")
     tokens = to_tokens(model, prompt).to(model.cfg.device)
-    P, L = tokens.shape[1], model.cfg.n_layers
+    P, L, D = tokens.shape[1], model.cfg.n_layers, model.cfg.d_model
     if P < 2:
         raise InterpError(f"the prompt {prompt!r} is one token; a graph needs at least two (the first is the "
                           "attention sink)")
@@ -403,7 +403,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
         out = torch.zeros(len(targets), n_src)
         tops = np.array([t[1] if t[0] == "feature" else L for t in targets])
         lengths = prefix_lengths([t[2] if t[0] == "feature" else P - 1 for t in targets], P)
-        for idx in causal_chunks(tops, lengths, batch) if chunks is None else chunks:
+        for idx in causal_chunks(tops, lengths, batch, D) if chunks is None else chunks:
             idx = idx.tolist()
             length = int(lengths[idx].max())
             if length not in forwards:
@@ -467,9 +467,9 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             # positions up to its own), taken in an order that spreads every prefix of the work over the
             # chunks, so the first blocks time a fair sample of it.
             positions = feats_t[:, 1].numpy()
-            chunks = causal_chunks(feat_layers, prefix_lengths(positions, P), batch)
+            chunks = causal_chunks(feat_layers, prefix_lengths(positions, P), batch, D)
             chunks = [chunks[i] for i in interleaved(len(chunks))]
-            costs = [chunk_costs(feat_layers[c], positions[c], P, batch) for c in chunks]
+            costs = [chunk_costs(feat_layers[c], positions[c], P, batch, D) for c in chunks]
             total_cost = sum(costs) or 1.0
             estimate = Estimate(f"attribution graph of {P} tokens", n_active, "feature rows",
                                 "a shorter prompt, or a lower --max-feature-nodes", warmup=True, after=after,
@@ -486,7 +486,7 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
             row_sums = abs_row_sums(feat_rows)
         else:
             selected, feat_rows, row_sums, estimate = _by_influence(
-                rows_for, feat_targets, feat_layers, feats_t[:, 1].numpy(), P, logit_rows, weights, n_active,
+                rows_for, feat_targets, feat_layers, feats_t[:, 1].numpy(), P, D, logit_rows, weights, n_active,
                 max_feature_nodes, batch, f"attribution graph of {P} tokens", after)
     forwards.clear()  # the frozen forwards' graphs: freed before the adjacency is built
     # Order the selected features by influence and assemble the dense adjacency over nodes.
@@ -548,8 +548,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     return graph
 
 
-def _by_influence(rows_for, feat_targets, feat_layers, feat_positions, n_pos, logit_rows, logit_weights, n_active, cap,
-                  batch, what, after):
+def _by_influence(rows_for, feat_targets, feat_layers, feat_positions, n_pos, d_model, logit_rows, logit_weights,
+                  n_active, cap, batch, what, after):
     """circuit-tracer's order for a capped graph: compute rows for the features of highest estimated
     influence first, re-estimating as rows arrive. Returns the features, their rows, the rows'
     :func:`abs_row_sums` and the run's :class:`Estimate`."""
@@ -573,12 +573,12 @@ def _by_influence(rows_for, feat_targets, feat_layers, feat_positions, n_pos, lo
         done += nxt
         bar.update(take)
         if not estimate.said:  # the rounds to come: the features this estimate of influence would take next
-            cost = chunk_costs(feat_layers[nxt], feat_positions[nxt], n_pos, batch)
+            cost = chunk_costs(feat_layers[nxt], feat_positions[nxt], n_pos, batch, d_model)
             spent += cost
             est[torch.tensor(nxt)] = -1
             future = est.topk(cap - len(done)).indices.numpy()
             estimate.done(take, cost / (spent + rounds_cost(feat_layers[future], feat_positions[future], n_pos,
-                                                            INFLUENCE_ROUND, batch)))
+                                                            INFLUENCE_ROUND, batch, d_model)))
     bar.close()
     return done, rows, sums, estimate
 

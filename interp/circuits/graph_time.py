@@ -51,9 +51,13 @@ PREFIXES = 8
 """Prefix lengths a graph's backward passes run over: the prompt's length in eighths, rounded up (each
 has one frozen forward, shared by the chunks that end there)."""
 CHUNK_DISPATCH = 76
-"""A chunk's cost per layer whatever its rows, in row-positions (the passes' dispatch: about 1 ms a layer)."""
+"""A chunk's cost per layer whatever its rows, in row-positions of a d_model-576 model (the passes'
+dispatch: about 1 ms a layer). A row-position's work grows as d_model², the dispatch does not, so on
+a narrower model the dispatch counts for more rows (:func:`chunk_cost`)."""
 CHUNK_FIXED = 160
-"""A chunk's cost whatever its depth, in row-positions (the gradients' columns and bookkeeping: about 2 ms)."""
+"""A chunk's cost whatever its depth, in row-positions of a d_model-576 model (about 2 ms)."""
+REFERENCE_WIDTH = 576
+"""The d_model the two costs above were measured at (the embedded model's)."""
 
 
 def prefix_lengths(positions: Sequence[int], n_pos: int) -> np.ndarray:
@@ -62,12 +66,15 @@ def prefix_lengths(positions: Sequence[int], n_pos: int) -> np.ndarray:
     return np.minimum(n_pos, -(-(np.asarray(positions, dtype=np.int64) + 1) // step) * step)
 
 
-def chunk_cost(rows: int, prefix: int, top: int) -> float:
-    """One chunk's cost in row-positions of one layer's backward (module docstring)."""
-    return (rows * prefix + CHUNK_DISPATCH) * (top + ROW_COST_BASE) + CHUNK_FIXED
+def chunk_cost(rows: int, prefix: int, top: int, d_model: int = REFERENCE_WIDTH) -> float:
+    """One chunk's cost in row-positions of one layer's backward (module docstring), on a model of width
+    ``d_model``."""
+    fixed = (REFERENCE_WIDTH / d_model) ** 2
+    return (rows * prefix + CHUNK_DISPATCH * fixed) * (top + ROW_COST_BASE) + CHUNK_FIXED * fixed
 
 
-def causal_chunks(layers: Sequence[int], lengths: Sequence[int], batch: int) -> list[np.ndarray]:
+def causal_chunks(layers: Sequence[int], lengths: Sequence[int], batch: int,
+                  d_model: int = REFERENCE_WIDTH) -> list[np.ndarray]:
     """Row indices in chunks of at most ``batch`` that cost the least in all (module docstring): the rows
     sorted by layer, then prefix length, and cut where :func:`chunk_cost` sums to the least."""
     layers, lengths = np.asarray(layers, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
@@ -79,7 +86,7 @@ def causal_chunks(layers: Sequence[int], lengths: Sequence[int], batch: int) -> 
         longest, best[j] = 0, float("inf")
         for i in range(j - 1, max(-1, j - batch - 1), -1):
             longest = max(longest, length[i])
-            c = best[i] + chunk_cost(j - i, longest, top[j - 1])
+            c = best[i] + chunk_cost(j - i, longest, top[j - 1], d_model)
             if c < best[j]:
                 best[j], cut[j] = c, i
     chunks, j = [], n
@@ -89,19 +96,21 @@ def causal_chunks(layers: Sequence[int], lengths: Sequence[int], batch: int) -> 
     return chunks[::-1]
 
 
-def chunk_costs(layers: Sequence[int], positions: Sequence[int], n_pos: int, batch: int) -> float:
+def chunk_costs(layers: Sequence[int], positions: Sequence[int], n_pos: int, batch: int,
+                d_model: int = REFERENCE_WIDTH) -> float:
     """The cost, in row-positions of one layer's backward, of rows at ``layers`` and ``positions`` in
     :func:`causal_chunks`."""
     layers = np.asarray(layers, dtype=np.int64)
     lengths = prefix_lengths(positions, n_pos)
-    return float(sum(chunk_cost(len(c), int(lengths[c].max()), int(layers[c].max()))
-                     for c in causal_chunks(layers, lengths, batch)))
+    return float(sum(chunk_cost(len(c), int(lengths[c].max()), int(layers[c].max()), d_model)
+                     for c in causal_chunks(layers, lengths, batch, d_model)))
 
 
-def rounds_cost(layers: Sequence[int], positions: Sequence[int], n_pos: int, per_call: int, batch: int) -> float:
+def rounds_cost(layers: Sequence[int], positions: Sequence[int], n_pos: int, per_call: int, batch: int,
+                d_model: int = REFERENCE_WIDTH) -> float:
     """The cost of rows at ``layers`` and ``positions`` computed ``per_call`` at a time in this order (a
     capped graph's rounds by influence), each call chunked by :func:`causal_chunks`."""
-    return sum(chunk_costs(layers[i:i + per_call], positions[i:i + per_call], n_pos, batch)
+    return sum(chunk_costs(layers[i:i + per_call], positions[i:i + per_call], n_pos, batch, d_model)
                for i in range(0, len(layers), per_call))
 
 
