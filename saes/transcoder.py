@@ -39,6 +39,7 @@ from interp.architectures import parse_layers  # re-exported: the one --layers p
 from interp.cache import atomic_path
 from interp.errors import InterpError
 from saes.base import SAE
+from saes.clt import CLTSet, load_clt
 from saes.gemma_scope import MODEL, is_gemma_scope, load_gemma_scope_layers
 from saes.config import CFG, WEIGHTS, SAEConfig
 from saes.io import load_sae, make_sae
@@ -133,13 +134,17 @@ def write_set_manifest(out: str | Path, kind: str, model_name: str, hook: str, h
 
 def load_set(path: str | Path, device: str = "cpu") -> TranscoderSet:
     """A set in any of the four layouts (see the module docstring), detected from its files: for Gemma Scope
-    2's, a folder of its per-layer transcoder folders or a quoted glob choosing one variant per layer."""
+    2's, a folder of its per-layer transcoder folders or a quoted glob choosing one variant per layer. A
+    cross-layer transcoder's folder (Gemma Scope 2's or circuit-tracer's files) gives a
+    :class:`saes.clt.CLTSet`, which graphs take the same way."""
     if any(c in str(path) for c in "*?[") or (Path(path).is_dir() and any(
             d.is_dir() and is_gemma_scope(d) for d in Path(path).iterdir())):  # Gemma Scope 2's folders
         return TranscoderSet(load_gemma_scope_layers(path, device), MODEL, "gemma-scope-2", str(path))
     path = Path(path)
     if not path.is_dir():
         raise InterpError(f"{path} is not a transcoder set: {'it does not exist' if not path.exists() else 'a file'}")
+    if (path / "params_layer_0.safetensors").exists() or (path / "W_enc_0.safetensors").exists():
+        return CLTSet(load_clt(path, device), str(path))  # a cross-layer transcoder (saes.clt)
     if (path / SET).exists():
         tset = _load_own(path)
         if (path / "config.yaml").exists():

@@ -55,7 +55,8 @@ from interp.circuits.graph_memory import MemoryLimit, check_graph_size, machine_
 from interp.circuits.graph_trust import norm_ratios, trust_summary
 from interp.circuits.graph_time import (after_rows_seconds, causal_chunks, chunk_costs, interleaved, prefix_lengths,
                                        rounds_cost)
-from interp.circuits.local_replacement import clean_parts, clean_run, decoder_bias, decoder_rows, frozen_forward
+from interp.circuits.local_replacement import (clean_parts, clean_run, decoder_bias, decoder_rows, decoders_into,
+                                               frozen_forward)
 from interp.errors import InterpError, warn
 from interp.progress import Estimate, progress
 
@@ -360,21 +361,30 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
     mlp_const, pre_clean, f_clean = clean_parts(model, transcoders, cache)
     if before_edges is not None:
         before_edges(f_clean)
-    feats, acts, by_layer, errors = [], [], {}, {}
+    feats, acts, sources = [], [], {}
     for layer in range(L):
-        tc = transcoders.layers.get(layer)
-        if tc is None:
-            errors[layer] = mlp_const[layer]
+        if layer not in transcoders.layers:
             continue
         f = f_clean[layer]
         pos, j = torch.nonzero(f > 0, as_tuple=True)
-        scaled = f[pos, j][:, None] * decoder_rows(tc)[j]  # each active feature's contribution a·d
-        cols_l = torch.arange(len(feats), len(feats) + len(j))  # its column among the sources
-        by_layer[layer] = _grouped(pos, scaled, cols_l)
+        sources[layer] = (pos, j, f[pos, j], torch.arange(len(feats), len(feats) + len(j)))  # its columns
         feats += [(layer, p_, j_) for p_, j_ in zip(pos.tolist(), j.tolist())]
         acts.append(f[pos, j])
+    # Each MLP output's features (a cross-layer transcoder's from every layer at or below), their a·d, and
+    # the error node: what the features and b_dec leave of the output.
+    by_layer, errors = {}, {}
+    for layer in range(L):
+        into = [(sources[i], rows) for i, rows in decoders_into(transcoders, layer) if i in sources]
+        if layer not in transcoders.layers:
+            errors[layer] = mlp_const[layer]
+            continue
+        pos = torch.cat([src[0] for src, _ in into])
+        scaled = torch.cat([src[2][:, None] * rows[src[1]] for src, rows in into])  # each feature's a·d
+        cols_l = torch.cat([src[3] for src, _ in into])
+        order = torch.argsort(pos, stable=True)  # by position, as _grouped needs
+        by_layer[layer] = _grouped(pos[order], scaled[order], cols_l[order])
         recon = torch.zeros(P, model.cfg.d_model).index_add_(0, pos, scaled)
-        errors[layer] = mlp_const[layer] - recon - decoder_bias(tc)
+        errors[layer] = mlp_const[layer] - recon - decoder_bias(transcoders.layers[layer])
     if zero_first:  # the sink's MLP output goes to the biases (below), not to error nodes
         errors = {layer: torch.cat([torch.zeros_like(e[:1]), e[1:]]) for layer, e in errors.items()}
     n_active = len(feats)
@@ -445,8 +455,8 @@ def attribution_graph(model, transcoders, prompt: str, max_logits: int = 10, log
                 m = int(torch.searchsorted(at, length))  # the groups before ``length``
                 if m:
                     prod = torch.bmm(g[:, at[:m]].transpose(0, 1), contrib[:m].transpose(1, 2))  # [m, n, K]
-                    real = columns[:m] >= 0
-                    cols[:, columns[:m][real]] = prod.transpose(0, 1)[:, real]
+                    real = columns[:m] >= 0  # added: a cross-layer feature has a part in every layer it writes
+                    cols.index_add_(1, columns[:m][real], prod.transpose(0, 1)[:, real])
             start = n_active + layer * P
             cols[:, start:start + length] = (g * errors[layer][:length]).sum(-1)
         return cols

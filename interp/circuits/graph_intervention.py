@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from interp.circuits.graph import AttributionGraph
-from interp.circuits.local_replacement import clean_parts, clean_run, decoder_rows, frozen_forward
+from interp.circuits.local_replacement import clean_parts, clean_run, decoders_into, frozen_forward
 from interp.errors import InterpError
 
 __all__ = ["Intervention", "active_changes", "intervene"]
@@ -97,23 +97,31 @@ def intervene(model, transcoders, graph: AttributionGraph, changes: list[tuple[i
         v = v.float()
         return (v[ids] - v.mean()).tolist()
 
+    # Each set feature's change of every MLP output it writes (a cross-layer transcoder's: its own layer's and
+    # every later one's), by output layer.
+    moves: dict[int, list] = {}
+    for out_layer in range(model.cfg.n_layers):
+        for source, rows in decoders_into(transcoders, out_layer):
+            moves[out_layer] = moves.get(out_layer, []) + [(p_, (value - a) * rows[feat])
+                                                           for ly, feat, p_, value, a in sets if ly == source]
     with torch.no_grad():
         const = {layer: c.clone() for layer, c in mlp_const.items()}
         for layer, feat, p_, value, a in sets:
-            const[layer][p_] += (value - a) * decoder_rows(transcoders.layers[layer])[feat]
             respond[layer][0][p_, feat] = 0  # set, not responding
+        for layer, shifts in moves.items():
+            for p_, v in shifts:
+                const[layer][p_] += v
         frozen, _, _, _ = frozen_forward(model, transcoders, tokens, clean, const, 1,
                                          respond={layer: tuple(v) for layer, v in respond.items()})
 
         def shift(y, *, hook, layer):
             y = y.clone()
-            for ly, feat, p_, value, a in sets:
-                if ly == layer:
-                    y[0, p_] += ((value - a) * decoder_rows(transcoders.layers[layer])[feat]).to(y.dtype)
+            for p_, v in moves[layer]:
+                y[0, p_] += v.to(y.dtype)
             return y
 
         hooks = [(transcoders.output_hook(layer), lambda y, hook, layer=layer: shift(y, hook=hook, layer=layer))
-                 for layer in {s[0] for s in sets}]
+                 for layer, shifts in moves.items() if shifts]
         real = model.run_with_hooks(tokens, fwd_hooks=hooks)[0, -1].float()
     before = clean["logits"][-1]
     predicted = _predict(graph, sets)

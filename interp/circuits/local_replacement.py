@@ -14,7 +14,7 @@ from torch import Tensor
 
 from interp.architectures import architecture
 
-__all__ = ["clean_parts", "clean_run", "decoder_bias", "decoder_rows", "frozen_forward", "skip_path"]
+__all__ = ["clean_parts", "clean_run", "decoder_bias", "decoder_rows", "decoders_into", "frozen_forward", "skip_path"]
 
 
 @torch.no_grad()
@@ -106,10 +106,12 @@ def frozen_forward(model, transcoders, tokens: Tensor, clean: dict, mlp_const: d
             if tc is not None:
                 x = inputs[layer]
                 out = out + skip_path(tc, x)
-                if respond is not None and layer in respond:
-                    mask, pre0 = (v[:P] for v in respond[layer])
-                    delta = (tc.pre_acts(x).float() - pre0) * mask
-                    out = out + delta @ decoder_rows(tc)
+                for source, rows in decoders_into(transcoders, layer) if respond is not None else ():
+                    if source in respond:  # each source layer's features moved with their pre-activations
+                        mask, pre0 = (v[:P] for v in respond[source])
+                        src = transcoders.layers[source]
+                        delta = (src.pre_acts(inputs[source]).float() - pre0) * mask
+                        out = out + delta @ rows
             return out.to(y.dtype)
 
         hooks.append((f"blocks.{layer}.hook_mlp_out" if tc is None else transcoders.output_hook(layer), put))
@@ -137,3 +139,14 @@ def _first(frozen: Tensor, length: int) -> Tensor:
 def decoder_rows(tc) -> Tensor:
     """Decoder rows in the output's units (a dictionary trained in this process may still carry its scale)."""
     return (tc.W_dec / tc.target_scale).float()
+
+
+def decoders_into(transcoders, layer: int) -> list[tuple[int, Tensor]]:
+    """The decoders that write into ``layer``'s MLP output, in the output's units: (source layer, rows
+    [d_sae, d_model]) for each source. A per-layer set: its own layer's; a cross-layer transcoder
+    (:class:`saes.clt.CLTSet`): every layer's at or below."""
+    into = getattr(transcoders, "decoders_into", None)
+    if into is not None:
+        return [(i, rows.float()) for i, rows in into(layer)]
+    tc = transcoders.layers.get(layer)
+    return [] if tc is None else [(layer, decoder_rows(tc))]
