@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from interp.cache import atomic_path
 from interp.errors import InterpError
 
-__all__ = ["CLTLayer", "CLTSet", "CrossLayerTranscoder", "load_clt", "save_circuit_tracer_clt", "save_gemma_scope_clt"]
+__all__ = ["CLTLayer", "CrossLayerTranscoder", "load_clt", "save_circuit_tracer_clt", "save_gemma_scope_clt"]
 
 
 class CrossLayerTranscoder(nn.Module):
@@ -84,7 +84,7 @@ class CrossLayerTranscoder(nn.Module):
 class CLTLayer(nn.Module):
     """Layer ``layer`` of a CLT seen as one per-layer dictionary (what the replacement model and graphs read):
     its encoder, its own-layer decoder (``W_dec``), its output layer's bias and skip. Its decoders into
-    later layers are :meth:`CLTSet.decoders_into`'s."""
+    later layers are :meth:`saes.transcoder.CLTSet.decoders_into`'s."""
 
     def __init__(self, clt: CrossLayerTranscoder, layer: int):
         super().__init__()
@@ -122,36 +122,6 @@ class CLTLayer(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         return self.activation(self.pre_acts(x))
-
-
-class CLTSet:
-    """A CLT where the workbench takes a transcoder set (:class:`saes.transcoder.TranscoderSet`'s interface):
-    ``layers`` by layer, their hooks, and :meth:`decoders_into`, the decoders that write into a layer."""
-
-    source = "clt"
-    transcoders = True
-
-    def __init__(self, clt: CrossLayerTranscoder, path: str = ""):
-        self.clt, self.path, self.model_name = clt, path, clt.model_name
-        self.layers = {i: CLTLayer(clt, i) for i in range(clt.n_layers)}
-
-    @property
-    def d_model(self) -> int:
-        return self.clt.d_model
-
-    def input_hook(self, layer: int) -> str:
-        return self.clt.hook_in.format(l=layer)
-
-    def output_hook(self, layer: int) -> str:
-        return self.clt.hook_out.format(l=layer)
-
-    def decoders_into(self, layer: int) -> list[tuple[int, Tensor]]:
-        """(source layer i, its features' decoder rows into ``layer`` [d_sae, d_model]) for every i ≤ layer."""
-        return [(i, self.clt.W_dec[i][:, layer - i]) for i in range(layer + 1)]
-
-    def to(self, device) -> "CLTSet":
-        self.clt.to(device)
-        return self
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -39,12 +39,12 @@ from interp.architectures import parse_layers  # re-exported: the one --layers p
 from interp.cache import atomic_path
 from interp.errors import InterpError
 from saes.base import SAE
-from saes.clt import CLTSet, load_clt
+from saes.clt import CLTLayer, CrossLayerTranscoder, load_clt
 from saes.gemma_scope import MODEL, is_gemma_scope, load_gemma_scope_layers
 from saes.config import CFG, WEIGHTS, SAEConfig
 from saes.io import load_sae, make_sae
 
-__all__ = ["INPUT_TEMPLATES", "OUTPUT_TEMPLATES", "SET", "TranscoderSet", "check_transcoder_hooks", "layer_dir",
+__all__ = ["CLTSet", "INPUT_TEMPLATES", "OUTPUT_TEMPLATES", "SET", "TranscoderSet", "check_transcoder_hooks", "layer_dir",
            "load_set", "parse_layers", "save_circuit_tracer", "write_set_manifest"]
 
 SET = "set.json"
@@ -119,6 +119,24 @@ class TranscoderSet:
         bad = [layer for layer in self.layers if not 0 <= layer < model.cfg.n_layers]
         if bad:
             raise InterpError(f"the set has layer {bad[0]}, but {model.cfg.model_name} has {model.cfg.n_layers} layers")
+
+
+class CLTSet(TranscoderSet):
+    """A cross-layer transcoder where the workbench takes a set: ``layers`` are its per-layer views
+    (:class:`saes.clt.CLTLayer`), and :meth:`decoders_into` gives the decoders that write into a layer (the
+    replacement model and graphs ask :func:`interp.circuits.local_replacement.decoders_into`)."""
+
+    def __init__(self, clt: CrossLayerTranscoder, path: str = ""):
+        super().__init__({i: CLTLayer(clt, i) for i in range(clt.n_layers)}, clt.model_name, "clt", path)
+        self.clt = clt
+
+    def decoders_into(self, layer: int) -> list[tuple[int, torch.Tensor]]:
+        """(source layer i, its features' decoder rows into ``layer`` [d_sae, d_model]) for every i ≤ layer."""
+        return [(i, self.clt.W_dec[i][:, layer - i]) for i in range(layer + 1)]
+
+    def to(self, device) -> "CLTSet":
+        self.clt.to(device)
+        return self
 
 
 def write_set_manifest(out: str | Path, kind: str, model_name: str, hook: str, hook_out: str,

@@ -169,7 +169,7 @@ def test_every_clt_graph_edge_equals_a_naive_loop(tiny_models, name):
 
     from interp.circuits.graph import attribution_graph
     from interp.circuits.graph_intervention import intervene
-    from saes.clt import CLTSet
+    from saes.transcoder import CLTSet
 
     model = tiny_models[name]
     clt = random_clt(model)
@@ -205,3 +205,19 @@ def test_every_clt_graph_edge_equals_a_naive_loop(tiny_models, name):
     res = intervene(model, CLTSet(clt), g, [(node["layer"], node["feature"], node["position"], 0.0)])
     np.testing.assert_allclose(res.frozen_after, res.predicted_after, atol=1e-4)
     assert res.frozen_after != res.before
+
+
+def test_the_graph_verb_takes_a_clt_folder_and_writes_json_that_validates(tiny_models, tmp_path):
+    import json
+
+    from interp.circuits.graph_json import validate_graph_json
+    from tests.test_cli import run_json
+
+    model = tiny_models["tiny-llama"]
+    folder = save_gemma_scope_clt(random_clt(model, seed=5), tmp_path / "clt")
+    out = run_json("graph", "--model", "tiny-llama", "--transcoders", str(folder), "--prompt",
+                   "The Eiffel Tower is in the city of", "--max-feature-nodes", "64", "--out", str(tmp_path / "g.json"))
+    assert out["exactness_max_error"] < 1e-4 and out["feature_nodes"] == 64
+    doc = json.loads((tmp_path / "g.json").read_text())
+    validate_graph_json(doc)
+    assert {n["feature_type"] for n in doc["nodes"]} >= {"cross layer transcoder", "logit"}
