@@ -179,8 +179,12 @@ def test_the_circuit_tracer_comparison_refuses_topk_and_compares_node_for_node(c
     from interp.models import load_model
     from saes.transcoder import load_set
 
+    import benchmarks.graph_peer as peer
+
     with pytest.raises(SystemExit, match="no TopK"):
         compat.main(["--model", "tiny-llama", "--transcoders", tiny_transcoders, "--python", __file__])
+    with pytest.raises(SystemExit, match="no TopK"):  # the speed comparison beside it (benchmarks/graph_peer.py)
+        peer.main(["--model", "tiny-llama", "--transcoders", tiny_transcoders, "--python", __file__])
     model = load_model("tiny-llama")
     g = attribution_graph(model, load_set(tiny_transcoders), "The Eiffel Tower is in the city of",
                           label_features=False)
