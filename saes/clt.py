@@ -30,14 +30,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from interp.cache import atomic_path
 from interp.errors import InterpError
+from saes.gemma_scope import checked_tensor, read_tensors
 
 __all__ = ["CLTLayer", "CrossLayerTranscoder", "load_clt", "save_circuit_tracer_clt", "save_gemma_scope_clt"]
 
@@ -90,9 +91,8 @@ class CLTLayer(nn.Module):
         super().__init__()
         self.clt, self.layer = clt, layer
         self.input_scale = self.target_scale = 1.0
-        self.cfg = type("CLTLayerConfig", (), {"d_sae": clt.d_sae, "d_in": clt.d_model, "architecture": "jumprelu",
-                                               "hook_name": clt.hook_in.format(l=layer),
-                                               "hook_out": clt.hook_out.format(l=layer)})()
+        self.cfg = SimpleNamespace(d_sae=clt.d_sae, d_in=clt.d_model, architecture="jumprelu",
+                                   hook_name=clt.hook_in.format(l=layer), hook_out=clt.hook_out.format(l=layer))
 
     @property
     def W_enc(self) -> Tensor:
@@ -127,28 +127,6 @@ class CLTLayer(nn.Module):
 # ---------------------------------------------------------------------------------------------- files
 
 
-def _read(path: Path) -> dict[str, Tensor]:
-    try:
-        return load_file(str(path))
-    except FileNotFoundError:
-        raise InterpError(f"{path} is missing") from None
-    except (SafetensorError, OSError, ValueError) as err:
-        raise InterpError(f"{path} is corrupt or truncated ({err})") from None
-
-
-def _get(path: Path, raw: dict, name: str, shape: tuple[int, ...]) -> Tensor:
-    if name not in raw:
-        raise InterpError(f"{path} lacks {name} (it has {', '.join(sorted(raw))})")
-    t = raw[name]
-    if tuple(t.shape) != shape:
-        raise InterpError(f"{path}: {name} has shape {tuple(t.shape)}, where {shape} was expected")
-    if not t.is_floating_point():
-        raise InterpError(f"{path}: {name} is {t.dtype}, not a floating-point tensor")
-    if not torch.isfinite(t).all():
-        raise InterpError(f"{path}: {name} has {int((~torch.isfinite(t)).sum())} non-finite values (NaN or inf)")
-    return t.float()
-
-
 def _layer_files(path: Path, pattern: str) -> list[Path]:
     """The files ``pattern`` (a regex with one layer group) in ``path``, in layer order, refused unless they
     are layers 0 … L − 1 with none missing."""
@@ -180,8 +158,11 @@ def load_clt(path: str | Path, device: str = "cpu") -> CrossLayerTranscoder:
 def _load_gemma_scope(path: Path) -> CrossLayerTranscoder:
     files = _layer_files(path, r"params_layer_(\d+)\.safetensors")
     L = len(files)
-    raw0 = _read(files[0])
-    d, F = _get(files[0], raw0, "w_enc", tuple(raw0.get("w_enc", torch.zeros(0, 0)).shape)).shape
+    raw0 = read_tensors(files[0])
+    w_enc = checked_tensor(files[0], raw0, "w_enc")
+    if w_enc.dim() != 2:
+        raise InterpError(f"{files[0]}: w_enc has shape {tuple(w_enc.shape)}, not [d_model, width]")
+    d, F = w_enc.shape
     if "w_dec" in raw0 and raw0["w_dec"].dim() == 3 and raw0["w_dec"].shape[1] != L:
         raise InterpError(f"{path}: its decoders write {raw0['w_dec'].shape[1]} layers, but {L} layer files are "
                           "present (one is missing)")
@@ -195,14 +176,14 @@ def _load_gemma_scope(path: Path) -> CrossLayerTranscoder:
     clt = CrossLayerTranscoder(L, d, F, skip, model_name=str(config.get("model_name", "google/gemma-3-270m")))
     with torch.no_grad():
         for i, f in enumerate(files):
-            raw = raw0 if i == 0 else _read(f)
-            clt.W_enc[i] = _get(f, raw, "w_enc", (d, F))
-            clt.b_enc[i] = _get(f, raw, "b_enc", (F,))
-            clt.log_threshold[i] = _get(f, raw, "threshold", (F,)).double().log().float()
-            clt.W_dec[i].copy_(_get(f, raw, "w_dec", (F, L, d))[:, i:])
-            clt.b_dec[i] = _get(f, raw, "b_dec", (d,))
+            raw = raw0 if i == 0 else read_tensors(f)
+            clt.W_enc[i] = checked_tensor(f, raw, "w_enc", (d, F))
+            clt.b_enc[i] = checked_tensor(f, raw, "b_enc", (F,))
+            clt.log_threshold[i] = checked_tensor(f, raw, "threshold", (F,)).double().log().float()
+            clt.W_dec[i].copy_(checked_tensor(f, raw, "w_dec", (F, L, d))[:, i:])
+            clt.b_dec[i] = checked_tensor(f, raw, "b_dec", (d,))
             if skip:
-                clt.W_skip[i] = _get(f, raw, "affine_skip_connection", (d, d)).T
+                clt.W_skip[i] = checked_tensor(f, raw, "affine_skip_connection", (d, d)).T
     return clt
 
 
@@ -212,20 +193,20 @@ def _load_circuit_tracer(path: Path) -> CrossLayerTranscoder:
     if len(dec) != len(enc):
         raise InterpError(f"{path}: {len(enc)} encoder files but {len(dec)} decoder files")
     L = len(enc)
-    raw0 = _read(enc[0])
+    raw0 = read_tensors(enc[0])
     F, d = tuple(raw0["W_enc_0"].shape) if "W_enc_0" in raw0 else (0, 0)
     skip = "W_skip_0" in raw0
     clt = CrossLayerTranscoder(L, d, F, skip)
     with torch.no_grad():
         for i in range(L):
-            raw = raw0 if i == 0 else _read(enc[i])
-            clt.W_enc[i] = _get(enc[i], raw, f"W_enc_{i}", (F, d)).T
-            clt.b_enc[i] = _get(enc[i], raw, f"b_enc_{i}", (F,))
-            clt.b_dec[i] = _get(enc[i], raw, f"b_dec_{i}", (d,))
-            clt.log_threshold[i] = _get(enc[i], raw, f"threshold_{i}", (F,)).double().log().float()
+            raw = raw0 if i == 0 else read_tensors(enc[i])
+            clt.W_enc[i] = checked_tensor(enc[i], raw, f"W_enc_{i}", (F, d)).T
+            clt.b_enc[i] = checked_tensor(enc[i], raw, f"b_enc_{i}", (F,))
+            clt.b_dec[i] = checked_tensor(enc[i], raw, f"b_dec_{i}", (d,))
+            clt.log_threshold[i] = checked_tensor(enc[i], raw, f"threshold_{i}", (F,)).double().log().float()
             if skip:
-                clt.W_skip[i] = _get(enc[i], raw, f"W_skip_{i}", (d, d))
-            clt.W_dec[i].copy_(_get(dec[i], _read(dec[i]), f"W_dec_{i}", (F, L - i, d)))
+                clt.W_skip[i] = checked_tensor(enc[i], raw, f"W_skip_{i}", (d, d))
+            clt.W_dec[i].copy_(checked_tensor(dec[i], read_tensors(dec[i]), f"W_dec_{i}", (F, L - i, d)))
     return clt
 
 

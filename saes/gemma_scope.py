@@ -40,8 +40,8 @@ from interp.errors import InterpError
 from saes.config import SAEConfig
 from saes.jumprelu import JumpReLUSAE
 
-__all__ = ["CONFIG", "HOOKS", "MODEL", "PARAMS", "is_gemma_scope", "load_gemma_scope", "load_gemma_scope_layers",
-           "workbench_hook"]
+__all__ = ["CONFIG", "HOOKS", "MODEL", "PARAMS", "checked_tensor", "is_gemma_scope", "load_gemma_scope",
+           "load_gemma_scope_layers", "read_tensors", "workbench_hook"]
 
 PARAMS, CONFIG = "params.safetensors", "config.json"
 MODEL = "google/gemma-3-270m"
@@ -72,7 +72,7 @@ def workbench_hook(hf_hook: str) -> tuple[str, int]:
                       ".post_feedforward_layernorm.output, .self_attn.o_proj.input)")
 
 
-def _read(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except FileNotFoundError:
@@ -81,7 +81,7 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
         raise InterpError(f"{path} is corrupt or truncated ({err})") from None
 
 
-def _checked(path: Path, raw: dict[str, torch.Tensor], name: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+def checked_tensor(path: Path, raw: dict[str, torch.Tensor], name: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
     """``raw[name]`` in float32, refused in one line unless present, of ``shape`` (None: any), floating, finite."""
     if name not in raw:
         raise InterpError(f"{path} lacks {name} (it has {', '.join(sorted(raw))})")
@@ -127,20 +127,20 @@ def load_gemma_scope(path: str | Path, device: str = "cpu") -> JumpReLUSAE:
                           "dictionary writes its own layer")
     affine = bool(cfg.get("affine_connection", bool(m and m.group(4))))
     file = path / PARAMS
-    raw = _read(file)
-    w_enc = _checked(file, raw, "w_enc")
+    raw = read_tensors(file)
+    w_enc = checked_tensor(file, raw, "w_enc")
     if w_enc.dim() != 2:
         raise InterpError(f"{file}: w_enc has shape {tuple(w_enc.shape)}, not [d_in, width]")
     d_in, width = w_enc.shape
     if cfg.get("width") is not None and int(cfg["width"]) != width:
         raise InterpError(f"{path}: w_enc has {width} latents, but {CONFIG} says width {cfg['width']}")
-    w_dec = _checked(file, raw, "w_dec")
+    w_dec = checked_tensor(file, raw, "w_dec")
     d_out = w_dec.shape[-1]
-    t = {"w_enc": w_enc, "w_dec": _checked(file, raw, "w_dec", (width, d_out)),
-         "b_enc": _checked(file, raw, "b_enc", (width,)), "b_dec": _checked(file, raw, "b_dec", (d_out,)),
-         "threshold": _checked(file, raw, "threshold", (width,))}
+    t = {"w_enc": w_enc, "w_dec": checked_tensor(file, raw, "w_dec", (width, d_out)),
+         "b_enc": checked_tensor(file, raw, "b_enc", (width,)), "b_dec": checked_tensor(file, raw, "b_dec", (d_out,)),
+         "threshold": checked_tensor(file, raw, "threshold", (width,))}
     if affine:
-        t["affine_skip_connection"] = _checked(file, raw, "affine_skip_connection", (d_in, d_out))
+        t["affine_skip_connection"] = checked_tensor(file, raw, "affine_skip_connection", (d_in, d_out))
     if (t["threshold"] < 0).any():
         raise InterpError(f"{path / PARAMS}: threshold has {int((t['threshold'] < 0).sum())} negative values")
     transcoder = hook_out != hook_in
