@@ -20,27 +20,39 @@ import yaml
 from safetensors.torch import save_file
 
 
-def main() -> None:
-    from circuit_tracer import ReplacementModel, attribute
-    from circuit_tracer.frontend.graph_models import Model
-    from circuit_tracer.frontend.local_server import DEFAULT_FRONTEND_DIR, CircuitGraphHandler
+def replacement_model(config_path: str, model_dir: str):
+    """circuit-tracer's replacement model of the cached model with our set, read by its own loader."""
+    from circuit_tracer import ReplacementModel
     from circuit_tracer.utils.hf_utils import load_transcoders
 
-    config_path, model_dir, tokens, out, graph_dir, slug = sys.argv[1:7]
     with open(config_path) as f:
         config = yaml.safe_load(f)
-    t0 = time.perf_counter()
     transcoders = load_transcoders(config, device=torch.device("cpu"), lazy_decoder=False)
-    model = ReplacementModel.from_pretrained_and_transcoders(model_dir, transcoders, backend="nnsight",
-                                                             dtype=torch.float32)
-    g = attribute(torch.tensor(json.loads(tokens)), model, batch_size=32, max_feature_nodes=None)
-    seconds = time.perf_counter() - t0
+    return ReplacementModel.from_pretrained_and_transcoders(model_dir, transcoders, backend="nnsight",
+                                                            dtype=torch.float32)
+
+
+def save_graph(g, out: str) -> None:
+    """Its graph as safetensors: adjacency, active and selected features, activations, logit ids, tokens."""
     targets = g.logit_targets
     ids = targets if torch.is_tensor(targets) else torch.tensor([int(t.vocab_idx) for t in targets])
     save_file({"adjacency": g.adjacency_matrix.float().contiguous(), "active": g.active_features.long().contiguous(),
                "selected": g.selected_features.long().contiguous(), "acts": g.activation_values.float().contiguous(),
                "logit_ids": ids.long().contiguous(), "tokens": torch.as_tensor(g.input_tokens).long().contiguous()},
               out)
+
+
+def main() -> None:
+    from circuit_tracer import attribute
+    from circuit_tracer.frontend.graph_models import Model
+    from circuit_tracer.frontend.local_server import DEFAULT_FRONTEND_DIR, CircuitGraphHandler
+
+    config_path, model_dir, tokens, out, graph_dir, slug = sys.argv[1:7]
+    t0 = time.perf_counter()
+    g = attribute(torch.tensor(json.loads(tokens)), replacement_model(config_path, model_dir), batch_size=32,
+                  max_feature_nodes=None)
+    seconds = time.perf_counter() - t0
+    save_graph(g, out)
 
     # Our graph JSON through its frontend's schema, and its server on 127.0.0.1 (its serve() binds every interface).
     with open(f"{graph_dir}/{slug}.json") as f:

@@ -15,29 +15,18 @@ import time
 T0 = time.perf_counter()
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from _circuit_tracer_side import replacement_model, save_graph  # noqa: E402  (this script's folder is on the path)
 
 
 def main() -> None:
-    from circuit_tracer import ReplacementModel, attribute
-    from circuit_tracer.utils.hf_utils import load_transcoders
+    from circuit_tracer import attribute
 
     config_path, model_dir, tokens, batch, cap, out = sys.argv[1:7]
-    with open(config_path) as f:
-        config = yaml.safe_load(f)
-    transcoders = load_transcoders(config, device=torch.device("cpu"), lazy_decoder=False)
-    model = ReplacementModel.from_pretrained_and_transcoders(model_dir, transcoders, backend="nnsight",
-                                                             dtype=torch.float32)
+    model = replacement_model(config_path, model_dir)
     t0 = time.perf_counter()
     g = attribute(torch.tensor(json.loads(tokens)), model, batch_size=int(batch), max_feature_nodes=int(cap))
     seconds = time.perf_counter() - t0
-    targets = g.logit_targets
-    ids = targets if torch.is_tensor(targets) else torch.tensor([int(t.vocab_idx) for t in targets])
-    save_file({"adjacency": g.adjacency_matrix.float().contiguous(), "active": g.active_features.long().contiguous(),
-               "selected": g.selected_features.long().contiguous(), "acts": g.activation_values.float().contiguous(),
-               "logit_ids": ids.long().contiguous(), "tokens": torch.as_tensor(g.input_tokens).long().contiguous()},
-              out)
+    save_graph(g, out)
     print(json.dumps({"seconds": seconds, "process_seconds": time.perf_counter() - T0,
                       "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
                       "active": int(len(g.active_features)), "feature_nodes": int(len(g.selected_features))}))

@@ -31,6 +31,7 @@ from types import SimpleNamespace
 
 
 from benchmarks._harness import emit, machine
+from interp.circuits.graph_memory import _host_free
 from benchmarks.circuit_tracer_compat import HERE, _compare, _model_dir, circuit_tracer_python, special_prefix
 from benchmarks.graph import LONG, MEDIUM, PROMPT
 
@@ -64,9 +65,9 @@ def _memory_cap() -> None:
     error instead of bringing the machine to the kernel's out-of-memory killer."""
     import resource
 
-    with open("/proc/meminfo") as f:
-        free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    resource.setrlimit(resource.RLIMIT_AS, (int(0.9 * free), int(0.9 * free)))
+    free = _host_free()
+    if free:
+        resource.setrlimit(resource.RLIMIT_AS, (int(0.9 * free), int(0.9 * free)))
 
 
 def _last_json(proc: subprocess.CompletedProcess) -> dict:
