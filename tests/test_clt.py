@@ -170,6 +170,7 @@ def test_every_clt_graph_edge_equals_a_naive_loop(tiny_models, name):
     from interp.circuits.graph import attribution_graph
     from interp.circuits.graph_intervention import intervene
     from saes.transcoder import CLTSet
+    from tests.test_graph import worst_edge_error
 
     model = tiny_models[name]
     clt = random_clt(model)
@@ -182,20 +183,7 @@ def test_every_clt_graph_edge_equals_a_naive_loop(tiny_models, name):
         clt_back = load_set(save_gemma_scope_clt(clt, tmp)).clt
         torch.testing.assert_close(clt_back.W_dec[0], clt.W_dec[0], rtol=0, atol=0)
     assert g.n_features > 20 and g.check_exact() < 1e-4
-    tokens = torch.tensor([g.tokens])
-    base_logits, base_pre = _naive_frozen_clt(model, clt, tokens, ("none",))
-    P = g.n_pos
-    sources = [("feature", *map(int, g.features[i])) for i in range(g.n_features)]
-    sources += [("error", layer, pos) for layer in range(g.n_layers) for pos in range(P)]
-    sources += [("token", pos) for pos in range(P)]
-    worst = 0.0
-    for col, src in enumerate(sources):
-        logits, pre = _naive_frozen_clt(model, clt, tokens, src)
-        want_logit = (base_logits - logits)[g.logit_tokens].numpy()
-        worst = max(worst, float(np.abs(g.adjacency[g.logit_slice, col] - want_logit).max()))
-        want = np.array([float(base_pre[int(l_)][int(p_), int(j_)] - pre[int(l_)][int(p_), int(j_)])
-                         for l_, p_, j_ in g.features])
-        worst = max(worst, float(np.abs(g.adjacency[:g.n_features, col] - want).max()))
+    worst = worst_edge_error(g, lambda tokens, drop: _naive_frozen_clt(model, clt, tokens, drop))
     assert worst < 1e-4, worst
     # a feature of the lowest layer writes into every layer above it: its edges reach beyond its own layer's
     first = int(np.flatnonzero(g.features[:, 0] == 0)[0])

@@ -89,6 +89,27 @@ def _naive_frozen(model, tset, tokens, drop):
     return logits - logits.mean(), pres
 
 
+def worst_edge_error(g, naive) -> float:
+    """The largest difference between a graph's feature and logit rows and a naive loop: ``naive(tokens,
+    drop)`` runs the frozen model with one source zeroed (``("none",)``: none) and returns the demeaned last
+    logits and each layer's pre-activations; each column is what zeroing its source takes away."""
+    tokens = torch.tensor([g.tokens])
+    base_logits, base_pre = naive(tokens, ("none",))
+    P = g.n_pos
+    sources = [("feature", *map(int, g.features[i])) for i in range(g.n_features)]
+    sources += [("error", layer, pos) for layer in range(g.n_layers) for pos in range(P)]
+    sources += [("token", pos) for pos in range(P)]
+    worst = 0.0
+    for col, src in enumerate(sources):
+        logits, pre = naive(tokens, src)
+        want_logit = (base_logits - logits)[g.logit_tokens].numpy()
+        worst = max(worst, float(np.abs(g.adjacency[g.logit_slice, col] - want_logit).max()))
+        want_feat = np.array([float(base_pre[int(l_)][int(p_), int(j_)] - pre[int(l_)][int(p_), int(j_)])
+                              for l_, p_, j_ in g.features])
+        worst = max(worst, float(np.abs(g.adjacency[:g.n_features, col] - want_feat).max()))
+    return worst
+
+
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-gemma3"])
 def test_every_edge_equals_a_naive_loop_and_rows_sum_to_the_pre_activation(tiny_models, name):
     model = tiny_models[name]
@@ -98,20 +119,7 @@ def test_every_edge_equals_a_naive_loop_and_rows_sum_to_the_pre_activation(tiny_
     # check 1: every feature and logit row, with its bias, sums to the actual pre-activation
     assert g.check_exact() < 1e-4
     # check 2: every column against the naive loop, one source zeroed per frozen forward pass
-    tokens = torch.tensor([g.tokens])
-    base_logits, base_pre = _naive_frozen(model, tset, tokens, ("none",))
-    P = g.n_pos
-    sources = [("feature", *map(int, g.features[i])) for i in range(g.n_features)]
-    sources += [("error", layer, pos) for layer in range(g.n_layers) for pos in range(P)]
-    sources += [("token", pos) for pos in range(P)]
-    worst = 0.0
-    for col, src in enumerate(sources):
-        logits, pre = _naive_frozen(model, tset, tokens, src)
-        want_logit = (base_logits - logits)[g.logit_tokens].numpy()
-        worst = max(worst, float(np.abs(g.adjacency[g.logit_slice, col] - want_logit).max()))
-        want_feat = np.array([float(base_pre[int(l_)][int(p_), int(j_)] - pre[int(l_)][int(p_), int(j_)])
-                              for l_, p_, j_ in g.features])
-        worst = max(worst, float(np.abs(g.adjacency[:g.n_features, col] - want_feat).max()))
+    worst = worst_edge_error(g, lambda tokens, drop: _naive_frozen(model, tset, tokens, drop))
     assert worst < 1e-4, worst
     # error and token rows have no inputs
     assert not g.adjacency[g.n_features:g.logit_slice.start].any()
@@ -122,7 +130,7 @@ def test_every_edge_equals_a_naive_loop_and_rows_sum_to_the_pre_activation(tiny_
     key = {tuple(f): i for i, f in enumerate(z.features.tolist())}
     perm = np.r_[[key[tuple(f)] for f in g.features.tolist()], np.arange(z.n_features, z.n_nodes)].astype(int)
     A_z, bias_z = z.adjacency[np.ix_(perm, perm)], z.bias[perm]
-    first = [g.error_slice.start + layer * P for layer in range(g.n_layers)]
+    first = [g.error_slice.start + layer * g.n_pos for layer in range(g.n_layers)]
     assert not A_z[:, first].any()
     rest = np.setdiff1d(np.arange(g.n_nodes), first)
     np.testing.assert_allclose(A_z[:, rest], g.adjacency[:, rest], atol=1e-5)
