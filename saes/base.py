@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from saes.config import SAEConfig
 
-__all__ = ["SAE", "SAELoss", "SAEOutput", "warmup_ramp"]
+__all__ = ["SAE", "SAELoss", "SAEOutput", "ridge_map", "warmup_ramp"]
 
 
 def warmup_ramp(progress: float | Tensor, warmup: float) -> float | Tensor:
@@ -43,6 +43,18 @@ def warmup_ramp(progress: float | Tensor, warmup: float) -> float | Tensor:
     if isinstance(progress, Tensor):
         return (progress / warmup).clamp(max=1.0)
     return min(1.0, progress / warmup)
+
+
+def ridge_map(x: Tensor, y: Tensor, ridge: float = 0.1) -> tuple[Tensor, Tensor, float]:
+    """(w [d_in, d_out], b [d_out], unexplained fraction): the ridge least-squares fit y ≈ x w + b in
+    float64, ``ridge`` relative to the inputs' mean variance."""
+    x, y = x.double(), y.double()
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = x - xm, y - ym
+    gram = xc.T @ xc
+    gram.diagonal().add_(ridge * len(x) * float(xc.pow(2).mean()))
+    w = torch.linalg.solve(gram, xc.T @ yc)
+    return w, ym - xm @ w, float((yc - xc @ w).pow(2).sum() / yc.pow(2).sum().clamp_min(1e-30))
 
 
 class SAEOutput(NamedTuple):
@@ -205,17 +217,11 @@ class SAE(nn.Module):
 
         On SmolLM2's MLPs a map fitted on 4,096 tokens leaves 0.16 (layer 2) to 0.45 (layer 20) of
         held-out variance; training W_skip from zero with the latents had left 0.91 after 100k tokens."""
-        x = sample.double() * float(self.input_scale)
-        y = target.double() * float(self.output_scale)
-        xm, ym = x.mean(0), y.mean(0)
-        xc, yc = x - xm, y - ym
-        gram = xc.T @ xc
-        gram.diagonal().add_(ridge * len(x) * float(xc.pow(2).mean()))
-        w = torch.linalg.solve(gram, xc.T @ yc)  # [d_in, d_out]: y ≈ x w
+        w, b, fvu = ridge_map(sample.double() * float(self.input_scale), target.double() * float(self.output_scale), ridge)
         self.W_skip.copy_(w.T.to(self.W_skip.dtype))
-        self.b_dec.copy_((ym - xm @ w).to(self.b_dec.dtype))
+        self.b_dec.copy_(b.to(self.b_dec.dtype))
         self.W_enc.mul_(latent_scale)
-        return float((yc - xc @ w).pow(2).sum() / yc.pow(2).sum().clamp_min(1e-30))
+        return fvu
 
     def extra_tensors(self) -> dict[str, Tensor]:
         """Tensors besides the four weights that the SAELens file carries (``threshold``, ``W_skip``)."""

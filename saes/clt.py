@@ -49,10 +49,12 @@ class CrossLayerTranscoder(nn.Module):
 
     def __init__(self, n_layers: int, d_model: int, d_sae: int, skip: bool = False,
                  hook_in: str = "blocks.{l}.ln2.hook_out", hook_out: str = "blocks.{l}.hook_mlp_out",
-                 model_name: str = ""):
+                 model_name: str = "", architecture: str = "jumprelu", k: int = 0, first_layer: int = 0):
         super().__init__()
         self.n_layers, self.d_model, self.d_sae = n_layers, d_model, d_sae
         self.hook_in, self.hook_out, self.model_name = hook_in, hook_out, model_name
+        self.architecture, self.k, self.first_layer = architecture, k, first_layer
+        self.train_corpus, self.train_tokens_end = "", 0  # what it trained on, where the trainer records it
         self.W_enc = nn.Parameter(torch.zeros(n_layers, d_model, d_sae))
         self.b_enc = nn.Parameter(torch.zeros(n_layers, d_sae))
         self.log_threshold = nn.Parameter(torch.zeros(n_layers, d_sae))
@@ -65,10 +67,16 @@ class CrossLayerTranscoder(nn.Module):
     def threshold(self) -> Tensor:
         return self.log_threshold.exp()
 
-    def encode(self, layer: int, x: Tensor) -> Tensor:
-        """Layer ``layer``'s feature activations on its MLP input ``x`` [..., d_model]."""
-        pre = x.to(self.W_enc.dtype) @ self.W_enc[layer] + self.b_enc[layer]
+    def activation(self, layer: int, pre: Tensor) -> Tensor:
+        """JumpReLU at layer ``layer``'s thresholds, or (a TopK CLT trained here) the k largest, ReLU'd."""
+        if self.architecture == "topk":
+            vals, idx = pre.topk(self.k, dim=-1)
+            return torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
         return pre * (pre > self.threshold[layer])
+
+    def encode(self, layer: int, x: Tensor) -> Tensor:
+        """Layer ``layer``'s (counted from the CLT's first) feature activations on its MLP input ``x``."""
+        return self.activation(layer, x.to(self.W_enc.dtype) @ self.W_enc[layer] + self.b_enc[layer])
 
     def reconstruct(self, xs: dict[int, Tensor]) -> dict[int, Tensor]:
         """Every layer's predicted MLP output from every layer's MLP input (``xs``: layer → [..., d_model])."""
@@ -91,8 +99,10 @@ class CLTLayer(nn.Module):
         super().__init__()
         self.clt, self.layer = clt, layer
         self.input_scale = self.target_scale = 1.0
-        self.cfg = SimpleNamespace(d_sae=clt.d_sae, d_in=clt.d_model, architecture="jumprelu",
-                                   hook_name=clt.hook_in.format(l=layer), hook_out=clt.hook_out.format(l=layer))
+        self.cfg = SimpleNamespace(d_sae=clt.d_sae, d_in=clt.d_model, architecture=clt.architecture, k=clt.k,
+                                   train_corpus=clt.train_corpus, train_tokens_end=clt.train_tokens_end,
+                                   hook_name=clt.hook_in.format(l=clt.first_layer + layer),
+                                   hook_out=clt.hook_out.format(l=clt.first_layer + layer))
 
     @property
     def W_enc(self) -> Tensor:
@@ -118,7 +128,7 @@ class CLTLayer(nn.Module):
         return x.to(self.clt.W_enc.dtype) @ self.clt.W_enc[self.layer] + self.clt.b_enc[self.layer]
 
     def activation(self, pre: Tensor) -> Tensor:
-        return pre * (pre > self.clt.threshold[self.layer])
+        return self.clt.activation(self.layer, pre)
 
     def encode(self, x: Tensor) -> Tensor:
         return self.activation(self.pre_acts(x))
@@ -166,14 +176,8 @@ def _load_gemma_scope(path: Path) -> CrossLayerTranscoder:
     if "w_dec" in raw0 and raw0["w_dec"].dim() == 3 and raw0["w_dec"].shape[1] != L:
         raise InterpError(f"{path}: its decoders write {raw0['w_dec'].shape[1]} layers, but {L} layer files are "
                           "present (one is missing)")
-    config = {}
-    if (path / "config.json").exists():
-        try:
-            config = json.loads((path / "config.json").read_text())
-        except json.JSONDecodeError as err:
-            raise InterpError(f"{path / 'config.json'} is not JSON: {err.msg} at line {err.lineno}") from None
     skip = "affine_skip_connection" in raw0
-    clt = CrossLayerTranscoder(L, d, F, skip, model_name=str(config.get("model_name", "google/gemma-3-270m")))
+    clt = _described(CrossLayerTranscoder(L, d, F, skip), _config(path), "google/gemma-3-270m")
     with torch.no_grad():
         for i, f in enumerate(files):
             raw = raw0 if i == 0 else read_tensors(f)
@@ -196,7 +200,7 @@ def _load_circuit_tracer(path: Path) -> CrossLayerTranscoder:
     raw0 = read_tensors(enc[0])
     F, d = tuple(raw0["W_enc_0"].shape) if "W_enc_0" in raw0 else (0, 0)
     skip = "W_skip_0" in raw0
-    clt = CrossLayerTranscoder(L, d, F, skip)
+    clt = _described(CrossLayerTranscoder(L, d, F, skip), _config(path), "")
     with torch.no_grad():
         for i in range(L):
             raw = raw0 if i == 0 else read_tensors(enc[i])
@@ -208,6 +212,47 @@ def _load_circuit_tracer(path: Path) -> CrossLayerTranscoder:
                 clt.W_skip[i] = checked_tensor(enc[i], raw, f"W_skip_{i}", (d, d))
             clt.W_dec[i].copy_(checked_tensor(dec[i], read_tensors(dec[i]), f"W_dec_{i}", (F, L - i, d)))
     return clt
+
+
+def _config(path: Path) -> dict:
+    """The folder's ``config.json`` ({} without one), refused in one line if it is not a JSON object."""
+    if not (path / "config.json").exists():
+        return {}
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as err:
+        raise InterpError(f"{path / 'config.json'} is not JSON: {err.msg} at line {err.lineno}") from None
+    if not isinstance(config, dict):
+        raise InterpError(f"{path / 'config.json'} is not a JSON object")
+    return config
+
+
+def _described(clt: CrossLayerTranscoder, config: dict, model_name: str) -> CrossLayerTranscoder:
+    """``clt`` with what its ``config.json`` says: the model, the hooks, the first layer and (a TopK CLT
+    trained here) the activation."""
+    clt.model_name = str(config.get("model_name") or model_name)
+    clt.hook_in, clt.hook_out = str(config.get("hook_in", clt.hook_in)), str(config.get("hook_out", clt.hook_out))
+    clt.first_layer = int(config.get("first_layer", 0))
+    arch = str(config.get("architecture", "jump_relu")).replace("_", "")
+    if arch not in ("jumprelu", "topk"):
+        raise InterpError(f"config.json names a {config.get('architecture')!r} CLT; JumpReLU and TopK are read")
+    clt.architecture, clt.k = arch, int(config.get("k", 0))
+    clt.train_corpus, clt.train_tokens_end = str(config.get("train_corpus", "")), int(config.get("train_tokens_end", 0))
+    if arch == "topk" and not 0 < clt.k <= clt.d_sae:
+        raise InterpError(f"config.json names a TopK CLT with k = {clt.k}, outside 1 … {clt.d_sae}")
+    return clt
+
+
+def _write_config(clt: CrossLayerTranscoder, path: Path) -> None:
+    config = {"architecture": "jump_relu" if clt.architecture == "jumprelu" else clt.architecture,
+              "n_layers": clt.n_layers, "width": clt.d_sae, "d_model": clt.d_model,
+              "affine_connection": clt.W_skip is not None, "model_name": clt.model_name,
+              "hook_in": clt.hook_in, "hook_out": clt.hook_out, "first_layer": clt.first_layer,
+              "train_corpus": clt.train_corpus, "train_tokens_end": clt.train_tokens_end}
+    if clt.architecture == "topk":
+        config["k"] = clt.k
+    with atomic_path(path / "config.json") as tmp:
+        tmp.write_text(json.dumps(config, indent=1) + "\n")
 
 
 def _write(tensors: dict[str, Tensor], path: Path) -> None:
@@ -228,9 +273,7 @@ def save_gemma_scope_clt(clt: CrossLayerTranscoder, path: str | Path) -> Path:
         if clt.W_skip is not None:
             t["affine_skip_connection"] = clt.W_skip[i].T
         _write(t, path / f"params_layer_{i}.safetensors")
-    with atomic_path(path / "config.json") as tmp:
-        tmp.write_text(json.dumps({"architecture": "jump_relu", "n_layers": L, "width": F, "d_model": d,
-                                   "affine_connection": clt.W_skip is not None, "model_name": clt.model_name}) + "\n")
+    _write_config(clt, path)
     return path
 
 
@@ -245,4 +288,5 @@ def save_circuit_tracer_clt(clt: CrossLayerTranscoder, path: str | Path) -> Path
             t[f"W_skip_{i}"] = clt.W_skip[i]
         _write(t, path / f"W_enc_{i}.safetensors")
         _write({f"W_dec_{i}": clt.W_dec[i]}, path / f"W_dec_{i}.safetensors")
+    _write_config(clt, path)
     return path

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from saes.base import SAE, SAEOutput, warmup_ramp
 
-__all__ = ["JumpReLUSAE", "L0_WARMUP"]
+__all__ = ["JumpReLUSAE", "L0_WARMUP", "jump_relu", "jump_step"]
 
 L0_WARMUP = 0.05
 
@@ -40,7 +40,7 @@ class _JumpReLU(torch.autograd.Function):
         eps = ctx.bandwidth
         d_pre = g * (pre > threshold).to(g.dtype)
         d_thr = -(threshold / eps) * _rect((pre - threshold) / eps) * g
-        return d_pre, d_thr.reshape(-1, threshold.shape[-1]).sum(0), None
+        return d_pre, d_thr.sum_to_size(threshold.shape), None
 
 
 class _Step(torch.autograd.Function):
@@ -55,7 +55,18 @@ class _Step(torch.autograd.Function):
         pre, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
         d_thr = -(1.0 / eps) * _rect((pre - threshold) / eps) * g
-        return torch.zeros_like(pre), d_thr.reshape(-1, threshold.shape[-1]).sum(0), None
+        return torch.zeros_like(pre), d_thr.sum_to_size(threshold.shape), None
+
+
+def jump_relu(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """pre · H(pre − θ) with the straight-through gradient to θ; ``threshold`` broadcasts against ``pre``
+    (``[d_sae]``, or ``[layers, 1, d_sae]`` for a CLT's layer-major pre-activations)."""
+    return _JumpReLU.apply(pre, threshold, bandwidth)
+
+
+def jump_step(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """H(pre − θ), the L0 penalty's count, with the straight-through gradient to θ."""
+    return _Step.apply(pre, threshold, bandwidth)
 
 
 class JumpReLUSAE(SAE):
@@ -69,11 +80,11 @@ class JumpReLUSAE(SAE):
         return self.log_threshold.exp()
 
     def activation(self, pre: Tensor) -> Tensor:
-        return _JumpReLU.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth)
+        return jump_relu(pre, self.threshold, self.cfg.jumprelu_bandwidth)
 
     def sparsity_loss(self, out: SAEOutput, progress: float) -> Tensor:
         lam = self.cfg.l0_coefficient * warmup_ramp(progress, L0_WARMUP)
-        return lam * _Step.apply(out.pre_acts, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1).mean()
+        return lam * jump_step(out.pre_acts, self.threshold, self.cfg.jumprelu_bandwidth).sum(-1).mean()
 
     @torch.no_grad()
     def init_threshold_from_(self, sample: Float[Tensor, "batch d_in"], l0: float) -> None:

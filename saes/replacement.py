@@ -120,13 +120,14 @@ def evaluate_replacement(model, tset: TranscoderSet, corpus: str | None = None, 
             x = cache[ins[layer]][:, 1:].reshape(-1, model.cfg.d_model)
             mask[:, 1:] &= typical_tokens(x, max_norm_ratio).view(batch.shape[0], -1)
         skipped += int((~mask[:, 1:]).sum())
+        inputs = {layer: cache[ins[layer]][mask].float() for layer in layers}
+        codes: dict[int, torch.Tensor] = {}
         for layer in layers:  # per-layer reconstruction on the clean run's own inputs
-            sae = tset[layer]
-            x, y = cache[ins[layer]][mask].float(), cache[outs[layer]][mask].float()
-            out = sae(x)
-            sq[layer] += (y - out.x_hat.float()).pow(2).sum().item()
-            l0[layer] += (out.feature_acts > 0).float().sum().item()
-            fires[layer] += (out.feature_acts > 0).float().sum(0)
+            y = cache[outs[layer]][mask].float()
+            y_hat, f = tset.predict(layer, inputs, codes)
+            sq[layer] += (y - y_hat.float()).pow(2).sum().item()
+            l0[layer] += (f > 0).float().sum().item()
+            fires[layer] += (f > 0).float().sum(0)
             ys[layer].append(y.cpu())
         n_tok += int(mask.sum())
         target = batch[:, 2:]
@@ -174,20 +175,23 @@ def evaluate_replacement(model, tset: TranscoderSet, corpus: str | None = None, 
 
 def _splice(tset: TranscoderSet, layers: list[int], ins: dict, outs: dict, mask: torch.Tensor) -> list:
     """Hooks that replace each listed layer's MLP output, at ``mask``, by its transcoder's prediction from
-    the input the same forward pass gave it."""
+    the inputs the same forward pass gave it (a CLT's from every layer's up to it, so every input is kept)."""
     seen: dict[int, torch.Tensor] = {}
+    codes: dict[int, torch.Tensor] = {}
     hooks = []
-    for layer in layers:
+    for layer in sorted(ins):
         def keep(x, *, hook, layer=layer):
-            seen[layer] = x
+            seen[layer] = x[mask].float()
             return x
 
+        hooks.append((ins[layer], keep))
+    for layer in layers:
         def replace(y, *, hook, layer=layer):
             y = y.clone()
-            y[mask] = tset[layer](seen[layer][mask].float()).x_hat.to(y.dtype)
+            y[mask] = tset.predict(layer, seen, codes)[0].to(y.dtype)
             return y
 
-        hooks += [(ins[layer], keep), (outs[layer], replace)]
+        hooks.append((outs[layer], replace))
     return hooks
 
 

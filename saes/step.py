@@ -34,13 +34,14 @@ __all__ = ["TrainStep", "make_optimizer", "optimizer_step_"]
 def optimizer_step_(sae: SAE, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
     """Backward and one optimiser step, clipped; TopK decoder rows stay at unit norm (the gradient
     along each row is removed before the step and the rows renormalised after, Gao et al. 2024)."""
+    unit = isinstance(sae, TopKSAE) or getattr(sae, "unit_decoder", False)  # a TopK CLT's decoders too
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    if isinstance(sae, TopKSAE):
+    if unit:
         sae.remove_parallel_grad_()
     torch.nn.utils.clip_grad_norm_(sae.parameters(), grad_clip)
     opt.step()
-    if isinstance(sae, TopKSAE):
+    if unit:
         sae.normalize_decoder_()
 
 

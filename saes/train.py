@@ -41,6 +41,8 @@ from interp.progress import Estimate, progress
 from saes.activations import ActivationStore
 from saes.base import SAE
 from saes.batchtopk import BatchTopKSAE
+from saes.clt import save_circuit_tracer_clt
+from saes.clt_training import TrainableCLT
 from saes.config import SAEConfig
 from saes.io import make_sae, save_sae
 from saes.jumprelu import JumpReLUSAE
@@ -113,6 +115,9 @@ class TrainConfig:
     """A transcoder's linear skip path W_skip."""
     layers: list[int] | None = None
     """Train one dictionary per layer from one model pass, into ``OUT/layer_{l}`` (None: ``hook`` is one hook)."""
+    clt: bool = False
+    """With ``layers`` and ``hook_out``: one cross-layer transcoder over those layers (:mod:`saes.clt_training`),
+    saved in ``OUT`` in circuit-tracer's CLT layout, instead of one transcoder per layer."""
     extra: dict = field(default_factory=dict)
 
     def for_layer(self, layer: int) -> "TrainConfig":
@@ -230,7 +235,7 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
     except BaseException as err:
         ckpts = [jout / "checkpoint.pt" for _, jout in _jobs(cfg, out) if (jout / "checkpoint.pt").exists()]
         if ckpts:
-            ckpt = ckpts[0] if cfg.layers is None else out
+            ckpt = ckpts[0] if cfg.layers is None or cfg.clt else out
             if isinstance(err, InterpError) and str(ckpt) not in str(err):
                 raise InterpError(f"{err} (run the same command again to resume from {ckpt})") from err
             if isinstance(err, KeyboardInterrupt):  # Ctrl-C: say what is kept and how to go on
@@ -245,7 +250,7 @@ def train(model, cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> 
 
 def _jobs(cfg: TrainConfig, out: Path) -> list[tuple[TrainConfig, Path]]:
     """(one dictionary's config, its directory) for each dictionary the run trains."""
-    if cfg.layers is None:
+    if cfg.layers is None or cfg.clt:
         return [(replace(cfg, block_rows=cfg.resolved_block_rows()), out)]
     return [(cfg.for_layer(layer), out / layer_dir(layer)) for layer in cfg.layers]
 
@@ -258,7 +263,7 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     device = str(model.cfg.device)
     cfg = replace(cfg, block_rows=cfg.resolved_block_rows())
     jobs = _jobs(cfg, out)
-    hooks = list(dict.fromkeys(h for jcfg, _ in jobs for h in (jcfg.hook, jcfg.hook_out) if h))
+    hooks = cfg.hooks()
     store = ActivationStore(model, hooks, cfg.corpus, cfg.batch_size, cfg.seq_len, cfg.block_rows,
                             seed=cfg.seed, cache_dir=cfg.activation_cache, device=device,
                             max_norm_ratio=cfg.max_norm_ratio, epochs=cfg.epochs)
@@ -269,6 +274,8 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     start = min(r.start for r in runs)
     what = (f"{len(runs)} {'transcoders' if cfg.hook_out else 'SAEs'} ({cfg.architecture}, layers "
             f"{_span(cfg.layers)})" if cfg.layers is not None else f"SAE {cfg.architecture} {cfg.hook}")
+    if cfg.clt:
+        what = f"CLT ({cfg.architecture}, layers {_span(cfg.layers)})"
     bar = progress(total=cfg.steps, initial=start, desc=what, unit="step", disable=rank != 0)
     t0 = time.perf_counter()
     clock = {"t": t0, "step": start}  # the last metrics line, for tokens/s over the interval
@@ -304,16 +311,18 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     bar.close()
     for run in runs:
         run.finish(rank)
-    if rank == 0 and cfg.layers is not None:
+    if rank == 0 and cfg.layers is not None and not cfg.clt:
         write_set_manifest(out, "transcoders" if cfg.hook_out else "saes", model.cfg.model_name, cfg.hook,
                            cfg.hook_out, {layer: jout.name for layer, (_, jout) in zip(cfg.layers, jobs)})
         if cfg.hook_out:
             save_circuit_tracer(TranscoderSet({layer: r.sae for layer, r in zip(cfg.layers, runs)},
                                               model.cfg.model_name), out)
     first = runs[0]
+    finals = {layer: r.last for layer, r in zip(cfg.layers or [], runs)}
+    if cfg.clt:  # one dictionary: each layer's line is the pooled line with that layer's FVU
+        finals = {layer: {**first.last, "fvu": f} for layer, f in zip(cfg.layers, first.last.get("fvu_per_layer", []))}
     return TrainResult(first.sae, cfg.steps, cfg.steps * cfg.batch_size, time.perf_counter() - t0, first.last, start,
-                       out, {layer: r.sae for layer, r in zip(cfg.layers or [], runs)},
-                       {layer: r.last for layer, r in zip(cfg.layers or [], runs)})
+                       out, {layer: r.sae for layer, r in zip(cfg.layers or [], runs)}, finals)
 
 
 def _span(layers: list[int] | None) -> str:
@@ -322,6 +331,28 @@ def _span(layers: list[int] | None) -> str:
     if layers == list(range(layers[0], layers[-1] + 1)):
         return f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0])
     return ",".join(map(str, layers))
+
+
+def _new_sae(model, cfg: TrainConfig, x, y, store: ActivationStore, device: str) -> SAE:
+    """An SAE or transcoder for ``cfg``, initialised from the sample ``x`` (and targets ``y``)."""
+    sae = make_sae(SAEConfig(cfg.architecture, x.shape[-1], cfg.d_sae or 16 * x.shape[-1], hook_name=cfg.hook,
+                             model_name=model.cfg.model_name, k=cfg.k, l1_coefficient=cfg.l1_coefficient,
+                             l0_coefficient=cfg.l0_coefficient, hook_out=cfg.hook_out,
+                             skip=bool(cfg.hook_out) and cfg.skip, train_corpus=corpus_id(cfg.corpus),
+                             train_tokens_end=store.rows_used(cfg.steps) * cfg.seq_len)).to(device)
+    if y is not None and y.shape[-1] != x.shape[-1]:
+        raise InterpError(f"{cfg.hook_out} has width {y.shape[-1]} but {cfg.hook} has {x.shape[-1]}; a transcoder "
+                          "here maps a width onto itself")
+    sae.set_input_scale_(x)
+    if y is not None:
+        sae.set_output_scale_(y)
+    if isinstance(sae, TopKSAE):
+        sae.init_b_dec_(x, y)
+    if sae.is_transcoder and sae.W_skip is not None:  # the linear part first: the latents then learn the rest
+        sae.init_skip_(x, y)
+    if isinstance(sae, JumpReLUSAE) and cfg.init_l0 > 0:
+        sae.init_threshold_from_(x, cfg.init_l0)
+    return sae
 
 
 class _Run:
@@ -333,31 +364,24 @@ class _Run:
         out.mkdir(parents=True, exist_ok=True)
         self.cfg, self.out, self.store, self.rank, self.world = cfg, out, store, rank, world
         device = str(model.cfg.device)
-        x, y = sample[cfg.hook], sample.get(cfg.hook_out) if cfg.hook_out else None
+        x, y = self.inputs(sample)
         torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
-        sae = make_sae(SAEConfig(cfg.architecture, x.shape[-1], cfg.d_sae or 16 * x.shape[-1], hook_name=cfg.hook,
-                                 model_name=model.cfg.model_name, k=cfg.k, l1_coefficient=cfg.l1_coefficient,
-                                 l0_coefficient=cfg.l0_coefficient, hook_out=cfg.hook_out,
-                                 skip=bool(cfg.hook_out) and cfg.skip, train_corpus=corpus_id(cfg.corpus),
-                                 train_tokens_end=store.rows_used(cfg.steps) * cfg.seq_len)).to(device)
-        if y is not None and y.shape[-1] != x.shape[-1]:
-            raise InterpError(f"{cfg.hook_out} has width {y.shape[-1]} but {cfg.hook} has {x.shape[-1]}; a transcoder "
-                              "here maps a width onto itself")
-        cfg = self.cfg = replace(cfg, lr=cfg.lr or default_lr(sae.cfg.d_sae))  # what train_config.json records
-        sae.set_input_scale_(x)
-        if y is not None:
-            sae.set_output_scale_(y)
-        if isinstance(sae, TopKSAE):
-            sae.init_b_dec_(x, y)
-        if sae.is_transcoder and sae.W_skip is not None:  # the linear part first: the latents then learn the rest
-            sae.init_skip_(x, y)
-        if isinstance(sae, JumpReLUSAE) and cfg.init_l0 > 0:
-            sae.init_threshold_from_(x, cfg.init_l0)
+        if cfg.clt:
+            sae = TrainableCLT(len(cfg.layers), x.shape[-1], cfg.d_sae or 4 * x.shape[-1], cfg.architecture, cfg.k,
+                               cfg.l0_coefficient, cfg.skip, cfg.hook, cfg.hook_out, model.cfg.model_name,
+                               first_layer=cfg.layers[0]).to(device)
+            cfg = self.cfg = replace(cfg, lr=cfg.lr or default_lr(sae.cfg.d_sae))
+            sae.init_from_(x, y, cfg.init_l0)
+            sae.clt.train_corpus = corpus_id(cfg.corpus)
+            sae.clt.train_tokens_end = store.rows_used(cfg.steps) * cfg.seq_len
+        else:
+            sae = _new_sae(model, cfg, x, y, store, device)
+            cfg = self.cfg = replace(cfg, lr=cfg.lr or default_lr(sae.cfg.d_sae))  # what train_config.json records
         on_gpu = device.startswith("cuda")
         graphs = cfg.cuda_graphs and on_gpu and world == 1 and not cfg.compile
         self.opt = make_optimizer(sae, cfg.lr, device, graphs)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: _lr_factor(s, cfg))
-        self.since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
+        self.since_fired = torch.zeros(getattr(sae, "latent_shape", sae.cfg.d_sae), dtype=torch.long, device=device)
         self.ckpt = out / "checkpoint.pt"
         self.start, self.aux_on = 0, None
         if resume and self.ckpt.exists():
@@ -382,10 +406,17 @@ class _Run:
         self.res = None
         self.xy: tuple = ()
 
+    def inputs(self, batch: dict) -> tuple:
+        """(input, target or None) of the dictionary from a batch; a CLT's stacked over its layers [n, L, d]."""
+        cfg = self.cfg
+        if cfg.clt:
+            return tuple(torch.stack([batch[t.replace("{l}", str(layer))] for layer in cfg.layers], 1)
+                         for t in (cfg.hook, cfg.hook_out))
+        return batch[cfg.hook], batch[cfg.hook_out] if cfg.hook_out else None
+
     def step(self, batch: dict, step: int) -> None:
         cfg, rank, world = self.cfg, self.rank, self.world
-        x = batch[cfg.hook]
-        y = batch[cfg.hook_out] if cfg.hook_out else None
+        x, y = self.inputs(batch)
         if world > 1:
             x = x[rank::world]
             y = y[rank::world] if y is not None else None
@@ -430,7 +461,10 @@ class _Run:
             last_steps = range(max(0, cfg.steps - CALIBRATION_BATCHES), cfg.steps)
             sae.calibrate_threshold_([self.store.batch(i)[cfg.hook] for i in last_steps])
         if rank == 0:
-            save_sae(sae, self.out)
+            if cfg.clt:
+                save_circuit_tracer_clt(sae.folded(), self.out)
+            else:
+                save_sae(sae, self.out)
             (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
 
 
@@ -453,6 +487,8 @@ def _comparable(cfg: TrainConfig) -> dict:
     if not d["hook_out"]:  # an SAE: checkpoints written before transcoders existed still resume
         for k in ("hook_out", "skip", "layers"):
             d.pop(k)
+    if not d["clt"]:  # and per-layer sets written before CLTs existed
+        d.pop("clt")
     # epochs only bounds the run: batch i is the same for any number of epochs that reaches it
     for k in ("checkpoint_every", "log_every", "compile", "cuda_graphs", "activation_cache", "epochs"):
         d.pop(k)
@@ -467,7 +503,11 @@ def _metrics(res, x, y, sae, since_fired, window, step, cfg, opt) -> dict:
         xs = y.float() * sae.target_scale
         resid = (y.float() - res.output.x_hat.float()) * sae.target_scale
         fvu = resid.pow(2).sum() / (xs - xs.mean(0)).pow(2).sum().clamp_min(1e-12)
-        return {"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "loss": res.loss.item(),
+        per_layer = {}
+        if y.dim() == 3:  # a CLT's layer-stacked targets: each layer's FVU as well as the pooled one
+            per_layer = {"fvu_per_layer": (resid.pow(2).sum((0, 2)) / (xs - xs.mean(0)).pow(2).sum((0, 2))
+                                           .clamp_min(1e-12)).tolist()}
+        return per_layer | {"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "loss": res.loss.item(),
                 "mse": res.mse.item(), "sparsity": res.sparsity.item(), "aux": res.aux.item(),
                 "l0": (res.output.feature_acts > 0).float().sum(-1).mean().item(), "fvu": fvu.item(),
                 "dead_frac": (since_fired * cfg.batch_size >= window).float().mean().item(),

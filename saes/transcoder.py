@@ -100,6 +100,14 @@ class TranscoderSet:
     def output_hook(self, layer: int) -> str:
         return self[layer].cfg.hook_out or self[layer].cfg.hook_name
 
+    def predict(self, layer: int, inputs: dict[int, torch.Tensor], codes: dict[int, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(layer ``layer``'s predicted MLP output, its codes) from the MLP inputs ``inputs`` (layer → [n, d]);
+        ``codes`` caches each layer's codes for the layers that follow (a CLT reads earlier layers')."""
+        out = self[layer](inputs[layer])
+        codes[layer] = out.feature_acts
+        return out.x_hat, out.feature_acts
+
     def to(self, device) -> "TranscoderSet":
         for s in self.layers.values():
             s.to(device)
@@ -127,12 +135,30 @@ class CLTSet(TranscoderSet):
     replacement model and graphs ask :func:`interp.circuits.local_replacement.decoders_into`)."""
 
     def __init__(self, clt: CrossLayerTranscoder, path: str = ""):
-        super().__init__({i: CLTLayer(clt, i) for i in range(clt.n_layers)}, clt.model_name, "clt", path)
+        first = clt.first_layer
+        super().__init__({first + i: CLTLayer(clt, i) for i in range(clt.n_layers)}, clt.model_name, "clt", path)
         self.clt = clt
 
     def decoders_into(self, layer: int) -> list[tuple[int, torch.Tensor]]:
-        """(source layer i, its features' decoder rows into ``layer`` [d_sae, d_model]) for every i ≤ layer."""
-        return [(i, self.clt.W_dec[i][:, layer - i]) for i in range(layer + 1)]
+        """(source layer i, its features' decoder rows into model layer ``layer`` [d_sae, d_model]) for every
+        layer i of the CLT at or below it."""
+        first = self.clt.first_layer
+        return [(first + i, self.clt.W_dec[i][:, layer - first - i])
+                for i in range(max(0, min(layer - first + 1, self.clt.n_layers)))]
+
+    def predict(self, layer: int, inputs: dict[int, torch.Tensor], codes: dict[int, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ŷ_l = Σ_{i ≤ l} f_i W_dec[i][:, l − i] + b_dec[l] + skip_l(x_l) (:mod:`saes.clt`), every layer's
+        codes computed once into ``codes``."""
+        clt, first = self.clt, self.clt.first_layer
+        for i in range(first, layer + 1):
+            if i not in codes:
+                codes[i] = clt.encode(i - first, inputs[i])
+        y = clt.b_dec[layer - first] + sum(codes[i] @ rows for i, rows in self.decoders_into(layer))
+        if clt.W_skip is not None:
+            x = inputs[layer].to(clt.W_skip.dtype)
+            y = y + torch.nn.functional.linear(x, clt.W_skip[layer - first])
+        return y, codes[layer]
 
     def to(self, device) -> "CLTSet":
         self.clt.to(device)

@@ -1,5 +1,6 @@
 """Run under torchrun by tests/test_sae_train.py and tests/test_transcoder.py: train the same tiny SAE (or,
-with a third argument ``transcoders``, the same tiny transcoder set for every layer) on N gloo processes."""
+with a third argument ``transcoders``, the same tiny transcoder set for every layer, or ``clt`` one
+cross-layer transcoder over them) on N gloo processes."""
 
 import sys
 
@@ -16,4 +17,8 @@ if __name__ == "__main__":
     if sys.argv[3:] == ["transcoders"]:
         cfg.hook, cfg.hook_out, cfg.layers, cfg.max_norm_ratio = ("blocks.{l}.hook_resid_mid", "blocks.{l}.hook_mlp_out",
                                                                   [0, 1, 2], 0.0)
+    if sys.argv[3:] == ["clt"]:
+        cfg.hook, cfg.hook_out, cfg.layers, cfg.max_norm_ratio = ("blocks.{l}.hook_resid_mid", "blocks.{l}.hook_mlp_out",
+                                                                  [0, 1, 2], 0.0)
+        cfg.clt, cfg.architecture, cfg.d_sae, cfg.init_l0 = True, "jumprelu", 32, 4.0
     train(model, cfg, out)

@@ -205,7 +205,8 @@ def test_the_graph_verb_takes_a_clt_folder_and_writes_json_that_validates(tiny_m
     folder = save_gemma_scope_clt(random_clt(model, seed=5), tmp_path / "clt")
     out = run_json("graph", "--model", "tiny-llama", "--transcoders", str(folder), "--prompt",
                    "The Eiffel Tower is in the city of", "--max-feature-nodes", "64", "--out", str(tmp_path / "g.json"))
-    assert out["exactness_max_error"] < 1e-4 and out["feature_nodes"] == 64
+    # the folder's config.json keeps the hooks it reads (tiny-llama's resid_mid), so the active features are those
+    assert out["exactness_max_error"] < 1e-4 and out["feature_nodes"] == min(64, out["active_features"]) > 20
     doc = json.loads((tmp_path / "g.json").read_text())
     validate_graph_json(doc)
     assert {n["feature_type"] for n in doc["nodes"]} >= {"cross layer transcoder", "logit"}

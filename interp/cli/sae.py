@@ -30,6 +30,10 @@ def add_parsers(add: AddParser) -> None:
                                   "the pre-feedforward norm's output)")
     t.add_argument("--transcoder", action="store_true",
                    help="skip transcoders: read each MLP's input and predict its output (blocks.{l}.hook_mlp_out)")
+    t.add_argument("--clt", action="store_true",
+                   help="one cross-layer transcoder over --layers A-B: each layer's features read its MLP input and "
+                        "write every MLP output from there on (jumprelu or topk; --d-sae per layer, default 4 x d_in; "
+                        "saved in circuit-tracer's CLT layout)")
     t.add_argument("--hook-out", help="a transcoder's target hook template (default blocks.{l}.hook_mlp_out)")
     t.add_argument("--no-skip", action="store_true", help="transcoders without the linear skip path W_skip")
     t.add_argument("--layers", type=layer_list, help="train one dictionary per layer from one model pass: 0-29, 3,5,7 or all; "
@@ -153,7 +157,7 @@ def _train(args) -> dict:
     if args.arch not in ARCHITECTURES:
         raise InterpError(f"unknown SAE architecture {args.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     hook, hook_out, layers = _train_hooks(args)
-    cfg = TrainConfig(hook=hook, hook_out=hook_out, skip=not args.no_skip, layers=layers,
+    cfg = TrainConfig(hook=hook, hook_out=hook_out, skip=not args.no_skip, layers=layers, clt=args.clt,
                       block_rows=args.block_rows or 0, architecture=args.arch, d_sae=args.d_sae, k=args.k, tokens=args.tokens,
                       batch_size=args.batch_size, lr=args.lr, corpus=args.corpus, seed=args.seed,
                       init_seed=args.init_seed, l1_coefficient=args.l1, l0_coefficient=args.l0, init_l0=args.init_l0,
@@ -175,7 +179,7 @@ def _train(args) -> dict:
            "axes": {}, "seconds": res.seconds}
     if layers is not None:
         per_layer = [{"layer": layer, **res.finals[layer]} for layer in layers]
-        out.update(hook_out=hook_out, transcoder=bool(hook_out), layers=layers, per_layer=per_layer,
+        out.update(hook_out=hook_out, transcoder=bool(hook_out), clt=args.clt, layers=layers, per_layer=per_layer,
                    final=set_final(per_layer), axes={"per_layer": ["layer"]})
     return out
 
@@ -195,7 +199,12 @@ def _train_hooks(args) -> tuple[str, str, list[int] | None]:
     from saes.transcoder import check_transcoder_hooks, parse_layers
 
     layers = parse_layers(args.layers) if args.layers is not None else None
-    if args.transcoder:
+    if args.clt:
+        if args.arch not in ("jumprelu", "topk"):
+            raise InterpError(f"a CLT is trained as jumprelu or topk, not {args.arch}: give --arch jumprelu or topk")
+        if layers is None or layers != list(range(layers[0], layers[-1] + 1)):
+            raise InterpError("--clt needs a contiguous range of layers: give --layers A-B (e.g. 0-29)")
+    if args.transcoder or args.clt:
         if args.hook:
             hook = args.hook
         else:  # where the family's transcoders read: Gemma's normed MLP input, as Gemma Scope 2 does
@@ -205,6 +214,8 @@ def _train_hooks(args) -> tuple[str, str, list[int] | None]:
         hook_out = args.hook_out or "blocks.{l}.hook_mlp_out"
         if layers is None:
             raise InterpError("--transcoder trains one transcoder per layer: give --layers (e.g. 0-29, or 15)")
+        if args.clt and args.arch == "topk" and args.d_sae and args.k > args.d_sae:
+            raise InterpError(f"--k {args.k} is more than --d-sae {args.d_sae}")
         check_transcoder_hooks(hook, hook_out)
     else:
         if args.hook_out or args.no_skip:
@@ -225,6 +236,8 @@ def _eval(args) -> dict:
 
     d = Path(args.dir)
     if d.is_dir() and not (d / CFG).exists() and ((d / "set.json").exists() or (d / "config.yaml").exists() or
+                                                  (d / "W_enc_0.safetensors").exists() or
+                                                  (d / "params_layer_0.safetensors").exists() or
                                                   any(p.joinpath("sae.safetensors").exists() for p in d.iterdir())):
         return _eval_set(args)
     check_sae_dir(args.dir)  # before torch loads
@@ -477,6 +490,7 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
               f"KL {out['kl_sae']:.4f}  dead {out['dead_frac']:.3f}  dense {out['dense_frac']:.3f}")
     elif sub == "train" and out.get("layers") is not None:
         kind = "transcoders" if out["transcoder"] else "SAEs"
+        kind = "layers of one cross-layer transcoder" if out.get("clt") else kind
         fin = out["final"]
         print(f"trained {len(out['layers'])} {kind} for {out['steps']} steps ({out['tokens']:,} tokens, one model pass "
               f"per block) into {out['out']}: mean FVU {fin.get('fvu', 0):.3f}, worst {fin.get('worst_fvu') or 0:.3f} "
