@@ -31,7 +31,7 @@ from types import SimpleNamespace
 
 
 from benchmarks._harness import emit, machine
-from interp.circuits.graph_memory import _host_free
+from interp.host_memory import available_bytes
 from benchmarks.circuit_tracer_compat import HERE, _compare, _model_dir, circuit_tracer_python, special_prefix
 from benchmarks.graph import LONG, MEDIUM, PROMPT
 
@@ -65,7 +65,7 @@ def _memory_cap() -> None:
     error instead of bringing the machine to the kernel's out-of-memory killer."""
     import resource
 
-    free = _host_free()
+    free = available_bytes()
     if free:
         resource.setrlimit(resource.RLIMIT_AS, (int(0.9 * free), int(0.9 * free)))
 

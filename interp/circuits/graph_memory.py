@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from interp.circuits.graph_pruning import ROW_BLOCK
 from interp.circuits.graph_time import PREFIXES
 from interp.errors import InterpError
+from interp.host_memory import available_bytes
 
 __all__ = ["FALLBACK_LIMIT", "GraphMemory", "MemoryLimit", "check_graph_size", "estimate_bytes", "estimate_parts",
            "machine_limit", "model_bytes"]
@@ -95,23 +96,6 @@ def estimate_bytes(n_pos: int, n_layers: int, d_model: int, d_vocab: int, k_per_
                           n_heads).total
 
 
-def _host_free() -> int | None:
-    """Bytes of RAM free for new work now (MemAvailable: free plus reclaimable cache), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # no psutil, or a platform it cannot read
-        return None
-
-
 def machine_limit(device: str = "cpu", model_bytes: int = 0) -> MemoryLimit:
     """What a graph may use on this machine now: :data:`USABLE` of the free RAM and, for a CUDA model, of
     the device's free memory; ``model_bytes`` (a model not loaded yet) comes off the side that will hold
@@ -123,7 +107,7 @@ def machine_limit(device: str = "cpu", model_bytes: int = 0) -> MemoryLimit:
         except ValueError:
             raise InterpError(f"INTERP_GRAPH_MEMORY_GB must be a number of gigabytes, not {by_hand!r}") from None
     else:
-        free = _host_free()
+        free = available_bytes()
         host, where = (int(USABLE * free), "free on this machine") if free else (FALLBACK_LIMIT, "default")
     if not str(device).startswith("cuda"):
         return MemoryLimit(max(0, host - model_bytes), None, where)
