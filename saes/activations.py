@@ -148,6 +148,7 @@ class ActivationStore:
         pending = self._pending.pop(source, None)
         acts = pending.result() if pending is not None else self._read(shard) if shard is not None else None
         self._prefetch(block)
+        self._block = None  # the last block goes before the next is built: one block held, not two
         if acts is None:
             acts = self._shuffled(self._harvest(source), source)
             if shard is not None:  # shards hold every token; the outlier filter is applied on reading
@@ -165,7 +166,12 @@ class ActivationStore:
         """``acts`` with their tokens in one seeded order (the same for every hook)."""
         perm = torch.randperm(self.tokens_per_block,
                               generator=torch.Generator().manual_seed(self.seed * 1_000_003 + salt))
-        return {h: a[perm.to(a.device)].contiguous() for h, a in acts.items()}
+        out = {}
+        for h in list(acts):  # each hook's unshuffled copy goes as its shuffled one is made: a block and one hook
+            a = acts.pop(h)
+            out[h] = a[perm.to(a.device)].contiguous()
+            del a
+        return out
 
     def _shard(self, block: int) -> Path | None:
         return self.cache_dir / f"block-{block:06d}.safetensors" if self.cache_dir else None
@@ -206,7 +212,7 @@ class ActivationStore:
                               f"batches of {self.batch_size} the block must supply; choose a batch size that leaves "
                               f"room (a block holds {self.tokens_per_block:,} tokens), or raise max_norm_ratio "
                               "(0 keeps everything)")
-        return {h: a[keep] for h, a in acts.items()}
+        return {h: acts.pop(h)[keep] for h in list(acts)}  # one hook's copy at a time, as _shuffled
 
     @torch.no_grad()
     def _harvest(self, block: int) -> dict[str, Tensor]:
@@ -234,7 +240,7 @@ class ActivationStore:
             for h in self.hooks:
                 a = cache[h][:, 1:]  # the BOS, or the first token acting as the attention sink
                 out[h].append(a.reshape(-1, a.shape[-1]).float())
-        acts = {h: torch.cat(v) for h, v in out.items()}
+        acts = {h: torch.cat(out.pop(h)) for h in self.hooks}  # one hook's micro-batches and its block at a time
         return acts if _fits_on_device(acts, str(self.model.cfg.device)) else {h: a.cpu() for h, a in acts.items()}
 
 

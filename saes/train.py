@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from interp.cache import atomic_path
 from interp.corpus import corpus_id
 from interp.distributed import init_distributed, rank_world
 from interp.errors import InterpError, warn
+from interp.host_memory import available_bytes, peak_rss_bytes
 from interp.progress import Estimate, progress
 from saes.activations import ActivationStore
 from saes.base import SAE
@@ -48,6 +50,7 @@ from saes.io import make_sae, save_sae
 from saes.jumprelu import JumpReLUSAE
 from saes.step import TrainStep, make_optimizer, optimizer_step_
 from saes.topk import TopKSAE
+from saes.train_memory import check_training_memory, training_memory
 from saes.transcoder import TranscoderSet, layer_dir, save_circuit_tracer, write_set_manifest
 
 CALIBRATION_BATCHES = 8  # BatchTopK's inference threshold is set from the run's last batches
@@ -200,6 +203,9 @@ class TrainResult:
     """A multi-layer run's dictionaries by layer (``sae`` is the first)."""
     finals: dict[int, dict] = field(default_factory=dict)
     """Each layer's last metrics line."""
+    memory: dict = field(default_factory=dict)
+    """The memory estimate printed before harvesting (:mod:`saes.train_memory`) and the process's peak
+    resident memory at the end (host; a GPU's dictionaries are not in it)."""
 
 
 def check_train_out(cfg: TrainConfig, out_dir: str | Path, resume: bool = True) -> None:
@@ -269,7 +275,14 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
                             max_norm_ratio=cfg.max_norm_ratio, epochs=cfg.epochs)
     if cfg.epochs > 1:  # fail now, not after the first epoch, if even every pass is too short
         store.epoch_of((cfg.steps - 1) // store.batches_per_block)
-    sample = {h: a.to(device) for h, a in store.sample(8192 if cfg.hook_out else min(cfg.batch_size, 8192)).items()}
+    memory = training_memory(cfg, model.cfg.d_model, store.tokens_per_block, store.model_batch, cfg.seq_len, device)
+    check_training_memory(memory)  # before the first harvest
+    if rank == 0:
+        free = available_bytes()
+        print(f"interp: estimate: {memory.line()}" + (f"; {free / 2**30:.1f} GB free" if free else ""),
+              file=sys.stderr, flush=True)
+    # a copy: views would keep block 0 (every hook's activations) alive for the whole run
+    sample = {h: a.to(device, copy=True) for h, a in store.sample(8192 if cfg.hook_out else min(cfg.batch_size, 8192)).items()}
     runs = [_Run(model, jcfg, jout, store, sample, resume, rank, world) for jcfg, jout in jobs]
     start = min(r.start for r in runs)
     what = (f"{len(runs)} {'transcoders' if cfg.hook_out else 'SAEs'} ({cfg.architecture}, layers "
@@ -322,7 +335,8 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     if cfg.clt:  # one dictionary: each layer's line is the pooled line with that layer's FVU
         finals = {layer: {**first.last, "fvu": f} for layer, f in zip(cfg.layers, first.last.get("fvu_per_layer", []))}
     return TrainResult(first.sae, cfg.steps, cfg.steps * cfg.batch_size, time.perf_counter() - t0, first.last, start,
-                       out, {layer: r.sae for layer, r in zip(cfg.layers or [], runs)}, finals)
+                       out, {layer: r.sae for layer, r in zip(cfg.layers or [], runs)}, finals,
+                       {**memory.to_dict(), "peak_gb": round(peak_rss_bytes() / 2**30, 3)})
 
 
 def _span(layers: list[int] | None) -> str:

@@ -65,3 +65,14 @@ def killed_at_step(monkeypatch):
         monkeypatch.setattr(ActivationStore, "batch", dies)
 
     return kill
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A small offline corpus file (300 BBC News documents) for training tests."""
+    from interp.corpus import documents
+
+    path = tmp_path_factory.mktemp("corpus") / "news.txt"
+    docs = [d for _, d in zip(range(300), documents("bbc-news"))]
+    path.write_text("\n\n".join(d.replace("\n\n", "\n") for d in docs))
+    return str(path)

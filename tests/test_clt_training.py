@@ -15,16 +15,6 @@ from saes.transcoder import CLTSet, load_set
 IN, OUT = "blocks.{l}.hook_resid_mid", "blocks.{l}.hook_mlp_out"
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from interp.corpus import documents
-
-    path = tmp_path_factory.mktemp("corpus") / "news.txt"
-    docs = [d for _, d in zip(range(300), documents("bbc-news"))]
-    path.write_text("\n\n".join(d.replace("\n\n", "\n") for d in docs))
-    return str(path)
-
-
 def _random(arch: str, skip: bool = True, seed: int = 0) -> TrainableCLT:
     g = torch.Generator().manual_seed(seed)
     L, d, F = 3, 8, 12

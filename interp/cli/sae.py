@@ -176,12 +176,19 @@ def _train(args) -> dict:
     out = {"model": model.cfg.model_name, "out": str(res.out_dir), "hook": hook, "architecture": args.arch,
            "d_in": res.sae.cfg.d_in, "d_sae": res.sae.cfg.d_sae, "steps": res.steps, "tokens": res.tokens,
            "resumed_from_step": res.resumed_from, "final": res.final, "epochs": res.final.get("epoch", 1),
-           "axes": {}, "seconds": res.seconds}
+           "memory": res.memory, "axes": {}, "seconds": res.seconds}
     if layers is not None:
         per_layer = [{"layer": layer, **res.finals[layer]} for layer in layers]
         out.update(hook_out=hook_out, transcoder=bool(hook_out), clt=args.clt, layers=layers, per_layer=per_layer,
                    final=set_final(per_layer), axes={"per_layer": ["layer"]})
     return out
+
+
+def _print_memory(out: dict) -> None:
+    m = out.get("memory") or {}
+    if m.get("peak_gb"):
+        print(f"memory: peak {m['peak_gb']:.2f} GB resident against the estimate {m['estimate_gb']:.2f} GB"
+              + (" (dictionaries on the GPU, not counted)" if m.get("dictionaries_on") == "gpu" else ""))
 
 
 def set_final(per_layer: list[dict]) -> dict:
@@ -497,11 +504,13 @@ def summary(verb_name: str, args: argparse.Namespace, out: dict) -> None:
               f"(layer {fin['worst_fvu_layer']}), mean L0 {fin.get('l0', 0):.1f}")
         for f in out["per_layer"]:
             print(f"  layer {f['layer']:>2}  L0 {f.get('l0', 0):5.1f}  FVU {f.get('fvu', 0):.3f}  dead {f.get('dead_frac', 0):.3f}")
+        _print_memory(out)
     elif sub == "train":
         f = out["final"]
         passes = f", {out['epochs']} passes over the corpus" if out.get("epochs", 1) > 1 else ""
         print(f"trained {out['steps']} steps ({out['tokens']:,} tokens{passes}) into {out['out']}: "
               f"L0 {f.get('l0', 0):.1f}, FVU {f.get('fvu', 0):.3f}, dead {f.get('dead_frac', 0):.3f}")
+        _print_memory(out)
     elif sub == "extract":
         corpus = str(out.get("corpus", ""))
         txt = corpus.endswith(".txt") or (Path(corpus).is_dir() and any(Path(corpus).rglob("*.txt")))
