@@ -388,3 +388,37 @@ def test_attribution_graph_page_in_chromium_on_a_tiny_model(tmp_path):
               return r.right <= w + 1 && r.bottom <= h + 1; }); }""")
         assert len(inside) >= 20 and all(inside), inside
         browser.close()
+
+
+def test_attribution_graph_page_draws_a_cross_layer_transcoders_graph_in_chromium(tmp_path, tiny_models):
+    """A CLT folder (Gemma Scope 2's layout) given as the page's transcoder set: the graph draws with its
+    scores, clicks on nodes land, and ablating a feature changes the real model's logits."""
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("chromium is not installed (the README's test command installs it)")
+    from playwright.sync_api import sync_playwright
+
+    from saes.clt import save_gemma_scope_clt
+    from tests.test_clt import random_clt
+
+    folder = save_gemma_scope_clt(random_clt(tiny_models["tiny-llama"], seed=5), tmp_path / "clt")
+    env = {**os.environ, "INTERP_CACHE": str(tmp_path / "cache"), "INTERP_TRANSCODERS": str(folder)}
+    with explorer("tiny-llama", env) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(base + "/Attribution_graph?node_t=0.95")
+        page.wait_for_selector(".st-key-graph .js-plotly-plot", timeout=300_000)
+        _idle(page)
+        _no_errors(page)
+        assert "Replacement score" in page.inner_text("body")
+        assert _clicks_land(page) >= 2
+        features = [n for n in _graph_nodes(page) if n[3].startswith("L")]
+        assert features, "no feature node at node threshold 0.95"
+        _click_node(page, *features[0][:2], features[0][3])
+        page.get_by_role("button", name="Ablate / steer this feature").click()
+        page.wait_for_selector("text=Largest logit change", timeout=120_000)
+        _idle(page)
+        _no_errors(page)
+        line = page.locator("text=Largest logit change").inner_text()
+        assert float(re.search(r"real model ([0-9.]+)", line).group(1)) > 0, line
+        browser.close()
