@@ -7,6 +7,9 @@ spec is one of
 - ``"default"``: the offline default, every document of the three shipped
   sources below, in one seeded order;
 - a shipped source by name: ``"bbc-news"``, ``"wordnet"``, ``"kjv"``;
+- ``"python-docs"``: held-out text unlike the default corpus, outside it: the 79 topics of Python's
+  language reference that every Python carries (``pydoc_data.topics``, ≈0.1M tokens), for
+  evaluating dictionaries off their training distribution (``interp sae eval DIR --corpus python-docs``);
 - a local ``.txt`` (blank-line separated documents), ``.jsonl`` / ``.parquet``
   (a ``text`` field or column) file, or a folder of them;
 - a Hugging Face dataset name (``"hf:NAME"`` or a name that is not a path),
@@ -52,6 +55,7 @@ __all__ = ["DEFAULT", "SOURCES", "Source", "check_corpus", "corpus_id", "corpus_
     "token_rows"]
 
 DEFAULT = "default"
+PYTHON_DOCS = "python-docs"
 _WORDNET_DOC_SYNSETS = 40  # consecutive synsets per WordNet "document"
 
 
@@ -237,9 +241,18 @@ def _read_hf(spec: str) -> Iterator[str]:
         yield row["text"]
 
 
+def _python_docs() -> Iterator[str]:
+    from pydoc_data.topics import topics
+
+    for name in sorted(topics):
+        yield topics[name].strip()
+
+
 def _kind(spec: str) -> str:
     if spec == DEFAULT:
         return "default"
+    if spec == PYTHON_DOCS:
+        return "python-docs"
     if spec in SOURCES:
         return "source"
     if not spec.startswith("hf:") and Path(spec).exists():
@@ -259,6 +272,8 @@ def documents(spec: str | None = None) -> Iterator[str]:
         yield from docs
     elif kind == "source":
         yield from _READERS[spec]()
+    elif kind == "python-docs":
+        yield from _python_docs()
     elif kind == "local":
         for path in _local_files(Path(spec)):
             yield from _read_local(path)
@@ -274,6 +289,8 @@ def corpus_id(spec: str | None = None) -> str:
     if kind in ("default", "source"):
         for name in SOURCES if kind == "default" else [spec]:
             h.update(f"{name}={_version(SOURCES[name].package)};".encode())
+    elif kind == "python-docs":
+        h.update(f"python={sys.version_info.major}.{sys.version_info.minor}".encode())
     elif kind == "local":
         for path in _local_files(Path(spec)):
             h.update(str(path.relative_to(spec) if Path(spec).is_dir() else path.name).encode())

@@ -94,3 +94,14 @@ def test_stats_count_tokens(tiny_models, tmp_path, monkeypatch):
     naive = len(tok.encode("the cat sat", add_special_tokens=False)) + len(tok.encode("on the mat", add_special_tokens=False))
     assert stats["documents"] == 2 and stats["tokens"] == naive
     assert Path(next((tmp_path / "cache" / "corpora").iterdir())).suffix == ".json"
+
+
+def test_python_docs_is_a_held_out_corpus_outside_the_default():
+    from pydoc_data.topics import topics
+
+    from interp.corpus import corpus_id, documents
+
+    docs = list(documents("python-docs"))
+    assert docs == [topics[k].strip() for k in sorted(topics)] and len(docs) > 50
+    assert corpus_id("python-docs") != corpus_id() and corpus_id("python-docs").startswith("python-docs-")
+    assert not set(docs[:5]) & set(d for _, d in zip(range(3000), documents()))
