@@ -9,8 +9,12 @@ For the Eiffel prompt and ten more known facts (``interp/data/known_facts.json``
   and the influence-weighted share of the top features at the last subject token, with their
   influence-weighted mean layer.
 
-    python -m benchmarks.graph_quality --transcoders DIR [--prompts 11 --top 20 --trace-samples 3
-                                                          --max-feature-nodes 4096]
+    python -m benchmarks.graph_quality --transcoders DIR [DIR ...] [--prompts 11 --top 20 --trace-samples 3
+                                                                    --max-feature-nodes 4096]
+
+Several sets (a per-layer set and a cross-layer transcoder trained on the same tokens, say) are scored on
+the same prompts, one after another, and reported side by side under ``sets``, with the first set's
+figures also at the top level.
 """
 
 from __future__ import annotations
@@ -24,15 +28,13 @@ from benchmarks._harness import emit, machine
 
 
 def main(argv: list[str] | None = None) -> None:
-    from interp.circuits.graph import attribution_graph
-    from interp.circuits.graph_intervention import intervene
-    from interp.knowledge.tracing import fill_template, load_facts, subject_span, trace
+    from interp.knowledge.tracing import load_facts
     from interp.models import load_model
     from saes.transcoder import load_set
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--transcoders", required=True)
+    ap.add_argument("--transcoders", required=True, nargs="+", help="one or more sets (per-layer or CLT folders)")
     ap.add_argument("--prompts", type=int, default=11)
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--trace-samples", type=int, default=3)
@@ -40,8 +42,21 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     model = load_model(args.model)
-    tset = load_set(args.transcoders)
     facts = load_facts()[:args.prompts]
+    t0 = time.perf_counter()
+    traces: dict = {}  # the causal trace of a prompt does not depend on the set: once per prompt
+    sets = [_score(model, load_set(path), path, facts, args, traces) for path in args.transcoders]
+    emit({"benchmark": "graph_quality", "model": args.model, "machine": machine(), **sets[0],
+          "sets": [{"transcoders": s["transcoders"], "kind": s["kind"], "mean": s["mean"]} for s in sets],
+          "seconds": time.perf_counter() - t0})
+
+
+def _score(model, tset, path: str, facts: list[dict], args, traces: dict) -> dict:
+    """One set's figures on ``facts`` (module docstring)."""
+    from interp.circuits.graph import attribution_graph
+    from interp.circuits.graph_intervention import intervene
+    from interp.knowledge.tracing import fill_template, subject_span, trace
+
     rows, pred_all, real_all = [], [], []
     t0 = time.perf_counter()
     for fact in facts:
@@ -57,7 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         real_all += real
         start, end = subject_span(model, prompt, fact["subject"])
         last_subject = end - 1
-        tr = trace(model, prompt, fact["subject"], fact["answer"], kinds=("mlp",), samples=args.trace_samples)
+        if prompt not in traces:
+            traces[prompt] = trace(model, prompt, fact["subject"], fact["answer"], kinds=("mlp",),
+                                   samples=args.trace_samples)
+        tr = traces[prompt]
         mlp = tr.scores["mlp"]
         peak_tok, peak_layer = divmod(int(mlp.argmax()), mlp.shape[1])
         infl = g.prune(0.8, 0.98).node_influence.numpy()[:g.n_features]
@@ -74,9 +92,8 @@ def main(argv: list[str] | None = None) -> None:
                      "top_features_by_position": {str(p): float(w[g.features[top, 1] == p].sum())
                                                   for p in sorted(set(g.features[top, 1].tolist()))}})
     mean = lambda key, sub: float(np.mean([r[key][sub] for r in rows]))  # noqa: E731
-    emit({"benchmark": "graph_quality", "model": args.model, "machine": machine(), "transcoders": args.transcoders,
-          "max_feature_nodes": args.max_feature_nodes,
-          "prompts": rows, "seconds": time.perf_counter() - t0,
+    return {"transcoders": path, "kind": "clt" if hasattr(tset, "clt") else "per-layer",
+            "max_feature_nodes": args.max_feature_nodes, "prompts": rows, "seconds": time.perf_counter() - t0,
           "mean": {"replacement": mean("scores", "replacement"), "completeness": mean("scores", "completeness"),
                    "replacement_pruned": mean("scores_pruned", "replacement"),
                    "completeness_pruned": mean("scores_pruned", "completeness"),
@@ -85,8 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                         for r in rows])),
                    "trace_peak_at_last_subject_token": float(np.mean([r["trace_peak"]["token"] ==
                                                                       r["trace_peak"]["last_subject_token"]
-                                                                      for r in rows]))}})
-
+                                                                      for r in rows]))}}
 
 if __name__ == "__main__":
     main()

@@ -200,7 +200,13 @@ def test_the_circuit_tracer_comparison_refuses_topk_and_compares_node_for_node(c
     assert compat._compare(g, ct)["max_edge_difference"] == pytest.approx(1.0)
 
 
-def test_graph_quality_benchmark(capsys, tiny_transcoders):
-    out = _run(benchmarks.graph_quality, ["--model", "tiny-llama", "--transcoders", tiny_transcoders, "--prompts", "2",
-                                          "--top", "4", "--trace-samples", "2"], capsys)
+def test_graph_quality_benchmark(capsys, tiny_transcoders, tiny_models, tmp_path):
+    from saes.clt import save_circuit_tracer_clt
+    from tests.test_clt import random_clt
+
+    clt = save_circuit_tracer_clt(random_clt(tiny_models["tiny-llama"], seed=5), tmp_path / "clt")
+    out = _run(benchmarks.graph_quality, ["--model", "tiny-llama", "--transcoders", tiny_transcoders, str(clt),
+                                          "--prompts", "2", "--top", "4", "--trace-samples", "2"], capsys)
     assert len(out["prompts"]) == 2 and "ablation_r_pooled" in out["mean"]
+    assert [s["kind"] for s in out["sets"]] == ["per-layer", "clt"] and out["sets"][0]["mean"] == out["mean"]
+    assert 0 <= out["sets"][1]["mean"]["completeness"] <= 1
