@@ -61,9 +61,14 @@ def _cfg(corpus, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def test_a_killed_clt_job_resumes_bit_exact_and_its_files_round_trip(tiny_models, corpus, tmp_path, killed_at_step):
-    model = tiny_models["tiny-llama"]
-    cfg = _cfg(corpus)
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3"])
+def test_a_killed_clt_job_resumes_bit_exact_and_its_files_round_trip(tiny_models, corpus, tmp_path, killed_at_step,
+                                                                      name):
+    from interp.architectures import architecture
+
+    model = tiny_models[name]
+    hook = architecture(model).transcoder_input  # Gemma: the pre-feedforward norm's output
+    cfg = _cfg(corpus, hook=hook)
     whole = train(model, cfg, tmp_path / "whole")
     killed_at_step(6)
     with pytest.raises(KeyboardInterrupt):
@@ -76,14 +81,14 @@ def test_a_killed_clt_job_resumes_bit_exact_and_its_files_round_trip(tiny_models
     assert sorted(whole.finals) == [0, 1, 2] and all(0 < f["fvu"] < 2 for f in whole.finals.values())
     tset = load_set(tmp_path / "whole")  # circuit-tracer's CLT layout, as the trainer writes it
     assert isinstance(tset, CLTSet) and sorted(tset.layers) == [0, 1, 2]
-    assert tset.input_hook(1) == "blocks.1.hook_resid_mid" and tset.clt.architecture == "jumprelu"
+    assert tset.input_hook(1) == hook.format(l=1) and tset.clt.architecture == "jumprelu"
     folded = whole.sae.folded()
     for a, b in ((tset.clt, folded), (load_clt(save_gemma_scope_clt(tset.clt, tmp_path / "gs")), folded),
                  (load_clt(save_circuit_tracer_clt(tset.clt, tmp_path / "ct")), folded)):
         for name, p in b.state_dict().items():
             torch.testing.assert_close(a.state_dict()[name], p, rtol=1e-6, atol=1e-7, msg=name)
     with pytest.raises(InterpError, match="different run"):  # a resume with other options
-        train(model, _cfg(corpus, d_sae=16), tmp_path / "killed")
+        train(model, _cfg(corpus, hook=hook, d_sae=16), tmp_path / "killed")
 
 
 def test_a_topk_clt_keeps_unit_decoders_and_reads_back_as_topk(tiny_models, corpus, tmp_path):
