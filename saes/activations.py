@@ -1,6 +1,6 @@
 """A streaming activation store: corpus tokens in, shuffled activation batches out.
 
-The model runs only up to the deepest hooked layer (``stop_at_layer``), several hooks
+The model runs only up to the last hook harvested (:func:`interp.capture.capture`), several hooks
 are harvested in one pass, and each row's first position is dropped: the BOS where
 the model prepends one, otherwise the first token, which then acts as the attention
 sink (on SmolLM2 its residual norm at L15 is ~23,600 against a median of ~170, and
@@ -38,6 +38,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from interp.cache import atomic_path
+from interp.capture import capture
+from interp.host_memory import release_freed_memory
 from interp.corpus import corpus_id, token_rows
 from interp.errors import InterpError, check_hook
 
@@ -64,9 +66,7 @@ class ActivationStore:
                  epochs: int = 1):
         for h in hooks:
             check_hook(model, h)
-        layers = [int(h.split(".")[1]) for h in hooks if h.startswith("blocks.")]
         self.model, self.hooks, self.corpus = model, list(hooks), corpus
-        self.stop_at = (max(layers) + 1) if len(layers) == len(hooks) else None
         self.batch_size, self.seq_len, self.block_rows = batch_size, seq_len, block_rows
         self.model_batch, self.seed, self.max_norm_ratio = model_batch, seed, max_norm_ratio
         self.device = device or str(model.cfg.device)
@@ -160,6 +160,7 @@ class ActivationStore:
         acts = {h: a.to(home, non_blocking=True) for h, a in acts.items()}
         acts = self._drop_massive(acts, block)
         self._block = (block, acts)
+        release_freed_memory()  # the harvest's copies, handed back rather than kept by the allocator
         return acts
 
     def _shuffled(self, acts: dict[str, Tensor], salt: int) -> dict[str, Tensor]:
@@ -235,11 +236,10 @@ class ActivationStore:
             tokens = torch.stack(rows[i:i + self.model_batch]).to(self.model.cfg.device)
             if self.bos:
                 tokens = torch.cat([tokens.new_full((tokens.shape[0], 1), bos), tokens], 1)
-            kwargs = {"stop_at_layer": self.stop_at} if self.stop_at is not None else {}
-            _, cache = self.model.run_with_cache(tokens, names_filter=lambda n: n in self.hooks, **kwargs)
+            # the BOS, or the first token acting as the attention sink, dropped as each hook fires (a copy)
+            got = capture(self.model, tokens, self.hooks, lambda a: a[:, 1:].reshape(-1, a.shape[-1]).float())
             for h in self.hooks:
-                a = cache[h][:, 1:]  # the BOS, or the first token acting as the attention sink
-                out[h].append(a.reshape(-1, a.shape[-1]).float())
+                out[h].append(got.pop(h))
         acts = {h: torch.cat(out.pop(h)) for h in self.hooks}  # one hook's micro-batches and its block at a time
         return acts if _fits_on_device(acts, str(self.model.cfg.device)) else {h: a.cpu() for h, a in acts.items()}
 

@@ -50,11 +50,11 @@ def clt_parameter_count(n_layers: int, d_model: int, d_sae: int, skip: bool) -> 
 
 
 def clt_training_bytes(n_layers: int, d_model: int, d_sae: int, skip: bool, batch_size: int) -> int:
-    """What training holds beyond the model and the activation blocks: weights, gradients and Adam's two
-    moments (4 × the parameters in fp32), and the step's [batch, L, F] pre-activations, codes and their
+    """What training holds beyond the model and the activation blocks: weights, gradients, Adam's two
+    moments and the optimiser's temporaries (5 × the parameters in fp32), and the step's [batch, L, F] pre-activations, codes and their
     gradients (4 of them) with the stacked [batch, L, d] inputs, targets and reconstructions (6)."""
     params = clt_parameter_count(n_layers, d_model, d_sae, skip)
-    return 4 * (4 * params + batch_size * n_layers * (4 * d_sae + 6 * d_model))
+    return 4 * (5 * params + batch_size * n_layers * (4 * d_sae + 6 * d_model))
 
 
 class TrainableCLT(nn.Module):

@@ -40,7 +40,7 @@ def test_store_stops_at_the_layer_and_matches_a_full_forward(tiny_models, corpus
     model = tiny_models["tiny-gpt2"]  # prepends BOS: the store must drop it
     store = ActivationStore(model, ["blocks.0.hook_resid_post", HOOK], corpus, batch_size=64, seq_len=16,
                             block_rows=8)
-    assert store.stop_at == 2 and store.batches_per_block == 2
+    assert store.batches_per_block == 2
     b0, b0_again = store.batch(0), store.batch(0)
     assert all(torch.equal(b0[h], b0_again[h]) for h in b0) and b0[HOOK].shape == (64, model.cfg.d_model)
     from interp.corpus import token_rows

@@ -26,14 +26,15 @@ def test_the_estimate_counts_the_block_the_store_holds_and_the_dictionaries_para
     store = ActivationStore(model, cfg.hooks(), corpus, cfg.batch_size, cfg.seq_len, cfg.block_rows, max_norm_ratio=0)
     m = training_memory(cfg, model.cfg.d_model, store.tokens_per_block, store.model_batch, cfg.seq_len, process=0)
     held = sum(a.numel() * a.element_size() for a in store.block(0).values())
-    assert m.block == held
+    assert m.block == 2 * held  # the block in use and the next one being built
+    assert m.sample == min(8192, store.tokens_per_block) * 6 * model.cfg.d_model * 4
     d = model.cfg.d_model
     if clt:
         params = sum(p.numel() for p in TrainableCLT(3, d, 48, "topk", k=4).parameters())
     else:
         params = 3 * sum(p.numel() for p in make_sae(SAEConfig("topk", d, 48, hook_name="x", k=4, hook_out="y",
                                                                 skip=True)).parameters())
-    optimiser = 4 * 4 * params  # weights, gradients and Adam's two moments, fp32
+    optimiser = 5 * 4 * params  # weights, gradients, Adam's two moments (and temporaries), fp32
     assert optimiser < m.dictionaries < optimiser + 4 * cfg.batch_size * 3 * (6 * 48 + 6 * d) + 1
     assert m.host == m.block + m.harvest + m.sample + m.dictionaries
 

@@ -16,7 +16,7 @@ and massive activations, whose norm exceeds ``max_norm_ratio`` × the median of 
 micro-batch at any of the SAEs' hooks. Their token rows stay in the store with
 ``skipped`` set (1: sink, 2: massive), and the manifest counts them.
 
-The model runs only to the deepest SAE's layer (``stop_at_layer``). A shard is written
+The model runs only as far as the last SAE's hook (:func:`interp.capture.capture`). A shard is written
 as Parquet files moved into place atomically, then committed by its record
 ``shards/NNNNN.json``; a killed job loses at most the shard in flight.
 """
@@ -37,6 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.cache import atomic_path, write_json
+from interp.capture import capture
 from interp.corpus import corpus_id, documents
 from interp.errors import InterpError
 from interp.processes import alive
@@ -243,9 +244,6 @@ def _extract(model, sae_dirs: list[str | Path], out: Path, cfg: ExtractConfig,
     if first_context is None:
         raise InterpError(f"corpus {cfg.corpus or 'default'} has no text: no document of at least 2 tokens")
     old = _open_store(out, config, model, rank)
-    hooks = sorted({h for _, h, _ in saes})
-    layers = [int(h.split(".")[1]) for h in hooks if h.startswith("blocks.")]
-    stop_at = max(layers) + 1 if len(layers) == len(hooks) else None
 
     t0 = time.perf_counter()
     written_tokens, written = 0, 0
@@ -261,7 +259,7 @@ def _extract(model, sae_dirs: list[str | Path], out: Path, cfg: ExtractConfig,
             bar.total = bar.n
         if shard % world != rank or _committed(out, shard):
             continue
-        _write_shard(model, saes, out, shard, first, items, cfg, bos, stop_at)
+        _write_shard(model, saes, out, shard, first, items, cfg, bos)
         written_tokens += size
         written += 1
         bar.set_postfix_str(f"shard {shard}")
@@ -369,7 +367,7 @@ def _committed(out: Path, shard: int) -> bool:
 
 @torch.no_grad()
 def _write_shard(model, saes, out: Path, shard: int, first: int, items: list, cfg: ExtractConfig,
-                 bos: int | None, stop_at: int | None) -> None:
+                 bos: int | None) -> None:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -387,8 +385,7 @@ def _write_shard(model, saes, out: Path, shard: int, first: int, items: list, cf
         for i, (_, _, row) in enumerate(batch):
             ids[i, :len(row)] = torch.tensor(row)
         tokens = ids if bos is None else torch.cat([torch.full((len(batch), 1), bos), ids], 1)
-        kwargs = {"stop_at_layer": stop_at} if stop_at is not None else {}
-        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=lambda n: n in hooks, **kwargs)
+        cache = capture(model, tokens.to(model.cfg.device), hooks)
         off = 0 if bos is None else 1
         pos = torch.arange(width)
         valid = pos[None] < lens[:, None]
