@@ -279,7 +279,7 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
     check_training_memory(memory)  # before the first harvest
     if rank == 0:
         free = available_bytes()
-        print(f"interp: estimate: {memory.line()}" + (f"; {free / 2**30:.1f} GB free" if free else ""),
+        print(f"interp: {memory.line()}" + (f"; {free / 2**30:.1f} GB free" if free else ""),
               file=sys.stderr, flush=True)
     # a copy: views would keep block 0 (every hook's activations) alive for the whole run
     sample = {h: a.to(device, copy=True) for h, a in store.sample(8192 if cfg.hook_out else min(cfg.batch_size, 8192)).items()}
