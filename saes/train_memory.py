@@ -78,13 +78,13 @@ def _dictionary_bytes(cfg, d: int) -> int:
 
 
 def training_memory(cfg, d_model: int, tokens_per_block: int, model_batch: int, seq_len: int,
-                    device: str = "cpu", process: int | None = None, n_layers: int = 0) -> TrainMemory:
-    """The estimate for ``cfg`` (a :class:`saes.train.TrainConfig`) on a model of width ``d_model``
-    whose harvest runs ``n_layers`` blocks (0: the deepest hooked layer's)."""
+                    device: str = "cpu", process: int | None = None) -> TrainMemory:
+    """The estimate for ``cfg`` (a :class:`saes.train.TrainConfig`) on a model of width ``d_model``; the
+    harvest runs the model's blocks up to the deepest hooked layer."""
     hooks = cfg.hooks()
     per_token = len(hooks) * d_model * 4
     block = 2 * tokens_per_block * per_token
-    layers = n_layers or 1 + max((int(h.split(".")[1]) for h in hooks if h.startswith("blocks.")), default=0)
+    layers = 1 + max((int(h.split(".")[1]) for h in hooks if h.startswith("blocks.")), default=0)
     rows = min(model_batch, max(1, -(-tokens_per_block // max(seq_len - 1, 1))))
     harvest = tokens_per_block * d_model * 4 + rows * (seq_len + 1) * layers * 2 * d_model * 4
     if cfg.activation_cache:

@@ -67,12 +67,31 @@ def killed_at_step(monkeypatch):
     return kill
 
 
+def news_corpus(folder, n_docs: int) -> str:
+    """A local .txt corpus of the first ``n_docs`` BBC News documents in ``folder`` (blank-line separated)."""
+    from interp.corpus import documents
+
+    path = folder / "news.txt"
+    docs = [d for _, d in zip(range(n_docs), documents("bbc-news"))]
+    path.write_text("\n\n".join(d.replace("\n\n", "\n") for d in docs))
+    return str(path)
+
+
+def run_ddp_worker(out, corpus: str, *mode: str, port: int):
+    """tests/_sae_ddp_worker.py on two gloo processes under torchrun, training into ``out``; the finished process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                           str(root / "tests" / "_sae_ddp_worker.py"), str(out), corpus, *mode],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=root)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """A small offline corpus file (300 BBC News documents) for training tests."""
-    from interp.corpus import documents
-
-    path = tmp_path_factory.mktemp("corpus") / "news.txt"
-    docs = [d for _, d in zip(range(300), documents("bbc-news"))]
-    path.write_text("\n\n".join(d.replace("\n\n", "\n") for d in docs))
-    return str(path)
+    return news_corpus(tmp_path_factory.mktemp("corpus"), 300)

@@ -102,20 +102,13 @@ def test_a_topk_clt_keeps_unit_decoders_and_reads_back_as_topk(tiny_models, corp
 
 
 def test_two_gloo_processes_train_the_same_clt_as_one(tiny_models, corpus, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.conftest import run_ddp_worker
 
-    root = Path(__file__).resolve().parent.parent
     cfg = TrainConfig(hook=IN, hook_out=OUT, layers=[0, 1, 2], clt=True, architecture="jumprelu", d_sae=32, k=8,
                       init_l0=4.0, tokens=256 * 8, batch_size=256, seq_len=32, block_rows=32, corpus=corpus, lr=1e-3,
                       log_every=4, checkpoint_every=4, max_norm_ratio=0.0)
     single = train(tiny_models["tiny-llama"], cfg, tmp_path / "single")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29536",
-                           str(root / "tests" / "_sae_ddp_worker.py"), str(tmp_path / "ddp"), corpus, "clt"],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    proc = run_ddp_worker(tmp_path / "ddp", corpus, "clt", port=29536)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp, ref = load_clt(tmp_path / "ddp"), single.sae.folded()
     for name, b in ref.state_dict().items():  # equal up to the order of the gradient sums

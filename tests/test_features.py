@@ -18,7 +18,7 @@ from interp.errors import InterpError
 from saes import SAEConfig, make_sae, save_sae
 from saes.features.extract import ExtractConfig, extract_features
 from saes.features.store import FeatureStore
-from tests.conftest import TINY
+from tests.conftest import TINY, news_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK = "blocks.1.hook_resid_post"
@@ -27,12 +27,7 @@ CTX = 24
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from interp.corpus import documents
-
-    path = tmp_path_factory.mktemp("fcorpus") / "news.txt"
-    docs = [d for _, d in zip(range(12), documents("bbc-news"))]
-    path.write_text("\n\n".join(d.replace("\n\n", "\n") for d in docs))
-    return str(path)
+    return news_corpus(tmp_path_factory.mktemp("fcorpus"), 12)
 
 
 def tiny_sae(model, path, seed=0, d_sae=48, k=4):

@@ -1,9 +1,6 @@
 """SAE training: the activation store, exact resume, DDP equivalence, numerical failures."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ from interp.errors import InterpError
 from saes import load_sae
 from saes.activations import ActivationStore
 from saes.train import TrainConfig, train
-from tests.conftest import TINY
+from tests.conftest import TINY, news_corpus, run_ddp_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK = "blocks.1.hook_resid_post"
@@ -22,12 +19,7 @@ HOOK = "blocks.1.hook_resid_post"
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """A small local corpus: 600 BBC articles, so the runs stay within it."""
-    from interp.corpus import documents
-
-    path = tmp_path_factory.mktemp("corpus") / "news.txt"
-    docs = [d for _, d in zip(range(600), documents("bbc-news"))]
-    path.write_text("\n\n".join(d.replace("\n\n", "\n") for d in docs))
-    return str(path)
+    return news_corpus(tmp_path_factory.mktemp("corpus"), 600)
 
 
 def _cfg(corpus=None, **kw):
@@ -120,10 +112,7 @@ def test_killed_run_resumes_to_identical_weights(tiny_models, corpus, tmp_path, 
 
 def test_two_gloo_processes_equal_one(tiny_models, corpus, tmp_path):
     single = train(tiny_models["tiny-llama"], _cfg(corpus), tmp_path / "single")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                           str(ROOT / "tests" / "_sae_ddp_worker.py"), str(tmp_path / "ddp"), corpus],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    proc = run_ddp_worker(tmp_path / "ddp", corpus, port=29533)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = load_sae(tmp_path / "ddp")
     ref = load_sae(tmp_path / "single")

@@ -18,16 +18,6 @@ from saes.transcoder import check_transcoder_hooks, load_set, parse_layers, save
 IN, OUT = "blocks.{l}.hook_resid_mid", "blocks.{l}.hook_mlp_out"
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from interp.corpus import documents
-
-    path = tmp_path_factory.mktemp("corpus") / "news.txt"
-    docs = [d for _, d in zip(range(300), documents("bbc-news"))]
-    path.write_text("\n\n".join(d.replace("\n\n", "\n") for d in docs))
-    return str(path)
-
-
 def _hand_set(arch: str, skip: bool, d=6, n=10, seed=0):
     g = torch.Generator().manual_seed(seed)
     sae = make_sae(SAEConfig(arch, d, n, hook_name="blocks.0.hook_resid_mid", hook_out="blocks.0.hook_mlp_out",
@@ -445,20 +435,13 @@ def test_the_cli_trains_and_evaluates_a_set_and_refuses_bad_input_in_one_line(co
 
 
 def test_two_gloo_processes_train_the_same_set_as_one(tiny_models, corpus, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.conftest import run_ddp_worker
 
-    root = Path(__file__).resolve().parent.parent
     cfg = TrainConfig(hook=IN, hook_out=OUT, layers=[0, 1, 2], architecture="topk", d_sae=128, k=8, tokens=256 * 8,
                       batch_size=256, seq_len=32, block_rows=32, corpus=corpus, lr=1e-3, log_every=4,
                       checkpoint_every=4, max_norm_ratio=0.0)
     single = train(tiny_models["tiny-llama"], cfg, tmp_path / "single")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
-                           str(root / "tests" / "_sae_ddp_worker.py"), str(tmp_path / "ddp"), corpus, "transcoders"],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    proc = run_ddp_worker(tmp_path / "ddp", corpus, "transcoders", port=29534)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = load_set(tmp_path / "ddp")
     for layer in (0, 1, 2):
