@@ -43,6 +43,30 @@ def test_the_training_forward_folds_to_the_clts_naive_formula(arch, skip):
     assert clt_parameter_count(3, 8, 12, skip) == sum(p.numel() for p in folded.parameters())
 
 
+def test_auxk_is_each_layers_dead_latents_reconstructing_its_own_residual():
+    """The batched AuxK against a loop over layers and tokens: the top dead latents of each layer (ReLU'd)
+    decode through their own-layer decoders; a layer with none dead adds nothing."""
+    from saes.clt_training import AUX_COEFFICIENT, AUX_K
+
+    m = _random("topk").double()
+    g = torch.Generator().manual_seed(2)
+    pre = torch.randn(6, 3, 12, generator=g, dtype=torch.float64)
+    resid = torch.randn(6, 3, 8, generator=g, dtype=torch.float64)
+    dead = torch.rand(3, 12, generator=g) < 0.5
+    dead[1] = False
+    want = 0.0
+    for layer in range(3):
+        if not dead[layer].any():
+            continue
+        for b in range(6):
+            chosen = sorted(((pre[b, layer, j].item(), j) for j in range(12) if dead[layer, j]), reverse=True)
+            r = resid[b, layer].clone()
+            for v, j in chosen[:AUX_K]:
+                r -= max(v, 0.0) * m.clt.W_dec[layer][j, 0]
+            want += r.pow(2).sum().item() / 6
+    assert m._aux(resid, pre, dead).item() == pytest.approx(AUX_COEFFICIENT * want, rel=1e-12)
+
+
 def test_per_layer_thresholds_get_each_layers_own_gradient():
     g = torch.Generator().manual_seed(2)
     pre = torch.randn(3, 50, 7, generator=g)
