@@ -34,7 +34,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from interp.cache import atomic_path
 from interp.corpus import corpus_id
 from interp.distributed import init_distributed, rank_world
 from interp.errors import InterpError, warn
@@ -50,6 +49,7 @@ from saes.io import make_sae, save_sae
 from saes.jumprelu import JumpReLUSAE
 from saes.step import TrainStep, make_optimizer, optimizer_step_
 from saes.topk import TopKSAE
+from saes.train_checkpoint import check_same_run, save_checkpoint
 from saes.train_memory import check_training_memory, training_memory
 from saes.transcoder import TranscoderSet, layer_dir, save_circuit_tracer, write_set_manifest
 
@@ -223,7 +223,7 @@ def check_train_out(cfg: TrainConfig, out_dir: str | Path, resume: bool = True) 
         ckpt = jout / "checkpoint.pt"
         if resume and ckpt.exists():
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            _check_same_run(ckpt, state, jcfg, compare_lr=bool(cfg.lr))
+            check_same_run(ckpt, state, jcfg, compare_lr=bool(cfg.lr))
     if cfg.tokens < cfg.batch_size:
         warn(f"--tokens {cfg.tokens:,} is less than one batch: training takes 1 step of --batch-size "
              f"{cfg.batch_size:,} tokens")
@@ -400,7 +400,7 @@ class _Run:
         self.start, self.aux_on = 0, None
         if resume and self.ckpt.exists():
             state = torch.load(self.ckpt, map_location=device, weights_only=True)
-            _check_same_run(self.ckpt, state, cfg)
+            check_same_run(self.ckpt, state, cfg)
             sae.load_state_dict(state["sae"])
             self.opt.load_state_dict(state["opt"])
             self.sched.load_state_dict(state["sched"])
@@ -467,7 +467,7 @@ class _Run:
 
     def checkpoint(self, step: int) -> None:
         self.check_finite()
-        _checkpoint(self.ckpt, self.sae, self.opt, self.sched, self.since_fired, step, self.cfg, self.aux_on)
+        save_checkpoint(self.ckpt, self.sae, self.opt, self.sched, self.since_fired, step, self.cfg, self.aux_on)
 
     def finish(self, rank: int) -> None:
         cfg, sae = self.cfg, self.sae
@@ -480,35 +480,6 @@ class _Run:
             else:
                 save_sae(sae, self.out)
             (self.out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
-
-
-def _check_same_run(ckpt: Path, state: dict, cfg: TrainConfig, compare_lr: bool = True) -> None:
-    """Refuse a checkpoint written with other options, naming them. Without ``compare_lr`` the
-    learning rate is left out: it is the width's default, known only once the model gives d_in."""
-    saved, want = dict(state.get("config") or {}), _comparable(cfg)
-    if not compare_lr:
-        saved.pop("lr", None)
-        want.pop("lr", None)
-    differ = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
-    if differ:
-        raise InterpError(f"{ckpt} belongs to a different run ({', '.join(differ)} differ); use another --out "
-                          "or remove the checkpoint")
-
-
-def _comparable(cfg: TrainConfig) -> dict:
-    d = asdict(cfg)
-    d["block_rows"] = cfg.resolved_block_rows()  # 0 means the default for the hooks: compare what it resolves to
-    if not d["hook_out"]:  # an SAE: checkpoints written before transcoders existed still resume
-        for k in ("hook_out", "skip", "layers"):
-            d.pop(k)
-    if not d["clt"]:  # and per-layer sets written before CLTs existed
-        d.pop("clt")
-    # epochs only bounds the run: batch i is the same for any number of epochs that reaches it
-    for k in ("checkpoint_every", "log_every", "compile", "cuda_graphs", "activation_cache", "epochs"):
-        d.pop(k)
-    if d["init_seed"] is None:
-        d.pop("init_seed")  # the default: checkpoints written before the field existed still resume
-    return d
 
 
 def _metrics(res, x, y, sae, since_fired, window, step, cfg, opt) -> dict:
@@ -526,10 +497,3 @@ def _metrics(res, x, y, sae, since_fired, window, step, cfg, opt) -> dict:
                 "l0": (res.output.feature_acts > 0).float().sum(-1).mean().item(), "fvu": fvu.item(),
                 "dead_frac": (since_fired * cfg.batch_size >= window).float().mean().item(),
                 "lr": float(opt.param_groups[0]["lr"])}
-
-
-def _checkpoint(path: Path, sae, opt, sched, since_fired, step: int, cfg: TrainConfig, aux_on: bool) -> None:
-    state = {"sae": sae.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-             "since_fired": since_fired.cpu(), "step": step, "aux_on": aux_on, "config": _comparable(cfg)}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)

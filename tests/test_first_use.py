@@ -72,11 +72,12 @@ def test_edit_refuses_a_layer_out_of_range_before_any_generation(tiny_models, mo
 def test_sae_train_refuses_another_runs_checkpoint_before_the_model_loads(tmp_path):
     import torch
 
-    from saes.train import TrainConfig, _comparable
+    from saes.train import TrainConfig
+    from saes.train_checkpoint import comparable
 
     out = tmp_path / "run"
     out.mkdir()
-    torch.save({"config": _comparable(TrainConfig(hook=HOOK, k=16, tokens=8192))}, out / "checkpoint.pt")
+    torch.save({"config": comparable(TrainConfig(hook=HOOK, k=16, tokens=8192))}, out / "checkpoint.pt")
     refused_before_loading("sae", "train", "--hook", HOOK, "--k", "32", "--tokens", "8192", "--out", str(out),
                            message="belongs to a different run (k differ)")
     assert (out / "checkpoint.pt").exists()  # nothing lost

@@ -297,7 +297,7 @@ def test_default_learning_rate_falls_with_the_root_of_the_width(tiny_models, cor
 def test_init_seed_changes_the_weights_and_not_the_tokens(tiny_models, corpus, tmp_path, monkeypatch):
     """--init-seed reseeds only the initial weights: the batches are the ones --seed alone gives,
     init_seed == seed reproduces the default run, and checkpoints without the field still resume."""
-    from saes.train import _comparable
+    from saes.train_checkpoint import comparable
 
     model = tiny_models["tiny-llama"]
     real, seen = ActivationStore.batch, []
@@ -318,5 +318,5 @@ def test_init_seed_changes_the_weights_and_not_the_tokens(tiny_models, corpus, t
     assert all(torch.equal(default[0][k], same[0][k]) for k in default[0])
     assert not torch.equal(default[0]["W_enc"], other[0]["W_enc"])
     assert other[1] == default[1] and data[1] != default[1]
-    assert "init_seed" not in _comparable(_cfg(corpus)) and _comparable(_cfg(corpus, init_seed=3))["init_seed"] == 3
+    assert "init_seed" not in comparable(_cfg(corpus)) and comparable(_cfg(corpus, init_seed=3))["init_seed"] == 3
     assert json.loads((tmp_path / "other" / "train_config.json").read_text())["init_seed"] == 1
