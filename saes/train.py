@@ -332,8 +332,10 @@ def _train(model, cfg: TrainConfig, out: Path, resume: bool) -> TrainResult:
                                               model.cfg.model_name), out)
     first = runs[0]
     finals = {layer: r.last for layer, r in zip(cfg.layers or [], runs)}
-    if cfg.clt:  # one dictionary: each layer's line is the pooled line with that layer's FVU
-        finals = {layer: {**first.last, "fvu": f} for layer, f in zip(cfg.layers, first.last.get("fvu_per_layer", []))}
+    if cfg.clt:  # one dictionary: each layer's line is the pooled line with that layer's FVU, L0 and dead share
+        pooled = {k: v for k, v in first.last.items() if not k.endswith("_per_layer")}
+        finals = {layer: {**pooled, "fvu": f, "l0": l0, "dead_frac": dead} for layer, f, l0, dead in
+                  zip(cfg.layers, *(first.last.get(f"{k}_per_layer", []) for k in ("fvu", "l0", "dead")))}
     return TrainResult(first.sae, cfg.steps, cfg.steps * cfg.batch_size, time.perf_counter() - t0, first.last, start,
                        out, {layer: r.sae for layer, r in zip(cfg.layers or [], runs)}, finals,
                        {**memory.to_dict(), "peak_gb": round(peak_rss_bytes() / 2**30, 3)})
@@ -489,9 +491,11 @@ def _metrics(res, x, y, sae, since_fired, window, step, cfg, opt) -> dict:
         resid = (y.float() - res.output.x_hat.float()) * sae.target_scale
         fvu = resid.pow(2).sum() / (xs - xs.mean(0)).pow(2).sum().clamp_min(1e-12)
         per_layer = {}
-        if y.dim() == 3:  # a CLT's layer-stacked targets: each layer's FVU as well as the pooled one
+        if y.dim() == 3:  # a CLT's layer-stacked targets: each layer's FVU, L0 and dead share besides the pooled
             per_layer = {"fvu_per_layer": (resid.pow(2).sum((0, 2)) / (xs - xs.mean(0)).pow(2).sum((0, 2))
-                                           .clamp_min(1e-12)).tolist()}
+                                           .clamp_min(1e-12)).tolist(),
+                         "l0_per_layer": (res.output.feature_acts > 0).float().sum(-1).mean(0).tolist(),
+                         "dead_per_layer": (since_fired * cfg.batch_size >= window).float().mean(-1).tolist()}
         return per_layer | {"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "loss": res.loss.item(),
                 "mse": res.mse.item(), "sparsity": res.sparsity.item(), "aux": res.aux.item(),
                 "l0": (res.output.feature_acts > 0).float().sum(-1).mean().item(), "fvu": fvu.item(),

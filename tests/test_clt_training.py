@@ -103,6 +103,10 @@ def test_a_killed_clt_job_resumes_bit_exact_and_its_files_round_trip(tiny_models
     for name, p in whole.sae.state_dict().items():
         assert torch.equal(p, resumed.sae.state_dict()[name]), name
     assert sorted(whole.finals) == [0, 1, 2] and all(0 < f["fvu"] < 2 for f in whole.finals.values())
+    finals = list(whole.finals.values())  # each layer's own L0 and dead share, which pool to the run's
+    assert not any(k.endswith("_per_layer") for f in finals for k in f)
+    assert sum(f["l0"] for f in finals) / 3 == pytest.approx(whole.final["l0"], rel=1e-5)
+    assert sum(f["dead_frac"] for f in finals) / 3 == pytest.approx(whole.final["dead_frac"], abs=1e-6)
     tset = load_set(tmp_path / "whole")  # circuit-tracer's CLT layout, as the trainer writes it
     assert isinstance(tset, CLTSet) and sorted(tset.layers) == [0, 1, 2]
     assert tset.input_hook(1) == hook.format(l=1) and tset.clt.architecture == "jumprelu"
