@@ -13,8 +13,8 @@ For the Eiffel prompt and ten more known facts (``interp/data/known_facts.json``
                                                                     --max-feature-nodes 4096]
 
 Several sets (a per-layer set and a cross-layer transcoder trained on the same tokens, say) are scored on
-the same prompts, one after another, and reported side by side under ``sets``, with the first set's
-figures also at the top level.
+the same prompts, one after another, and reported side by side under ``sets``, each with its prompts
+and means; the first set's figures are also at the top level.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     traces: dict = {}  # the causal trace of a prompt does not depend on the set: once per prompt
     sets = [_score(model, load_set(path), path, facts, args, traces) for path in args.transcoders]
     emit({"benchmark": "graph_quality", "model": args.model, "machine": machine(), **sets[0],
-          "sets": [{"transcoders": s["transcoders"], "kind": s["kind"], "mean": s["mean"]} for s in sets],
+          "sets": sets,
           "seconds": time.perf_counter() - t0})
 
 
@@ -94,7 +94,8 @@ def _score(model, tset, path: str, facts: list[dict], args, traces: dict) -> dic
     mean = lambda key, sub: float(np.mean([r[key][sub] for r in rows]))  # noqa: E731
     return {"transcoders": path, "kind": "clt" if hasattr(tset, "clt") else "per-layer",
             "max_feature_nodes": args.max_feature_nodes, "prompts": rows, "seconds": time.perf_counter() - t0,
-          "mean": {"replacement": mean("scores", "replacement"), "completeness": mean("scores", "completeness"),
+          "mean": {"active_features": float(np.mean([r["active_features"] for r in rows])),
+                   "replacement": mean("scores", "replacement"), "completeness": mean("scores", "completeness"),
                    "replacement_pruned": mean("scores_pruned", "replacement"),
                    "completeness_pruned": mean("scores_pruned", "completeness"),
                    "ablation_r_pooled": float(np.corrcoef(pred_all, real_all)[0, 1]),

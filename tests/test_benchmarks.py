@@ -209,4 +209,4 @@ def test_graph_quality_benchmark(capsys, tiny_transcoders, tiny_models, tmp_path
                                           "--prompts", "2", "--top", "4", "--trace-samples", "2"], capsys)
     assert len(out["prompts"]) == 2 and "ablation_r_pooled" in out["mean"]
     assert [s["kind"] for s in out["sets"]] == ["per-layer", "clt"] and out["sets"][0]["mean"] == out["mean"]
-    assert 0 <= out["sets"][1]["mean"]["completeness"] <= 1
+    assert 0 <= out["sets"][1]["mean"]["completeness"] <= 1 and len(out["sets"][1]["prompts"]) == 2
