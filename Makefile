@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make explore   set up, then launch the explorer on the embedded model (127.0.0.1:8501)
 #   make test      set up, check the import contracts and ruff, then run the whole test suite
-#                  (CPU; 28.3 min on a 2-core machine from a fresh clone, set-up included)
+#                  (CPU; 26.4 min on a 2-core machine from a fresh clone, set-up included)
 VENV ?= .venv
 PORT ?= 8501
 
