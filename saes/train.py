@@ -488,16 +488,15 @@ def _metrics(res, x, y, sae, since_fired, window, step, cfg, opt) -> dict:
     with torch.no_grad():
         y = x if y is None else y  # FVU of the target: the input for an SAE, the MLP output for a transcoder
         xs = y.float() * sae.target_scale
-        resid = (y.float() - res.output.x_hat.float()) * sae.target_scale
-        fvu = resid.pow(2).sum() / (xs - xs.mean(0)).pow(2).sum().clamp_min(1e-12)
+        err = ((y.float() - res.output.x_hat.float()) * sae.target_scale).pow(2)
+        var = (xs - xs.mean(0)).pow(2)
+        active = (res.output.feature_acts > 0).float().sum(-1)  # [batch] or, for a CLT, [batch, L]
+        dead = (since_fired * cfg.batch_size >= window).float()  # [F] or [L, F]
         per_layer = {}
         if y.dim() == 3:  # a CLT's layer-stacked targets: each layer's FVU, L0 and dead share besides the pooled
-            per_layer = {"fvu_per_layer": (resid.pow(2).sum((0, 2)) / (xs - xs.mean(0)).pow(2).sum((0, 2))
-                                           .clamp_min(1e-12)).tolist(),
-                         "l0_per_layer": (res.output.feature_acts > 0).float().sum(-1).mean(0).tolist(),
-                         "dead_per_layer": (since_fired * cfg.batch_size >= window).float().mean(-1).tolist()}
+            per_layer = {"fvu_per_layer": (err.sum((0, 2)) / var.sum((0, 2)).clamp_min(1e-12)).tolist(),
+                         "l0_per_layer": active.mean(0).tolist(), "dead_per_layer": dead.mean(-1).tolist()}
         return per_layer | {"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "loss": res.loss.item(),
                 "mse": res.mse.item(), "sparsity": res.sparsity.item(), "aux": res.aux.item(),
-                "l0": (res.output.feature_acts > 0).float().sum(-1).mean().item(), "fvu": fvu.item(),
-                "dead_frac": (since_fired * cfg.batch_size >= window).float().mean().item(),
-                "lr": float(opt.param_groups[0]["lr"])}
+                "l0": active.mean().item(), "fvu": (err.sum() / var.sum().clamp_min(1e-12)).item(),
+                "dead_frac": dead.mean().item(), "lr": float(opt.param_groups[0]["lr"])}
